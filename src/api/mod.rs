@@ -1,0 +1,125 @@
+//! The HTTP API of API.md: routes, shared state, body and query parsing, and the
+//! middleware every answer passes (metrics, security headers).
+
+pub mod account;
+pub mod login;
+pub mod ops;
+pub mod wechat;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::login::LoginService;
+use crate::metrics::Metrics;
+use crate::net::ClientIpPolicy;
+
+/// JSON request bodies are small; anything bigger is refused before parsing.
+pub const JSON_LIMIT: usize = 4 * 1024;
+/// WeChat callbacks (API.md: over 64 KiB is 413).
+pub const CALLBACK_LIMIT: usize = 64 * 1024;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub login: Arc<LoginService>,
+    pub settings: Arc<Settings>,
+    pub metrics: Metrics,
+    pub ip_policy: ClientIpPolicy,
+}
+
+/// Reads the body, refusing it as soon as it passes `limit` bytes.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge,
+            other => ApiError::InvalidRequest(format!("could not read the body: {other}")),
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Parses a JSON body (unknown fields ignored); an empty body is `{}` when `T` allows it.
+pub async fn json_body<T: DeserializeOwned>(payload: web::Payload) -> Result<T, ApiError> {
+    let bytes = read_body(payload, JSON_LIMIT).await?;
+    let text = if bytes.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &bytes[..] };
+    serde_json::from_slice(text).map_err(|e| ApiError::InvalidRequest(format!("bad JSON: {e}")))
+}
+
+/// Parses the query string into `T`.
+pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::InvalidRequest(format!("bad query: {e}")))
+}
+
+/// The bearer token of `Authorization`, or 401.
+pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// Counts every request by route pattern (never the raw path: no ids in labels) and
+/// adds the headers every answer carries.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    let mut res = next.call(req).await?;
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+    if let Some(m) = metrics {
+        m.http(&route, res.status().as_u16(), start.elapsed().as_secs_f64());
+    }
+    let h = res.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if route.starts_with("/api/") {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(res)
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({"error": "not_found", "message": "no such route"}))
+}
+
+/// Mounts the API, the WeChat callback and the operations endpoints.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/login/qrcode", web::post().to(login::create_qr))
+            .route("/login/status", web::get().to(login::status))
+            .route("/login/sms-code", web::post().to(login::sms_code))
+            .route("/login/bind-phone", web::post().to(login::bind_phone))
+            .route("/me", web::get().to(account::me))
+            .route("/logout", web::post().to(account::logout)),
+    )
+    .route("/wechat/{appid}/callback", web::get().to(wechat::verify_url))
+    .route("/wechat/{appid}/callback", web::post().to(wechat::callback))
+    .route("/healthz", web::get().to(ops::healthz))
+    .route("/readyz", web::get().to(ops::readyz))
+    .route("/metrics", web::get().to(ops::metrics));
+}
+
+pub fn default_service() -> actix_web::Route {
+    web::route().to(not_found)
+}

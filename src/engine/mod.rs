@@ -1,0 +1,17 @@
+//! The login engine: one actor per attempt, a registry that routes to them, a pure
+//! state machine they execute, and the async handle everything else calls.
+
+pub mod attempt;
+pub mod clock;
+pub mod handle;
+pub mod registry;
+pub mod state;
+
+pub use attempt::{Detail, Outcome};
+pub use clock::Clock;
+pub use handle::{EngineConfig, EngineError, LoginsHandle};
+pub use registry::Created;
+pub use state::{Ending, Event, Phase, Reply, Rules, UserRef};
+
+#[cfg(test)]
+mod tests;

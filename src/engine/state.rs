@@ -1,0 +1,515 @@
+//! The pure state machine of one login attempt: `step(state, event, now) -> (state, reply)`.
+//!
+//! No actix, no I/O, no clock reads: the actor executes it, tests table-drive it, and
+//! the planned cluster mode can run the same function over a Redis snapshot. Times are
+//! absolute milliseconds since the Unix epoch, as snapshots store them.
+
+use subtle::ConstantTimeEq;
+
+/// The outside phase of an attempt (API.md "Login states").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Loop,
+    NotReg,
+    Reg,
+    Expired,
+}
+
+impl Phase {
+    /// The numeric code the original Java design used.
+    pub fn code(self) -> u8 {
+        match self {
+            Phase::Expired => 1,
+            Phase::Loop => 2,
+            Phase::Reg => 3,
+            Phase::NotReg => 4,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Loop => "loop",
+            Phase::NotReg => "not_reg",
+            Phase::Reg => "reg",
+            Phase::Expired => "expired",
+        }
+    }
+}
+
+/// Why an attempt ended; feeds the "finished attempts by outcome" metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The timer ran out.
+    Timeout,
+    /// The token was handed out (a registered scan, or a phone bound).
+    Consumed,
+    /// Given up by the service itself (e.g. WeChat refused to make the QR code).
+    Discarded,
+}
+
+/// The account a scan or a bind resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    pub id: String,
+    /// Stored in full; masked whenever it leaves the service.
+    pub phone: Option<String>,
+}
+
+/// The SMS code currently outstanding for this attempt; only its keyed hash is kept.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingCode {
+    pub phone: String,
+    pub hash: [u8; 32],
+    pub sent_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub wrong: u32,
+}
+
+impl std::fmt::Debug for PendingCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingCode")
+            .field("phone", &crate::ids::mask_phone(&self.phone))
+            .field("wrong", &self.wrong)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything that defines an attempt; what a snapshot stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptState {
+    pub phase: Phase,
+    pub expires_at_ms: u64,
+    pub openid: Option<String>,
+    pub user: Option<UserRef>,
+    pub code: Option<PendingCode>,
+    /// Codes sent for this attempt (bounded by `Rules::sms_per_attempt`).
+    pub sms_sent: u32,
+    pub ending: Option<Ending>,
+    /// Bumped on every change; snapshots and the planned compare-and-set use it.
+    pub version: u64,
+}
+
+impl AttemptState {
+    pub fn new(expires_at_ms: u64) -> Self {
+        Self {
+            phase: Phase::Loop,
+            expires_at_ms,
+            openid: None,
+            user: None,
+            code: None,
+            sms_sent: 0,
+            ending: None,
+            version: 0,
+        }
+    }
+
+    /// Seconds left, rounded up, never negative.
+    pub fn expires_in(&self, now_ms: u64) -> u64 {
+        self.expires_at_ms.saturating_sub(now_ms).div_ceil(1000)
+    }
+}
+
+/// The limits the machine enforces itself (per attempt, per code).
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub code_attempts: u32,
+    pub sms_resend_ms: u64,
+    pub sms_per_attempt: u32,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self { code_attempts: 5, sms_resend_ms: 60_000, sms_per_attempt: 3 }
+    }
+}
+
+/// What can happen to an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// WeChat says `openid` scanned this attempt's QR; `user` is its account, if any.
+    Scanned { openid: String, user: Option<UserRef> },
+    /// A poll: in `reg` it takes the token and ends the attempt.
+    Claim,
+    /// An SMS code (already hashed) is about to be sent to `phone`.
+    CodeIssued { phone: String, hash: [u8; 32], ttl_ms: u64 },
+    /// Sending the code with `hash` failed: forget it, as if never sent.
+    CodeFailed { hash: [u8; 32] },
+    /// The person typed a code for `phone`; `hash` is the same keyed hash.
+    CodeEntered { phone: String, hash: [u8; 32] },
+    /// The phone was bound to `user` in the database: log in.
+    Bound { user: UserRef },
+    /// The expiry timer fired (possibly late, possibly for an older deadline).
+    Timeout,
+    /// The service gives the attempt up.
+    Discard,
+}
+
+/// The answer to the caller of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Done (or nothing to do); the caller reads the state.
+    Ok,
+    /// Hand this user a token: the attempt is consumed.
+    Token(UserRef),
+    /// The code was right: bind the phone to this openid.
+    CodeAccepted {
+        openid: String,
+    },
+    InvalidCode {
+        attempts_left: u32,
+    },
+    /// Too soon or too many codes; retry after this many seconds.
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    /// The event does not apply in the current phase.
+    WrongState,
+    /// The attempt is over.
+    Expired,
+}
+
+fn end(s: &mut AttemptState, why: Ending) {
+    s.phase = Phase::Expired;
+    s.ending = Some(why);
+    s.code = None;
+}
+
+/// Applies `event` at time `now_ms`. The returned state equals the input (same
+/// version) when nothing changed, so the caller can skip snapshots and wake-ups.
+pub fn step(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> (AttemptState, Reply) {
+    let mut s = state.clone();
+    // Every event past the deadline sees an expired attempt, even if the timer is late.
+    if s.phase != Phase::Expired && now_ms >= s.expires_at_ms {
+        end(&mut s, Ending::Timeout);
+    }
+    let reply = match (s.phase, event) {
+        (Phase::Expired, Event::Timeout | Event::Discard) => Reply::Ok,
+        (Phase::Expired, _) => Reply::Expired,
+        (_, Event::Timeout) => Reply::Ok, // early or stale timer: the deadline check above decides
+        (_, Event::Discard) => {
+            end(&mut s, Ending::Discarded);
+            Reply::Ok
+        }
+        (Phase::Loop, Event::Scanned { openid, user }) => {
+            s.openid = Some(openid.clone());
+            match user {
+                Some(u) => {
+                    s.user = Some(u.clone());
+                    s.phase = Phase::Reg;
+                }
+                None => s.phase = Phase::NotReg,
+            }
+            Reply::Ok
+        }
+        // A repeated scan (WeChat retry, second tap, another person) changes nothing.
+        (_, Event::Scanned { .. }) => Reply::Ok,
+        (Phase::Reg, Event::Claim) => {
+            let user = s.user.clone().expect("reg always holds its user");
+            end(&mut s, Ending::Consumed);
+            Reply::Token(user)
+        }
+        (_, Event::Claim) => Reply::Ok,
+        (Phase::NotReg, Event::CodeIssued { phone, hash, ttl_ms }) => {
+            if let Some(c) = &s.code {
+                let next = c.sent_at_ms + rules.sms_resend_ms;
+                if now_ms < next {
+                    return (state.clone(), Reply::RateLimited { retry_after_secs: (next - now_ms).div_ceil(1000) });
+                }
+            }
+            if s.sms_sent >= rules.sms_per_attempt {
+                return (state.clone(), Reply::RateLimited { retry_after_secs: s.expires_in(now_ms).max(1) });
+            }
+            s.sms_sent += 1;
+            s.code = Some(PendingCode {
+                phone: phone.clone(),
+                hash: *hash,
+                sent_at_ms: now_ms,
+                expires_at_ms: (now_ms + ttl_ms).min(s.expires_at_ms),
+                wrong: 0,
+            });
+            Reply::Ok
+        }
+        (Phase::NotReg, Event::CodeFailed { hash }) => {
+            if s.code.as_ref().is_some_and(|c| &c.hash == hash) {
+                s.code = None;
+                s.sms_sent = s.sms_sent.saturating_sub(1);
+            }
+            Reply::Ok
+        }
+        (Phase::NotReg, Event::CodeEntered { phone, hash }) => match &mut s.code {
+            None => Reply::InvalidCode { attempts_left: 0 },
+            Some(c) if c.wrong >= rules.code_attempts || now_ms >= c.expires_at_ms => {
+                Reply::InvalidCode { attempts_left: 0 }
+            }
+            Some(c) => {
+                // A code sent to another phone is simply a wrong code.
+                let same_phone = c.phone.as_bytes().ct_eq(phone.as_bytes());
+                let same_code = c.hash.ct_eq(hash);
+                if bool::from(same_phone & same_code) {
+                    s.code = None;
+                    Reply::CodeAccepted { openid: s.openid.clone().expect("not_reg always holds its openid") }
+                } else {
+                    c.wrong += 1;
+                    Reply::InvalidCode { attempts_left: rules.code_attempts.saturating_sub(c.wrong) }
+                }
+            }
+        },
+        (Phase::NotReg, Event::Bound { user }) => {
+            s.user = Some(user.clone());
+            end(&mut s, Ending::Consumed);
+            Reply::Token(user.clone())
+        }
+        (_, Event::CodeIssued { .. } | Event::CodeFailed { .. } | Event::CodeEntered { .. } | Event::Bound { .. }) => {
+            Reply::WrongState
+        }
+    };
+    if s != *state {
+        s.version = state.version + 1;
+    }
+    (s, reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_700_000_000_000;
+    const TTL: u64 = 300_000;
+    const H1: [u8; 32] = [1; 32];
+    const H2: [u8; 32] = [2; 32];
+
+    fn rules() -> Rules {
+        Rules::default()
+    }
+
+    fn user() -> UserRef {
+        UserRef { id: "u1".into(), phone: Some("13800138000".into()) }
+    }
+
+    fn in_phase(p: Phase) -> AttemptState {
+        let mut s = AttemptState::new(T0 + TTL);
+        match p {
+            Phase::Loop => {}
+            Phase::NotReg => {
+                s.phase = Phase::NotReg;
+                s.openid = Some("o1".into());
+            }
+            Phase::Reg => {
+                s.phase = Phase::Reg;
+                s.openid = Some("o1".into());
+                s.user = Some(user());
+            }
+            Phase::Expired => {
+                s.phase = Phase::Expired;
+                s.ending = Some(Ending::Timeout);
+            }
+        }
+        s
+    }
+
+    fn events() -> Vec<Event> {
+        vec![
+            Event::Scanned { openid: "o2".into(), user: None },
+            Event::Scanned { openid: "o2".into(), user: Some(user()) },
+            Event::Claim,
+            Event::CodeIssued { phone: "13800138000".into(), hash: H1, ttl_ms: TTL },
+            Event::CodeFailed { hash: H1 },
+            Event::CodeEntered { phone: "13800138000".into(), hash: H1 },
+            Event::Bound { user: user() },
+            Event::Timeout,
+            Event::Discard,
+        ]
+    }
+
+    /// Every phase × every event, before the deadline: the resulting phase and reply kind.
+    #[test]
+    fn transition_table_is_exhaustive() {
+        use Phase::*;
+        // (phase, event index) -> (new phase, reply discriminant name)
+        let expect: &[(Phase, [(Phase, &str); 9])] = &[
+            (
+                Loop,
+                [
+                    (NotReg, "Ok"),
+                    (Reg, "Ok"),
+                    (Loop, "Ok"),
+                    (Loop, "WrongState"),
+                    (Loop, "WrongState"),
+                    (Loop, "WrongState"),
+                    (Loop, "WrongState"),
+                    (Loop, "Ok"),
+                    (Expired, "Ok"),
+                ],
+            ),
+            (
+                NotReg,
+                [
+                    (NotReg, "Ok"),
+                    (NotReg, "Ok"),
+                    (NotReg, "Ok"),
+                    (NotReg, "Ok"),
+                    (NotReg, "Ok"),
+                    (NotReg, "InvalidCode"),
+                    (Expired, "Token"),
+                    (NotReg, "Ok"),
+                    (Expired, "Ok"),
+                ],
+            ),
+            (
+                Reg,
+                [
+                    (Reg, "Ok"),
+                    (Reg, "Ok"),
+                    (Expired, "Token"),
+                    (Reg, "WrongState"),
+                    (Reg, "WrongState"),
+                    (Reg, "WrongState"),
+                    (Reg, "WrongState"),
+                    (Reg, "Ok"),
+                    (Expired, "Ok"),
+                ],
+            ),
+            (
+                Expired,
+                [
+                    (Expired, "Expired"),
+                    (Expired, "Expired"),
+                    (Expired, "Expired"),
+                    (Expired, "Expired"),
+                    (Expired, "Expired"),
+                    (Expired, "Expired"),
+                    (Expired, "Expired"),
+                    (Expired, "Ok"),
+                    (Expired, "Ok"),
+                ],
+            ),
+        ];
+        for (phase, row) in expect {
+            for (ev, (want_phase, want_reply)) in events().iter().zip(row.iter()) {
+                let (s, r) = step(&in_phase(*phase), ev, T0 + 1000, &rules());
+                let name = format!("{r:?}");
+                let name = name.split([' ', '{', '(']).next().unwrap();
+                assert_eq!((s.phase, name), (*want_phase, *want_reply), "{phase:?} × {ev:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_event_after_the_deadline_sees_expired() {
+        for p in [Phase::Loop, Phase::NotReg, Phase::Reg] {
+            for ev in events() {
+                let (s, r) = step(&in_phase(p), &ev, T0 + TTL, &rules());
+                assert_eq!(s.phase, Phase::Expired, "{p:?} {ev:?}");
+                assert!(matches!(r, Reply::Expired | Reply::Ok), "{p:?} {ev:?} {r:?}");
+                assert!(!matches!(r, Reply::Token(_)));
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_scan_is_a_no_op() {
+        let s0 = in_phase(Phase::Loop);
+        let ev = Event::Scanned { openid: "o1".into(), user: None };
+        let (s1, _) = step(&s0, &ev, T0, &rules());
+        assert_eq!(s1.version, 1);
+        let (s2, r) = step(&s1, &ev, T0 + 5, &rules());
+        assert_eq!((s2.clone(), r), (s1.clone(), Reply::Ok));
+        let other = Event::Scanned { openid: "o9".into(), user: Some(user()) };
+        assert_eq!(step(&s1, &other, T0 + 5, &rules()).0, s1);
+    }
+
+    #[test]
+    fn token_comes_out_exactly_once() {
+        let (s1, r1) = step(&in_phase(Phase::Reg), &Event::Claim, T0, &rules());
+        assert_eq!(r1, Reply::Token(user()));
+        assert_eq!((s1.phase, s1.ending), (Phase::Expired, Some(Ending::Consumed)));
+        let (_, r2) = step(&s1, &Event::Claim, T0, &rules());
+        assert_eq!(r2, Reply::Expired);
+    }
+
+    #[test]
+    fn early_or_late_timer_is_decided_by_the_deadline() {
+        let s = in_phase(Phase::Loop);
+        assert_eq!(step(&s, &Event::Timeout, T0 + TTL - 1, &rules()).0, s);
+        let (late, _) = step(&s, &Event::Timeout, T0 + TTL + 50_000, &rules());
+        assert_eq!(late.ending, Some(Ending::Timeout));
+        // A timer firing on an attempt already consumed changes nothing.
+        let (done, _) = step(&in_phase(Phase::Reg), &Event::Claim, T0, &rules());
+        assert_eq!(step(&done, &Event::Timeout, T0 + TTL, &rules()).0, done);
+    }
+
+    fn issue(s: &AttemptState, hash: [u8; 32], now: u64) -> (AttemptState, Reply) {
+        step(s, &Event::CodeIssued { phone: "13800138000".into(), hash, ttl_ms: TTL }, now, &rules())
+    }
+
+    #[test]
+    fn code_cooldown_and_per_attempt_cap() {
+        let (s1, r) = issue(&in_phase(Phase::NotReg), H1, T0);
+        assert_eq!(r, Reply::Ok);
+        let (s2, r) = issue(&s1, H2, T0 + 59_000);
+        assert_eq!((s2.clone(), r), (s1.clone(), Reply::RateLimited { retry_after_secs: 1 }));
+        let (s3, _) = issue(&s1, H2, T0 + 60_000);
+        let (s4, _) = issue(&s3, H1, T0 + 120_000);
+        assert_eq!(s4.sms_sent, 3);
+        let (_, r) = issue(&s4, H2, T0 + 180_000);
+        assert!(matches!(r, Reply::RateLimited { .. }));
+    }
+
+    #[test]
+    fn failed_send_is_forgotten() {
+        let (s1, _) = issue(&in_phase(Phase::NotReg), H1, T0);
+        let (s2, _) = step(&s1, &Event::CodeFailed { hash: H1 }, T0 + 10, &rules());
+        assert!(s2.code.is_none());
+        assert_eq!(s2.sms_sent, 0);
+        // No cooldown after a failed send.
+        assert_eq!(issue(&s2, H2, T0 + 20).1, Reply::Ok);
+    }
+
+    #[test]
+    fn wrong_codes_count_down_then_kill_the_code() {
+        let (mut s, _) = issue(&in_phase(Phase::NotReg), H1, T0);
+        for left in (0..5).rev() {
+            let (n, r) = step(&s, &Event::CodeEntered { phone: "13800138000".into(), hash: H2 }, T0 + 1, &rules());
+            assert_eq!(r, Reply::InvalidCode { attempts_left: left });
+            s = n;
+        }
+        let (_, r) = step(&s, &Event::CodeEntered { phone: "13800138000".into(), hash: H1 }, T0 + 1, &rules());
+        assert_eq!(r, Reply::InvalidCode { attempts_left: 0 });
+    }
+
+    #[test]
+    fn right_code_for_the_wrong_phone_is_wrong() {
+        let (s, _) = issue(&in_phase(Phase::NotReg), H1, T0);
+        let (s, r) = step(&s, &Event::CodeEntered { phone: "13900139000".into(), hash: H1 }, T0 + 1, &rules());
+        assert_eq!(r, Reply::InvalidCode { attempts_left: 4 });
+        let (s, r) = step(&s, &Event::CodeEntered { phone: "13800138000".into(), hash: H1 }, T0 + 1, &rules());
+        assert_eq!(r, Reply::CodeAccepted { openid: "o1".into() });
+        assert!(s.code.is_none(), "an accepted code is spent");
+    }
+
+    #[test]
+    fn code_expires_on_its_own_clock() {
+        let (s, _) = step(
+            &in_phase(Phase::NotReg),
+            &Event::CodeIssued { phone: "13800138000".into(), hash: H1, ttl_ms: 1000 },
+            T0,
+            &rules(),
+        );
+        let (_, r) = step(&s, &Event::CodeEntered { phone: "13800138000".into(), hash: H1 }, T0 + 1000, &rules());
+        assert_eq!(r, Reply::InvalidCode { attempts_left: 0 });
+    }
+
+    #[test]
+    fn bind_ends_with_a_token() {
+        let (s, r) = step(&in_phase(Phase::NotReg), &Event::Bound { user: user() }, T0, &rules());
+        assert_eq!(r, Reply::Token(user()));
+        assert_eq!(s.ending, Some(Ending::Consumed));
+    }
+
+    #[test]
+    fn expires_in_rounds_up() {
+        let s = AttemptState::new(T0 + 1500);
+        assert_eq!(s.expires_in(T0), 2);
+        assert_eq!(s.expires_in(T0 + 1500), 0);
+        assert_eq!(s.expires_in(T0 + 9999), 0);
+    }
+}

@@ -1,0 +1,219 @@
+//! Parsed domain values ("parse, don't validate"): handlers take these, never raw strings.
+//!
+//! Each type has one `parse` that is the whole rule for what the outside may send,
+//! and the random ones have one generator with the entropy API.md asks for.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+
+fn random_b64(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// The browser's secret poll key (API.md: 22–64 URL-safe chars, ≥128 random bits).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PollId(String);
+
+impl PollId {
+    /// 32 random bytes = 256 bits, 43 characters.
+    pub fn generate() -> Self {
+        Self(random_b64(32))
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (22..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        ok.then(|| Self(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Only a prefix: the poll id is a bearer secret and must not land in logs whole.
+impl fmt::Debug for PollId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PollId({}…)", &self.0[..6.min(self.0.len())])
+    }
+}
+
+/// The scene string put into the QR code; independent of the poll id (ARCHITECTURE rule 3).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scene(String);
+
+impl Scene {
+    /// `sl_` + 24 random bytes: 35 characters, well inside WeChat's 64.
+    pub fn generate() -> Self {
+        Self(format!("sl_{}", random_b64(24)))
+    }
+    /// What may arrive in an `EventKey`: 1..=64 visible ASCII characters.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic());
+        ok.then(|| Self(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Scene {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scene({}…)", &self.0[..6.min(self.0.len())])
+    }
+}
+
+/// A label of the client kind (`web`, `tv`): `^[a-z0-9_-]{1,16}$`, safe as a metric label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SceneType(String);
+
+impl SceneType {
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (1..=16).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        ok.then(|| Self(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for SceneType {
+    fn default() -> Self {
+        Self("web".into())
+    }
+}
+
+/// `^[a-z0-9_-]{1,32}$`: the configured name of an official account.
+pub fn is_app_name(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A mainland China mobile number, normalised to its 11 digits.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Phone(String);
+
+impl Phone {
+    /// Accepts `+86`/`86`/`0086` prefixes, spaces and dashes; then `1[3-9]` + 9 digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() > 32 {
+            return None;
+        }
+        let compact: String = s.chars().filter(|c| *c != ' ' && *c != '-').collect();
+        let digits = compact
+            .strip_prefix("+86")
+            .or_else(|| compact.strip_prefix("0086"))
+            .or_else(|| if compact.len() == 13 { compact.strip_prefix("86") } else { None })
+            .unwrap_or(&compact);
+        let b = digits.as_bytes();
+        let ok = b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]) && b.iter().all(u8::is_ascii_digit);
+        ok.then(|| Self(digits.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// `138****0000`: the only form in which a phone leaves the service or enters a log.
+    pub fn masked(&self) -> String {
+        mask_phone(&self.0)
+    }
+}
+
+/// Masks any stored phone string the same way (`138****0000`).
+pub fn mask_phone(p: &str) -> String {
+    if p.len() == 11 && p.is_ascii() { format!("{}****{}", &p[..3], &p[7..]) } else { "****".into() }
+}
+
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Phone({})", self.masked())
+    }
+}
+
+/// A six-digit SMS code as typed by the person.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmsCode(String);
+
+impl SmsCode {
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        (s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit())).then(|| Self(s.to_string()))
+    }
+    /// Uniform over 000000..=999999 from the OS-seeded CSPRNG.
+    pub fn generate() -> Self {
+        let n = rand::random_range(0..1_000_000u32);
+        Self(format!("{n:06}"))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SmsCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SmsCode(******)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_id_shape_and_entropy() {
+        let a = PollId::generate();
+        assert_eq!(a.as_str().len(), 43);
+        assert!(PollId::parse(a.as_str()).is_some());
+        assert_ne!(a, PollId::generate());
+        assert!(PollId::parse(&"a".repeat(21)).is_none());
+        assert!(PollId::parse(&"a".repeat(22)).is_some());
+        assert!(PollId::parse(&"a".repeat(64)).is_some());
+        assert!(PollId::parse(&"a".repeat(65)).is_none());
+        assert!(PollId::parse(&format!("{}+", "a".repeat(30))).is_none());
+        assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+
+    #[test]
+    fn scene_is_independent_and_bounded() {
+        let s = Scene::generate();
+        assert!(s.as_str().len() <= 64 && s.as_str().starts_with("sl_"));
+        assert!(Scene::parse("").is_none());
+        assert!(Scene::parse(&"x".repeat(65)).is_none());
+        assert!(Scene::parse("has space").is_none());
+        assert!(Scene::parse("123123").is_some());
+    }
+
+    #[test]
+    fn scene_type_rule() {
+        assert!(SceneType::parse("web").is_some());
+        assert!(SceneType::parse("tv_2-b").is_some());
+        assert!(SceneType::parse("TV").is_none());
+        assert!(SceneType::parse("").is_none());
+        assert!(SceneType::parse(&"a".repeat(17)).is_none());
+    }
+
+    #[test]
+    fn phone_normalises_and_masks() {
+        for ok in ["13800138000", "+8613800138000", "+86 138-0013-8000", "8613800138000", "008613800138000"] {
+            assert_eq!(Phone::parse(ok).map(|p| p.as_str().to_string()).as_deref(), Some("13800138000"), "{ok}");
+        }
+        for bad in ["12800138000", "1380013800", "138001380000", "+1 4155550100", "1380013800x", "", "+8612800138000"] {
+            assert!(Phone::parse(bad).is_none(), "{bad}");
+        }
+        let p = Phone::parse("13800138000").unwrap();
+        assert_eq!(p.masked(), "138****8000");
+        assert!(!format!("{p:?}").contains("13800138000"));
+    }
+
+    #[test]
+    fn sms_code_rule() {
+        assert!(SmsCode::parse("012345").is_some());
+        assert!(SmsCode::parse("12345").is_none());
+        assert!(SmsCode::parse("12345a").is_none());
+        let c = SmsCode::generate();
+        assert_eq!(c.as_str().len(), 6);
+        assert_eq!(format!("{c:?}"), "SmsCode(******)");
+    }
+}

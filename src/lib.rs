@@ -1,0 +1,37 @@
+//! scanlogin: log in by scanning a WeChat Official Account QR code.
+//!
+//! # Layout
+//! - [`config`]: typed settings from TOML + `SCANLOGIN__SECTION__KEY` overrides.
+//! - [`startup`]: `Application`, the one real server that `main` and tests build.
+//! - [`engine`]: one actor per login attempt, the registry that routes to them, the
+//!   pure state machine they run, and `LoginsHandle`, the async façade.
+//! - [`login`]: the login flow composed from engine, users, WeChat, SMS and tokens.
+//! - [`api`]: HTTP handlers of API.md, the WeChat callback, operations endpoints.
+//! - [`wechat`]: WeChat's protocol (signatures, AES message crypto, XML) and API client.
+//! - [`sandbox`]: a fake WeChat platform mounted at `/_sandbox` for laptops and tests.
+//! - [`store`]: the user database (SQLite, PostgreSQL, MySQL) and migrations.
+//! - [`sms`], [`token`]: SMS providers; login tokens (HS256 JWT).
+//! - [`ids`], [`net`], [`error`], [`metrics`], [`telemetry`]: parsed domain values, client
+//!   identity, the API error enum, the metrics catalogue, logging.
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod ids;
+pub mod login;
+pub mod metrics;
+pub mod net;
+pub mod sandbox;
+pub mod sms;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod token;
+pub mod wechat;
+
+/// reqwest is built without a default TLS crypto provider (lean build): install ring's,
+/// once per process, before any HTTP client is built.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,319 @@
+//! The login flow: what each API call and each WeChat scan does, composed from the
+//! engine (attempt state), the user store, WeChat's API, SMS and tokens.
+//!
+//! Order matters for money and safety: the attempt is created before WeChat is asked
+//! for a QR code (a full engine spends no quota); `phone_taken` is checked before a
+//! code is spent; a failed SMS send is forgotten so the person can retry at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{LimitSettings, LoginSettings, Settings};
+use crate::engine::{Event, LoginsHandle, Outcome, Phase, Reply, UserRef};
+use crate::error::ApiError;
+use crate::ids::{Phone, PollId, Scene, SceneType, SmsCode, mask_phone};
+use crate::metrics::Metrics;
+use crate::sms::SmsSender;
+use crate::store::{BindError, Users, rfc3339, unix_now};
+use crate::token::TokenIssuer;
+use crate::wechat::{AppClient, WechatClient};
+
+#[derive(Debug, Serialize)]
+pub struct QrAnswer {
+    pub uuid: String,
+    pub expires_in: u64,
+    pub qr_content: String,
+    pub qr_image_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr_image: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct UserView {
+    pub id: String,
+    pub phone: Option<String>,
+}
+
+/// The body of a status answer (and of a successful bind).
+#[derive(Debug, Serialize)]
+pub struct StatusAnswer {
+    pub status: u8,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_expires_in: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SmsAnswer {
+    pub resend_after: u64,
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MeAnswer {
+    pub id: String,
+    pub phone: Option<String>,
+    pub created_at: String,
+}
+
+/// What a scan did, for the passive reply text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanResult {
+    Registered,
+    NeedsPhone,
+    /// No live attempt has this scene (expired, consumed or never ours).
+    Unknown,
+}
+
+pub struct LoginService {
+    pub engine: LoginsHandle,
+    pub users: Users,
+    pub wechat: Arc<WechatClient>,
+    pub tokens: TokenIssuer,
+    pub sms: SmsSender,
+    pub metrics: Metrics,
+    login: LoginSettings,
+    limits: LimitSettings,
+    /// Key of the SMS-code HMAC: a stolen snapshot does not reveal codes by brute force
+    /// without the server secret.
+    code_key: [u8; 32],
+}
+
+impl LoginService {
+    pub fn new(
+        settings: &Settings,
+        engine: LoginsHandle,
+        users: Users,
+        wechat: Arc<WechatClient>,
+        sms: SmsSender,
+        metrics: Metrics,
+    ) -> Self {
+        let code_key: [u8; 32] = Sha256::digest(format!("scanlogin/sms-code/v1/{}", settings.token.secret)).into();
+        Self {
+            engine,
+            users,
+            wechat,
+            tokens: TokenIssuer::new(&settings.token),
+            sms,
+            metrics,
+            login: settings.login.clone(),
+            limits: settings.limits.clone(),
+            code_key,
+        }
+    }
+
+    fn code_hash(&self, poll: &PollId, phone: &Phone, code: &SmsCode) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.code_key).expect("any key length");
+        for part in [poll.as_str(), phone.as_str(), code.as_str()] {
+            mac.update(part.as_bytes());
+            mac.update(&[0]);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    pub fn long_poll_max(&self) -> Duration {
+        Duration::from_secs(self.login.long_poll_max_secs)
+    }
+
+    fn app(&self, name: Option<&str>) -> Result<&AppClient, ApiError> {
+        match name {
+            None => Ok(self.wechat.first()),
+            Some(n) => self.wechat.by_name(n).ok_or(ApiError::UnknownApp),
+        }
+    }
+
+    /// `POST /api/v1/login/qrcode`.
+    pub async fn create_qr(
+        &self,
+        app: Option<&str>,
+        scene_type: &SceneType,
+        image: bool,
+    ) -> Result<QrAnswer, ApiError> {
+        let app = self.app(app)?;
+        let ttl = self.login.qr_ttl_secs;
+        let created = self
+            .engine
+            .create(&app.name, Duration::from_secs(ttl))
+            .await
+            .inspect_err(|_| self.metrics.limit_hit("live_attempts_max"))?;
+        let result = async {
+            let ticket = app.create_qr(created.scene.as_str(), ttl).await?;
+            let qr_image = if image {
+                let img = app.show_qr(&ticket.ticket).await?;
+                Some(format!("data:{};base64,{}", img.content_type, STANDARD.encode(&img.bytes)))
+            } else {
+                None
+            };
+            Ok::<_, crate::wechat::WechatError>((ticket, qr_image))
+        }
+        .await;
+        match result {
+            Ok((ticket, qr_image)) => {
+                self.metrics.created(&app.name, scene_type.as_str());
+                Ok(QrAnswer {
+                    uuid: created.poll.as_str().to_string(),
+                    expires_in: ttl,
+                    qr_content: ticket.url,
+                    qr_image_url: app.show_qr_url(&ticket.ticket),
+                    qr_image,
+                })
+            }
+            Err(e) => {
+                // No attempt is left behind for a QR code that does not exist.
+                let _ = self.engine.apply(&created.poll, Event::Discard).await;
+                tracing::warn!(app = %app.name, error = %e, "qrcode creation failed");
+                Err(ApiError::Wechat(e.to_string()))
+            }
+        }
+    }
+
+    fn answer(&self, poll_outcome: Outcome, how: &str, app: Option<&str>) -> StatusAnswer {
+        let base = StatusAnswer {
+            status: poll_outcome.phase.code(),
+            state: poll_outcome.phase.name(),
+            expires_in: None,
+            token: None,
+            token_type: None,
+            token_expires_in: None,
+            user: None,
+        };
+        match (poll_outcome.reply, poll_outcome.phase) {
+            (Reply::Token(user), _) => self.token_answer(user, how, app),
+            (_, Phase::Loop | Phase::NotReg) => StatusAnswer { expires_in: Some(poll_outcome.expires_in), ..base },
+            _ => base,
+        }
+    }
+
+    fn token_answer(&self, user: UserRef, how: &str, app: Option<&str>) -> StatusAnswer {
+        let issued = self.tokens.issue(&user.id, unix_now());
+        self.metrics.login(app.unwrap_or("unknown"), how);
+        StatusAnswer {
+            status: Phase::Reg.code(),
+            state: Phase::Reg.name(),
+            expires_in: None,
+            token: Some(issued.token),
+            token_type: Some("Bearer"),
+            token_expires_in: Some(issued.expires_in),
+            user: Some(UserView { id: user.id, phone: user.phone.as_deref().map(mask_phone) }),
+        }
+    }
+
+    /// `GET /api/v1/login/status`.
+    pub async fn status(&self, poll: &PollId, wait: Duration) -> Result<StatusAnswer, ApiError> {
+        let wait = wait.min(self.long_poll_max());
+        let outcome = self.engine.poll(poll, wait).await?;
+        Ok(self.answer(outcome, "scan", None))
+    }
+
+    /// A `subscribe`/`SCAN` for `scene` by `openid` arrived on the callback of `app`.
+    pub async fn scanned(&self, app: &AppClient, scene: &Scene, openid: &str) -> Result<ScanResult, ApiError> {
+        let user = self.users.find_by_openid(&app.app_id, openid).await?;
+        let ev = Event::Scanned { openid: openid.to_string(), user };
+        Ok(match self.engine.apply_scene(&app.name, scene, ev).await? {
+            Some(o) if o.phase == Phase::Reg => ScanResult::Registered,
+            Some(o) if o.phase == Phase::NotReg => ScanResult::NeedsPhone,
+            _ => ScanResult::Unknown,
+        })
+    }
+
+    fn refused(&self, reply: Reply, what: &str) -> ApiError {
+        match reply {
+            Reply::Expired => ApiError::Expired,
+            Reply::RateLimited { retry_after_secs } => {
+                self.metrics.limit_hit("sms_per_attempt");
+                ApiError::RateLimited { what: "too many codes for this login; wait".into(), retry_after_secs }
+            }
+            Reply::InvalidCode { attempts_left } => ApiError::InvalidCode { attempts_left },
+            _ => ApiError::WrongState(format!("{what} is only possible after a scan by a user without an account")),
+        }
+    }
+
+    /// `POST /api/v1/login/sms-code`.
+    pub async fn send_sms(&self, poll: &PollId, phone: &Phone) -> Result<SmsAnswer, ApiError> {
+        let code = SmsCode::generate();
+        let hash = self.code_hash(poll, phone, &code);
+        let ttl_ms = self.login.sms_code_ttl_secs * 1000;
+        let o = self.engine.apply(poll, Event::CodeIssued { phone: phone.as_str().to_string(), hash, ttl_ms }).await?;
+        if o.reply != Reply::Ok {
+            return Err(self.refused(o.reply, "sending a code"));
+        }
+        let expires_in = self.login.sms_code_ttl_secs.min(o.expires_in);
+        if self.sms.send(phone, &code, expires_in).await.is_err() {
+            let _ = self.engine.apply(poll, Event::CodeFailed { hash }).await;
+            return Err(ApiError::SmsFailed);
+        }
+        Ok(SmsAnswer { resend_after: self.limits.sms_resend_secs, expires_in })
+    }
+
+    /// `POST /api/v1/login/bind-phone`.
+    pub async fn bind_phone(&self, poll: &PollId, phone: &Phone, code: &SmsCode) -> Result<StatusAnswer, ApiError> {
+        let peek = self.engine.peek(poll).await?;
+        match peek.phase {
+            Phase::Expired => return Err(ApiError::Expired),
+            Phase::NotReg => {}
+            _ => return Err(self.refused(Reply::WrongState, "binding a phone")),
+        }
+        let detail = peek.detail.ok_or(ApiError::Expired)?;
+        let app = self.wechat.by_name(&detail.app).ok_or_else(|| ApiError::internal("attempt of an unknown app"))?;
+        let openid = detail.openid.ok_or_else(|| ApiError::internal("not_reg without openid"))?;
+        // Refuse a taken phone before the code is spent.
+        match self.users.check_bindable(&app.app_id, &openid, phone.as_str()).await {
+            Err(BindError::PhoneTaken) => return Err(ApiError::PhoneTaken),
+            Err(BindError::Db(e)) => return Err(e.into()),
+            Ok(()) => {}
+        }
+        let hash = self.code_hash(poll, phone, code);
+        let o = self.engine.apply(poll, Event::CodeEntered { phone: phone.as_str().to_string(), hash }).await?;
+        let openid = match o.reply {
+            Reply::CodeAccepted { openid } => {
+                self.metrics.code_check("ok");
+                openid
+            }
+            other => {
+                self.metrics.code_check(if matches!(other, Reply::InvalidCode { .. }) { "wrong" } else { "refused" });
+                return Err(self.refused(other, "binding a phone"));
+            }
+        };
+        let user = match self.users.bind(&app.app_id, &openid, phone.as_str()).await {
+            Ok(u) => u,
+            Err(BindError::PhoneTaken) => return Err(ApiError::PhoneTaken),
+            Err(BindError::Db(e)) => return Err(e.into()),
+        };
+        let o = self.engine.apply(poll, Event::Bound { user }).await?;
+        match o.reply {
+            Reply::Token(user) => Ok(self.token_answer(user, "bind", Some(&app.name))),
+            other => Err(self.refused(other, "binding a phone")),
+        }
+    }
+
+    /// `GET /api/v1/me`.
+    pub async fn me(&self, bearer: &str) -> Result<MeAnswer, ApiError> {
+        let claims = self.tokens.verify(bearer).ok_or(ApiError::Unauthorized)?;
+        if self.users.is_revoked(&claims.jti).await? {
+            return Err(ApiError::Unauthorized);
+        }
+        let user = self.users.get(&claims.sub).await?.ok_or(ApiError::Unauthorized)?;
+        Ok(MeAnswer { id: user.id, phone: user.phone.as_deref().map(mask_phone), created_at: rfc3339(user.created_at) })
+    }
+
+    /// `POST /api/v1/logout`.
+    pub async fn logout(&self, bearer: &str) -> Result<(), ApiError> {
+        let claims = self.tokens.verify(bearer).ok_or(ApiError::Unauthorized)?;
+        self.users.revoke(&claims.jti, claims.exp).await?;
+        Ok(())
+    }
+}

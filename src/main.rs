@@ -1,0 +1,114 @@
+//! The `scanlogin` command: `serve` (default), `migrate`, `sandbox scan`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use scanlogin::config::{self, Settings};
+use scanlogin::startup::Application;
+use scanlogin::store::Db;
+
+#[derive(Parser)]
+#[command(name = "scanlogin", version, about = "Log in by scanning a WeChat Official Account QR code")]
+struct Cli {
+    /// The TOML configuration file.
+    #[arg(long, global = true, default_value = "config/default.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Act as WeChat against a running server.
+    Sandbox {
+        #[command(subcommand)]
+        action: SandboxAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SandboxAction {
+    /// Scan a QR ticket as `openid` (a new follower unless --subscribed).
+    Scan {
+        #[arg(long)]
+        ticket: String,
+        #[arg(long)]
+        openid: String,
+        #[arg(long)]
+        subscribed: bool,
+        /// The server to talk to; default: the config's `server.public_url`.
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
+fn load(path: &std::path::Path) -> Result<Settings, String> {
+    let loaded = config::load(path).map_err(|e| e.to_string())?;
+    for key in &loaded.unknown_keys {
+        tracing::warn!(key = %key, "unknown configuration key ignored");
+    }
+    Ok(loaded.settings)
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    scanlogin::telemetry::init();
+    scanlogin::install_crypto();
+    let cli = Cli::parse();
+    let settings = match load(&cli.config) {
+        Ok(s) => s,
+        Err(line) => {
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => migrate(settings).await,
+        Command::Sandbox { action: SandboxAction::Scan { ticket, openid, subscribed, server } } => {
+            scan(server.unwrap_or(settings.server.public_url), ticket, openid, subscribed).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(line) => {
+            eprintln!("{line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let bind = settings.server.bind.clone();
+    let sandbox = settings.wechat.sandbox;
+    let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+    tracing::info!(%bind, sandbox, "scanlogin listening");
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+async fn migrate(settings: Settings) -> Result<(), String> {
+    let db = Db::connect(&settings.storage.database_url).await.map_err(|e| format!("database: {e}"))?;
+    let ran = db.migrate().await.map_err(|e| format!("migrate: {e}"))?;
+    println!("applied {ran} migration(s)");
+    Ok(())
+}
+
+async fn scan(server: String, ticket: String, openid: String, subscribed: bool) -> Result<(), String> {
+    let url = format!("{}/_sandbox/scan", server.trim_end_matches('/'));
+    let resp = reqwest::Client::new()
+        .post(url)
+        .json(&serde_json::json!({"ticket": ticket, "openid": openid, "subscribed": subscribed}))
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the server: {}", e.without_url()))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    println!("{text}");
+    if status.is_success() { Ok(()) } else { Err(format!("sandbox scan failed: HTTP {}", status.as_u16())) }
+}

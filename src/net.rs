@@ -1,0 +1,109 @@
+//! Client identity: the peer address, or the forwarded one when the peer is a trusted proxy.
+
+use std::net::IpAddr;
+
+/// An address block such as `10.0.0.0/8` or `::1/128` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { net: addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            (IpAddr::V6(_), IpAddr::V4(i)) => self.contains(IpAddr::V6(i.to_ipv6_mapped())),
+            (IpAddr::V4(_), IpAddr::V6(i)) => i.to_ipv4_mapped().is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+        }
+    }
+}
+
+/// Decides which address a request is charged to.
+#[derive(Debug, Clone, Default)]
+pub struct ClientIpPolicy {
+    trusted: Vec<Cidr>,
+}
+
+impl ClientIpPolicy {
+    pub fn new(cidrs: &[String]) -> Self {
+        Self { trusted: cidrs.iter().filter_map(|c| Cidr::parse(c)).collect() }
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(ip))
+    }
+
+    /// Walks `X-Forwarded-For` from the right, skipping trusted proxies, so a client
+    /// cannot choose its identity by prepending addresses. Untrusted peers' headers are ignored.
+    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let Some(header) = forwarded_for else {
+            return peer;
+        };
+        let mut last = peer;
+        for hop in header.rsplit(',').take(16) {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    last = ip;
+                    if !self.is_trusted(ip) {
+                        return ip;
+                    }
+                }
+                Err(_) => return last,
+            }
+        }
+        last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains(ip("10.1.2.3")));
+        assert!(!c.contains(ip("11.0.0.1")));
+        assert!(Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.1")));
+        assert!(Cidr::parse("::1/128").unwrap().contains(ip("::1")));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("nonsense").is_none());
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn forwarded_only_from_trusted_peers() {
+        let p = ClientIpPolicy::new(&["127.0.0.0/8".into()]);
+        assert_eq!(p.client_ip(ip("127.0.0.1"), Some("203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(p.client_ip(ip("198.51.100.1"), Some("203.0.113.9")), ip("198.51.100.1"));
+        // A spoofed left-most entry is not believed: the right-most untrusted hop wins.
+        assert_eq!(p.client_ip(ip("127.0.0.1"), Some("1.1.1.1, 203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(p.client_ip(ip("127.0.0.1"), Some("garbage")), ip("127.0.0.1"));
+        assert_eq!(p.client_ip(ip("127.0.0.1"), None), ip("127.0.0.1"));
+    }
+}

@@ -1,0 +1,120 @@
+//! `Application`: builds the one real server from `Settings` (database, engine, WeChat
+//! client, SMS, sandbox, HTTP). `main` and the tests both go through here, so tests run
+//! exactly what production runs, on a port of their choosing.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix::Arbiter;
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::engine::{Clock, EngineConfig, LoginsHandle, Rules};
+use crate::login::LoginService;
+use crate::metrics::Metrics;
+use crate::net::ClientIpPolicy;
+use crate::sandbox::{self, Sandbox};
+use crate::sms::{Outbox, SmsSender};
+use crate::store::{Db, Users};
+use crate::wechat::WechatClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    /// The registry's own thread; kept alive as long as the server.
+    _engine_thread: Arbiter,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Binds `server.bind` and builds everything.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(&settings.server.bind)?;
+        Self::with_listener(settings, listener).await
+    }
+
+    /// Builds on an already bound listener (tests bind port 0 and set `public_url`).
+    pub async fn with_listener(settings: Settings, listener: TcpListener) -> Result<Self, StartError> {
+        crate::install_crypto();
+        let port = listener.local_addr()?.port();
+        let metrics = Metrics::new();
+        let db = Db::connect(&settings.storage.database_url).await?;
+        let ran = db.migrate().await?;
+        if ran > 0 {
+            tracing::info!(migrations = ran, "database migrated");
+        }
+        let users = Users::new(db);
+        let engine_thread = Arbiter::new();
+        let rules = Rules {
+            code_attempts: settings.limits.code_attempts,
+            sms_resend_ms: settings.limits.sms_resend_secs * 1000,
+            ..Rules::default()
+        };
+        let engine_cfg = EngineConfig {
+            live_attempts_max: settings.limits.live_attempts_max,
+            long_polls_max: settings.limits.long_polls_max,
+            rules,
+        };
+        let engine = LoginsHandle::start(engine_cfg, Clock::new(), metrics.clone(), Some(&engine_thread.handle()));
+        let outbox = Outbox::default();
+        let sms = SmsSender::new(&settings.sms, outbox.clone(), metrics.clone());
+        let wechat = Arc::new(WechatClient::new(&settings, metrics.clone()));
+        let login = Arc::new(LoginService::new(&settings, engine, users, wechat, sms, metrics.clone()));
+        let sandbox = settings.wechat.sandbox.then(|| web::Data::new(Sandbox::new(&settings, outbox)));
+        let state = web::Data::new(AppState {
+            login,
+            ip_policy: ClientIpPolicy::new(&settings.server.trusted_proxies),
+            settings: Arc::new(settings.clone()),
+            metrics,
+        });
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            let sandbox = sandbox.clone();
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(from_fn(api::observe))
+                .configure(api::configure)
+                .configure(move |c| {
+                    if let Some(sb) = sandbox {
+                        c.app_data(sb);
+                        sandbox::configure(c);
+                    }
+                })
+                .default_service(api::default_service())
+        })
+        .listen(listener)?
+        // Long polls hold connections: allow many more than actix's default 25k/worker.
+        .max_connections(100_000)
+        .shutdown_timeout(5);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        Ok(Self { port, server: server.run(), _engine_thread: engine_thread, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state (tests use it to look inside).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let r = self.server.await;
+        drop(self._engine_thread);
+        r
+    }
+}

@@ -1,0 +1,187 @@
+//! Storage: the user database (sqlx over SQLite, PostgreSQL or MySQL/MariaDB) and its
+//! migrations.
+//!
+//! One portable schema serves all three backends through sqlx's `Any` driver; the only
+//! dialect difference we meet, placeholders, is handled by [`Db::sql`].
+
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
+
+pub use users::{BindError, UserRow, Users};
+
+/// Migrations, in order; each runs once per database, recorded in `scanlogin_migrations`.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Self {
+        if url.starts_with("postgres") {
+            Backend::Postgres
+        } else if url.starts_with("mysql") || url.starts_with("mariadb") {
+            Backend::Mysql
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// A pool plus the dialect it speaks.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating a SQLite file's directory if needed).
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        install_default_drivers();
+        let backend = Backend::from_url(url);
+        let url =
+            if url.starts_with("mariadb://") { url.replacen("mariadb://", "mysql://", 1) } else { url.to_string() };
+        if backend == Backend::Sqlite
+            && let Some(path) = sqlite_path(&url)
+            && let Some(dir) = std::path::Path::new(&path).parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(3))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; the busy timeout turns
+                        // writer contention into a short wait instead of an error.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Rewrites `?` placeholders for PostgreSQL (`$1`, `$2`, …).
+    /// Only ever called with literals from this crate, hence safe to assert.
+    pub fn sql(&self, q: &str) -> AssertSqlSafe<String> {
+        if self.backend != Backend::Postgres {
+            return AssertSqlSafe(q.to_string());
+        }
+        let mut out = String::with_capacity(q.len() + 8);
+        let mut n = 0;
+        for ch in q.chars() {
+            if ch == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(ch);
+            }
+        }
+        AssertSqlSafe(out)
+    }
+
+    /// Applies the migrations not yet recorded; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, sqlx::Error> {
+        self.pool
+            .execute("CREATE TABLE IF NOT EXISTS scanlogin_migrations (version BIGINT NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL, applied_at BIGINT NOT NULL)")
+            .await?;
+        let mut ran = 0;
+        for (version, name, sql) in MIGRATIONS {
+            let done: Option<(i64,)> =
+                sqlx::query_as(self.sql("SELECT version FROM scanlogin_migrations WHERE version = ?"))
+                    .bind(*version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for stmt in split_statements(sql) {
+                sqlx::query(AssertSqlSafe(stmt)).execute(&mut *tx).await?;
+            }
+            sqlx::query(self.sql("INSERT INTO scanlogin_migrations (version, name, applied_at) VALUES (?, ?, ?)"))
+                .bind(*version)
+                .bind(*name)
+                .bind(unix_now())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            ran += 1;
+        }
+        Ok(ran)
+    }
+
+    /// Answers while the database does (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| path.to_string())
+}
+
+/// Splits a migration file into statements, dropping `--` comment lines.
+fn split_statements(sql: &str) -> Vec<String> {
+    let cleaned: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    cleaned.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// `2026-11-24T11:53:37Z` for Unix seconds (UTC), without a date crate.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_points() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_953_217), "2026-11-29T11:53:37Z");
+    }
+
+    #[test]
+    fn splits_and_rewrites() {
+        assert_eq!(split_statements("-- c\nA;\n\nB ;"), vec!["A", "B"]);
+        assert_eq!(sqlite_path("sqlite://data/x.db?mode=rwc").as_deref(), Some("data/x.db"));
+        assert_eq!(Backend::from_url("mariadb://root@h/db"), Backend::Mysql);
+    }
+}

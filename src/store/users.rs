@@ -1,0 +1,248 @@
+//! The user repository: accounts (one phone each), their WeChat identities (at most one
+//! openid per official account), and revoked token ids.
+
+use sqlx::Row;
+
+use super::{Db, unix_now};
+use crate::engine::UserRef;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: String,
+    pub phone: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The phone's account already holds another openid of this official account.
+    #[error("the phone is bound to another WeChat user")]
+    PhoneTaken,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+#[derive(Clone)]
+pub struct Users {
+    db: Db,
+}
+
+fn user_ref(id: String, phone: Option<String>) -> UserRef {
+    UserRef { id, phone }
+}
+
+impl Users {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The account this WeChat user (of `app_id`) belongs to, if any.
+    pub async fn find_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<UserRef>, sqlx::Error> {
+        let row = sqlx::query(self.db.sql(
+            "SELECT u.id, u.phone FROM wechat_identities w JOIN users u ON u.id = w.user_id WHERE w.app_id = ? AND w.openid = ?",
+        ))
+        .bind(app_id)
+        .bind(openid)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.map(|r| Ok(user_ref(r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+        let row = sqlx::query(self.db.sql("SELECT id, phone, created_at FROM users WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| Ok(UserRow { id: r.try_get(0)?, phone: r.try_get(1)?, created_at: r.try_get(2)? })).transpose()
+    }
+
+    async fn find_by_phone(&self, phone: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query(self.db.sql("SELECT id FROM users WHERE phone = ?"))
+            .bind(phone)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| r.try_get(0)).transpose()
+    }
+
+    /// The openid the account `user_id` already holds for `app_id`, if any.
+    async fn openid_of(&self, user_id: &str, app_id: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query(self.db.sql("SELECT openid FROM wechat_identities WHERE user_id = ? AND app_id = ?"))
+            .bind(user_id)
+            .bind(app_id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| r.try_get(0)).transpose()
+    }
+
+    /// Would binding `phone` to this WeChat user be refused as `phone_taken`?
+    /// Checked before a code is spent; [`Users::bind`] checks again atomically.
+    pub async fn check_bindable(&self, app_id: &str, openid: &str, phone: &str) -> Result<(), BindError> {
+        if let Some(uid) = self.find_by_phone(phone).await?
+            && self.openid_of(&uid, app_id).await?.is_some_and(|o| o != openid)
+        {
+            return Err(BindError::PhoneTaken);
+        }
+        Ok(())
+    }
+
+    /// Attaches this WeChat user to the account of `phone`, creating the account if the
+    /// phone is new. Idempotent for the same (app, openid, phone).
+    pub async fn bind(&self, app_id: &str, openid: &str, phone: &str) -> Result<UserRef, BindError> {
+        // One retry: a concurrent bind of the same new phone loses the unique race once,
+        // then finds the account the other one created.
+        match self.bind_once(app_id, openid, phone).await {
+            Err(BindError::Db(e)) if is_unique_violation(&e) => self.bind_once(app_id, openid, phone).await,
+            other => other,
+        }
+    }
+
+    async fn bind_once(&self, app_id: &str, openid: &str, phone: &str) -> Result<UserRef, BindError> {
+        let db = &self.db;
+        let mut tx = db.pool.begin().await?;
+        let now = unix_now();
+        // This openid may already have an account (bound meanwhile in another attempt).
+        let existing = sqlx::query(db.sql("SELECT user_id FROM wechat_identities WHERE app_id = ? AND openid = ?"))
+            .bind(app_id)
+            .bind(openid)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?;
+        let by_phone = sqlx::query(db.sql("SELECT id FROM users WHERE phone = ?"))
+            .bind(phone)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?;
+        let user_id = match (existing, by_phone) {
+            (Some(a), Some(b)) if a == b => a,
+            (Some(_), _) => return Err(BindError::PhoneTaken),
+            (None, Some(uid)) => {
+                let held = sqlx::query(db.sql("SELECT openid FROM wechat_identities WHERE user_id = ? AND app_id = ?"))
+                    .bind(&uid)
+                    .bind(app_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if held.is_some() {
+                    return Err(BindError::PhoneTaken);
+                }
+                uid
+            }
+            (None, None) => {
+                let uid = uuid::Uuid::new_v4().to_string();
+                sqlx::query(db.sql("INSERT INTO users (id, phone, created_at) VALUES (?, ?, ?)"))
+                    .bind(&uid)
+                    .bind(phone)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                uid
+            }
+        };
+        sqlx::query(db.sql(
+            "INSERT INTO wechat_identities (app_id, openid, user_id, unionid, subscribed, created_at) SELECT ?, ?, ?, NULL, 1, ? WHERE NOT EXISTS (SELECT 1 FROM wechat_identities WHERE app_id = ? AND openid = ?)",
+        ))
+        .bind(app_id)
+        .bind(openid)
+        .bind(&user_id)
+        .bind(now)
+        .bind(app_id)
+        .bind(openid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(user_ref(user_id, Some(phone.to_string())))
+    }
+
+    /// Records that token `jti` is revoked until `expires_at` (Unix seconds).
+    pub async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), sqlx::Error> {
+        let done = sqlx::query(self.db.sql("SELECT 1 FROM revoked_tokens WHERE jti = ?"))
+            .bind(jti)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        if done.is_none() {
+            let r = sqlx::query(self.db.sql("INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)"))
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&self.db.pool)
+                .await;
+            match r {
+                Err(e) if is_unique_violation(&e) => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        // Keep the table small: entries past their token's expiry are useless.
+        sqlx::query(self.db.sql("DELETE FROM revoked_tokens WHERE expires_at < ?"))
+            .bind(unix_now() - 60)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn is_revoked(&self, jti: &str) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(self.db.sql("SELECT 1 FROM revoked_tokens WHERE jti = ?"))
+            .bind(jti)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn users() -> (Users, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/u.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        assert_eq!(db.migrate().await.unwrap(), 1);
+        assert_eq!(db.migrate().await.unwrap(), 0, "migrations run once");
+        (Users::new(db), dir)
+    }
+
+    #[tokio::test]
+    async fn bind_creates_then_finds() {
+        let (u, _d) = users().await;
+        assert!(u.find_by_openid("wx1", "o1").await.unwrap().is_none());
+        let a = u.bind("wx1", "o1", "13800138000").await.unwrap();
+        assert_eq!(u.find_by_openid("wx1", "o1").await.unwrap(), Some(a.clone()));
+        // Idempotent.
+        assert_eq!(u.bind("wx1", "o1", "13800138000").await.unwrap(), a);
+        // Same phone, another official account: same person, same account.
+        let b = u.bind("wx2", "p1", "13800138000").await.unwrap();
+        assert_eq!(a.id, b.id);
+        assert_eq!(u.get(&a.id).await.unwrap().unwrap().phone.as_deref(), Some("13800138000"));
+    }
+
+    #[tokio::test]
+    async fn phone_taken_by_another_openid_of_the_same_app() {
+        let (u, _d) = users().await;
+        u.bind("wx1", "o1", "13800138000").await.unwrap();
+        assert!(matches!(u.check_bindable("wx1", "o2", "13800138000").await, Err(BindError::PhoneTaken)));
+        assert!(matches!(u.bind("wx1", "o2", "13800138000").await, Err(BindError::PhoneTaken)));
+        assert!(u.check_bindable("wx1", "o1", "13800138000").await.is_ok());
+        assert!(u.check_bindable("wx1", "o2", "13900139000").await.is_ok());
+        // An openid with an account cannot take a second phone.
+        assert!(matches!(u.bind("wx1", "o1", "13900139000").await, Err(BindError::PhoneTaken)));
+    }
+
+    #[tokio::test]
+    async fn revocation_is_remembered() {
+        let (u, _d) = users().await;
+        assert!(!u.is_revoked("j1").await.unwrap());
+        u.revoke("j1", unix_now() + 100).await.unwrap();
+        u.revoke("j1", unix_now() + 100).await.unwrap();
+        assert!(u.is_revoked("j1").await.unwrap());
+    }
+}

@@ -1,0 +1,9 @@
+//! Black-box tests of scanlogin over real HTTP, driven only by API.md: one binary,
+//! each test with its own server, database file and sandbox.
+
+mod helpers;
+
+mod errors;
+mod login_flow;
+mod ops;
+mod wechat_callback;

@@ -1,0 +1,37 @@
+//! Operations endpoints: health, readiness, metrics, security headers.
+
+use crate::helpers::{metric, spawn_app};
+
+#[actix_web::test]
+async fn health_ready_and_metrics() {
+    let app = spawn_app().await;
+    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    app.new_login().await;
+    let m = app.metrics().await;
+    assert_eq!(metric(&m, "scanlogin_attempts_created_total", &["app=\"default\"", "scene_type=\"web\""]), 1.0);
+    assert_eq!(metric(&m, "scanlogin_live_attempts", &["state=\"loop\""]), 1.0);
+    assert!(metric(&m, "scanlogin_http_requests_total", &["route=\"/api/v1/login/qrcode\"", "status=\"200\""]) >= 1.0);
+    assert!(m.contains("scanlogin_process_resident_memory_bytes"), "process metrics exported");
+    // No label carries an id: the poll uuid never appears in the exposition.
+    let (uuid, _) = app.new_login().await;
+    app.status(&uuid, None).await;
+    assert!(!app.metrics().await.contains(&uuid));
+}
+
+#[actix_web::test]
+async fn answers_carry_security_headers() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/login/qrcode"))
+        .json(&serde_json::json!({"image": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let nf = app.client.get(app.url("/no/such/route")).send().await.unwrap();
+    assert_eq!(nf.status(), 404);
+}
