@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Services the tests talk to (none needed beyond SQLite yet; see scripts/services.sh when present).
-if [[ -x scripts/services.sh ]]; then
-  scripts/services.sh
+# Services the tests talk to (Redis, PostgreSQL, MariaDB): installed and started if needed.
+bash scripts/services.sh
+
+# The independent WeChat implementation the cross-check runs against.
+if ! python3 -c "import wechatpy, cryptography" >/dev/null 2>&1; then
+  echo "== installing wechatpy (PyPI) for the cross-check"
+  python3 -m pip install --quiet --disable-pip-version-check wechatpy cryptography
 fi
 
 echo "== cargo fmt --check"
@@ -21,3 +25,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --no-fail-fast
 fi
+
+echo "== wechatpy cross-check (safe mode against an independent implementation)"
+cargo build --locked --quiet
+python3 tests/wechatpy/crosscheck.py target/debug/scanlogin

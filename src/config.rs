@@ -170,11 +170,22 @@ pub struct WechatSettings {
     pub apps: Vec<AppSettings>,
     /// Timeout of one call to WeChat's API.
     pub api_timeout_ms: u64,
+    /// The callback answers within this budget (WeChat gives up after 5 s); slower work
+    /// finishes in the background after a `success` answer.
+    pub callback_budget_ms: u64,
+    /// How long a push's dedup key is remembered (WeChat retries within ~15 s).
+    pub dedup_ttl_secs: u64,
 }
 
 impl Default for WechatSettings {
     fn default() -> Self {
-        Self { sandbox: true, apps: vec![AppSettings::default()], api_timeout_ms: 5000 }
+        Self {
+            sandbox: true,
+            apps: vec![AppSettings::default()],
+            api_timeout_ms: 5000,
+            callback_budget_ms: 3000,
+            dedup_ttl_secs: 300,
+        }
     }
 }
 
@@ -186,6 +197,10 @@ pub struct AppSettings {
     pub app_secret: String,
     pub token: String,
     pub encoding_aes_key: String,
+    /// The key before the last rotation: tried second, so pushes in flight still open.
+    pub encoding_aes_key_previous: String,
+    /// Fetch access tokens from `stable_token` (shared, not invalidated by other fetchers).
+    pub use_stable_token: bool,
     pub api_base: Option<String>,
     pub mp_base: Option<String>,
     /// Passive reply after a registered user's scan.
@@ -194,6 +209,8 @@ pub struct AppSettings {
     pub reply_bind_phone: String,
     /// Passive reply to a scan of an expired or unknown login QR code.
     pub reply_expired: String,
+    /// Auto-reply to text messages; empty: no reply.
+    pub reply_text: String,
 }
 
 impl Default for AppSettings {
@@ -204,11 +221,14 @@ impl Default for AppSettings {
             app_secret: "sandbox-secret".into(),
             token: "sandbox-token".into(),
             encoding_aes_key: String::new(),
+            encoding_aes_key_previous: String::new(),
+            use_stable_token: true,
             api_base: None,
             mp_base: None,
             reply_logged_in: "登录成功，请回到网页继续。Logged in: please go back to the page.".into(),
             reply_bind_phone: "请在网页上绑定手机号完成登录。Please bind your phone number on the page.".into(),
             reply_expired: "二维码已过期，请刷新网页。This QR code has expired: refresh the page.".into(),
+            reply_text: String::new(),
         }
     }
 }
@@ -345,6 +365,12 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.login.long_poll_max_secs > 120 {
         return Err(invalid("login.long_poll_max_secs", "must be 0..=120"));
     }
+    if s.wechat.callback_budget_ms > 4500 {
+        return Err(invalid("wechat.callback_budget_ms", "must be 0..=4500 (WeChat gives up after 5 s)"));
+    }
+    if s.wechat.dedup_ttl_secs == 0 {
+        return Err(invalid("wechat.dedup_ttl_secs", "must be > 0"));
+    }
     if s.login.sms_code_ttl_secs == 0 {
         return Err(invalid("login.sms_code_ttl_secs", "must be > 0"));
     }
@@ -408,13 +434,15 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         {
             return Err(invalid(&key("token"), "must be 3..=32 letters or digits"));
         }
-        if !app.encoding_aes_key.is_empty()
-            && (app.encoding_aes_key.len() != 43 || !app.encoding_aes_key.chars().all(|c| c.is_ascii_alphanumeric()))
+        for (k, v) in
+            [("encoding_aes_key", &app.encoding_aes_key), ("encoding_aes_key_previous", &app.encoding_aes_key_previous)]
         {
-            return Err(invalid(
-                &key("encoding_aes_key"),
-                format!("must be 43 letters or digits (got {})", app.encoding_aes_key.len()),
-            ));
+            if !v.is_empty() && (v.len() != 43 || !v.chars().all(|c| c.is_ascii_alphanumeric())) {
+                return Err(invalid(&key(k), format!("must be 43 letters or digits (got {})", v.len())));
+            }
+        }
+        if app.encoding_aes_key.is_empty() && !app.encoding_aes_key_previous.is_empty() {
+            return Err(invalid(&key("encoding_aes_key_previous"), "needs a current encoding_aes_key"));
         }
         for (k, v) in [("api_base", &app.api_base), ("mp_base", &app.mp_base)] {
             if let Some(u) = v {

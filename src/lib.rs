@@ -22,6 +22,7 @@ pub mod ids;
 pub mod login;
 pub mod metrics;
 pub mod net;
+pub mod push;
 pub mod sandbox;
 pub mod sms;
 pub mod startup;

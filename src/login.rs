@@ -129,7 +129,7 @@ impl LoginService {
         Duration::from_secs(self.login.long_poll_max_secs)
     }
 
-    fn app(&self, name: Option<&str>) -> Result<&AppClient, ApiError> {
+    fn app(&self, name: Option<&str>) -> Result<&Arc<AppClient>, ApiError> {
         match name {
             None => Ok(self.wechat.first()),
             Some(n) => self.wechat.by_name(n).ok_or(ApiError::UnknownApp),
@@ -242,6 +242,27 @@ impl LoginService {
         }
     }
 
+    /// Fetches `user/info` in the background and stores the `unionid` when WeChat gives
+    /// one, once per identity; never delays the caller (the callback must answer fast).
+    pub fn enrich_later(self: &Arc<Self>, app: &Arc<AppClient>, openid: &str) {
+        let (me, app, openid) = (Arc::clone(self), Arc::clone(app), openid.to_string());
+        actix_web::rt::spawn(async move {
+            if !me.users.lacks_unionid(&app.app_id, &openid).await.unwrap_or(false) {
+                return;
+            }
+            match app.user_info(&openid).await {
+                Ok(info) => {
+                    if let Some(u) = info.unionid.filter(|u| !u.is_empty() && u.len() <= 128)
+                        && let Err(e) = me.users.set_unionid(&app.app_id, &openid, &u).await
+                    {
+                        tracing::warn!(app = %app.name, error = %e, "could not store unionid");
+                    }
+                }
+                Err(e) => tracing::warn!(app = %app.name, error = %e, "user/info failed"),
+            }
+        });
+    }
+
     /// `POST /api/v1/login/sms-code`.
     pub async fn send_sms(&self, poll: &PollId, phone: &Phone) -> Result<SmsAnswer, ApiError> {
         let code = SmsCode::generate();
@@ -260,7 +281,12 @@ impl LoginService {
     }
 
     /// `POST /api/v1/login/bind-phone`.
-    pub async fn bind_phone(&self, poll: &PollId, phone: &Phone, code: &SmsCode) -> Result<StatusAnswer, ApiError> {
+    pub async fn bind_phone(
+        self: &Arc<Self>,
+        poll: &PollId,
+        phone: &Phone,
+        code: &SmsCode,
+    ) -> Result<StatusAnswer, ApiError> {
         let peek = self.engine.peek(poll).await?;
         match peek.phase {
             Phase::Expired => return Err(ApiError::Expired),
@@ -293,6 +319,7 @@ impl LoginService {
             Err(BindError::PhoneTaken) => return Err(ApiError::PhoneTaken),
             Err(BindError::Db(e)) => return Err(e.into()),
         };
+        self.enrich_later(app, &openid);
         let o = self.engine.apply(poll, Event::Bound { user }).await?;
         match o.reply {
             Reply::Token(user) => Ok(self.token_answer(user, "bind", Some(&app.name))),

@@ -20,6 +20,7 @@ use crate::sandbox::{self, Sandbox};
 use crate::sms::{Outbox, SmsSender};
 use crate::store::{Db, Users};
 use crate::wechat::WechatClient;
+use crate::wechat::dedup::Dedup;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -27,6 +28,8 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 pub struct Application {
@@ -71,10 +74,17 @@ impl Application {
         let sms = SmsSender::new(&settings.sms, outbox.clone(), metrics.clone());
         let wechat = Arc::new(WechatClient::new(&settings, metrics.clone()));
         let login = Arc::new(LoginService::new(&settings, engine, users, wechat, sms, metrics.clone()));
+        let dedup_ttl = std::time::Duration::from_secs(settings.wechat.dedup_ttl_secs);
+        let dedup = if settings.storage.snapshots.starts_with("redis://") {
+            Dedup::redis(&settings.storage.snapshots, dedup_ttl).await?
+        } else {
+            Dedup::memory(dedup_ttl)
+        };
         let sandbox = settings.wechat.sandbox.then(|| web::Data::new(Sandbox::new(&settings, outbox)));
         let state = web::Data::new(AppState {
             login,
             ip_policy: ClientIpPolicy::new(&settings.server.trusted_proxies),
+            dedup,
             settings: Arc::new(settings.clone()),
             metrics,
         });

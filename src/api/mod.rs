@@ -34,6 +34,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
     pub ip_policy: ClientIpPolicy,
+    pub dedup: crate::wechat::dedup::Dedup,
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.

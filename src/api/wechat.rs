@@ -1,18 +1,19 @@
 //! WeChat's side of the HTTP API: server URL verification (GET) and pushes (POST).
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{AppState, CALLBACK_LIMIT, query, read_body};
 use crate::error::ApiError;
-use crate::ids::Scene;
-use crate::login::ScanResult;
+use crate::push;
 use crate::wechat::AppClient;
 use crate::wechat::callback::{self, OpenError, PushQuery};
-use crate::wechat::xml::{Push, XmlError, text_reply};
+use crate::wechat::dedup::Claim;
+use crate::wechat::xml::XmlError;
 
-fn app<'a>(state: &'a AppState, appid: &str) -> Result<&'a AppClient, ApiError> {
+fn app<'a>(state: &'a AppState, appid: &str) -> Result<&'a Arc<AppClient>, ApiError> {
     state.login.wechat.by_app_id(appid).ok_or(ApiError::UnknownApp)
 }
 
@@ -36,7 +37,7 @@ pub async fn verify_url(
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(echo))
 }
 
-/// `POST /wechat/{appid}/callback`: authenticate, act on login scans, reply.
+/// `POST /wechat/{appid}/callback`: authenticate, dedupe, act within the budget, reply.
 pub async fn callback(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -74,29 +75,54 @@ pub async fn callback(
             return Err(ApiError::Unauthorized);
         }
     };
-    let env = &opened.envelope;
-    let (kind, text) = match &env.push {
-        Push::Subscribe { scene: Some(s), openid } | Push::Scan { scene: Some(s), openid } => {
-            let kind = if matches!(env.push, Push::Subscribe { .. }) { "subscribe" } else { "scan" };
-            let result = match Scene::parse(s) {
-                Some(scene) => state.login.scanned(app, &scene, openid).await?,
-                None => ScanResult::Unknown,
-            };
-            let text = match result {
-                ScanResult::Registered => &app.replies.logged_in,
-                ScanResult::NeedsPhone => &app.replies.bind_phone,
-                ScanResult::Unknown => &app.replies.expired,
-            };
-            (kind, Some(text.clone()))
-        }
-        Push::Subscribe { .. } => ("subscribe", None),
-        Push::Scan { .. } => ("scan", None),
-        Push::Unsubscribe { .. } => ("unsubscribe", None),
-        Push::Text { .. } => ("text", None),
-        Push::Other { .. } => ("other", None),
+    let env = opened.envelope;
+    let kind = crate::push::kind(&env.push);
+    let key = format!("{}|{}", app.app_id, env.dedup_key(&opened.fields));
+    let budget = Duration::from_millis(state.settings.wechat.callback_budget_ms);
+    let seal = |reply: Option<&str>| {
+        let body = callback::seal(&app.keys, &opened.mode, reply, &q.timestamp, &q.nonce);
+        HttpResponse::Ok().content_type("application/xml; charset=utf-8").body(body)
     };
-    let reply = text.map(|t| text_reply(&env.from, &env.to, crate::store::unix_now() as u64, &t));
-    let body = callback::seal(&app.keys, &opened.mode, reply.as_deref(), &q.timestamp, &q.nonce);
-    done(kind, "ok");
-    Ok(HttpResponse::Ok().content_type("application/xml; charset=utf-8").body(body))
+    match state.dedup.claim(&key, budget).await {
+        Claim::Done(reply) => {
+            done(kind, "duplicate");
+            return Ok(seal(reply.as_deref()));
+        }
+        Claim::InFlight => {
+            done(kind, "duplicate");
+            return Ok(seal(None));
+        }
+        Claim::First => {}
+    }
+    // The work runs in its own task: if it outlasts the budget, WeChat still gets an
+    // answer in time and the transition still completes.
+    let work = {
+        let (login, app, dedup, key) = (state.login.clone(), app.clone(), state.dedup.clone(), key.clone());
+        actix_web::rt::spawn(async move {
+            let result = push::handle(&login, &app, &env).await;
+            match &result {
+                Ok(reply) => dedup.complete(&key, reply.as_deref()).await,
+                Err(_) => dedup.release(&key).await,
+            }
+            result
+        })
+    };
+    match tokio::time::timeout(budget, work).await {
+        Ok(Ok(Ok(reply))) => {
+            done(kind, "ok");
+            Ok(seal(reply.as_deref()))
+        }
+        Ok(Ok(Err(e))) => {
+            done(kind, "error");
+            Err(e)
+        }
+        Ok(Err(join)) => {
+            done(kind, "error");
+            Err(ApiError::internal(format!("push task failed: {join}")))
+        }
+        Err(_) => {
+            done(kind, "late");
+            Ok(seal(None))
+        }
+    }
 }

@@ -122,6 +122,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/_sandbox")
             .route("/cgi-bin/token", web::get().to(token))
+            .route("/cgi-bin/stable_token", web::post().to(stable_token))
             .route("/cgi-bin/qrcode/create", web::post().to(qrcode_create))
             .route("/cgi-bin/showqrcode", web::get().to(showqrcode))
             .route("/cgi-bin/user/info", web::get().to(user_info))
@@ -162,19 +163,39 @@ async fn token(sb: web::Data<Sandbox>, req: HttpRequest) -> HttpResponse {
     if let Some(r) = sb.fault("token") {
         return r;
     }
-    let Ok(q) = query::<TokenQuery>(&req) else {
-        return wx_error(40013, "invalid appid");
-    };
-    let Some(app) = sb.apps.iter().find(|a| a.app_id == q.appid) else {
-        return wx_error(40013, "invalid appid");
-    };
+    let Ok(q) = query::<TokenQuery>(&req) else { return wx_error(40013, "invalid appid") };
+    issue_token(&sb, &q, false)
+}
+
+#[derive(Deserialize)]
+struct StableTokenBody {
+    #[serde(flatten)]
+    creds: TokenQuery,
+    #[serde(default)]
+    force_refresh: bool,
+}
+
+/// `stable_token` in normal mode hands out the same token while it has > 5 minutes left.
+async fn stable_token(sb: web::Data<Sandbox>, payload: web::Payload) -> HttpResponse {
+    if let Some(r) = sb.fault("token") {
+        return r;
+    }
+    let Ok(body) = json_body::<StableTokenBody>(payload).await else { return wx_error(47001, "data format error") };
+    issue_token(&sb, &body.creds, !body.force_refresh)
+}
+
+fn issue_token(sb: &Sandbox, q: &TokenQuery, reuse: bool) -> HttpResponse {
+    let Some(app) = sb.apps.iter().find(|a| a.app_id == q.appid) else { return wx_error(40013, "invalid appid") };
     if !bool::from(subtle::ConstantTimeEq::ct_eq(app.app_secret.as_bytes(), q.secret.as_bytes())) {
         return wx_error(40001, "invalid credential");
     }
-    let token = random_b64(48);
     let mut tokens = sb.tokens.lock().unwrap_or_else(|e| e.into_inner());
     let now = unix_now();
     tokens.retain(|_, (_, exp)| *exp > now);
+    if reuse && let Some((t, (_, exp))) = tokens.iter().find(|(_, (a, exp))| *a == app.app_id && *exp - now > 300) {
+        return HttpResponse::Ok().json(json!({"access_token": t, "expires_in": exp - now}));
+    }
+    let token = random_b64(48);
     tokens.insert(token.clone(), (app.app_id.clone(), now + TOKEN_LIFE_SECS));
     HttpResponse::Ok().json(json!({"access_token": token, "expires_in": TOKEN_LIFE_SECS}))
 }
@@ -445,11 +466,16 @@ async fn tickets(sb: web::Data<Sandbox>) -> HttpResponse {
         let t = sb.tickets.lock().unwrap_or_else(|e| e.into_inner());
         t.iter()
             .filter(|(_, i)| i.expires_at > now)
-            .map(|(k, i)| (k.clone(), i.app_id.clone(), i.url.clone(), i.expires_at))
+            .map(|(k, i)| (k.clone(), i.app_id.clone(), i.url.clone(), i.expires_at, i.scene.clone()))
             .collect()
     };
     list.sort_by_key(|t| std::cmp::Reverse(t.3));
     list.truncate(50);
-    let items: Vec<_> = list.into_iter().map(|(ticket, app_id, url, exp)| json!({"ticket": ticket, "app_id": app_id, "url": url, "expires_in": exp - now})).collect();
+    // The scene is what WeChat (and so the sandbox) knows about a ticket; shown so tests
+    // and load tools can act as WeChat directly.
+    let items: Vec<_> = list
+        .into_iter()
+        .map(|(ticket, app_id, url, exp, scene)| json!({"ticket": ticket, "app_id": app_id, "url": url, "expires_in": exp - now, "scene": scene}))
+        .collect();
     HttpResponse::Ok().json(json!({"tickets": items}))
 }

@@ -158,6 +158,59 @@ impl Users {
         Ok(user_ref(user_id, Some(phone.to_string())))
     }
 
+    /// Marks this WeChat user as following (or not) the account; a no-op for users
+    /// without an account (we keep no data on them).
+    pub async fn set_subscribed(&self, app_id: &str, openid: &str, subscribed: bool) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query(self.db.sql("UPDATE wechat_identities SET subscribed = ? WHERE app_id = ? AND openid = ?"))
+            .bind(i64::from(subscribed))
+            .bind(app_id)
+            .bind(openid)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// `Some(subscribed)` for a known identity.
+    pub async fn subscribed(&self, app_id: &str, openid: &str) -> Result<Option<bool>, sqlx::Error> {
+        let row = sqlx::query(self.db.sql("SELECT subscribed FROM wechat_identities WHERE app_id = ? AND openid = ?"))
+            .bind(app_id)
+            .bind(openid)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| Ok(r.try_get::<i64, _>(0)? != 0)).transpose()
+    }
+
+    /// True when the identity exists and has no `unionid` yet (worth a `user/info` call).
+    pub async fn lacks_unionid(&self, app_id: &str, openid: &str) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(
+            self.db.sql("SELECT 1 FROM wechat_identities WHERE app_id = ? AND openid = ? AND unionid IS NULL"),
+        )
+        .bind(app_id)
+        .bind(openid)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn set_unionid(&self, app_id: &str, openid: &str, unionid: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(self.db.sql("UPDATE wechat_identities SET unionid = ? WHERE app_id = ? AND openid = ?"))
+            .bind(unionid)
+            .bind(app_id)
+            .bind(openid)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn unionid(&self, app_id: &str, openid: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query(self.db.sql("SELECT unionid FROM wechat_identities WHERE app_id = ? AND openid = ?"))
+            .bind(app_id)
+            .bind(openid)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
+    }
+
     /// Records that token `jti` is revoked until `expires_at` (Unix seconds).
     pub async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), sqlx::Error> {
         let done = sqlx::query(self.db.sql("SELECT 1 FROM revoked_tokens WHERE jti = ?"))

@@ -5,22 +5,23 @@
 //! Secrets travel in query strings, so no URL from here is ever logged: transport
 //! errors are stripped of their URL before they become messages.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::sync::Mutex;
 
 use super::callback::AppKeys;
 use super::crypto::AesKey;
+use super::token::{TokenManager, TokenSource};
 use crate::config::{AppSettings, Settings};
 use crate::metrics::Metrics;
 
-/// Refresh this long before WeChat's stated expiry (WECHAT.md §6 recommends a margin).
-const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// The largest QR picture we accept from `showqrcode`.
 const MAX_IMAGE_BYTES: usize = 1 << 20;
 /// Errcodes meaning "this access token is no good" (WxJava's set).
 const TOKEN_ERRCODES: [i64; 3] = [40001, 40014, 42001];
+/// Retries of a call answered with errcode -1 (system busy).
+const BUSY_RETRIES: usize = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WechatError {
@@ -43,7 +44,7 @@ impl WechatError {
     }
 }
 
-fn transport(e: reqwest::Error) -> WechatError {
+pub(super) fn transport(e: reqwest::Error) -> WechatError {
     WechatError::Transport(e.without_url().to_string())
 }
 
@@ -55,6 +56,15 @@ pub struct QrTicket {
     pub url: String,
     #[serde(default)]
     pub expire_seconds: u64,
+}
+
+/// The parts of `user/info` we keep.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub subscribe: i64,
+    #[serde(default)]
+    pub unionid: Option<String>,
 }
 
 /// The QR picture as WeChat served it.
@@ -72,30 +82,20 @@ struct ErrBody {
     errmsg: String,
 }
 
-#[derive(Deserialize)]
-struct TokenBody {
-    access_token: String,
-    expires_in: u64,
-}
-
-struct CachedToken {
-    token: String,
-    refresh_at: Instant,
-}
-
 /// The passive reply texts of one account.
 #[derive(Debug, Clone)]
 pub struct Replies {
     pub logged_in: String,
     pub bind_phone: String,
     pub expired: String,
+    /// Auto-reply to text messages; empty: none.
+    pub text: String,
 }
 
 /// One official account's view of the API.
 pub struct AppClient {
     pub name: String,
     pub app_id: String,
-    secret: String,
     pub api_base: String,
     pub mp_base: String,
     /// Signature and message-crypto keys of this account's callback.
@@ -103,13 +103,18 @@ pub struct AppClient {
     /// Passive reply texts.
     pub replies: Replies,
     http: reqwest::Client,
-    /// Held across a fetch, so concurrent callers wait for one fetch (single flight).
-    token: Mutex<Option<CachedToken>>,
+    tokens: Arc<TokenManager>,
     metrics: Metrics,
 }
 
 impl AppClient {
-    pub fn new(app: &AppSettings, sandbox: bool, public_url: &str, http: reqwest::Client, metrics: Metrics) -> Self {
+    pub fn new(
+        app: &AppSettings,
+        sandbox: bool,
+        public_url: &str,
+        http: reqwest::Client,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         let sandbox_base = format!("{}/_sandbox", public_url.trim_end_matches('/'));
         let pick = |explicit: &Option<String>, real: &str| -> String {
             match explicit {
@@ -118,17 +123,28 @@ impl AppClient {
                 None => real.to_string(),
             }
         };
-        Self {
+        let api_base = pick(&app.api_base, "https://api.weixin.qq.com");
+        let tokens = TokenManager::new(
+            TokenSource {
+                app: app.name.clone(),
+                app_id: app.app_id.clone(),
+                secret: app.app_secret.clone(),
+                api_base: api_base.clone(),
+                use_stable: app.use_stable_token,
+            },
+            http.clone(),
+            metrics.clone(),
+        );
+        Arc::new(Self {
             name: app.name.clone(),
             app_id: app.app_id.clone(),
-            secret: app.app_secret.clone(),
-            api_base: pick(&app.api_base, "https://api.weixin.qq.com"),
+            api_base,
             mp_base: pick(&app.mp_base, "https://mp.weixin.qq.com"),
             keys: AppKeys {
                 app_id: app.app_id.clone(),
                 token: app.token.clone(),
                 // Validated at start: 43 letters or digits always decode.
-                aes_keys: [&app.encoding_aes_key]
+                aes_keys: [&app.encoding_aes_key, &app.encoding_aes_key_previous]
                     .into_iter()
                     .filter(|k| !k.is_empty())
                     .filter_map(|k| AesKey::from_encoding_key(k).ok())
@@ -138,11 +154,12 @@ impl AppClient {
                 logged_in: app.reply_logged_in.clone(),
                 bind_phone: app.reply_bind_phone.clone(),
                 expired: app.reply_expired.clone(),
+                text: app.reply_text.clone(),
             },
             http,
-            token: Mutex::new(None),
+            tokens,
             metrics,
-        }
+        })
     }
 
     async fn timed<T>(&self, api: &str, fut: impl Future<Output = Result<T, WechatError>>) -> Result<T, WechatError> {
@@ -156,38 +173,35 @@ impl AppClient {
         r
     }
 
-    /// A valid access token, from cache or fetched (once, however many callers wait).
+    /// A usable access token (see [`TokenManager`]).
     pub async fn access_token(&self) -> Result<String, WechatError> {
-        let mut slot = self.token.lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| Instant::now() < c.refresh_at) {
-            return Ok(c.token.clone());
-        }
-        let fetched = self.timed("token", self.fetch_token()).await;
-        self.metrics.token_refresh(&self.name, if fetched.is_ok() { "ok" } else { "error" });
-        let body = fetched?;
-        let life = Duration::from_secs(body.expires_in).saturating_sub(REFRESH_MARGIN).max(Duration::from_secs(30));
-        *slot = Some(CachedToken { token: body.access_token.clone(), refresh_at: Instant::now() + life });
-        Ok(body.access_token)
+        self.tokens.get().await
     }
 
-    async fn fetch_token(&self) -> Result<TokenBody, WechatError> {
-        let url = format!("{}/cgi-bin/token", self.api_base);
-        let resp = self
-            .http
-            .get(url)
-            .query(&[("grant_type", "client_credential"), ("appid", &self.app_id), ("secret", &self.secret)])
-            .send()
-            .await
-            .map_err(transport)?;
-        parse_json(resp).await
-    }
-
-    /// Drops the cached token only if it is still the one that failed, so a token a
-    /// concurrent caller just refreshed survives (compare-and-invalidate).
-    async fn invalidate(&self, failed: &str) {
-        let mut slot = self.token.lock().await;
-        if slot.as_ref().is_some_and(|c| c.token == failed) {
-            *slot = None;
+    /// Runs an API call that takes an access token: on a token errcode the cached token
+    /// is invalidated (compare-and-invalidate) and the call retried once with a fresh one;
+    /// on errcode -1 it is retried with backoff. Transport errors are never retried here,
+    /// as the call may have taken effect.
+    async fn with_token<T, F, Fut>(&self, mut call: F) -> Result<T, WechatError>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: Future<Output = Result<T, WechatError>>,
+    {
+        let mut token_retried = false;
+        let mut busy = 0;
+        loop {
+            let token = self.access_token().await?;
+            match call(token.clone()).await {
+                Err(WechatError::Api { errcode, .. }) if TOKEN_ERRCODES.contains(&errcode) && !token_retried => {
+                    self.tokens.invalidate(&token).await;
+                    token_retried = true;
+                }
+                Err(WechatError::Api { errcode: -1, .. }) if busy < BUSY_RETRIES => {
+                    busy += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * 4u64.pow(busy as u32 - 1))).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -198,28 +212,33 @@ impl AppClient {
             "action_name": "QR_STR_SCENE",
             "action_info": {"scene": {"scene_str": scene}},
         });
-        self.timed("qrcode_create", async {
-            let mut retried = false;
-            loop {
-                let token = self.access_token().await?;
-                let url = format!("{}/cgi-bin/qrcode/create", self.api_base);
-                let resp = self
+        self.timed(
+            "qrcode_create",
+            self.with_token(|token| {
+                let req = self
                     .http
-                    .post(url)
-                    .query(&[("access_token", &token)])
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(transport)?;
-                match parse_json::<QrTicket>(resp).await {
-                    Err(WechatError::Api { errcode, .. }) if TOKEN_ERRCODES.contains(&errcode) && !retried => {
-                        self.invalidate(&token).await;
-                        retried = true;
-                    }
-                    other => return other,
-                }
-            }
-        })
+                    .post(format!("{}/cgi-bin/qrcode/create", self.api_base))
+                    .query(&[("access_token", token)])
+                    .json(&body);
+                async move { parse_json::<QrTicket>(req.send().await.map_err(transport)?).await }
+            }),
+        )
+        .await
+    }
+
+    /// `user/info`: the `unionid` (when the account is bound to an Open Platform account).
+    pub async fn user_info(&self, openid: &str) -> Result<UserInfo, WechatError> {
+        self.timed(
+            "user_info",
+            self.with_token(|token| {
+                let req = self.http.get(format!("{}/cgi-bin/user/info", self.api_base)).query(&[
+                    ("access_token", token.as_str()),
+                    ("openid", openid),
+                    ("lang", "zh_CN"),
+                ]);
+                async move { parse_json::<UserInfo>(req.send().await.map_err(transport)?).await }
+            }),
+        )
         .await
     }
 
@@ -266,7 +285,7 @@ async fn read_bounded(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>
 }
 
 /// WeChat answers 200 with either the payload or `{"errcode":…,"errmsg":…}`.
-async fn parse_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, WechatError> {
+pub(super) async fn parse_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, WechatError> {
     let status = resp.status();
     let bytes = read_bounded(resp, 64 * 1024).await?;
     if !status.is_success() {
@@ -282,7 +301,7 @@ async fn parse_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> 
 
 /// All configured accounts, looked up by name or by app id.
 pub struct WechatClient {
-    apps: Vec<AppClient>,
+    apps: Vec<Arc<AppClient>>,
 }
 
 impl WechatClient {
@@ -303,15 +322,15 @@ impl WechatClient {
         Self { apps }
     }
 
-    pub fn by_name(&self, name: &str) -> Option<&AppClient> {
+    pub fn by_name(&self, name: &str) -> Option<&Arc<AppClient>> {
         self.apps.iter().find(|a| a.name == name)
     }
 
-    pub fn by_app_id(&self, app_id: &str) -> Option<&AppClient> {
+    pub fn by_app_id(&self, app_id: &str) -> Option<&Arc<AppClient>> {
         self.apps.iter().find(|a| a.app_id == app_id)
     }
 
-    pub fn first(&self) -> &AppClient {
+    pub fn first(&self) -> &Arc<AppClient> {
         &self.apps[0]
     }
 }

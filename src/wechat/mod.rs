@@ -6,6 +6,8 @@
 pub mod callback;
 pub mod client;
 pub mod crypto;
+pub mod dedup;
+pub mod token;
 pub mod xml;
 
 pub use client::{AppClient, QrImage, QrTicket, WechatClient, WechatError};

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 pub struct TestApp {
     pub address: String,
     pub client: Client,
+    /// The server's own state, for looking inside (database, metrics).
+    pub state: actix_web::web::Data<scanlogin::api::AppState>,
     _dir: tempfile::TempDir,
 }
 
@@ -36,10 +38,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     s.server.public_url = format!("http://127.0.0.1:{port}");
     s.storage.database_url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
     let app = Application::with_listener(s, listener).await.expect("app builds");
+    let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        state,
         _dir: dir,
     }
 }
@@ -104,6 +108,25 @@ impl TestApp {
                 .await,
         )
         .await
+    }
+
+    /// The scene WeChat (the sandbox) knows for `ticket`.
+    pub async fn scene_of(&self, ticket: &str) -> String {
+        let (_, body) = parts(self.client.get(self.url("/_sandbox/tickets")).send().await.unwrap()).await;
+        let list = body["tickets"].as_array().expect("tickets");
+        let t = list.iter().find(|t| t["ticket"] == ticket).expect("ticket is live");
+        t["scene"].as_str().unwrap().to_string()
+    }
+
+    /// POSTs a push to `/wechat/{app_id}/callback`, signed with `token` (plaintext mode).
+    pub async fn push_plain(&self, app_id: &str, token: &str, body: String) -> Response {
+        let (ts, nonce) = (scanlogin::store::unix_now().to_string(), "20240501".to_string());
+        let q = [
+            ("signature", scanlogin::wechat::crypto::sign(&[token, &ts, &nonce])),
+            ("timestamp", ts),
+            ("nonce", nonce),
+        ];
+        self.client.post(self.url(&format!("/wechat/{app_id}/callback"))).query(&q).body(body).send().await.unwrap()
     }
 
     /// The newest code the `log` SMS provider sent to `phone`.

@@ -7,3 +7,4 @@ mod errors;
 mod login_flow;
 mod ops;
 mod wechat_callback;
+mod wechat_protocol;

@@ -1,0 +1,184 @@
+//! WeChat protocol behaviour: dedup, the 5-second budget, the access-token manager,
+//! several accounts, key rotation, follows/unfollows, unionid, auto-replies.
+
+use std::time::Duration;
+
+use scanlogin::wechat::crypto::{self, AesKey};
+use scanlogin::wechat::xml::{self, event_xml};
+use serde_json::json;
+
+use crate::helpers::{metric, spawn_app, spawn_app_with};
+
+const APP_ID: &str = "wxsandbox0000000001";
+const TOKEN: &str = "sandbox-token";
+
+#[actix_web::test]
+async fn same_event_four_times_is_one_transition_and_four_identical_answers() {
+    let app = spawn_app().await;
+    let (uuid, ticket) = app.new_login().await;
+    let scene = app.scene_of(&ticket).await;
+    let event =
+        event_xml("gh_x", "o_dup", 1_700_000_000, "subscribe", Some(&format!("qrscene_{scene}")), Some(&ticket));
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let r = app.push_plain(APP_ID, TOKEN, event.clone()).await;
+        assert_eq!(r.status(), 200);
+        answers.push(r.text().await.unwrap());
+    }
+    assert!(answers[0].contains("绑定手机号"), "{}", answers[0]);
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    let m = app.metrics().await;
+    assert_eq!(metric(&m, "scanlogin_transitions_total", &["from=\"loop\"", "to=\"not_reg\""]), 1.0);
+    assert_eq!(metric(&m, "scanlogin_callbacks_total", &["result=\"duplicate\""]), 3.0);
+    assert_eq!(app.status(&uuid, None).await.1["state"], "not_reg");
+}
+
+#[actix_web::test]
+async fn slow_work_answers_success_in_time_and_still_completes() {
+    // A zero budget makes every push "slower than the budget".
+    let app = spawn_app_with(|s| s.wechat.callback_budget_ms = 0).await;
+    let (uuid, ticket) = app.new_login().await;
+    let scene = app.scene_of(&ticket).await;
+    let event = event_xml("gh_x", "o_slow", 1, "SCAN", Some(&scene), None);
+    let r = app.push_plain(APP_ID, TOKEN, event).await;
+    assert_eq!(r.text().await.unwrap(), "success");
+    // The transition completes anyway.
+    let (_, b) = app.status(&uuid, Some(5)).await;
+    assert_eq!(b["state"], "not_reg");
+    assert_eq!(metric(&app.metrics().await, "scanlogin_callbacks_total", &["result=\"late\""]), 1.0);
+}
+
+#[actix_web::test]
+async fn cold_cache_fetches_one_token_for_a_hundred_requests() {
+    let app = spawn_app().await;
+    let reqs: Vec<_> = (0..100).map(|_| app.create_qr(json!({"image": false}))).collect();
+    let answers = futures_util::future::join_all(reqs).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200));
+    let m = app.metrics().await;
+    assert_eq!(metric(&m, "scanlogin_access_token_refreshes_total", &[]), 1.0, "{m}");
+}
+
+#[actix_web::test]
+async fn revoked_token_is_refreshed_once_and_the_call_retried_once() {
+    let app = spawn_app().await;
+    app.new_login().await; // warms the token cache
+    let armed = app.post_json("/_sandbox/faults", &json!({"api": "qrcode_create", "errcode": 40001})).await;
+    assert_eq!(armed.status(), 200);
+    let (s, b) = app.create_qr(json!({"image": false})).await;
+    assert_eq!(s, 200, "{b}");
+    let m = app.metrics().await;
+    assert_eq!(metric(&m, "scanlogin_access_token_refreshes_total", &["result=\"ok\""]), 2.0);
+    // Twice in a row: one refresh and one retry only, then the error surfaces.
+    app.post_json("/_sandbox/faults", &json!({"api": "qrcode_create", "errcode": 40001, "count": 2})).await;
+    let (s, b) = app.create_qr(json!({"image": false})).await;
+    assert_eq!((s, b["error"].as_str()), (502, Some("wechat_error")), "{b}");
+    assert!(b["message"].as_str().unwrap().contains("40001"));
+}
+
+#[actix_web::test]
+async fn busy_errcode_is_retried_with_backoff() {
+    let app = spawn_app().await;
+    app.post_json("/_sandbox/faults", &json!({"api": "qrcode_create", "errcode": -1, "count": 2})).await;
+    let (s, b) = app.create_qr(json!({"image": false})).await;
+    assert_eq!(s, 200, "{b}");
+    app.post_json("/_sandbox/faults", &json!({"api": "qrcode_create", "errcode": 45009})).await;
+    let (s, b) = app.create_qr(json!({"image": false})).await;
+    assert_eq!(s, 502);
+    assert!(b["message"].as_str().unwrap().contains("45009"));
+    let m = app.metrics().await;
+    assert!(metric(&m, "scanlogin_wechat_api_calls_total", &["result=\"errcode_45009\""]) >= 1.0);
+}
+
+#[actix_web::test]
+async fn classic_token_endpoint_works_too() {
+    let app = spawn_app_with(|s| s.wechat.apps[0].use_stable_token = false).await;
+    assert_eq!(app.create_qr(json!({"image": false})).await.0, 200);
+}
+
+#[actix_web::test]
+async fn several_accounts_each_with_their_own_callback() {
+    let key = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+    let app = spawn_app_with(|s| {
+        let mut second = s.wechat.apps[0].clone();
+        second.name = "second".into();
+        second.app_id = "wxsandbox0000000002".into();
+        second.app_secret = "second-secret".into();
+        second.token = "second-token".into();
+        second.encoding_aes_key = key.into();
+        s.wechat.apps.push(second);
+    })
+    .await;
+    let (s, b) = app.create_qr(json!({"app": "second", "image": false})).await;
+    assert_eq!(s, 200, "{b}");
+    let uuid = b["uuid"].as_str().unwrap().to_string();
+    let ticket = crate::helpers::ticket_of(&b);
+    let (_, reply) = app.scan(&ticket, "o_second", false).await;
+    assert_eq!(reply["encrypted"], true, "the second account is in safe mode: {reply}");
+    assert_eq!(app.status(&uuid, None).await.1["state"], "not_reg");
+    // The first account's token does not sign for the second.
+    let scene = "sl_whatever";
+    let r = app.push_plain("wxsandbox0000000002", TOKEN, event_xml("gh", "o", 1, "SCAN", Some(scene), None)).await;
+    assert_eq!(r.status(), 401);
+}
+
+#[actix_web::test]
+async fn key_rotation_accepts_the_previous_key_and_answers_with_it() {
+    let (new_key, old_key) =
+        ("kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG");
+    let app = spawn_app_with(|s| {
+        s.wechat.apps[0].encoding_aes_key = new_key.into();
+        s.wechat.apps[0].encoding_aes_key_previous = old_key.into();
+    })
+    .await;
+    let (uuid, ticket) = app.new_login().await;
+    let scene = app.scene_of(&ticket).await;
+    let old = AesKey::from_encoding_key(old_key).unwrap();
+    let plain = event_xml("gh_x", "o_rot", 1, "SCAN", Some(&scene), None);
+    let enc = crypto::encrypt_random(&old, APP_ID, plain.as_bytes());
+    let (ts, nonce) = ("1714037059", "486452656");
+    let body = format!("<xml><ToUserName>gh_x</ToUserName><Encrypt>{}</Encrypt></xml>", xml::cdata(&enc));
+    let q = [
+        ("signature", crypto::sign(&[TOKEN, ts, nonce])),
+        ("timestamp", ts.into()),
+        ("nonce", nonce.into()),
+        ("encrypt_type", "aes".into()),
+        ("msg_signature", crypto::msg_signature(TOKEN, ts, nonce, &enc)),
+    ];
+    let r = app.client.post(app.url(&format!("/wechat/{APP_ID}/callback"))).query(&q).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let reply = xml::parse_fields(&r.text().await.unwrap()).unwrap();
+    let renc = reply.get("Encrypt").unwrap();
+    let decrypted = crypto::decrypt(&old, APP_ID, renc).expect("reply sealed with the key that worked");
+    assert!(String::from_utf8(decrypted).unwrap().contains("绑定手机号"));
+    assert!(crypto::decrypt(&AesKey::from_encoding_key(new_key).unwrap(), APP_ID, renc).is_err());
+    assert_eq!(app.status(&uuid, None).await.1["state"], "not_reg");
+}
+
+#[actix_web::test]
+async fn follows_unfollows_unionid_and_auto_reply() {
+    let app = spawn_app_with(|s| s.wechat.apps[0].reply_text = "您好 hello".into()).await;
+    app.register("o_life", "13500135000").await;
+    let users = &app.state.login.users;
+    // unionid arrives asynchronously from user/info after the bind.
+    let mut unionid = None;
+    for _ in 0..100 {
+        unionid = users.unionid(APP_ID, "o_life").await.unwrap();
+        if unionid.is_some() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(unionid.is_some_and(|u| u.starts_with('u')));
+    assert_eq!(users.subscribed(APP_ID, "o_life").await.unwrap(), Some(true));
+    let r = app.push_plain(APP_ID, TOKEN, event_xml("gh_x", "o_life", 10, "unsubscribe", None, None)).await;
+    assert_eq!(r.text().await.unwrap(), "success");
+    assert_eq!(users.subscribed(APP_ID, "o_life").await.unwrap(), Some(false));
+    let r = app.push_plain(APP_ID, TOKEN, event_xml("gh_x", "o_life", 11, "subscribe", None, None)).await;
+    assert_eq!(r.text().await.unwrap(), "success");
+    assert_eq!(users.subscribed(APP_ID, "o_life").await.unwrap(), Some(true));
+    let text = "<xml><ToUserName>gh_x</ToUserName><FromUserName>o_life</FromUserName><CreateTime>12</CreateTime><MsgType>text</MsgType><Content>hi</Content><MsgId>18446744073709551615</MsgId></xml>";
+    let r = app.push_plain(APP_ID, TOKEN, text.into()).await;
+    let body = r.text().await.unwrap();
+    let f = xml::parse_fields(&body).unwrap();
+    assert_eq!((f.get("Content"), f.get("ToUserName")), (Some("您好 hello"), Some("o_life")));
+}
