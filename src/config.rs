@@ -109,10 +109,16 @@ impl std::fmt::Debug for TokenSettings {
 #[serde(default)]
 pub struct LimitSettings {
     pub qr_per_ip_per_minute: u32,
+    /// QR codes per official account per day (WeChat's own quota is ~100k).
+    pub qr_per_app_per_day: u32,
     pub sms_resend_secs: u64,
     pub sms_per_phone_per_day: u32,
     pub sms_per_ip_per_day: u32,
     pub code_attempts: u32,
+    /// Wrong codes per phone per day before the phone is locked for a day.
+    pub code_failures_per_phone_per_day: u32,
+    /// SMS codes one login attempt may send.
+    pub sms_per_attempt: u32,
     pub long_polls_max: usize,
     pub long_polls_per_ip: usize,
     pub live_attempts_max: usize,
@@ -122,10 +128,13 @@ impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             qr_per_ip_per_minute: 10,
+            qr_per_app_per_day: 90_000,
             sms_resend_secs: 60,
             sms_per_phone_per_day: 10,
             sms_per_ip_per_day: 20,
             code_attempts: 5,
+            code_failures_per_phone_per_day: 20,
+            sms_per_attempt: 3,
             long_polls_max: 50_000,
             long_polls_per_ip: 20,
             live_attempts_max: 2_000_000,
@@ -359,6 +368,17 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         crate::net::Cidr::parse(cidr)
             .ok_or_else(|| invalid("server.trusted_proxies", format!("`{cidr}` is not a CIDR")))?;
     }
+    for origin in &s.server.cors_origins {
+        let ok = url::Url::parse(origin).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.path() == "/" && !origin.ends_with('/') && u.host().is_some()
+        });
+        if !ok {
+            return Err(invalid(
+                "server.cors_origins",
+                format!("`{origin}` is not an origin like https://app.example.com"),
+            ));
+        }
+    }
     if s.login.qr_ttl_secs == 0 || s.login.qr_ttl_secs > 2_592_000 {
         return Err(invalid("login.qr_ttl_secs", "must be 1..=2592000"));
     }
@@ -399,6 +419,10 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("limits.sms_per_phone_per_day", l.sms_per_phone_per_day as u64),
         ("limits.sms_per_ip_per_day", l.sms_per_ip_per_day as u64),
         ("limits.code_attempts", l.code_attempts as u64),
+        ("limits.qr_per_app_per_day", l.qr_per_app_per_day as u64),
+        ("limits.code_failures_per_phone_per_day", l.code_failures_per_phone_per_day as u64),
+        ("limits.sms_per_attempt", l.sms_per_attempt as u64),
+        ("limits.sms_resend_secs", l.sms_resend_secs),
         ("limits.live_attempts_max", l.live_attempts_max as u64),
     ] {
         if v == 0 {

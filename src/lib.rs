@@ -19,6 +19,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod ids;
+pub mod limits;
 pub mod login;
 pub mod metrics;
 pub mod net;

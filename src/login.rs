@@ -14,14 +14,16 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{LimitSettings, LoginSettings, Settings};
-use crate::engine::{Event, LoginsHandle, Outcome, Phase, Reply, UserRef};
+use crate::config::{LoginSettings, Settings};
+use crate::engine::{Event, LoginsHandle, Phase, Reply, UserRef};
 use crate::error::ApiError;
 use crate::ids::{Phone, PollId, Scene, SceneType, SmsCode, mask_phone};
+use crate::limits::{Kind, Limits, Refused};
 use crate::metrics::Metrics;
+use crate::net::ClientInfo;
 use crate::sms::SmsSender;
 use crate::store::{BindError, Users, rfc3339, unix_now};
-use crate::token::TokenIssuer;
+use crate::token::{Revocations, TokenIssuer};
 use crate::wechat::{AppClient, WechatClient};
 
 #[derive(Debug, Serialize)]
@@ -68,6 +70,18 @@ pub struct MeAnswer {
     pub id: String,
     pub phone: Option<String>,
     pub created_at: String,
+    /// The last 5 logins, newest first, so a user can notice one that was not theirs.
+    pub recent_logins: Vec<LoginView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginView {
+    pub at: String,
+    pub app: String,
+    /// `scan` or `bind`.
+    pub how: String,
+    pub ip: String,
+    pub user_agent: String,
 }
 
 /// What a scan did, for the passive reply text.
@@ -86,14 +100,17 @@ pub struct LoginService {
     pub tokens: TokenIssuer,
     pub sms: SmsSender,
     pub metrics: Metrics,
+    pub limits: Arc<Limits>,
+    pub revocations: Revocations,
     login: LoginSettings,
-    limits: LimitSettings,
+    sms_resend_secs: u64,
     /// Key of the SMS-code HMAC: a stolen snapshot does not reveal codes by brute force
     /// without the server secret.
     code_key: [u8; 32],
 }
 
 impl LoginService {
+    #[allow(clippy::too_many_arguments)] // the service is where these parts meet
     pub fn new(
         settings: &Settings,
         engine: LoginsHandle,
@@ -101,6 +118,8 @@ impl LoginService {
         wechat: Arc<WechatClient>,
         sms: SmsSender,
         metrics: Metrics,
+        limits: Arc<Limits>,
+        revocations: Revocations,
     ) -> Self {
         let code_key: [u8; 32] = Sha256::digest(format!("scanlogin/sms-code/v1/{}", settings.token.secret)).into();
         Self {
@@ -110,8 +129,10 @@ impl LoginService {
             tokens: TokenIssuer::new(&settings.token),
             sms,
             metrics,
+            limits,
+            revocations,
             login: settings.login.clone(),
-            limits: settings.limits.clone(),
+            sms_resend_secs: settings.limits.sms_resend_secs,
             code_key,
         }
     }
@@ -136,7 +157,13 @@ impl LoginService {
         }
     }
 
-    /// `POST /api/v1/login/qrcode`.
+    /// Charges one QR request to `client`. Called before the request is even parsed, so
+    /// requests refused for any reason (malformed, over a limit) count too.
+    pub async fn charge_qr(&self, client: &ClientInfo) -> Result<(), ApiError> {
+        self.limits.hit(Kind::QrPerIp, &client.ip.to_string()).await.map_err(limited)
+    }
+
+    /// `POST /api/v1/login/qrcode` (after [`LoginService::charge_qr`]).
     pub async fn create_qr(
         &self,
         app: Option<&str>,
@@ -150,6 +177,10 @@ impl LoginService {
             .create(&app.name, Duration::from_secs(ttl))
             .await
             .inspect_err(|_| self.metrics.limit_hit("live_attempts_max"))?;
+        if let Err(r) = self.limits.hit(Kind::QrPerApp, &app.name).await {
+            let _ = self.engine.apply(&created.poll, Event::Discard).await;
+            return Err(limited(r));
+        }
         let result = async {
             let ticket = app.create_qr(created.scene.as_str(), ttl).await?;
             let qr_image = if image {
@@ -181,26 +212,14 @@ impl LoginService {
         }
     }
 
-    fn answer(&self, poll_outcome: Outcome, how: &str, app: Option<&str>) -> StatusAnswer {
-        let base = StatusAnswer {
-            status: poll_outcome.phase.code(),
-            state: poll_outcome.phase.name(),
-            expires_in: None,
-            token: None,
-            token_type: None,
-            token_expires_in: None,
-            user: None,
-        };
-        match (poll_outcome.reply, poll_outcome.phase) {
-            (Reply::Token(user), _) => self.token_answer(user, how, app),
-            (_, Phase::Loop | Phase::NotReg) => StatusAnswer { expires_in: Some(poll_outcome.expires_in), ..base },
-            _ => base,
-        }
-    }
-
-    fn token_answer(&self, user: UserRef, how: &str, app: Option<&str>) -> StatusAnswer {
+    /// The answer that hands out a token: written to the login audit first.
+    async fn token_answer(&self, user: UserRef, how: &str, app: &str, client: &ClientInfo) -> StatusAnswer {
         let issued = self.tokens.issue(&user.id, unix_now());
-        self.metrics.login(app.unwrap_or("unknown"), how);
+        self.metrics.login(app, how);
+        if let Err(e) = self.users.record_login(&user.id, app, how, &client.ip.to_string(), &client.user_agent).await {
+            // The attempt is already consumed: losing the audit row beats losing the login.
+            tracing::error!(error = %e, "could not record a login in the audit");
+        }
         StatusAnswer {
             status: Phase::Reg.code(),
             state: Phase::Reg.name(),
@@ -212,11 +231,41 @@ impl LoginService {
         }
     }
 
-    /// `GET /api/v1/login/status`.
-    pub async fn status(&self, poll: &PollId, wait: Duration) -> Result<StatusAnswer, ApiError> {
-        let wait = wait.min(self.long_poll_max());
-        let outcome = self.engine.poll(poll, wait).await?;
-        Ok(self.answer(outcome, "scan", None))
+    /// `GET /api/v1/login/status`. A client over its held-poll share is answered at once.
+    pub async fn status(&self, poll: &PollId, wait: Duration, client: &ClientInfo) -> Result<StatusAnswer, ApiError> {
+        let mut wait = wait.min(self.long_poll_max());
+        let _slot = if wait.is_zero() {
+            None
+        } else {
+            let slot = self.limits.hold(client.ip);
+            if slot.is_none() {
+                wait = Duration::ZERO;
+            }
+            slot
+        };
+        let o = self.engine.poll(poll, wait).await?;
+        let app = o.detail.as_ref().map(|d| d.app.clone()).unwrap_or_default();
+        Ok(match (o.reply, o.phase) {
+            (Reply::Token(user), _) => self.token_answer(user, "scan", &app, client).await,
+            (_, phase @ (Phase::Loop | Phase::NotReg)) => StatusAnswer {
+                status: phase.code(),
+                state: phase.name(),
+                expires_in: Some(o.expires_in),
+                token: None,
+                token_type: None,
+                token_expires_in: None,
+                user: None,
+            },
+            (_, phase) => StatusAnswer {
+                status: phase.code(),
+                state: phase.name(),
+                expires_in: None,
+                token: None,
+                token_type: None,
+                token_expires_in: None,
+                user: None,
+            },
+        })
     }
 
     /// A `subscribe`/`SCAN` for `scene` by `openid` arrived on the callback of `app`.
@@ -263,8 +312,13 @@ impl LoginService {
         });
     }
 
-    /// `POST /api/v1/login/sms-code`.
-    pub async fn send_sms(&self, poll: &PollId, phone: &Phone) -> Result<SmsAnswer, ApiError> {
+    /// `POST /api/v1/login/sms-code`: the attempt reserves the code (state and
+    /// per-attempt limits), then the per-phone and per-address limits are charged; any
+    /// refusal or a failed send un-reserves it.
+    pub async fn send_sms(&self, poll: &PollId, phone: &Phone, client: &ClientInfo) -> Result<SmsAnswer, ApiError> {
+        if let Some(r) = self.limits.phone_locked(phone.as_str()).await {
+            return Err(limited(r));
+        }
         let code = SmsCode::generate();
         let hash = self.code_hash(poll, phone, &code);
         let ttl_ms = self.login.sms_code_ttl_secs * 1000;
@@ -272,12 +326,21 @@ impl LoginService {
         if o.reply != Reply::Ok {
             return Err(self.refused(o.reply, "sending a code"));
         }
+        let ip = client.ip.to_string();
+        for (kind, key) in
+            [(Kind::SmsResend, phone.as_str()), (Kind::SmsPerPhone, phone.as_str()), (Kind::SmsPerIp, &ip)]
+        {
+            if let Err(r) = self.limits.hit(kind, key).await {
+                let _ = self.engine.apply(poll, Event::CodeFailed { hash }).await;
+                return Err(limited(r));
+            }
+        }
         let expires_in = self.login.sms_code_ttl_secs.min(o.expires_in);
         if self.sms.send(phone, &code, expires_in).await.is_err() {
             let _ = self.engine.apply(poll, Event::CodeFailed { hash }).await;
             return Err(ApiError::SmsFailed);
         }
-        Ok(SmsAnswer { resend_after: self.limits.sms_resend_secs, expires_in })
+        Ok(SmsAnswer { resend_after: self.sms_resend_secs, expires_in })
     }
 
     /// `POST /api/v1/login/bind-phone`.
@@ -286,7 +349,11 @@ impl LoginService {
         poll: &PollId,
         phone: &Phone,
         code: &SmsCode,
+        client: &ClientInfo,
     ) -> Result<StatusAnswer, ApiError> {
+        if let Some(r) = self.limits.phone_locked(phone.as_str()).await {
+            return Err(limited(r));
+        }
         let peek = self.engine.peek(poll).await?;
         match peek.phase {
             Phase::Expired => return Err(ApiError::Expired),
@@ -310,7 +377,11 @@ impl LoginService {
                 openid
             }
             other => {
-                self.metrics.code_check(if matches!(other, Reply::InvalidCode { .. }) { "wrong" } else { "refused" });
+                let wrong = matches!(other, Reply::InvalidCode { .. });
+                self.metrics.code_check(if wrong { "wrong" } else { "refused" });
+                if wrong {
+                    self.limits.wrong_code(phone.as_str()).await;
+                }
                 return Err(self.refused(other, "binding a phone"));
             }
         };
@@ -322,25 +393,42 @@ impl LoginService {
         self.enrich_later(app, &openid);
         let o = self.engine.apply(poll, Event::Bound { user }).await?;
         match o.reply {
-            Reply::Token(user) => Ok(self.token_answer(user, "bind", Some(&app.name))),
+            Reply::Token(user) => Ok(self.token_answer(user, "bind", &app.name, client).await),
             other => Err(self.refused(other, "binding a phone")),
         }
     }
 
-    /// `GET /api/v1/me`.
-    pub async fn me(&self, bearer: &str) -> Result<MeAnswer, ApiError> {
+    async fn claims(&self, bearer: &str) -> Result<crate::token::Claims, ApiError> {
         let claims = self.tokens.verify(bearer).ok_or(ApiError::Unauthorized)?;
-        if self.users.is_revoked(&claims.jti).await? {
+        if self.revocations.is_revoked(&claims.jti).await {
             return Err(ApiError::Unauthorized);
         }
-        let user = self.users.get(&claims.sub).await?.ok_or(ApiError::Unauthorized)?;
-        Ok(MeAnswer { id: user.id, phone: user.phone.as_deref().map(mask_phone), created_at: rfc3339(user.created_at) })
+        Ok(claims)
     }
 
-    /// `POST /api/v1/logout`.
-    pub async fn logout(&self, bearer: &str) -> Result<(), ApiError> {
-        let claims = self.tokens.verify(bearer).ok_or(ApiError::Unauthorized)?;
-        self.users.revoke(&claims.jti, claims.exp).await?;
-        Ok(())
+    /// `GET /api/v1/me`.
+    pub async fn me(&self, bearer: &str) -> Result<MeAnswer, ApiError> {
+        let claims = self.claims(bearer).await?;
+        let user = self.users.get(&claims.sub).await?.ok_or(ApiError::Unauthorized)?;
+        let recent = self.users.recent_logins(&user.id, 5).await?;
+        Ok(MeAnswer {
+            id: user.id,
+            phone: user.phone.as_deref().map(mask_phone),
+            created_at: rfc3339(user.created_at),
+            recent_logins: recent
+                .into_iter()
+                .map(|r| LoginView { at: rfc3339(r.at), app: r.app, how: r.how, ip: r.ip, user_agent: r.user_agent })
+                .collect(),
+        })
     }
+
+    /// `POST /api/v1/logout`: the token is refused from now until it would have expired.
+    pub async fn logout(&self, bearer: &str) -> Result<(), ApiError> {
+        let claims = self.claims(bearer).await?;
+        self.revocations.revoke(&claims).await.map_err(ApiError::Internal)
+    }
+}
+
+fn limited(r: Refused) -> ApiError {
+    ApiError::RateLimited { what: r.message().to_string(), retry_after_secs: r.retry_after_secs }
 }

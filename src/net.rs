@@ -36,6 +36,37 @@ impl Cidr {
     }
 }
 
+/// Who is asking: the address limits are charged to, and the user agent for the audit.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub user_agent: String,
+}
+
+/// The `for=` addresses of a `Forwarded` header (RFC 7239), left to right.
+pub fn forwarded_for(header: &str) -> String {
+    header
+        .split(',')
+        .filter_map(|elem| {
+            elem.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                if !k.trim().eq_ignore_ascii_case("for") {
+                    return None;
+                }
+                let v = v.trim().trim_matches('"');
+                // `[2001:db8::1]:4711` or `192.0.2.60:80` or a bare address.
+                let v = match v.strip_prefix('[') {
+                    Some(rest) => rest.split(']').next().unwrap_or(""),
+                    None if v.matches(':').count() == 1 => v.split(':').next().unwrap_or(""),
+                    None => v,
+                };
+                Some(v.to_string())
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Decides which address a request is charged to.
 #[derive(Debug, Clone, Default)]
 pub struct ClientIpPolicy {
@@ -94,6 +125,15 @@ mod tests {
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("nonsense").is_none());
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn forwarded_header_is_parsed() {
+        assert_eq!(forwarded_for("for=192.0.2.60;proto=http;by=203.0.113.43"), "192.0.2.60");
+        assert_eq!(
+            forwarded_for("for=\"[2001:db8:cafe::17]:4711\", for=198.51.100.17:80"),
+            "2001:db8:cafe::17,198.51.100.17"
+        );
     }
 
     #[test]

@@ -6,19 +6,23 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix::Arbiter;
+use actix_cors::Cors;
 use actix_web::dev::Server;
+use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::engine::{Clock, EngineConfig, LoginsHandle, Rules};
+use crate::limits::Limits;
 use crate::login::LoginService;
 use crate::metrics::Metrics;
 use crate::net::ClientIpPolicy;
 use crate::sandbox::{self, Sandbox};
 use crate::sms::{Outbox, SmsSender};
 use crate::store::{Db, Users};
+use crate::token::Revocations;
 use crate::wechat::WechatClient;
 use crate::wechat::dedup::Dedup;
 
@@ -62,7 +66,7 @@ impl Application {
         let rules = Rules {
             code_attempts: settings.limits.code_attempts,
             sms_resend_ms: settings.limits.sms_resend_secs * 1000,
-            ..Rules::default()
+            sms_per_attempt: settings.limits.sms_per_attempt,
         };
         let engine_cfg = EngineConfig {
             live_attempts_max: settings.limits.live_attempts_max,
@@ -73,13 +77,34 @@ impl Application {
         let outbox = Outbox::default();
         let sms = SmsSender::new(&settings.sms, outbox.clone(), metrics.clone());
         let wechat = Arc::new(WechatClient::new(&settings, metrics.clone()));
-        let login = Arc::new(LoginService::new(&settings, engine, users, wechat, sms, metrics.clone()));
+        // Redis, when configured, holds everything several nodes must agree on:
+        // push dedup keys, limit counters and revoked tokens.
         let dedup_ttl = std::time::Duration::from_secs(settings.wechat.dedup_ttl_secs);
-        let dedup = if settings.storage.snapshots.starts_with("redis://") {
-            Dedup::redis(&settings.storage.snapshots, dedup_ttl).await?
+        let (dedup, limits, revocations) = if settings.storage.snapshots.starts_with("redis://") {
+            let url = &settings.storage.snapshots;
+            let conn = redis::aio::ConnectionManager::new(redis::Client::open(url.as_str())?).await?;
+            (
+                Dedup::redis(url, dedup_ttl).await?,
+                Limits::redis(url, &settings.limits, metrics.clone()).await?,
+                Revocations::Redis(conn),
+            )
         } else {
-            Dedup::memory(dedup_ttl)
+            (Dedup::memory(dedup_ttl), Limits::local(&settings.limits, metrics.clone()), Revocations::Db(users.clone()))
         };
+        // Forget idle limiter keys, so churning addresses cannot grow memory without bound.
+        let sweeper = Arc::downgrade(&limits);
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match sweeper.upgrade() {
+                    Some(l) => l.sweep(),
+                    None => break,
+                }
+            }
+        });
+        let login =
+            Arc::new(LoginService::new(&settings, engine, users, wechat, sms, metrics.clone(), limits, revocations));
         let sandbox = settings.wechat.sandbox.then(|| web::Data::new(Sandbox::new(&settings, outbox)));
         let state = web::Data::new(AppState {
             login,
@@ -89,11 +114,21 @@ impl Application {
             metrics,
         });
         let app_state = state.clone();
+        let origins = settings.server.cors_origins.clone();
         let mut server = HttpServer::new(move || {
             let sandbox = sandbox.clone();
+            // An explicit allow-list, no wildcard, no credentials: tokens travel in the
+            // Authorization header, never in cookies.
+            let cors = origins
+                .iter()
+                .fold(Cors::default(), |c, o| c.allowed_origin(o))
+                .allowed_methods(["GET", "POST"])
+                .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .max_age(600);
             App::new()
                 .app_data(app_state.clone())
                 .wrap(from_fn(api::observe))
+                .wrap(cors)
                 .configure(api::configure)
                 .configure(move |c| {
                     if let Some(sb) = sandbox {

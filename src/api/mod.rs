@@ -67,6 +67,20 @@ pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
         .map_err(|e| ApiError::InvalidRequest(format!("bad query: {e}")))
 }
 
+/// Who is asking: the socket peer, or the forwarded client when the peer is a trusted
+/// proxy (`X-Forwarded-For`, else `Forwarded`).
+pub fn client(req: &HttpRequest, state: &AppState) -> crate::net::ClientInfo {
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).filter(|v| v.len() <= 1024);
+    let forwarded = match header("x-forwarded-for") {
+        Some(xff) => Some(xff.to_string()),
+        None => header("forwarded").map(crate::net::forwarded_for),
+    };
+    let ip = state.ip_policy.client_ip(peer, forwarded.as_deref());
+    let user_agent = header("user-agent").unwrap_or("").chars().take(256).collect();
+    crate::net::ClientInfo { ip, user_agent }
+}
+
 /// The bearer token of `Authorization`, or 401.
 pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     req.headers()
@@ -93,6 +107,10 @@ pub async fn observe(
     }
     let h = res.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !h.contains_key(header::X_FRAME_OPTIONS) {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     if route.starts_with("/api/") {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

@@ -21,7 +21,7 @@ pub struct Outcome {
     pub reply: Reply,
     pub phase: Phase,
     pub expires_in: u64,
-    /// Filled only by [`Cmd::Peek`]: who scanned, and the attempt's app.
+    /// Filled by [`Cmd::Peek`] and on token replies: who scanned, and the attempt's app.
     pub detail: Option<Detail>,
 }
 
@@ -74,7 +74,10 @@ pub struct Attempt {
 
 impl Attempt {
     fn outcome(&self, reply: Reply) -> Outcome {
-        Outcome { reply, phase: self.state.phase, expires_in: self.state.expires_in(self.clock.now_ms()), detail: None }
+        // A token answer says which app it logs into (for the audit and metrics).
+        let detail = matches!(reply, Reply::Token(_))
+            .then(|| Detail { app: self.app.clone(), openid: self.state.openid.clone() });
+        Outcome { reply, phase: self.state.phase, expires_in: self.state.expires_in(self.clock.now_ms()), detail }
     }
 
     fn apply(&mut self, event: Event, ctx: &mut Context<Self>) -> Outcome {

@@ -11,10 +11,13 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
-pub use users::{BindError, UserRow, Users};
+pub use users::{BindError, LoginRow, UserRow, Users};
 
 /// Migrations, in order; each runs once per database, recorded in `scanlogin_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (2, "logins", include_str!("../../migrations/0002_logins.sql")),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -13,6 +13,16 @@ pub struct UserRow {
     pub created_at: i64,
 }
 
+/// One row of the login audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRow {
+    pub app: String,
+    pub how: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub at: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     /// The phone's account already holds another openid of this official account.
@@ -211,6 +221,52 @@ impl Users {
         Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
     }
 
+    /// Appends a login to the audit trail (fields truncated to their columns).
+    pub async fn record_login(
+        &self,
+        user_id: &str,
+        app: &str,
+        how: &str,
+        ip: &str,
+        user_agent: &str,
+    ) -> Result<(), sqlx::Error> {
+        let ua: String = user_agent.chars().filter(|c| !c.is_control()).take(256).collect();
+        sqlx::query(
+            self.db.sql("INSERT INTO logins (user_id, app, how, ip, user_agent, at) VALUES (?, ?, ?, ?, ?, ?)"),
+        )
+        .bind(user_id)
+        .bind(app)
+        .bind(how)
+        .bind(ip)
+        .bind(ua)
+        .bind(unix_now())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `n` logins of a user, newest first.
+    pub async fn recent_logins(&self, user_id: &str, n: i64) -> Result<Vec<LoginRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            self.db.sql("SELECT app, how, ip, user_agent, at FROM logins WHERE user_id = ? ORDER BY at DESC LIMIT ?"),
+        )
+        .bind(user_id)
+        .bind(n)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(LoginRow {
+                    app: r.try_get(0)?,
+                    how: r.try_get(1)?,
+                    ip: r.try_get(2)?,
+                    user_agent: r.try_get(3)?,
+                    at: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
     /// Records that token `jti` is revoked until `expires_at` (Unix seconds).
     pub async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), sqlx::Error> {
         let done = sqlx::query(self.db.sql("SELECT 1 FROM revoked_tokens WHERE jti = ?"))
@@ -259,7 +315,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/u.db?mode=rwc", dir.path().display());
         let db = Db::connect(&url).await.unwrap();
-        assert_eq!(db.migrate().await.unwrap(), 1);
+        assert_eq!(db.migrate().await.unwrap(), 2);
         assert_eq!(db.migrate().await.unwrap(), 0, "migrations run once");
         (Users::new(db), dir)
     }

@@ -72,6 +72,49 @@ impl TokenIssuer {
     }
 }
 
+/// Where revoked token ids live until their token would have expired anyway: Redis when
+/// configured (shared by every node), else the database.
+#[derive(Clone)]
+pub enum Revocations {
+    Db(crate::store::Users),
+    Redis(redis::aio::ConnectionManager),
+}
+
+impl Revocations {
+    pub async fn revoke(&self, claims: &Claims) -> Result<(), String> {
+        match self {
+            Revocations::Db(users) => users.revoke(&claims.jti, claims.exp).await.map_err(|e| e.to_string()),
+            Revocations::Redis(conn) => {
+                let mut c = conn.clone();
+                redis::cmd("SET")
+                    .arg(format!("scanlogin:revoked:{}", claims.jti))
+                    .arg(1)
+                    .arg("EXAT")
+                    .arg(claims.exp.max(crate::store::unix_now() + 1))
+                    .query_async::<()>(&mut c)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Fails closed: if the store cannot answer, the token is treated as revoked.
+    pub async fn is_revoked(&self, jti: &str) -> bool {
+        match self {
+            Revocations::Db(users) => users.is_revoked(jti).await.unwrap_or(true),
+            Revocations::Redis(conn) => {
+                let mut c = conn.clone();
+                redis::cmd("EXISTS")
+                    .arg(format!("scanlogin:revoked:{jti}"))
+                    .query_async::<i64>(&mut c)
+                    .await
+                    .map(|n| n > 0)
+                    .unwrap_or(true)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

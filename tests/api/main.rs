@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod abuse;
 mod errors;
 mod login_flow;
 mod ops;

@@ -35,14 +35,21 @@ async fn same_event_four_times_is_one_transition_and_four_identical_answers() {
 
 #[actix_web::test]
 async fn slow_work_answers_success_in_time_and_still_completes() {
-    // A zero budget makes every push "slower than the budget".
-    let app = spawn_app_with(|s| s.wechat.callback_budget_ms = 0).await;
+    let app = spawn_app_with(|s| s.wechat.callback_budget_ms = 300).await;
     let (uuid, ticket) = app.new_login().await;
     let scene = app.scene_of(&ticket).await;
-    let event = event_xml("gh_x", "o_slow", 1, "SCAN", Some(&scene), None);
+    // Stall the database: hold SQLite's write lock, which the follow's bookkeeping needs.
+    let pool = &app.state.login.users.db().pool;
+    let mut stall = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ('stall', 0)").execute(&mut *stall).await.unwrap();
+    let event = event_xml("gh_x", "o_slow", 1, "subscribe", Some(&format!("qrscene_{scene}")), None);
+    let start = std::time::Instant::now();
     let r = app.push_plain(APP_ID, TOKEN, event).await;
-    assert_eq!(r.text().await.unwrap(), "success");
-    // The transition completes anyway.
+    assert_eq!(r.text().await.unwrap(), "success", "answered in time without the reply");
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert_eq!(app.status(&uuid, None).await.1["state"], "loop", "the work is still stalled");
+    stall.rollback().await.unwrap();
+    // The transition completes anyway once the database moves again.
     let (_, b) = app.status(&uuid, Some(5)).await;
     assert_eq!(b["state"], "not_reg");
     assert_eq!(metric(&app.metrics().await, "scanlogin_callbacks_total", &["result=\"late\""]), 1.0);

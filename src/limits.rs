@@ -1,0 +1,327 @@
+//! Abuse limits on the login path: every counter an attacker can drive has a bound.
+//!
+//! Rates are kept by `governor` (GCRA) in process, or by fixed windows in Redis when
+//! Redis is configured, so the limits that must agree across nodes (per phone, per IP,
+//! per app) do. Held long polls are a local resource and are counted locally. Every
+//! refusal counts in `scanlogin_limits_hit_total{kind}` and carries a retry delay.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::LimitSettings;
+use crate::metrics::Metrics;
+
+const DAY: Duration = Duration::from_secs(86_400);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The limits, by the name they carry in metrics and in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    QrPerIp,
+    QrPerApp,
+    SmsResend,
+    SmsPerPhone,
+    SmsPerIp,
+    CodeFailuresPerPhone,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::QrPerIp => "qr_per_ip",
+            Kind::QrPerApp => "qr_per_app",
+            Kind::SmsResend => "sms_resend",
+            Kind::SmsPerPhone => "sms_per_phone",
+            Kind::SmsPerIp => "sms_per_ip",
+            Kind::CodeFailuresPerPhone => "code_failures_per_phone",
+        }
+    }
+
+    fn human(self) -> &'static str {
+        match self {
+            Kind::QrPerIp => "too many QR codes from this address",
+            Kind::QrPerApp => "the QR code quota of this account is used up for now",
+            Kind::SmsResend => "a code was just sent to this phone",
+            Kind::SmsPerPhone => "too many codes for this phone today",
+            Kind::SmsPerIp => "too many codes from this address today",
+            Kind::CodeFailuresPerPhone => "too many wrong codes for this phone today",
+        }
+    }
+}
+
+/// A refusal: which limit, and when to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub kind: Kind,
+    pub retry_after_secs: u64,
+}
+
+impl Refused {
+    pub fn message(&self) -> &'static str {
+        self.kind.human()
+    }
+}
+
+/// `n` per `period`, as a GCRA quota with a burst of `n`.
+fn quota(n: u32, period: Duration) -> Quota {
+    let n = NonZeroU32::new(n.max(1)).expect("max(1)");
+    Quota::with_period(period / n.get()).expect("non-zero period").allow_burst(n)
+}
+
+struct Local {
+    limiters: HashMap<Kind, DefaultKeyedRateLimiter<String>>,
+    /// Phones locked after too many wrong codes, until the given Unix second.
+    locked: Mutex<HashMap<String, u64>>,
+}
+
+enum Backend {
+    Local(Local),
+    Redis(redis::aio::ConnectionManager),
+}
+
+pub struct Limits {
+    backend: Backend,
+    settings: LimitSettings,
+    holds: Mutex<HashMap<IpAddr, usize>>,
+    metrics: Metrics,
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Limits {
+    fn rule(s: &LimitSettings, kind: Kind) -> (u32, Duration) {
+        match kind {
+            Kind::QrPerIp => (s.qr_per_ip_per_minute, MINUTE),
+            Kind::QrPerApp => (s.qr_per_app_per_day, DAY),
+            Kind::SmsResend => (1, Duration::from_secs(s.sms_resend_secs.max(1))),
+            Kind::SmsPerPhone => (s.sms_per_phone_per_day, DAY),
+            Kind::SmsPerIp => (s.sms_per_ip_per_day, DAY),
+            Kind::CodeFailuresPerPhone => (s.code_failures_per_phone_per_day, DAY),
+        }
+    }
+
+    /// In-process limits.
+    pub fn local(settings: &LimitSettings, metrics: Metrics) -> Arc<Self> {
+        let kinds = [
+            Kind::QrPerIp,
+            Kind::QrPerApp,
+            Kind::SmsResend,
+            Kind::SmsPerPhone,
+            Kind::SmsPerIp,
+            Kind::CodeFailuresPerPhone,
+        ];
+        let limiters = kinds
+            .into_iter()
+            .map(|k| {
+                let (n, period) = Self::rule(settings, k);
+                (k, RateLimiter::keyed(quota(n, period)))
+            })
+            .collect();
+        let backend = Backend::Local(Local { limiters, locked: Mutex::new(HashMap::new()) });
+        Arc::new(Self { backend, settings: settings.clone(), holds: Mutex::new(HashMap::new()), metrics })
+    }
+
+    /// Limits shared by every node through Redis (fixed windows).
+    pub async fn redis(url: &str, settings: &LimitSettings, metrics: Metrics) -> Result<Arc<Self>, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        let conn = redis::aio::ConnectionManager::new_with_config(client, cfg).await?;
+        Ok(Arc::new(Self {
+            backend: Backend::Redis(conn),
+            settings: settings.clone(),
+            holds: Mutex::new(HashMap::new()),
+            metrics,
+        }))
+    }
+
+    fn refused(&self, kind: Kind, retry_after_secs: u64) -> Refused {
+        self.metrics.limit_hit(kind.name());
+        Refused { kind, retry_after_secs: retry_after_secs.max(1) }
+    }
+
+    /// Counts one event of `kind` for `key`; refuses when over the limit.
+    pub async fn hit(&self, kind: Kind, key: &str) -> Result<(), Refused> {
+        match &self.backend {
+            Backend::Local(l) => match l.limiters[&kind].check_key(&key.to_string()) {
+                Ok(()) => Ok(()),
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    Err(self.refused(kind, wait.as_secs_f64().ceil() as u64))
+                }
+            },
+            Backend::Redis(conn) => {
+                let (max, period) = Self::rule(&self.settings, kind);
+                let now = unix_secs();
+                let window = now / period.as_secs();
+                let k = format!("scanlogin:limit:{}:{key}:{window}", kind.name());
+                let mut c = conn.clone();
+                let r: Result<(u64, i64), _> =
+                    redis::pipe().atomic().incr(&k, 1u64).expire(&k, period.as_secs() as i64).query_async(&mut c).await;
+                match r {
+                    Ok((n, _)) if n > u64::from(max) => Err(self.refused(kind, (window + 1) * period.as_secs() - now)),
+                    Ok(_) => Ok(()),
+                    // A dead limiter store must not lock everyone out: fail open, loudly.
+                    Err(e) => {
+                        tracing::warn!(error = %e, limit = kind.name(), "limit store unavailable; allowing");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Is `phone` locked for wrong codes? (Does not count anything.)
+    pub async fn phone_locked(&self, phone: &str) -> Option<Refused> {
+        let now = unix_secs();
+        match &self.backend {
+            Backend::Local(l) => {
+                let mut locked = l.locked.lock().unwrap_or_else(|e| e.into_inner());
+                locked.retain(|_, until| *until > now);
+                locked.get(phone).map(|until| self.refused(Kind::CodeFailuresPerPhone, until - now))
+            }
+            Backend::Redis(conn) => {
+                let mut c = conn.clone();
+                let ttl: Result<i64, _> =
+                    redis::cmd("TTL").arg(format!("scanlogin:locked:{phone}")).query_async(&mut c).await;
+                match ttl {
+                    Ok(t) if t > 0 => Some(self.refused(Kind::CodeFailuresPerPhone, t as u64)),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Counts a wrong code for `phone`; past the daily limit the phone is locked for a day.
+    pub async fn wrong_code(&self, phone: &str) {
+        if self.hit(Kind::CodeFailuresPerPhone, phone).await.is_ok() {
+            return;
+        }
+        tracing::warn!(phone = %crate::ids::mask_phone(phone), "phone locked for the day after too many wrong codes");
+        match &self.backend {
+            Backend::Local(l) => {
+                let mut locked = l.locked.lock().unwrap_or_else(|e| e.into_inner());
+                locked.insert(phone.to_string(), unix_secs() + DAY.as_secs());
+            }
+            Backend::Redis(conn) => {
+                let mut c = conn.clone();
+                let _: Result<(), _> = redis::cmd("SET")
+                    .arg(format!("scanlogin:locked:{phone}"))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(DAY.as_secs())
+                    .query_async(&mut c)
+                    .await;
+            }
+        }
+    }
+
+    /// Takes one of `ip`'s held-long-poll slots; `None` when it has none left.
+    pub fn hold(self: &Arc<Self>, ip: IpAddr) -> Option<HoldSlot> {
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        let n = holds.entry(ip).or_insert(0);
+        if *n >= self.settings.long_polls_per_ip {
+            drop(holds);
+            self.metrics.limit_hit("long_polls_per_ip");
+            return None;
+        }
+        *n += 1;
+        Some(HoldSlot { limits: Arc::clone(self), ip })
+    }
+
+    /// Forgets idle keys (call periodically so address churn cannot grow memory).
+    pub fn sweep(&self) {
+        if let Backend::Local(l) = &self.backend {
+            for lim in l.limiters.values() {
+                lim.retain_recent();
+                lim.shrink_to_fit();
+            }
+        }
+    }
+}
+
+/// A held-long-poll slot of one address; released on drop.
+pub struct HoldSlot {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+}
+
+impl Drop for HoldSlot {
+    fn drop(&mut self) {
+        let mut holds = self.limits.holds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = holds.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                holds.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> LimitSettings {
+        LimitSettings {
+            qr_per_ip_per_minute: 3,
+            sms_per_phone_per_day: 2,
+            code_failures_per_phone_per_day: 2,
+            long_polls_per_ip: 2,
+            ..Default::default()
+        }
+    }
+
+    async fn exercise(l: Arc<Limits>, tag: &str) {
+        let ip = format!("198.51.100.{tag}");
+        for _ in 0..3 {
+            assert!(l.hit(Kind::QrPerIp, &ip).await.is_ok());
+        }
+        let r = l.hit(Kind::QrPerIp, &ip).await.unwrap_err();
+        assert_eq!(r.kind, Kind::QrPerIp);
+        assert!((1..=60).contains(&r.retry_after_secs), "{r:?}");
+        assert!(l.hit(Kind::QrPerIp, &format!("{ip}9")).await.is_ok(), "other keys are not affected");
+        let phone = format!("1380013{tag:0>4}");
+        assert!(l.phone_locked(&phone).await.is_none());
+        for _ in 0..3 {
+            l.wrong_code(&phone).await;
+        }
+        let locked = l.phone_locked(&phone).await.expect("locked");
+        assert!(locked.retry_after_secs > 3600);
+    }
+
+    #[test]
+    fn local_limits() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(exercise(Limits::local(&settings(), Metrics::new()), "1"));
+    }
+
+    #[tokio::test]
+    async fn redis_limits() {
+        let url = std::env::var("SCANLOGIN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+        let l = Limits::redis(&url, &settings(), Metrics::new()).await.expect("redis reachable");
+        let tag = format!("{}", rand::random_range(1000..9999u32));
+        exercise(l, &tag).await;
+    }
+
+    #[test]
+    fn holds_per_ip() {
+        let l = Limits::local(&settings(), Metrics::new());
+        let ip: IpAddr = "203.0.113.1".parse().unwrap();
+        let a = l.hold(ip).unwrap();
+        let _b = l.hold(ip).unwrap();
+        assert!(l.hold(ip).is_none());
+        drop(a);
+        assert!(l.hold(ip).is_some());
+        assert!(l.hold("203.0.113.2".parse().unwrap()).is_some());
+    }
+}

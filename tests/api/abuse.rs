@@ -1,0 +1,243 @@
+//! Abuse controls through real HTTP: per-address and per-phone limits, trusted proxies,
+//! held-poll shares, phone locks, CORS, the login audit, and logs free of secrets.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{metric, parts, spawn_app_with};
+
+#[actix_web::test]
+async fn the_eleventh_qr_request_in_a_minute_is_429() {
+    let app = spawn_app_with(|s| s.limits.qr_per_ip_per_minute = 10).await;
+    for i in 0..10 {
+        let (s, b) = app.create_qr(json!({"image": false})).await;
+        assert_eq!(s, 200, "request {i}: {b}");
+    }
+    let r = app.post_json("/api/v1/login/qrcode", &json!({"image": false})).await;
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let (s, b) = parts(r).await;
+    assert_eq!((s, b["error"].as_str()), (429, Some("rate_limited")));
+    // Refused and malformed requests count too: still refused.
+    assert_eq!(app.create_qr(json!({"scene_type": "BAD"})).await.0, 429);
+    assert!(metric(&app.metrics().await, "scanlogin_limits_hit_total", &["kind=\"qr_per_ip\""]) >= 2.0);
+}
+
+#[actix_web::test]
+async fn trusted_proxy_forwards_the_client_address_and_others_cannot() {
+    let app = spawn_app_with(|s| {
+        s.limits.qr_per_ip_per_minute = 2;
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let qr = |ip: &'static str| {
+        app.client
+            .post(app.url("/api/v1/login/qrcode"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"image": false}))
+            .send()
+    };
+    assert_eq!(qr("203.0.113.1").await.unwrap().status(), 200);
+    assert_eq!(qr("203.0.113.1").await.unwrap().status(), 200);
+    assert_eq!(qr("203.0.113.1").await.unwrap().status(), 429, "the forwarded address is limited");
+    assert_eq!(qr("203.0.113.2").await.unwrap().status(), 200, "another client behind the proxy is not");
+
+    // From an untrusted peer the header is ignored: the peer itself is limited.
+    let app = spawn_app_with(|s| s.limits.qr_per_ip_per_minute = 2).await;
+    for (i, ip) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"].iter().enumerate() {
+        let r = app
+            .client
+            .post(app.url("/api/v1/login/qrcode"))
+            .header("x-forwarded-for", *ip)
+            .json(&json!({"image": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), if i < 2 { 200 } else { 429 });
+    }
+}
+
+#[actix_web::test]
+async fn a_second_code_to_the_same_phone_within_a_minute_is_429() {
+    let app = spawn_app_with(|_| {}).await;
+    let (a, ta) = app.new_login().await;
+    let (b, tb) = app.new_login().await;
+    app.scan(&ta, "o_a", false).await;
+    app.scan(&tb, "o_b", false).await;
+    assert_eq!(app.sms_code(&a, "13800138000").await.0, 200);
+    let (s, body) = app.sms_code(&b, "13800138000").await;
+    assert_eq!((s, body["error"].as_str()), (429, Some("rate_limited")), "{body}");
+    // The refused request left no code behind on attempt b: another phone works there.
+    assert_eq!(app.sms_code(&b, "13900139000").await.0, 200);
+}
+
+#[actix_web::test]
+async fn codes_per_address_per_day_are_capped() {
+    let app = spawn_app_with(|s| s.limits.sms_per_ip_per_day = 1).await;
+    let (a, ta) = app.new_login().await;
+    app.scan(&ta, "o_ip", false).await;
+    assert_eq!(app.sms_code(&a, "13800138000").await.0, 200);
+    let (b, tb) = app.new_login().await;
+    app.scan(&tb, "o_ip2", false).await;
+    let (s, body) = app.sms_code(&b, "13900139000").await;
+    assert_eq!((s, body["error"].as_str()), (429, Some("rate_limited")), "{body}");
+}
+
+#[actix_web::test]
+async fn too_many_wrong_codes_lock_the_phone() {
+    let app = spawn_app_with(|s| s.limits.code_failures_per_phone_per_day = 3).await;
+    let (uuid, ticket) = app.new_login().await;
+    app.scan(&ticket, "o_lock", false).await;
+    assert_eq!(app.sms_code(&uuid, "13800138000").await.0, 200);
+    let code = app.last_code("13800138000").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..4 {
+        let (s, _) = app.bind_phone(&uuid, "13800138000", wrong).await;
+        assert!(s == 400 || s == 429);
+    }
+    // Locked: even the right code is refused, and no new code is sent.
+    let (s, b) = app.bind_phone(&uuid, "13800138000", &code).await;
+    assert_eq!((s, b["error"].as_str()), (429, Some("rate_limited")), "{b}");
+    let (s, _) = app.sms_code(&uuid, "13800138000").await;
+    assert_eq!(s, 429);
+}
+
+#[actix_web::test]
+async fn held_polls_per_address_are_capped() {
+    let app = spawn_app_with(|s| s.limits.long_polls_per_ip = 1).await;
+    let (uuid, _) = app.new_login().await;
+    let first = app.status(&uuid, Some(2));
+    let second = async {
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        let start = std::time::Instant::now();
+        let r = app.status(&uuid, Some(2)).await;
+        (r, start.elapsed())
+    };
+    let (_, ((s, b), took)) = futures_util::future::join(first, second).await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("loop")));
+    assert!(took < Duration::from_millis(1500), "answered at once, not held: {took:?}");
+    assert!(metric(&app.metrics().await, "scanlogin_limits_hit_total", &["kind=\"long_polls_per_ip\""]) >= 1.0);
+}
+
+#[actix_web::test]
+async fn cors_allows_only_listed_origins() {
+    let app = spawn_app_with(|s| s.server.cors_origins = vec!["https://app.example.com".into()]).await;
+    let pre = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/login/qrcode"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = pre("https://app.example.com").await.unwrap();
+    assert_eq!(ok.headers().get("access-control-allow-origin").unwrap(), "https://app.example.com");
+    assert!(ok.headers().get("access-control-allow-credentials").is_none());
+    let evil = pre("https://evil.example.net").await.unwrap();
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+}
+
+#[actix_web::test]
+async fn me_shows_the_login_audit() {
+    let app = spawn_app_with(|_| {}).await;
+    let token = app.register("o_audit", "13800138000").await;
+    let (uuid, ticket) = app.new_login().await;
+    app.scan(&ticket, "o_audit", true).await;
+    let r = app
+        .client
+        .get(app.url("/api/v1/login/status"))
+        .query(&[("uuid", &uuid)])
+        .header("user-agent", "TV/1.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let (_, b) = parts(r).await;
+    assert!(b["token"].is_string());
+    let (s, me) = app.me(&token).await;
+    assert_eq!(s, 200);
+    let logins = me["recent_logins"].as_array().unwrap();
+    assert_eq!(logins.len(), 2, "{me}");
+    assert_eq!((logins[0]["how"].as_str(), logins[0]["user_agent"].as_str()), (Some("scan"), Some("TV/1.0")));
+    assert_eq!(logins[1]["how"], "bind");
+    assert_eq!(logins[0]["ip"], "127.0.0.1");
+}
+
+/// Runs the real binary with debug logging through a whole safe-mode login and greps
+/// everything it logged for each secret.
+#[actix_web::test]
+async fn the_log_of_a_full_login_holds_no_secret() {
+    scanlogin::install_crypto();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let (app_secret, aes_key, token_secret) =
+        ("s3cr3t-app-secret-x", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "jwt-signing-secret-y");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_scanlogin"))
+        .env("RUST_LOG", "debug")
+        .env("SCANLOGIN__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("SCANLOGIN__SERVER__PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("SCANLOGIN__STORAGE__DATABASE_URL", format!("sqlite://{}/l.db?mode=rwc", dir.path().display()))
+        .env("SCANLOGIN__WECHAT__APPS__0__APP_SECRET", app_secret)
+        .env("SCANLOGIN__WECHAT__APPS__0__ENCODING_AES_KEY", aes_key)
+        .env("SCANLOGIN__TOKEN__SECRET", token_secret)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let qr: serde_json::Value =
+        http.post(format!("{base}/api/v1/login/qrcode")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let uuid = qr["uuid"].as_str().unwrap().to_string();
+    let ticket = crate::helpers::ticket_of(&qr);
+    http.post(format!("{base}/_sandbox/scan"))
+        .json(&json!({"ticket": ticket, "openid": "o_logs"}))
+        .send()
+        .await
+        .unwrap();
+    let phone = "13812345678";
+    http.post(format!("{base}/api/v1/login/sms-code"))
+        .json(&json!({"uuid": uuid, "phone": phone}))
+        .send()
+        .await
+        .unwrap();
+    let outbox: serde_json::Value =
+        http.get(format!("{base}/_sandbox/sms")).query(&[("phone", phone)]).send().await.unwrap().json().await.unwrap();
+    let code = outbox["messages"][0]["code"].as_str().unwrap().to_string();
+    let bound: serde_json::Value = http
+        .post(format!("{base}/api/v1/login/bind-phone"))
+        .json(&json!({"uuid": uuid, "phone": phone, "code": code}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = bound["token"].as_str().expect("logged in").to_string();
+    assert_eq!(http.get(format!("{base}/api/v1/me")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(log.contains("sms code sent"), "the log was captured: {log}");
+    for (what, secret) in [
+        ("token", token.as_str()),
+        ("sms code", &format!("code={code}")),
+        ("app secret", app_secret),
+        ("AES key", aes_key),
+        ("token secret", token_secret),
+        ("full phone", phone),
+        ("poll uuid", uuid.as_str()),
+    ] {
+        assert!(!log.contains(secret), "the log contains the {what}");
+    }
+    assert!(log.contains("138****5678"), "phones appear masked");
+}
