@@ -13,6 +13,18 @@ if ! python3 -c "import wechatpy, cryptography" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check wechatpy cryptography
 fi
 
+# Prometheus and promtool (Debian's `prometheus` package): alert-rule unit tests here,
+# `promtool check metrics` and the every-panel-has-data proof in tests/observability.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  echo "== installing prometheus (Debian package)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+
+echo "== promtool check rules / test rules (dashboards/alerts.yml)"
+promtool check rules dashboards/alerts.yml
+promtool test rules dashboards/alerts_test.yml
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -56,6 +56,10 @@ impl Application {
         crate::install_crypto();
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new();
+        let app_names: Vec<&str> = settings.wechat.apps.iter().map(|a| a.name.as_str()).collect();
+        metrics.preset(&app_names, &settings.sms.provider);
+        metrics.capacity("live_attempts_max", settings.limits.live_attempts_max);
+        metrics.capacity("long_polls_max", settings.limits.long_polls_max);
         let db = Db::connect(&settings.storage.database_url).await?;
         let ran = db.migrate().await?;
         if ran > 0 {

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::clock::Clock;
 use super::state::{AttemptState, Event, Phase, Reply, Rules, step};
 use crate::ids::{PollId, Scene};
-use crate::metrics::Metrics;
+use crate::metrics::{Finish, Metrics};
 
 /// Waiters one attempt holds at most; further long polls answer at once.
 const MAX_WAITERS: usize = 32;
@@ -59,6 +59,15 @@ pub struct Ended {
     pub poll: PollId,
 }
 
+/// When this attempt was created and first scanned (ms since the epoch), for the
+/// login-latency histograms. Not part of the snapshot: a restored attempt has no
+/// creation time and is simply left out of the create→token histogram.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timeline {
+    pub created_ms: Option<u64>,
+    pub scanned_ms: Option<u64>,
+}
+
 pub struct Attempt {
     pub(super) poll: PollId,
     #[allow(dead_code)] // kept for snapshots and logs; the registry indexes it
@@ -70,6 +79,7 @@ pub struct Attempt {
     pub(super) waiters: Vec<oneshot::Sender<()>>,
     pub(super) registry: Recipient<Ended>,
     pub(super) metrics: Metrics,
+    pub(super) timeline: Timeline,
 }
 
 impl Attempt {
@@ -88,17 +98,32 @@ impl Attempt {
             self.state = next;
             if before != self.state.phase {
                 self.metrics.transition(&self.app, before, self.state.phase);
+                if before == Phase::Loop && self.state.phase != Phase::Expired {
+                    self.timeline.scanned_ms = Some(now);
+                }
+            }
+            if matches!(reply, Reply::Token(_)) {
+                self.observe_login(&event, now);
             }
             // Dropping the senders wakes every held poll; they re-read the state.
             self.waiters.clear();
             if self.state.phase == Phase::Expired {
                 if let Some(why) = self.state.ending {
-                    self.metrics.finished(&self.app, why);
+                    self.metrics.finished(&self.app, Finish::of(why, &event, self.state.openid.is_some()));
                 }
                 ctx.stop();
             }
         }
         self.outcome(reply)
+    }
+}
+
+impl Attempt {
+    /// A token leaves the engine now: record how long the login took.
+    fn observe_login(&self, event: &Event, now: u64) {
+        let how = if matches!(event, Event::Bound { .. }) { "bind" } else { "scan" };
+        let since = |t: Option<u64>| t.map(|t| now.saturating_sub(t) as f64 / 1000.0);
+        self.metrics.token_latency(&self.app, how, since(self.timeline.created_ms), since(self.timeline.scanned_ms));
     }
 }
 

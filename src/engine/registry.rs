@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 
-use super::attempt::{Attempt, Cmd, Ended, Outcome};
+use super::attempt::{Attempt, Cmd, Ended, Outcome, Timeline};
 use super::clock::Clock;
 use super::state::{AttemptState, Rules};
 use crate::ids::{PollId, Scene};
@@ -75,7 +75,8 @@ impl Handler<Create> for Registry {
         }
         let poll = PollId::generate();
         let scene = Scene::generate();
-        let expires_at_ms = self.clock.now_ms() + msg.ttl_ms;
+        let now = self.clock.now_ms();
+        let expires_at_ms = now + msg.ttl_ms;
         let attempt = Attempt {
             poll: poll.clone(),
             scene: scene.clone(),
@@ -86,6 +87,7 @@ impl Handler<Create> for Registry {
             waiters: Vec::new(),
             registry: ctx.address().recipient(),
             metrics: self.metrics.clone(),
+            timeline: Timeline { created_ms: Some(now), scanned_ms: None },
         };
         let addr = attempt.start();
         self.by_scene.insert((msg.app.clone(), scene.clone()), poll.clone());

@@ -115,3 +115,35 @@ async fn scene_of_another_app_does_not_match() {
     assert!(none.is_none());
     assert_eq!(e.poll(&c.poll, Duration::ZERO).await.unwrap().phase, Phase::Loop);
 }
+
+/// The latency histograms and outcomes are fed by the engine itself: a registered scan
+/// 4 s after creation, claimed 2 s later; another attempt expires after a scan.
+#[actix::test]
+async fn login_latency_and_outcomes_are_recorded() {
+    tokio::time::pause();
+    let metrics = Metrics::new();
+    let cfg = EngineConfig { live_attempts_max: 10, long_polls_max: 100, rules: Rules::default() };
+    let e = LoginsHandle::start(cfg, Clock::new(), metrics.clone(), None);
+    let c = e.create("app", Duration::from_secs(300)).await.unwrap();
+    let lost = e.create("app", Duration::from_secs(300)).await.unwrap();
+    settle().await;
+    tokio::time::advance(Duration::from_secs(4)).await;
+    let scan = |u: Option<UserRef>| Event::Scanned { openid: "o1".into(), user: u };
+    e.apply_scene("app", &c.scene, scan(Some(user()))).await.unwrap();
+    e.apply_scene("app", &lost.scene, scan(None)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(matches!(e.poll(&c.poll, Duration::ZERO).await.unwrap().reply, Reply::Token(_)));
+    tokio::time::advance(Duration::from_secs(300)).await;
+    settle().await;
+    let text = metrics.render();
+    for line in [
+        "scanlogin_scan_to_token_seconds_bucket{app=\"app\",how=\"scan\",le=\"1\"} 0",
+        "scanlogin_scan_to_token_seconds_bucket{app=\"app\",how=\"scan\",le=\"2.5\"} 1",
+        "scanlogin_create_to_token_seconds_bucket{app=\"app\",how=\"scan\",le=\"5\"} 0",
+        "scanlogin_create_to_token_seconds_bucket{app=\"app\",how=\"scan\",le=\"10\"} 1",
+        "scanlogin_attempts_finished_total{app=\"app\",outcome=\"reg\"} 1",
+        "scanlogin_attempts_finished_total{app=\"app\",outcome=\"abandoned\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+    }
+}

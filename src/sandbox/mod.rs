@@ -365,6 +365,49 @@ async fn scan(sb: web::Data<Sandbox>, payload: web::Payload) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(reply))
 }
 
+/// A push as WeChat sends it: the callback's query parameters and body.
+#[derive(Debug, Clone)]
+pub struct SignedPush {
+    pub params: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// Signs `plain` with the account's Token and, for a safe-mode account (`key`), encrypts
+/// it into WeChat's envelope — what WeChat does before posting a push. Shared with the
+/// load tool, which also plays WeChat.
+pub fn sign_push(
+    token: &str,
+    app_id: &str,
+    key: Option<&AesKey>,
+    account: &str,
+    openid: &str,
+    plain: &str,
+) -> SignedPush {
+    let timestamp = unix_now().to_string();
+    let nonce = rand::random_range(100_000_000u64..1_000_000_000).to_string();
+    let signature = crypto::sign(&[token, &timestamp, &nonce]);
+    let mut params = vec![
+        ("signature", signature),
+        ("timestamp", timestamp.clone()),
+        ("nonce", nonce.clone()),
+        ("openid", openid.into()),
+    ];
+    let body = match key {
+        None => plain.to_string(),
+        Some(k) => {
+            let enc = crypto::encrypt_random(k, app_id, plain.as_bytes());
+            params.push(("encrypt_type", "aes".into()));
+            params.push(("msg_signature", crypto::msg_signature(token, &timestamp, &nonce, &enc)));
+            format!(
+                "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
+                xml::cdata(account),
+                xml::cdata(&enc)
+            )
+        }
+    };
+    SignedPush { params, body }
+}
+
 /// Posts one push to `public_url/wechat/{appid}/callback` as WeChat does and decodes
 /// the answer: `{"http_status", "reply": "success" | {"type","content",...}}`.
 pub async fn deliver(
@@ -374,32 +417,11 @@ pub async fn deliver(
     openid: &str,
     plain: &str,
 ) -> Result<serde_json::Value, ApiError> {
-    let timestamp = unix_now().to_string();
-    let nonce = rand::random_range(100_000_000u64..1_000_000_000).to_string();
-    let signature = crypto::sign(&[&app.token, &timestamp, &nonce]);
     let key = (!app.encoding_aes_key.is_empty())
         .then(|| AesKey::from_encoding_key(&app.encoding_aes_key))
         .transpose()
         .map_err(ApiError::internal)?;
-    let mut params = vec![
-        ("signature", signature),
-        ("timestamp", timestamp.clone()),
-        ("nonce", nonce.clone()),
-        ("openid", openid.to_string()),
-    ];
-    let body = match &key {
-        None => plain.to_string(),
-        Some(k) => {
-            let enc = crypto::encrypt_random(k, &app.app_id, plain.as_bytes());
-            params.push(("encrypt_type", "aes".into()));
-            params.push(("msg_signature", crypto::msg_signature(&app.token, &timestamp, &nonce, &enc)));
-            format!(
-                "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
-                xml::cdata(account),
-                xml::cdata(&enc)
-            )
-        }
-    };
+    let SignedPush { params, body } = sign_push(&app.token, &app.app_id, key.as_ref(), account, openid, plain);
     let url = format!("{}/wechat/{}/callback", sb.public_url, app.app_id);
     let resp = sb
         .http
@@ -459,9 +481,25 @@ async fn sms(sb: web::Data<Sandbox>, req: HttpRequest) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(json!({"phone": phone.as_str(), "messages": codes})))
 }
 
-/// Live tickets, newest first (for the sandbox phone page).
-async fn tickets(sb: web::Data<Sandbox>) -> HttpResponse {
+#[derive(Deserialize)]
+struct OneTicket {
+    ticket: Option<String>,
+}
+
+/// Live tickets, newest first (for the sandbox phone page); with `?ticket=T`, that one
+/// ticket with its scene, as WeChat knows it (the load tool uses it to post scans
+/// straight to our callback, signed and encrypted itself).
+async fn tickets(sb: web::Data<Sandbox>, req: HttpRequest) -> HttpResponse {
     let now = unix_now();
+    if let Ok(OneTicket { ticket: Some(ticket) }) = query::<OneTicket>(&req) {
+        let t = sb.tickets.lock().unwrap_or_else(|e| e.into_inner()).get(&ticket).cloned();
+        return match t.filter(|t| t.expires_at > now) {
+            Some(t) => HttpResponse::Ok().json(
+                json!({"ticket": ticket, "app_id": t.app_id, "scene": t.scene, "url": t.url, "expires_in": t.expires_at - now}),
+            ),
+            None => HttpResponse::NotFound().json(json!({"error": "not_found", "message": "unknown or expired ticket"})),
+        };
+    }
     let mut list: Vec<_> = {
         let t = sb.tickets.lock().unwrap_or_else(|e| e.into_inner());
         t.iter()

@@ -112,7 +112,14 @@ impl Users {
 
     async fn bind_once(&self, app_id: &str, openid: &str, phone: &str) -> Result<UserRef, BindError> {
         let db = &self.db;
-        let mut tx = db.pool.begin().await?;
+        // SQLite: take the write lock up front. A deferred transaction that reads and then
+        // writes fails at once with SQLITE_BUSY (no busy wait) when another writer
+        // committed in between — concurrent binds under load hit exactly that.
+        let mut tx = if db.backend == super::Backend::Sqlite {
+            db.pool.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            db.pool.begin().await?
+        };
         let now = unix_now();
         // This openid may already have an account (bound meanwhile in another attempt).
         let existing = sqlx::query(db.sql("SELECT user_id FROM wechat_identities WHERE app_id = ? AND openid = ?"))
@@ -353,5 +360,19 @@ mod tests {
         u.revoke("j1", unix_now() + 100).await.unwrap();
         u.revoke("j1", unix_now() + 100).await.unwrap();
         assert!(u.is_revoked("j1").await.unwrap());
+    }
+
+    /// Concurrent binds of different people on SQLite all succeed (a deferred
+    /// transaction used to fail some of them with SQLITE_BUSY, found by the load tool).
+    #[tokio::test]
+    async fn concurrent_binds_on_sqlite_all_succeed() {
+        let (u, _d) = users().await;
+        let binds = (0..16).map(|i| {
+            let u = u.clone();
+            tokio::spawn(async move { u.bind("wx1", &format!("o{i}"), &format!("1390000{i:04}")).await })
+        });
+        for b in binds.collect::<Vec<_>>() {
+            assert!(b.await.unwrap().is_ok());
+        }
     }
 }

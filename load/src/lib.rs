@@ -1,0 +1,22 @@
+//! scanlogin-load: drives a scanlogin server (with its sandbox) the way browsers and
+//! WeChat do, and reports latency per step.
+//!
+//! # Layout
+//! - [`options`]: the command line (target, users, rate, duration, WeChat app keys).
+//! - [`report`]: per-step HDR histograms, error kinds, the text and JSON report.
+//! - [`api`]: one timed call per endpoint of the service and its sandbox.
+//! - [`wechat`]: plays WeChat: signs (and for a safe-mode app encrypts) pushes and posts
+//!   them straight to `/wechat/{appid}/callback`.
+//! - [`driver`]: pacing (`--rate`), the deadline, the progress line, merging reports.
+//! - [`scenarios`]: `login`, `poll-storm`, `hold`, `callbacks`.
+
+pub mod api;
+pub mod driver;
+pub mod options;
+pub mod report;
+pub mod scenarios;
+pub mod wechat;
+
+pub use driver::run;
+pub use options::{Options, Scenario};
+pub use report::Report;

@@ -1,0 +1,209 @@
+//! What a run measured: per-step latency histograms (µs, 3 significant digits), request
+//! and error counts, errors by kind; rendered as a text table and as JSON.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latencies up to 10 minutes are recorded exactly enough; longer ones are clamped.
+const MAX_MICROS: u64 = 600_000_000;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid bounds")
+}
+
+/// One task's measurements; merged into the run's at the end.
+#[derive(Default)]
+pub struct Recorder {
+    steps: BTreeMap<&'static str, Histogram<u64>>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Recorder {
+    pub fn ok(&mut self, step: &'static str, took: Duration) {
+        let us = (took.as_micros() as u64).clamp(1, MAX_MICROS);
+        self.steps.entry(step).or_insert_with(histogram).saturating_record(us);
+    }
+
+    pub fn error(&mut self, step: &'static str, kind: &str) {
+        *self.errors.entry(format!("{step}: {kind}")).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: Recorder) {
+        for (step, h) in other.steps {
+            self.steps.entry(step).or_insert_with(histogram).add(h).expect("same bounds");
+        }
+        for (k, n) in other.errors {
+            *self.errors.entry(k).or_default() += n;
+        }
+    }
+
+    /// Only the errors, renamed `setup <step>: kind`: set-up work is not measured, but its
+    /// failures are reported.
+    pub fn into_setup(self) -> Recorder {
+        let errors = self.errors.into_iter().map(|(k, n)| (format!("setup {k}"), n)).collect();
+        Recorder { steps: BTreeMap::new(), errors }
+    }
+
+    pub fn count(&self, step: &str) -> u64 {
+        self.steps.get(step).map_or(0, Histogram::len)
+    }
+
+    /// The report over `elapsed`, steps in the order given first, then the rest.
+    pub fn report(&self, head: ReportHead, order: &[&str], elapsed: Duration) -> Report {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let ms = |us: u64| us as f64 / 1000.0;
+        let mut names: Vec<&str> = order.iter().copied().filter(|n| self.steps.contains_key(n)).collect();
+        names.extend(self.steps.keys().copied().filter(|n| !order.contains(n)));
+        let steps = names
+            .into_iter()
+            .map(|name| {
+                let h = &self.steps[name];
+                let errors =
+                    self.errors.iter().filter(|(k, _)| k.split(": ").next() == Some(name)).map(|(_, n)| n).sum();
+                StepStats {
+                    name: name.to_string(),
+                    count: h.len(),
+                    errors,
+                    per_sec: h.len() as f64 / secs,
+                    mean_ms: h.mean() / 1000.0,
+                    p50_ms: ms(h.value_at_quantile(0.50)),
+                    p90_ms: ms(h.value_at_quantile(0.90)),
+                    p99_ms: ms(h.value_at_quantile(0.99)),
+                    max_ms: ms(h.max()),
+                }
+            })
+            .collect::<Vec<_>>();
+        Report {
+            head,
+            elapsed_secs: secs,
+            requests: steps.iter().filter(|s| !s.name.contains(' ')).map(|s| s.count).sum(),
+            total_errors: self.errors.values().sum(),
+            steps,
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+/// What was run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportHead {
+    pub scenario: String,
+    pub target: String,
+    pub users: usize,
+    pub rate: f64,
+    pub duration_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepStats {
+    pub name: String,
+    pub count: u64,
+    pub errors: u64,
+    pub per_sec: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub head: ReportHead,
+    pub elapsed_secs: f64,
+    /// Successful HTTP requests (steps named with a space, like `login total`, are
+    /// composites of several requests and not counted).
+    pub requests: u64,
+    pub total_errors: u64,
+    pub steps: Vec<StepStats>,
+    /// `step: kind` → count.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Report {
+    pub fn step(&self, name: &str) -> Option<&StepStats> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("serialisable")
+    }
+
+    pub fn to_text(&self) -> String {
+        let h = &self.head;
+        let mut out = format!(
+            "scenario {} against {}: {} users, rate {}, {:.1} s measured\n\
+             {} requests ({:.0}/s), {} errors\n\n",
+            h.scenario,
+            h.target,
+            h.users,
+            if h.rate > 0.0 { format!("{}/s", h.rate) } else { "unlimited".into() },
+            self.elapsed_secs,
+            self.requests,
+            self.requests as f64 / self.elapsed_secs,
+            self.total_errors
+        );
+        out.push_str(&format!(
+            "{:<16} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            "step", "ok", "errors", "per s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        ));
+        for s in &self.steps {
+            out.push_str(&format!(
+                "{:<16} {:>9} {:>7} {:>9.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
+                s.name, s.count, s.errors, s.per_sec, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms
+            ));
+        }
+        if !self.errors.is_empty() {
+            out.push_str("\nerrors by kind\n");
+            for (k, n) in &self.errors {
+                out.push_str(&format!("  {n:>9}  {k}\n"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> ReportHead {
+        ReportHead { scenario: "t".into(), target: "x".into(), users: 1, rate: 0.0, duration_secs: 1.0 }
+    }
+
+    #[test]
+    fn percentiles_merge_and_errors_are_counted_per_step() {
+        let mut a = Recorder::default();
+        let mut b = Recorder::default();
+        for ms in 1..=90 {
+            a.ok("poll", Duration::from_millis(ms));
+        }
+        for ms in 91..=100 {
+            b.ok("poll", Duration::from_millis(ms));
+        }
+        b.ok("create", Duration::from_millis(5));
+        b.error("poll", "http_503 overloaded");
+        b.error("poll", "http_503 overloaded");
+        b.error("create", "timeout");
+        a.merge(b);
+        let r = a.report(head(), &["create", "poll"], Duration::from_secs(2));
+        assert_eq!(r.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["create", "poll"]);
+        let poll = r.step("poll").unwrap();
+        assert_eq!((poll.count, poll.errors), (100, 2));
+        assert!((poll.per_sec - 50.0).abs() < 1e-9);
+        assert!((poll.p50_ms - 50.0).abs() < 0.1, "{}", poll.p50_ms);
+        assert!((poll.p99_ms - 99.0).abs() < 0.1, "{}", poll.p99_ms);
+        assert!((poll.max_ms - 100.0).abs() < 0.1, "{}", poll.max_ms);
+        assert_eq!((r.requests, r.total_errors), (101, 3));
+        let text = r.to_text();
+        assert!(text.contains("2  poll: http_503 overloaded"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["steps"][1]["count"], 100);
+        assert_eq!(json["errors"]["create: timeout"], 1);
+        assert_eq!(json["scenario"], "t");
+    }
+}

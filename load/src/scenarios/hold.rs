@@ -1,0 +1,104 @@
+//! `hold`: `users` browsers each holding a long poll (`--wait`), re-polling when it
+//! times out. With `--rate`, WeChat scans that many held QR codes per second (new
+//! followers, posted straight to the callback) and the `wake` step measures the time
+//! from sending the scan to the held poll's answer.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::driver::{Shared, Slot, Window, fan_out, make_slot, setup_attempts};
+use crate::report::Recorder;
+
+/// Scanner tasks sharing the scan rate.
+const SCANNERS: usize = 8;
+
+#[derive(Default)]
+struct Held {
+    slot: Option<Slot>,
+    /// When WeChat's scan of this slot's QR code was sent.
+    scanned_at: Option<Instant>,
+}
+
+type Board = Arc<Vec<Mutex<Held>>>;
+
+pub async fn run(shared: Arc<Shared>) -> (Recorder, Duration) {
+    let (slots, mut rec) = setup_attempts(&shared, true).await;
+    let board: Board = Arc::new(slots.into_iter().map(|slot| Mutex::new(Held { slot, scanned_at: None })).collect());
+    let window = Window::open(shared.opts.duration, shared.opts.rate);
+    let scanners = if shared.opts.rate > 0.0 { SCANNERS } else { 0 };
+    let users = shared.opts.users;
+    let scanning = {
+        let (s, b, w) = (shared.clone(), board.clone(), window.clone());
+        tokio::spawn(fan_out(scanners, scanners, move |i| scanner(s.clone(), b.clone(), w.clone(), i)))
+    };
+    rec.merge(fan_out(users, users, |u| browser(shared.clone(), board.clone(), window.clone(), u)).await);
+    if let Ok(r) = scanning.await {
+        rec.merge(r);
+    }
+    (rec, window.start.elapsed().min(shared.opts.duration))
+}
+
+fn lock(h: &Mutex<Held>) -> std::sync::MutexGuard<'_, Held> {
+    h.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn browser(s: Arc<Shared>, board: Board, window: Arc<Window>, u: usize) -> Recorder {
+    let mut rec = Recorder::default();
+    while !window.over() {
+        let current = lock(&board[u]).slot.clone();
+        let Some(slot) = current else {
+            // A fresh QR code after a scan or an expiry.
+            let fresh = window.within(make_slot(&s, &mut rec, true)).await.flatten();
+            *lock(&board[u]) = Held { slot: fresh, scanned_at: None };
+            continue;
+        };
+        s.api.progress.held.fetch_add(1, Ordering::Relaxed);
+        let answer = window.within(s.api.status(&mut rec, "poll", &slot.uuid, s.opts.wait)).await;
+        s.api.progress.held.fetch_sub(1, Ordering::Relaxed);
+        let Some(Some(answer)) = answer else { continue };
+        match answer["state"].as_str() {
+            Some("loop") => {}
+            Some("not_reg") => {
+                let scanned_at = lock(&board[u]).scanned_at;
+                match scanned_at {
+                    Some(t) => rec.ok("wake", t.elapsed()),
+                    None => {
+                        s.api.fail::<()>(&mut rec, "poll", "woken_without_scan");
+                    }
+                }
+                lock(&board[u]).slot = None;
+            }
+            Some("expired") => lock(&board[u]).slot = None,
+            other => {
+                s.api.fail::<()>(&mut rec, "poll", &format!("state_{}", other.unwrap_or("none")));
+                lock(&board[u]).slot = None;
+            }
+        }
+    }
+    rec
+}
+
+async fn scanner(s: Arc<Shared>, board: Board, window: Arc<Window>, i: usize) -> Recorder {
+    let mut rec = Recorder::default();
+    let mut n = 0u64;
+    while window.next().await {
+        let u = rand::random_range(0..board.len());
+        let scene = {
+            let mut h = lock(&board[u]);
+            match (h.slot.as_ref().and_then(|s| s.scene.clone()), h.scanned_at) {
+                (Some(scene), None) => {
+                    h.scanned_at = Some(Instant::now());
+                    scene
+                }
+                _ => continue, // being replaced, or already scanned: try another next slot
+            }
+        };
+        n += 1;
+        let push = s.wechat.scan(&format!("o_hold_{}_{i}_{n}", s.run_id), &scene, false);
+        let sent = Instant::now();
+        lock(&board[u]).scanned_at = Some(sent);
+        let _ = window.within(s.wechat.post(&s.api, &mut rec, "scan", &push)).await;
+    }
+    rec
+}

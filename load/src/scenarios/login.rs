@@ -1,0 +1,80 @@
+//! `login`: the whole flow per iteration, as a browser and WeChat do it.
+//!
+//! create → (WeChat resolves the ticket to its scene) → the browser long-polls while
+//! WeChat posts the scan, signed (and encrypted for a safe-mode app), to the callback →
+//! a new user: SMS code (read from the sandbox outbox) → bind → token; a returning user
+//! gets the token in the poll answer → `/me`. A user's first login binds its phone;
+//! its later logins are returning-user scans.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::phone_for;
+use crate::driver::{Shared, Window, fan_out};
+use crate::report::Recorder;
+
+pub async fn run(shared: Arc<Shared>) -> (Recorder, Duration) {
+    let window = Window::open(shared.opts.duration, shared.opts.rate);
+    let users = shared.opts.users;
+    let rec = fan_out(users, users, |u| user(shared.clone(), window.clone(), u)).await;
+    (rec, window.start.elapsed().min(shared.opts.duration))
+}
+
+async fn user(s: Arc<Shared>, window: Arc<Window>, u: usize) -> Recorder {
+    let mut rec = Recorder::default();
+    let openid = format!("o_load_{}_{u}", s.run_id);
+    let phone = phone_for(s.run_id, u);
+    let mut registered = false;
+    while window.next().await {
+        if let Some(done) = window.within(once(&s, &mut rec, &openid, &phone, registered)).await {
+            registered |= done;
+        }
+    }
+    rec
+}
+
+/// One login; `true` when it ended with a token.
+async fn once(s: &Shared, rec: &mut Recorder, openid: &str, phone: &str, registered: bool) -> bool {
+    let (api, wechat) = (&s.api, &s.wechat);
+    let started = Instant::now();
+    let Some(qr) = api.create_qr(rec).await else { return false };
+    let Some(scene) = api.scene_of(rec, &qr.ticket).await else { return false };
+    // The page is already polling when the person scans.
+    let mut poll_rec = Recorder::default();
+    let mut sent_at = None;
+    let poll = api.status(&mut poll_rec, "poll", &qr.uuid, s.opts.wait);
+    let scan = async {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let push = wechat.scan(openid, &scene, registered);
+        sent_at = Some(Instant::now());
+        wechat.post(api, rec, "scan", &push).await
+    };
+    let (answer, scanned) = tokio::join!(poll, scan);
+    let answered = Instant::now();
+    rec.merge(poll_rec);
+    let (Some(answer), Some(())) = (answer, scanned) else { return false };
+    if let Some(t) = sent_at {
+        rec.ok("wake", answered.saturating_duration_since(t));
+    }
+    let token = match (answer["state"].as_str(), registered) {
+        (Some("reg"), true) => answer["token"].as_str().map(str::to_string),
+        (Some("not_reg"), false) => bind(s, rec, &qr.uuid, phone).await,
+        (state, _) => return api.fail(rec, "poll", &format!("state_{}", state.unwrap_or("none"))).unwrap_or(false),
+    };
+    let Some(token) = token else { return false };
+    rec.ok("login total", started.elapsed());
+    api.me(rec, &token).await.is_some()
+}
+
+/// The new-user half: SMS code, read it from the outbox, bind; the token.
+async fn bind(s: &Shared, rec: &mut Recorder, uuid: &str, phone: &str) -> Option<String> {
+    s.api.sms_code(rec, uuid, phone).await?;
+    let code = s.api.outbox_code(rec, phone).await?;
+    let answer: Value = s.api.bind(rec, uuid, phone, &code).await?;
+    match answer["token"].as_str() {
+        Some(t) => Some(t.to_string()),
+        None => s.api.fail(rec, "bind", "no_token"),
+    }
+}

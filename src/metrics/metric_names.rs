@@ -1,0 +1,100 @@
+//! The metric catalogue's names and the fixed label-value sets, in one place.
+//!
+//! Every name carries the `scanlogin_` prefix; the README's "Operations" table lists each
+//! one (a test keeps the two in step). No label ever holds a poll id, scene, openid or
+//! phone: values come from configuration (app names) or the small sets below.
+
+pub const ATTEMPTS_CREATED: &str = "scanlogin_attempts_created_total";
+pub const LIVE_ATTEMPTS: &str = "scanlogin_live_attempts";
+pub const TRANSITIONS: &str = "scanlogin_transitions_total";
+pub const ATTEMPTS_FINISHED: &str = "scanlogin_attempts_finished_total";
+pub const SCAN_TO_TOKEN: &str = "scanlogin_scan_to_token_seconds";
+pub const CREATE_TO_TOKEN: &str = "scanlogin_create_to_token_seconds";
+pub const LOGINS: &str = "scanlogin_logins_total";
+pub const POLLS: &str = "scanlogin_polls_total";
+pub const HELD_LONG_POLLS: &str = "scanlogin_held_long_polls";
+/// Configured capacities (`limit` = `live_attempts_max`, `long_polls_max`), so alerts can
+/// say "near the cap" without copying the configuration.
+pub const CAPACITY: &str = "scanlogin_capacity";
+pub const CALLBACKS: &str = "scanlogin_callbacks_total";
+pub const CALLBACK_DURATION: &str = "scanlogin_callback_duration_seconds";
+pub const WECHAT_API_CALLS: &str = "scanlogin_wechat_api_calls_total";
+pub const WECHAT_API_DURATION: &str = "scanlogin_wechat_api_duration_seconds";
+pub const ACCESS_TOKEN_REFRESHES: &str = "scanlogin_access_token_refreshes_total";
+pub const SNAPSHOT_WRITES: &str = "scanlogin_snapshot_writes_total";
+pub const SNAPSHOT_WRITE_DURATION: &str = "scanlogin_snapshot_write_duration_seconds";
+pub const SNAPSHOT_ERRORS: &str = "scanlogin_snapshot_errors_total";
+pub const RESTORED_ATTEMPTS: &str = "scanlogin_restored_attempts_total";
+pub const SMS_SENT: &str = "scanlogin_sms_sent_total";
+pub const CODE_CHECKS: &str = "scanlogin_code_checks_total";
+pub const LIMITS_HIT: &str = "scanlogin_limits_hit_total";
+pub const HTTP_REQUESTS: &str = "scanlogin_http_requests_total";
+pub const HTTP_DURATION: &str = "scanlogin_http_request_duration_seconds";
+/// Namespace of the process collector: `scanlogin_process_cpu_seconds_total`, …
+pub const PROCESS_NAMESPACE: &str = "scanlogin";
+
+/// Every name above (the process collector's excepted), for the catalogue tests.
+pub const ALL: &[&str] = &[
+    ATTEMPTS_CREATED,
+    LIVE_ATTEMPTS,
+    TRANSITIONS,
+    ATTEMPTS_FINISHED,
+    SCAN_TO_TOKEN,
+    CREATE_TO_TOKEN,
+    LOGINS,
+    POLLS,
+    HELD_LONG_POLLS,
+    CAPACITY,
+    CALLBACKS,
+    CALLBACK_DURATION,
+    WECHAT_API_CALLS,
+    WECHAT_API_DURATION,
+    ACCESS_TOKEN_REFRESHES,
+    SNAPSHOT_WRITES,
+    SNAPSHOT_WRITE_DURATION,
+    SNAPSHOT_ERRORS,
+    RESTORED_ATTEMPTS,
+    SMS_SENT,
+    CODE_CHECKS,
+    LIMITS_HIT,
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+];
+
+/// Label names that would leak an identity or explode cardinality; none may be used.
+pub const FORBIDDEN_LABELS: &[&str] = &["uuid", "poll", "scene", "openid", "phone", "user", "token", "ip"];
+
+/// The live states of an attempt (`expired` is not live).
+pub const LIVE_STATES: &[&str] = &["loop", "not_reg", "reg"];
+/// The transitions the state machine can make, as (from, to).
+pub const TRANSITION_PAIRS: &[(&str, &str)] =
+    &[("loop", "not_reg"), ("loop", "reg"), ("loop", "expired"), ("not_reg", "expired"), ("reg", "expired")];
+/// How an attempt finished: a token after a registered scan (`reg`) or after a phone
+/// bind (`bound`); the timer ran out before anyone scanned (`expired`) or after a scan
+/// without a login (`abandoned`); the service gave it up (`discarded`).
+pub const OUTCOMES: &[&str] = &["reg", "bound", "expired", "abandoned", "discarded"];
+/// How a token was handed out: in the answer to a poll after a scan, or to a bind.
+pub const LOGIN_HOWS: &[&str] = &["scan", "bind"];
+pub const POLL_KINDS: &[&str] = &["short", "long"];
+/// Kinds of WeChat push; `unknown` when the push was refused before it was read.
+pub const CALLBACK_KINDS: &[&str] = &["verify", "subscribe", "scan", "unsubscribe", "text", "other", "unknown"];
+pub const CALLBACK_RESULTS: &[&str] =
+    &["ok", "bad_signature", "duplicate", "decrypt_error", "late", "bad_xml", "dtd", "error"];
+/// The WeChat APIs the client calls.
+pub const WECHAT_APIS: &[&str] = &["token", "qrcode_create", "showqrcode", "user_info"];
+pub const SNAPSHOT_RESULTS: &[&str] = &["ok", "error"];
+pub const SMS_RESULTS: &[&str] = &["ok", "failed"];
+pub const CODE_RESULTS: &[&str] = &["ok", "wrong", "refused"];
+/// Limits that refuse requests, named like their configuration keys.
+pub const LIMIT_KINDS: &[&str] = &[
+    "live_attempts_max",
+    "long_polls_max",
+    "long_polls_per_ip",
+    "qr_per_ip_per_minute",
+    "sms_per_attempt",
+    "sms_per_phone_per_day",
+    "sms_per_ip_per_day",
+];
+/// Distinct `scene_type` values counted by name; later ones are counted as `other`
+/// (scene types come from requests, so their number must be capped).
+pub const SCENE_TYPES_MAX: usize = 16;

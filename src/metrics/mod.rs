@@ -1,0 +1,396 @@
+//! The metrics catalogue: one registry per application, one method per thing counted.
+//!
+//! Names and label-value sets live in [`metric_names`]. No label ever takes a poll id,
+//! scene, openid or phone: label values come only from configuration (app names) or
+//! small fixed sets, and the one request-chosen value (`scene_type`) is capped. Known
+//! label sets are created at start ([`Metrics::preset`]) so every series is exported
+//! at 0 before its first event: dashboards and alerts see "zero", not "no data".
+
+pub mod metric_names;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::engine::{Ending, Event, Phase};
+
+/// Latency buckets for HTTP handlers, callbacks and WeChat calls (seconds): 1 ms .. 10 s.
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Login latencies span a machine's wake-up (ms) to a person typing an SMS code (minutes).
+const LOGIN_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+/// Snapshot writes are local and small: 50 µs .. 1 s.
+const SNAPSHOT_BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0];
+
+struct Inner {
+    registry: Registry,
+    attempts_created: IntCounterVec,
+    live: IntGaugeVec,
+    transitions: IntCounterVec,
+    finished: IntCounterVec,
+    scan_to_token: HistogramVec,
+    create_to_token: HistogramVec,
+    logins: IntCounterVec,
+    polls: IntCounterVec,
+    held: IntGauge,
+    capacity: IntGaugeVec,
+    callbacks: IntCounterVec,
+    callback_duration: HistogramVec,
+    wechat_calls: IntCounterVec,
+    wechat_duration: HistogramVec,
+    token_refreshes: IntCounterVec,
+    snapshot_writes: IntCounterVec,
+    snapshot_duration: Histogram,
+    snapshot_errors: IntCounter,
+    restored: IntCounter,
+    sms_sent: IntCounterVec,
+    code_checks: IntCounterVec,
+    limits_hit: IntCounterVec,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    /// `scene_type` values already given their own series (at most `SCENE_TYPES_MAX`).
+    scene_types: Mutex<HashSet<String>>,
+}
+
+/// Cheap to clone; all clones feed the same registry.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+/// How an attempt finished (the `outcome` label, see [`metric_names::OUTCOMES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Reg,
+    Bound,
+    Expired,
+    Abandoned,
+    Discarded,
+}
+
+impl Finish {
+    /// Classifies an ending from the event that caused it and whether anyone had scanned.
+    pub fn of(why: Ending, event: &Event, scanned: bool) -> Self {
+        match (why, event) {
+            (Ending::Consumed, Event::Bound { .. }) => Finish::Bound,
+            (Ending::Consumed, _) => Finish::Reg,
+            (Ending::Timeout, _) if scanned => Finish::Abandoned,
+            (Ending::Timeout, _) => Finish::Expired,
+            (Ending::Discarded, _) => Finish::Discarded,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Finish::Reg => "reg",
+            Finish::Bound => "bound",
+            Finish::Expired => "expired",
+            Finish::Abandoned => "abandoned",
+            Finish::Discarded => "discarded",
+        }
+    }
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+    r.register(Box::new(c.clone())).expect("metric names are unique");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(r, HistogramVec::new(opts, labels).expect("valid metric"))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        use metric_names::*;
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, PROCESS_NAMESPACE);
+            let _ = r.register(Box::new(pc));
+        }
+        let inner = Inner {
+            attempts_created: counter(&r, ATTEMPTS_CREATED, "Login attempts created", &["app", "scene_type"]),
+            live: register(
+                &r,
+                IntGaugeVec::new(Opts::new(LIVE_ATTEMPTS, "Live login attempts by state"), &["app", "state"])
+                    .expect("valid metric"),
+            ),
+            transitions: counter(&r, TRANSITIONS, "State transitions of attempts", &["app", "from", "to"]),
+            finished: counter(&r, ATTEMPTS_FINISHED, "Attempts ended, by outcome", &["app", "outcome"]),
+            scan_to_token: histogram(
+                &r,
+                SCAN_TO_TOKEN,
+                "From WeChat's scan event to the answer carrying the token",
+                LOGIN_BUCKETS,
+                &["app", "how"],
+            ),
+            create_to_token: histogram(
+                &r,
+                CREATE_TO_TOKEN,
+                "From QR creation to the answer carrying the token",
+                LOGIN_BUCKETS,
+                &["app", "how"],
+            ),
+            logins: counter(&r, LOGINS, "Tokens handed out, by how", &["app", "how"]),
+            polls: counter(&r, POLLS, "Status polls by kind", &["kind"]),
+            held: register(&r, IntGauge::new(HELD_LONG_POLLS, "Long polls held right now").expect("valid metric")),
+            capacity: register(
+                &r,
+                IntGaugeVec::new(Opts::new(CAPACITY, "Configured capacity by limit"), &["limit"])
+                    .expect("valid metric"),
+            ),
+            callbacks: counter(&r, CALLBACKS, "WeChat callbacks by app, kind and result", &["app", "kind", "result"]),
+            callback_duration: histogram(
+                &r,
+                CALLBACK_DURATION,
+                "Time to answer a WeChat callback",
+                LATENCY_BUCKETS,
+                &["app"],
+            ),
+            wechat_calls: counter(
+                &r,
+                WECHAT_API_CALLS,
+                "Calls to WeChat's API by api and result",
+                &["app", "api", "result"],
+            ),
+            wechat_duration: histogram(
+                &r,
+                WECHAT_API_DURATION,
+                "Duration of calls to WeChat's API",
+                LATENCY_BUCKETS,
+                &["api"],
+            ),
+            token_refreshes: counter(&r, ACCESS_TOKEN_REFRESHES, "Access-token fetches by result", &["app", "result"]),
+            snapshot_writes: counter(&r, SNAPSHOT_WRITES, "Attempt snapshots written, by result", &["result"]),
+            snapshot_duration: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(SNAPSHOT_WRITE_DURATION, "Duration of one snapshot write")
+                        .buckets(SNAPSHOT_BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
+            snapshot_errors: register(
+                &r,
+                IntCounter::new(SNAPSHOT_ERRORS, "Snapshot store errors of any operation").expect("valid metric"),
+            ),
+            restored: register(
+                &r,
+                IntCounter::new(RESTORED_ATTEMPTS, "Attempts restored from snapshots at start").expect("valid metric"),
+            ),
+            sms_sent: counter(&r, SMS_SENT, "SMS codes sent by provider and result", &["provider", "result"]),
+            code_checks: counter(&r, CODE_CHECKS, "SMS code checks by result", &["result"]),
+            limits_hit: counter(&r, LIMITS_HIT, "Requests refused by a limit, by kind", &["kind"]),
+            http_requests: counter(&r, HTTP_REQUESTS, "HTTP requests by route and status", &["route", "status"]),
+            http_duration: histogram(&r, HTTP_DURATION, "HTTP request duration by route", LATENCY_BUCKETS, &["route"]),
+            scene_types: Mutex::new(HashSet::new()),
+            registry: r,
+        };
+        Self(Arc::new(inner))
+    }
+
+    /// Creates every known label set at 0: the configured apps (and their default
+    /// scene type `web`) crossed with the fixed sets of [`metric_names`].
+    pub fn preset(&self, apps: &[&str], sms_provider: &str) {
+        use metric_names::*;
+        let m = &self.0;
+        for app in apps {
+            m.attempts_created.with_label_values(&[app, "web"]);
+            for s in LIVE_STATES {
+                m.live.with_label_values(&[app, s]);
+            }
+            for (from, to) in TRANSITION_PAIRS {
+                m.transitions.with_label_values(&[app, from, to]);
+            }
+            for o in OUTCOMES {
+                m.finished.with_label_values(&[app, o]);
+            }
+            for how in LOGIN_HOWS {
+                m.logins.with_label_values(&[app, how]);
+                m.scan_to_token.with_label_values(&[app, how]);
+                m.create_to_token.with_label_values(&[app, how]);
+            }
+            for kind in CALLBACK_KINDS {
+                m.callbacks.with_label_values(&[app, kind, "ok"]);
+            }
+            for result in CALLBACK_RESULTS.iter().filter(|r| **r != "ok") {
+                m.callbacks.with_label_values(&[app, "unknown", result]);
+            }
+            m.callback_duration.with_label_values(&[app]);
+            for api in WECHAT_APIS {
+                m.wechat_calls.with_label_values(&[app, api, "ok"]);
+            }
+            for result in ["ok", "error"] {
+                m.token_refreshes.with_label_values(&[app, result]);
+            }
+        }
+        for api in WECHAT_APIS {
+            m.wechat_duration.with_label_values(&[api]);
+        }
+        for k in POLL_KINDS {
+            m.polls.with_label_values(&[k]);
+        }
+        for r in SNAPSHOT_RESULTS {
+            m.snapshot_writes.with_label_values(&[r]);
+        }
+        for r in SMS_RESULTS {
+            m.sms_sent.with_label_values(&[sms_provider, r]);
+        }
+        for r in CODE_RESULTS {
+            m.code_checks.with_label_values(&[r]);
+        }
+        for k in LIMIT_KINDS {
+            m.limits_hit.with_label_values(&[k]);
+        }
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.0.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The registry, for tests that inspect the catalogue.
+    pub fn registry(&self) -> &Registry {
+        &self.0.registry
+    }
+
+    /// `scene_type` as a label: its own value for the first few distinct ones, then `other`.
+    fn scene_type_label<'a>(&self, scene_type: &'a str) -> &'a str {
+        let mut seen = self.0.scene_types.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(scene_type) {
+            return scene_type;
+        }
+        if seen.len() < metric_names::SCENE_TYPES_MAX {
+            seen.insert(scene_type.to_string());
+            return scene_type;
+        }
+        "other"
+    }
+
+    pub fn created(&self, app: &str, scene_type: &str) {
+        let st = self.scene_type_label(scene_type);
+        self.0.attempts_created.with_label_values(&[app, st]).inc();
+    }
+
+    /// Moves one attempt between live states (`None` = not live / not yet live).
+    pub fn live_changed(&self, app: &str, from: Option<Phase>, to: Option<Phase>) {
+        for (p, d) in [(from, -1), (to, 1)] {
+            if let Some(p) = p.filter(|p| *p != Phase::Expired) {
+                self.0.live.with_label_values(&[app, p.name()]).add(d);
+            }
+        }
+    }
+
+    pub fn transition(&self, app: &str, from: Phase, to: Phase) {
+        self.0.transitions.with_label_values(&[app, from.name(), to.name()]).inc();
+        self.live_changed(app, Some(from), Some(to));
+    }
+
+    pub fn finished(&self, app: &str, how: Finish) {
+        self.0.finished.with_label_values(&[app, how.label()]).inc();
+    }
+
+    /// A token left the engine `since_create` after its QR was made and `since_scan`
+    /// after WeChat's scan event (either unknown for an attempt restored from a snapshot).
+    pub fn token_latency(&self, app: &str, how: &str, since_create: Option<f64>, since_scan: Option<f64>) {
+        if let Some(s) = since_create {
+            self.0.create_to_token.with_label_values(&[app, how]).observe(s);
+        }
+        if let Some(s) = since_scan {
+            self.0.scan_to_token.with_label_values(&[app, how]).observe(s);
+        }
+    }
+
+    pub fn poll(&self, kind: &str) {
+        self.0.polls.with_label_values(&[kind]).inc();
+    }
+
+    /// Publishes a configured capacity (`limit`: `live_attempts_max`, `long_polls_max`).
+    pub fn capacity(&self, limit: &str, value: usize) {
+        self.0.capacity.with_label_values(&[limit]).set(i64::try_from(value).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a held long poll until the guard drops.
+    pub fn hold(&self) -> HoldGuard {
+        self.0.held.inc();
+        HoldGuard(self.0.held.clone())
+    }
+
+    pub fn callback(&self, app: &str, kind: &str, result: &str, secs: f64) {
+        self.0.callbacks.with_label_values(&[app, kind, result]).inc();
+        self.0.callback_duration.with_label_values(&[app]).observe(secs);
+    }
+
+    pub fn wechat_call(&self, app: &str, api: &str, result: &str, secs: f64) {
+        self.0.wechat_calls.with_label_values(&[app, api, result]).inc();
+        self.0.wechat_duration.with_label_values(&[api]).observe(secs);
+    }
+
+    pub fn token_refresh(&self, app: &str, result: &str) {
+        self.0.token_refreshes.with_label_values(&[app, result]).inc();
+    }
+
+    /// One snapshot write (`result`: `ok` or `error`) and how long it took.
+    pub fn snapshot_write(&self, result: &str, secs: f64) {
+        self.0.snapshot_writes.with_label_values(&[result]).inc();
+        self.0.snapshot_duration.observe(secs);
+    }
+
+    /// A snapshot store error outside a write (a read at restore, a delete).
+    pub fn snapshot_error(&self) {
+        self.0.snapshot_errors.inc();
+    }
+
+    /// `n` attempts came back from snapshots at start.
+    pub fn restored(&self, n: u64) {
+        self.0.restored.inc_by(n);
+    }
+
+    pub fn sms(&self, provider: &str, result: &str) {
+        self.0.sms_sent.with_label_values(&[provider, result]).inc();
+    }
+
+    pub fn code_check(&self, result: &str) {
+        self.0.code_checks.with_label_values(&[result]).inc();
+    }
+
+    pub fn limit_hit(&self, kind: &str) {
+        self.0.limits_hit.with_label_values(&[kind]).inc();
+    }
+
+    pub fn login(&self, app: &str, how: &str) {
+        self.0.logins.with_label_values(&[app, how]).inc();
+    }
+
+    pub fn http(&self, route: &str, status: u16, secs: f64) {
+        self.0.http_requests.with_label_values(&[route, &status.to_string()]).inc();
+        self.0.http_duration.with_label_values(&[route]).observe(secs);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct HoldGuard(IntGauge);
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests;

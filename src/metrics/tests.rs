@@ -1,0 +1,128 @@
+//! Catalogue tests: names, labels, presets, the README listing, bounded label values.
+
+use std::collections::HashSet;
+
+use super::metric_names::{self, ALL, FORBIDDEN_LABELS};
+use super::{Finish, Metrics};
+use crate::engine::{Ending, Event, UserRef};
+
+fn preset() -> Metrics {
+    let m = Metrics::new();
+    m.preset(&["default", "tv"], "log");
+    m.capacity("live_attempts_max", 2_000_000);
+    m
+}
+
+#[test]
+fn every_family_is_named_in_the_catalogue_and_none_is_missing() {
+    let m = preset();
+    // Routes and statuses are not preset (their values appear with the first request).
+    m.http("/healthz", 200, 0.001);
+    let families = m.registry().gather();
+    let exported: HashSet<&str> = families.iter().map(|f| f.name()).collect();
+    for f in &families {
+        let name = f.name();
+        assert!(name.starts_with("scanlogin_"), "{name} lacks the prefix");
+        assert!(
+            ALL.contains(&name) || name.starts_with("scanlogin_process_"),
+            "{name} is exported but not in metric_names::ALL"
+        );
+    }
+    for name in ALL {
+        assert!(exported.contains(name), "{name} has no series after preset()");
+    }
+}
+
+#[test]
+fn no_label_can_carry_an_identity() {
+    let m = preset();
+    for f in m.registry().gather() {
+        for metric in f.get_metric() {
+            for l in metric.get_label() {
+                assert!(!FORBIDDEN_LABELS.contains(&l.name()), "{} has label {}", f.name(), l.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn preset_exports_rare_series_at_zero() {
+    let text = preset().render();
+    for line in [
+        "scanlogin_snapshot_errors_total 0",
+        "scanlogin_restored_attempts_total 0",
+        "scanlogin_snapshot_writes_total{result=\"error\"} 0",
+        "scanlogin_callbacks_total{app=\"tv\",kind=\"unknown\",result=\"duplicate\"} 0",
+        "scanlogin_callbacks_total{app=\"default\",kind=\"unknown\",result=\"late\"} 0",
+        "scanlogin_attempts_finished_total{app=\"default\",outcome=\"bound\"} 0",
+        "scanlogin_limits_hit_total{kind=\"long_polls_max\"} 0",
+        "scanlogin_sms_sent_total{provider=\"log\",result=\"failed\"} 0",
+        "scanlogin_scan_to_token_seconds_count{app=\"default\",how=\"scan\"} 0",
+        "scanlogin_live_attempts{app=\"tv\",state=\"not_reg\"} 0",
+        "scanlogin_capacity{limit=\"live_attempts_max\"} 2000000",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+    }
+}
+
+#[test]
+fn readme_lists_every_metric() {
+    let readme = include_str!("../../README.md");
+    for name in ALL {
+        assert!(readme.contains(&format!("`{name}`")), "README does not list `{name}`");
+    }
+}
+
+#[test]
+fn scene_types_from_requests_are_capped() {
+    let m = Metrics::new();
+    for i in 0..40 {
+        m.created("default", &format!("t{i}"));
+    }
+    m.created("default", "t0");
+    let text = m.render();
+    let series: Vec<&str> = text.lines().filter(|l| l.starts_with("scanlogin_attempts_created_total{")).collect();
+    assert_eq!(series.len(), metric_names::SCENE_TYPES_MAX + 1, "{series:?}");
+    assert!(text.contains("scanlogin_attempts_created_total{app=\"default\",scene_type=\"other\"} 24"), "{text}");
+    assert!(text.contains("scanlogin_attempts_created_total{app=\"default\",scene_type=\"t0\"} 2"), "{text}");
+}
+
+#[test]
+fn endings_map_to_outcomes() {
+    let user = UserRef { id: "u".into(), phone: None };
+    let cases = [
+        (Ending::Consumed, Event::Claim, true, Finish::Reg),
+        (Ending::Consumed, Event::Bound { user }, true, Finish::Bound),
+        (Ending::Timeout, Event::Timeout, false, Finish::Expired),
+        (Ending::Timeout, Event::Claim, true, Finish::Abandoned),
+        (Ending::Discarded, Event::Discard, false, Finish::Discarded),
+    ];
+    for (why, ev, scanned, want) in cases {
+        assert_eq!(Finish::of(why, &ev, scanned), want, "{why:?} {ev:?}");
+        assert!(metric_names::OUTCOMES.contains(&want.label()));
+    }
+}
+
+#[test]
+fn token_latency_and_snapshot_hooks_record() {
+    let m = preset();
+    m.token_latency("default", "scan", Some(2.0), Some(0.004));
+    m.token_latency("default", "bind", None, Some(30.0));
+    m.snapshot_write("ok", 0.0002);
+    m.snapshot_error();
+    m.restored(7);
+    let text = m.render();
+    for line in [
+        "scanlogin_create_to_token_seconds_count{app=\"default\",how=\"scan\"} 1",
+        "scanlogin_create_to_token_seconds_count{app=\"default\",how=\"bind\"} 0",
+        "scanlogin_scan_to_token_seconds_bucket{app=\"default\",how=\"scan\",le=\"0.005\"} 1",
+        "scanlogin_scan_to_token_seconds_bucket{app=\"default\",how=\"bind\",le=\"10\"} 0",
+        "scanlogin_scan_to_token_seconds_bucket{app=\"default\",how=\"bind\",le=\"30\"} 1",
+        "scanlogin_snapshot_writes_total{result=\"ok\"} 1",
+        "scanlogin_snapshot_write_duration_seconds_count 1",
+        "scanlogin_snapshot_errors_total 1",
+        "scanlogin_restored_attempts_total 7",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}`");
+    }
+}
