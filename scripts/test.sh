@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and integration tests.
+# The whole test suite: formatting, lints, unit and integration tests, then the
+# browser tests of the pages (last, so the run ends with node's test summary).
 # `.ci/run` calls exactly this; so does the README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,3 +22,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --no-fail-fast
 fi
+
+echo "== browser tests"
+bash scripts/browser-tests.sh

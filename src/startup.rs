@@ -16,6 +16,7 @@ use crate::engine::{Clock, EngineConfig, LoginsHandle, Rules};
 use crate::login::LoginService;
 use crate::metrics::Metrics;
 use crate::net::ClientIpPolicy;
+use crate::pages;
 use crate::sandbox::{self, Sandbox};
 use crate::sms::{Outbox, SmsSender};
 use crate::store::{Db, Users};
@@ -79,12 +80,14 @@ impl Application {
             metrics,
         });
         let app_state = state.clone();
+        let (demo_page, sandbox_on) = (settings.server.demo_page, settings.wechat.sandbox);
         let mut server = HttpServer::new(move || {
             let sandbox = sandbox.clone();
             App::new()
                 .app_data(app_state.clone())
                 .wrap(from_fn(api::observe))
                 .configure(api::configure)
+                .configure(|c| pages::configure(c, demo_page, sandbox_on))
                 .configure(move |c| {
                     if let Some(sb) = sandbox {
                         c.app_data(sb);

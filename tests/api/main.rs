@@ -6,4 +6,5 @@ mod helpers;
 mod errors;
 mod login_flow;
 mod ops;
+mod pages;
 mod wechat_callback;
