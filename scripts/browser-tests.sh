@@ -20,6 +20,14 @@ if ((${#apt_missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 fi
 
+# playwright-core needs Node 20 or newer (the machine image ships it; Debian 12's own
+# nodejs, the fallback above, is 18): say so plainly instead of failing obscurely.
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 20)); then
+  echo "browser tests need Node >= 20 (found $(node --version))" >&2
+  exit 1
+fi
+
 # npm ci when node_modules is absent or older than the lockfile.
 if [[ ! -f tests/browser/node_modules/.package-lock.json ||
       tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]]; then
