@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and integration tests.
+# The whole test suite: formatting, lints, unit and integration tests, then the
+# browser tests of the pages (last, so the run ends with node's test summary).
 # `.ci/run` calls exactly this; so does the README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,3 +42,6 @@ fi
 echo "== wechatpy cross-check (safe mode against an independent implementation)"
 cargo build --locked --quiet
 python3 tests/wechatpy/crosscheck.py target/debug/scanlogin
+
+echo "== browser tests"
+bash scripts/browser-tests.sh

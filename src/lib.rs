@@ -8,6 +8,7 @@
 //! - [`login`]: the login flow composed from engine, users, WeChat, SMS and tokens.
 //! - [`api`]: HTTP handlers of API.md, the WeChat callback, operations endpoints.
 //! - [`wechat`]: WeChat's protocol (signatures, AES message crypto, XML) and API client.
+//! - [`pages`]: the demo login page at `/` and the sandbox phone's page, embedded.
 //! - [`sandbox`]: a fake WeChat platform mounted at `/_sandbox` for laptops and tests.
 //! - [`store`]: the user database (SQLite, PostgreSQL, MySQL) and migrations.
 //! - [`sms`], [`token`]: SMS providers; login tokens (HS256 JWT).
@@ -23,6 +24,7 @@ pub mod limits;
 pub mod login;
 pub mod metrics;
 pub mod net;
+pub mod pages;
 pub mod push;
 pub mod sandbox;
 pub mod sms;

@@ -19,6 +19,7 @@ use crate::limits::Limits;
 use crate::login::LoginService;
 use crate::metrics::Metrics;
 use crate::net::ClientIpPolicy;
+use crate::pages;
 use crate::sandbox::{self, Sandbox};
 use crate::sms::{Outbox, SmsSender};
 use crate::store::{Db, Users};
@@ -119,6 +120,7 @@ impl Application {
         });
         let app_state = state.clone();
         let origins = settings.server.cors_origins.clone();
+        let (demo_page, sandbox_on) = (settings.server.demo_page, settings.wechat.sandbox);
         let mut server = HttpServer::new(move || {
             let sandbox = sandbox.clone();
             // An explicit allow-list, no wildcard, no credentials: tokens travel in the
@@ -134,6 +136,7 @@ impl Application {
                 .wrap(from_fn(api::observe))
                 .wrap(cors)
                 .configure(api::configure)
+                .configure(|c| pages::configure(c, demo_page, sandbox_on))
                 .configure(move |c| {
                     if let Some(sb) = sandbox {
                         c.app_data(sb);

@@ -117,7 +117,7 @@ pub async fn observe(
     Ok(res)
 }
 
-async fn not_found() -> HttpResponse {
+pub async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({"error": "not_found", "message": "no such route"}))
 }
 

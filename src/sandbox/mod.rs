@@ -121,6 +121,7 @@ impl Sandbox {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/_sandbox")
+            .route("/", web::get().to(phone_page))
             .route("/cgi-bin/token", web::get().to(token))
             .route("/cgi-bin/stable_token", web::post().to(stable_token))
             .route("/cgi-bin/qrcode/create", web::post().to(qrcode_create))
@@ -131,6 +132,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/tickets", web::get().to(tickets))
             .route("/faults", web::post().to(add_fault)),
     );
+}
+
+/// The page that plays the phone for a person (its HTML lives with the other pages).
+async fn phone_page() -> HttpResponse {
+    crate::pages::sandbox_page()
 }
 
 #[derive(Deserialize)]

@@ -7,5 +7,6 @@ mod abuse;
 mod errors;
 mod login_flow;
 mod ops;
+mod pages;
 mod wechat_callback;
 mod wechat_protocol;

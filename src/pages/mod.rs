@@ -1,0 +1,106 @@
+//! The demo pages: the login page at `/` (a reference client of API.md, with a TV
+//! layout at `/?layout=tv`) and the sandbox phone's page (mounted by [`crate::sandbox`]
+//! at `/_sandbox/`). Plain HTML, CSS and JavaScript compiled into the binary: nothing is
+//! fetched from anywhere but this server, and a strict Content-Security-Policy (scripts
+//! and styles only from `/assets/`, no inline code) keeps it that way.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::api::AppState;
+
+/// Only this server's files; images also as `data:` (the inline QR picture);
+/// no frames, no form posts (the pages submit through `fetch`), no `<base>`.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                       connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const INDEX_HTML: &str = include_str!("static/index.html");
+const SANDBOX_HTML: &str = include_str!("static/sandbox.html");
+/// Replaced in `index.html` by `true`/`false`: whether to offer the sandbox phone link.
+const SANDBOX_FLAG: &str = "{{SANDBOX}}";
+
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// Everything under `/assets/`: name, content type, bytes.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("style.css", CSS, include_str!("static/style.css")),
+    ("common.js", JS, include_str!("static/common.js")),
+    ("qr.js", JS, include_str!("static/qr.js")),
+    ("login.js", JS, include_str!("static/login.js")),
+    ("sandbox.js", JS, include_str!("static/sandbox.js")),
+];
+
+/// Mounts `/assets/{name}` (whenever a page is on: the sandbox page needs them too) and,
+/// with `demo_page`, the login page at `/`.
+pub fn configure(cfg: &mut web::ServiceConfig, demo_page: bool, sandbox: bool) {
+    if demo_page || sandbox {
+        cfg.route("/assets/{name}", web::get().to(asset));
+    }
+    if demo_page {
+        cfg.route("/", web::get().to(index));
+    }
+}
+
+/// An HTML page with the headers every page carries.
+fn html(body: String) -> HttpResponse {
+    let mut res = HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // The page is tiny and must never outlive a deploy in a cache.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+async fn index(state: web::Data<AppState>) -> HttpResponse {
+    let sandbox = if state.settings.wechat.sandbox { "true" } else { "false" };
+    html(INDEX_HTML.replace(SANDBOX_FLAG, sandbox))
+}
+
+/// The sandbox phone's page (routed by the sandbox, so it exists only with it).
+pub fn sandbox_page() -> HttpResponse {
+    html(SANDBOX_HTML.to_string())
+}
+
+async fn asset(req: HttpRequest) -> HttpResponse {
+    let name = req.match_info().get("name").unwrap_or_default();
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => HttpResponse::Ok()
+            .content_type(*content_type)
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .body(*body),
+        None => crate::api::not_found().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_a_page_names_is_served() {
+        for page in [INDEX_HTML, SANDBOX_HTML] {
+            for part in page.split("/assets/").skip(1) {
+                let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+                assert!(ASSETS.iter().any(|(n, _, _)| *n == name), "{name} is linked but not served");
+            }
+        }
+    }
+
+    #[test]
+    fn pages_hold_no_inline_script_or_style() {
+        // The CSP would block them: a page that relies on one is broken in the browser.
+        for page in [INDEX_HTML, SANDBOX_HTML] {
+            assert!(!page.contains("<script>"), "inline script");
+            assert!(!page.contains("style="), "inline style attribute");
+            assert!(!page.contains("<style"), "inline style element");
+            let handler = page.split(" on").skip(1).find(|rest| {
+                let name: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
+                !name.is_empty() && rest[name.len()..].starts_with('=')
+            });
+            assert!(handler.is_none(), "inline event handler: on{}", handler.unwrap_or_default());
+        }
+    }
+}
