@@ -41,7 +41,7 @@ fi
 
 echo "== wechatpy cross-check (safe mode against an independent implementation)"
 cargo build --locked --quiet
-python3 tests/wechatpy/crosscheck.py target/debug/scanlogin
+python3 tests/wechatpy/crosscheck.py "${CARGO_TARGET_DIR:-target}/debug/scanlogin"
 
 echo "== browser tests"
 bash scripts/browser-tests.sh
