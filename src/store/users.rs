@@ -102,7 +102,7 @@ impl Users {
 
     async fn bind_once(&self, app_id: &str, openid: &str, phone: &str) -> Result<UserRef, BindError> {
         let db = &self.db;
-        let mut tx = db.pool.begin().await?;
+        let mut tx = db.begin_write().await?;
         let now = unix_now();
         // This openid may already have an account (bound meanwhile in another attempt).
         let existing = sqlx::query(db.sql("SELECT user_id FROM wechat_identities WHERE app_id = ? AND openid = ?"))
@@ -200,20 +200,26 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    //! The same repository tests on SQLite, PostgreSQL and MariaDB (real servers).
     use super::*;
 
-    async fn users() -> (Users, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/u.db?mode=rwc", dir.path().display());
-        let db = Db::connect(&url).await.unwrap();
-        assert_eq!(db.migrate().await.unwrap(), 1);
-        assert_eq!(db.migrate().await.unwrap(), 0, "migrations run once");
-        (Users::new(db), dir)
+    crate::each_backend!(
+        migrations_run_once,
+        bind_creates_then_finds,
+        phone_taken_by_another_openid_of_the_same_app,
+        openids_are_case_sensitive,
+        revocation_is_remembered,
+        concurrent_binds_of_one_new_phone_make_one_account,
+    );
+
+    async fn migrations_run_once(db: Db) {
+        assert_eq!(db.migrate().await.unwrap(), 0, "a migrated database runs nothing again");
+        let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM scanlogin_migrations").fetch_one(&db.pool).await.unwrap();
+        assert_eq!(n.0 as usize, super::super::MIGRATIONS.len());
     }
 
-    #[tokio::test]
-    async fn bind_creates_then_finds() {
-        let (u, _d) = users().await;
+    async fn bind_creates_then_finds(db: Db) {
+        let u = Users::new(db);
         assert!(u.find_by_openid("wx1", "o1").await.unwrap().is_none());
         let a = u.bind("wx1", "o1", "13800138000").await.unwrap();
         assert_eq!(u.find_by_openid("wx1", "o1").await.unwrap(), Some(a.clone()));
@@ -222,12 +228,14 @@ mod tests {
         // Same phone, another official account: same person, same account.
         let b = u.bind("wx2", "p1", "13800138000").await.unwrap();
         assert_eq!(a.id, b.id);
-        assert_eq!(u.get(&a.id).await.unwrap().unwrap().phone.as_deref(), Some("13800138000"));
+        let row = u.get(&a.id).await.unwrap().unwrap();
+        assert_eq!(row.phone.as_deref(), Some("13800138000"));
+        assert!((unix_now() - row.created_at).abs() < 60);
+        assert!(u.get("no-such-id").await.unwrap().is_none());
     }
 
-    #[tokio::test]
-    async fn phone_taken_by_another_openid_of_the_same_app() {
-        let (u, _d) = users().await;
+    async fn phone_taken_by_another_openid_of_the_same_app(db: Db) {
+        let u = Users::new(db);
         u.bind("wx1", "o1", "13800138000").await.unwrap();
         assert!(matches!(u.check_bindable("wx1", "o2", "13800138000").await, Err(BindError::PhoneTaken)));
         assert!(matches!(u.bind("wx1", "o2", "13800138000").await, Err(BindError::PhoneTaken)));
@@ -237,12 +245,34 @@ mod tests {
         assert!(matches!(u.bind("wx1", "o1", "13900139000").await, Err(BindError::PhoneTaken)));
     }
 
-    #[tokio::test]
-    async fn revocation_is_remembered() {
-        let (u, _d) = users().await;
+    /// WeChat openids differ by case alone; MySQL's default collation would merge them.
+    async fn openids_are_case_sensitive(db: Db) {
+        let u = Users::new(db);
+        let a = u.bind("wx1", "oAbCdEf", "13800138000").await.unwrap();
+        assert!(u.find_by_openid("wx1", "oabcdef").await.unwrap().is_none());
+        let b = u.bind("wx1", "oabcdef", "13900139000").await.unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(u.find_by_openid("wx1", "oAbCdEf").await.unwrap().unwrap().id, a.id);
+        u.revoke("JtI-1", unix_now() + 100).await.unwrap();
+        assert!(!u.is_revoked("jti-1").await.unwrap());
+    }
+
+    async fn revocation_is_remembered(db: Db) {
+        let u = Users::new(db);
         assert!(!u.is_revoked("j1").await.unwrap());
         u.revoke("j1", unix_now() + 100).await.unwrap();
         u.revoke("j1", unix_now() + 100).await.unwrap();
         assert!(u.is_revoked("j1").await.unwrap());
+        // Entries past their token's life are swept on the next revocation.
+        u.revoke("old", unix_now() - 3600).await.unwrap();
+        u.revoke("j2", unix_now() + 100).await.unwrap();
+        assert!(!u.is_revoked("old").await.unwrap());
+    }
+
+    async fn concurrent_binds_of_one_new_phone_make_one_account(db: Db) {
+        let u = Users::new(db);
+        let (a, b) = tokio::join!(u.bind("wx1", "o1", "13800138000"), u.bind("wx2", "p1", "13800138000"));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.id, b.id, "both WeChat users joined the one account of that phone");
     }
 }
