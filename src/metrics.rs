@@ -30,7 +30,20 @@ pub mod names {
     pub const LOGINS: &str = "scanlogin_logins_total";
     pub const HTTP_REQUESTS: &str = "scanlogin_http_requests_total";
     pub const HTTP_DURATION: &str = "scanlogin_http_request_duration_seconds";
+    // Durability: snapshots, restore, supervision.
+    pub const SNAPSHOT_WRITES: &str = "scanlogin_snapshot_writes_total";
+    pub const SNAPSHOT_ERRORS: &str = "scanlogin_snapshot_errors_total";
+    pub const SNAPSHOT_BATCH: &str = "scanlogin_snapshot_batch_size";
+    pub const SNAPSHOT_PENDING: &str = "scanlogin_snapshot_pending";
+    pub const SNAPSHOT_STORE_UP: &str = "scanlogin_snapshot_store_up";
+    pub const RESTORED: &str = "scanlogin_restore_attempts";
+    pub const RESTORE_DURATION: &str = "scanlogin_restore_duration_seconds";
+    pub const ATTEMPT_RESTARTS: &str = "scanlogin_attempt_restarts_total";
+    pub const TOKENS_WITHHELD: &str = "scanlogin_tokens_withheld_total";
 }
+
+/// Snapshots per store round trip.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 
 /// Latency buckets for HTTP handlers and callbacks (seconds): 1 ms .. 10 s.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -54,6 +67,15 @@ struct Inner {
     logins: IntCounterVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    snapshot_writes: IntCounterVec,
+    snapshot_errors: IntCounterVec,
+    snapshot_batch: HistogramVec,
+    snapshot_pending: IntGauge,
+    snapshot_store_up: IntGaugeVec,
+    restored: IntGaugeVec,
+    restore_duration: prometheus::Gauge,
+    attempt_restarts: IntCounterVec,
+    tokens_withheld: prometheus::IntCounter,
 }
 
 /// Cheap to clone; all clones feed the same registry.
@@ -71,6 +93,12 @@ fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histogram
         .expect("valid metric");
     r.register(Box::new(h.clone())).expect("unique metric");
     h
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 fn phase_label(p: Phase) -> &'static str {
@@ -114,6 +142,65 @@ impl Metrics {
             logins: counter(&r, LOGINS, "Tokens handed out, by how", &["app", "how"]),
             http_requests: counter(&r, HTTP_REQUESTS, "HTTP requests by route and status", &["route", "status"]),
             http_duration: histogram(&r, HTTP_DURATION, "HTTP request duration by route", &["route"]),
+            snapshot_writes: counter(
+                &r,
+                SNAPSHOT_WRITES,
+                "Snapshots written, by store and result",
+                &["store", "result"],
+            ),
+            snapshot_errors: counter(
+                &r,
+                SNAPSHOT_ERRORS,
+                "Failed snapshot store calls (retried), by store and operation",
+                &["store", "op"],
+            ),
+            snapshot_batch: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(SNAPSHOT_BATCH, "Snapshots per store round trip")
+                        .buckets(BATCH_BUCKETS.to_vec()),
+                    &["store"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            snapshot_pending: gauge(&r, SNAPSHOT_PENDING, "Snapshots queued or in flight, not yet stored"),
+            snapshot_store_up: {
+                let g =
+                    IntGaugeVec::new(Opts::new(SNAPSHOT_STORE_UP, "1 while the snapshot store answers"), &["store"])
+                        .expect("valid");
+                r.register(Box::new(g.clone())).expect("unique");
+                g
+            },
+            restored: {
+                let g = IntGaugeVec::new(
+                    Opts::new(RESTORED, "Snapshots found by the last restore, by outcome"),
+                    &["outcome"],
+                )
+                .expect("valid");
+                r.register(Box::new(g.clone())).expect("unique");
+                g
+            },
+            restore_duration: {
+                let g = prometheus::Gauge::new(RESTORE_DURATION, "Duration of the last restore").expect("valid");
+                r.register(Box::new(g.clone())).expect("unique");
+                g
+            },
+            attempt_restarts: counter(
+                &r,
+                ATTEMPT_RESTARTS,
+                "Attempts that died unexpectedly, by result (restarted from their snapshot, or lost)",
+                &["result"],
+            ),
+            tokens_withheld: {
+                let c = prometheus::IntCounter::new(
+                    TOKENS_WITHHELD,
+                    "Token answers refused (503) because the consumed state could not be stored",
+                )
+                .expect("valid");
+                r.register(Box::new(c.clone())).expect("unique");
+                c
+            },
             registry: r,
         };
         Self(Arc::new(inner))
@@ -196,6 +283,45 @@ impl Metrics {
     pub fn http(&self, route: &str, status: u16, secs: f64) {
         self.0.http_requests.with_label_values(&[route, &status.to_string()]).inc();
         self.0.http_duration.with_label_values(&[route]).observe(secs);
+    }
+}
+
+/// Durability: snapshots, restore, supervision.
+impl Metrics {
+    pub fn snapshot_written(&self, store: &str, result: &str, n: usize) {
+        self.0.snapshot_writes.with_label_values(&[store, result]).inc_by(n as u64);
+        if result == "ok" {
+            self.0.snapshot_batch.with_label_values(&[store]).observe(n as f64);
+        }
+    }
+
+    pub fn snapshot_error(&self, store: &str, op: &str) {
+        self.0.snapshot_errors.with_label_values(&[store, op]).inc();
+    }
+
+    pub fn snapshot_pending(&self, n: usize) {
+        self.0.snapshot_pending.set(n as i64);
+    }
+
+    pub fn snapshot_store_up(&self, store: &str, up: bool) {
+        self.0.snapshot_store_up.with_label_values(&[store]).set(i64::from(up));
+    }
+
+    /// The last restore: how many snapshots ended how (`restored`, `expired`, `ended`,
+    /// `corrupt`), and how long it took.
+    pub fn restore_finished(&self, counts: &[(&str, usize)], secs: f64) {
+        for (outcome, n) in counts {
+            self.0.restored.with_label_values(&[outcome]).set(*n as i64);
+        }
+        self.0.restore_duration.set(secs);
+    }
+
+    pub fn attempt_restart(&self, result: &str) {
+        self.0.attempt_restarts.with_label_values(&[result]).inc();
+    }
+
+    pub fn token_withheld(&self) {
+        self.0.tokens_withheld.inc();
     }
 }
 

@@ -1,14 +1,23 @@
-//! `Application`: builds the one real server from `Settings` (database, engine, WeChat
-//! client, SMS, sandbox, HTTP). `main` and the tests both go through here, so tests run
-//! exactly what production runs, on a port of their choosing.
+//! `Application`: builds the one real server from `Settings` (database, snapshot store,
+//! engine, WeChat client, SMS, sandbox, HTTP). `main` and the tests both go through here,
+//! so tests run exactly what production runs, on a port of their choosing.
+//!
+//! Start: the server listens at once while the engine restores the attempts of the
+//! snapshot store in the background (`/readyz` says `recovering` until done).
+//! Stop (SIGTERM/SIGINT, or the future given to [`Application::run`]), in order: held
+//! long polls answer with the current state, the server stops accepting and finishes
+//! the requests in flight, pending snapshots are flushed; all within
+//! `server.shutdown_grace_secs`.
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Arbiter;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use futures_util::FutureExt;
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
@@ -18,6 +27,10 @@ use crate::metrics::Metrics;
 use crate::net::ClientIpPolicy;
 use crate::sandbox::{self, Sandbox};
 use crate::sms::{Outbox, SmsSender};
+use crate::store::snapshots::memory::MemoryStore;
+use crate::store::snapshots::redis::RedisStore;
+use crate::store::snapshots::sql::SqlStore;
+use crate::store::snapshots::{Persister, SnapshotStore, StoreError, WriterConfig};
 use crate::store::{Db, Users};
 use crate::wechat::WechatClient;
 
@@ -27,14 +40,38 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("snapshot store: {0}")]
+    Snapshots(#[from] StoreError),
 }
+
+/// The key prefix of everything scanlogin keeps in Redis.
+pub const REDIS_PREFIX: &str = "sl:";
 
 pub struct Application {
     port: u16,
     server: Server,
     /// The registry's own thread; kept alive as long as the server.
     _engine_thread: Arbiter,
+    /// The snapshot writer's and the restore's thread.
+    _store_thread: Arbiter,
     state: web::Data<AppState>,
+    engine: LoginsHandle,
+    grace: Duration,
+}
+
+/// A snapshot store and, when the snapshots live outside the user database (Redis), that
+/// database as the fallback for consumed tokens.
+type Stores = (Arc<dyn SnapshotStore>, Option<Arc<dyn SnapshotStore>>);
+
+/// The stores `storage.snapshots` names.
+fn snapshot_stores(spec: &str, db: &Db) -> Result<Stores, StoreError> {
+    Ok(match spec {
+        "memory" => (Arc::new(MemoryStore::new()), None),
+        url if url.starts_with("redis://") => {
+            (Arc::new(RedisStore::new(url, REDIS_PREFIX)?), Some(Arc::new(SqlStore::new(db.clone()))))
+        }
+        _ => (Arc::new(SqlStore::new(db.clone())), None),
+    })
 }
 
 impl Application {
@@ -54,6 +91,10 @@ impl Application {
         if ran > 0 {
             tracing::info!(migrations = ran, "database migrated");
         }
+        let (primary, fallback) = snapshot_stores(&settings.storage.snapshots, &db)?;
+        let (persister, writer) = Persister::new(primary, fallback, WriterConfig::default(), metrics.clone());
+        let store_thread = Arbiter::new();
+        store_thread.spawn(writer);
         let users = Users::new(db);
         let engine_thread = Arbiter::new();
         let rules = Rules {
@@ -66,11 +107,14 @@ impl Application {
             long_polls_max: settings.limits.long_polls_max,
             rules,
         };
-        let engine = LoginsHandle::start(engine_cfg, Clock::new(), metrics.clone(), Some(&engine_thread.handle()));
+        let engine =
+            LoginsHandle::start(engine_cfg, Clock::new(), metrics.clone(), persister, Some(&engine_thread.handle()));
+        // Marks the engine recovering now, before the server listens.
+        store_thread.spawn(engine.restore().map(|_| ()));
         let outbox = Outbox::default();
         let sms = SmsSender::new(&settings.sms, outbox.clone(), metrics.clone());
         let wechat = Arc::new(WechatClient::new(&settings, metrics.clone()));
-        let login = Arc::new(LoginService::new(&settings, engine, users, wechat, sms, metrics.clone()));
+        let login = Arc::new(LoginService::new(&settings, engine.clone(), users, wechat, sms, metrics.clone()));
         let sandbox = settings.wechat.sandbox.then(|| web::Data::new(Sandbox::new(&settings, outbox)));
         let state = web::Data::new(AppState {
             login,
@@ -96,11 +140,22 @@ impl Application {
         .listen(listener)?
         // Long polls hold connections: allow many more than actix's default 25k/worker.
         .max_connections(100_000)
-        .shutdown_timeout(5);
+        // Signals are ours: the shutdown order matters (see the module doc).
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_grace_secs);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port, server: server.run(), _engine_thread: engine_thread, state })
+        let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
+        Ok(Self {
+            port,
+            server: server.run(),
+            _engine_thread: engine_thread,
+            _store_thread: store_thread,
+            state,
+            engine,
+            grace,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -112,9 +167,54 @@ impl Application {
         self.state.clone()
     }
 
+    /// Serves until SIGTERM or SIGINT, then shuts down in order (see the module doc).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let r = self.server.await;
-        drop(self._engine_thread);
-        r
+        self.run(shutdown_signal()).await
     }
+
+    /// Serves until `stop` resolves, then shuts down in order. An error means the grace
+    /// period ended with snapshots still unwritten.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        let Self { server, engine, grace, _engine_thread, _store_thread, .. } = self;
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            r = &mut server => return r,
+            _ = stop => {}
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down: answering held polls");
+        engine.close();
+        let stopped = async {
+            handle.stop(true).await;
+            let _ = server.await;
+        };
+        if tokio::time::timeout_at(deadline, stopped).await.is_err() {
+            tracing::warn!("requests still running at the end of the grace period");
+        }
+        if engine.flush(deadline).await {
+            tracing::info!("snapshots flushed; bye");
+            Ok(())
+        } else {
+            let h = engine.store_health();
+            tracing::error!(store = h.store, pending = h.pending, "grace period over with snapshots unwritten");
+            Err(std::io::Error::other(format!("{} snapshot(s) not written to {}", h.pending, h.store)))
+        }
+    }
+}
+
+/// SIGTERM (what orchestrators send) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

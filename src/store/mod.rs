@@ -5,6 +5,7 @@
 //! Most migrations are one portable file; where the dialects really differ (binary
 //! columns, upserts, case-sensitive ids on MySQL) a migration has one file per backend.
 
+pub mod snapshots;
 #[cfg(test)]
 pub(crate) mod testdb;
 pub mod users;
