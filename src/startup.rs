@@ -140,9 +140,11 @@ impl Application {
         .listen(listener)?
         // Long polls hold connections: allow many more than actix's default 25k/worker.
         .max_connections(100_000)
-        // Signals are ours: the shutdown order matters (see the module doc).
+        // Signals are ours: the shutdown order matters (see the module doc). The HTTP
+        // stop (idle keep-alive connections hold it) leaves a second of the grace
+        // period for flushing snapshots.
         .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_grace_secs);
+        .shutdown_timeout(settings.server.shutdown_grace_secs.saturating_sub(1).max(1));
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }

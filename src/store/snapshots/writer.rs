@@ -366,8 +366,10 @@ async fn run(s: Arc<Shared>) {
             if now >= next_purge {
                 next_purge = now + s.cfg.purge_every;
                 let cutoff = crate::engine::Clock::new().now_ms();
-                if let Err(e) = bounded(s.cfg.call_budget, s.primary.purge(cutoff)).await {
-                    tracing::warn!(store = name, error = %e, "purging expired snapshots failed");
+                for store in std::iter::once(&s.primary).chain(s.fallback.as_ref()) {
+                    if let Err(e) = bounded(s.cfg.call_budget, store.purge(cutoff)).await {
+                        tracing::warn!(store = store.name(), error = %e, "purging expired snapshots failed");
+                    }
                 }
             }
         }
