@@ -35,6 +35,9 @@ pub struct ServerSettings {
     pub demo_page: bool,
     /// HTTP worker threads; 0 = one per core.
     pub workers: usize,
+    /// On SIGTERM/SIGINT: the most the ordered shutdown (answer held polls, finish
+    /// requests, flush snapshots) may take before the process exits anyway.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -46,6 +49,7 @@ impl Default for ServerSettings {
             cors_origins: vec![],
             demo_page: true,
             workers: 0,
+            shutdown_grace_secs: 10,
         }
     }
 }
@@ -379,6 +383,9 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             ));
         }
     }
+    if !(1..=300).contains(&s.server.shutdown_grace_secs) {
+        return Err(invalid("server.shutdown_grace_secs", "must be 1..=300"));
+    }
     if s.login.qr_ttl_secs == 0 || s.login.qr_ttl_secs > 2_592_000 {
         return Err(invalid("login.qr_ttl_secs", "must be 1..=2592000"));
     }
@@ -404,8 +411,11 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         return Err(invalid("storage.database_url", "must start with sqlite:, postgres:// or mysql://"));
     }
     let snaps = &s.storage.snapshots;
-    if snaps != "sqlite" && !snaps.starts_with("redis://") && snaps != "memory" {
-        return Err(invalid("storage.snapshots", "must be \"sqlite\", \"memory\" or redis://host:port/db"));
+    if snaps != "sqlite" && snaps != "memory" {
+        let ok = url::Url::parse(snaps).is_ok_and(|u| u.scheme() == "redis" && u.host_str().is_some());
+        if !ok {
+            return Err(invalid("storage.snapshots", "must be \"sqlite\", \"memory\" or redis://host:port/db"));
+        }
     }
     if s.token.secret.is_empty() {
         return Err(invalid("token.secret", "must not be empty"));

@@ -16,6 +16,7 @@
 //!   identity, the API error enum, the metrics catalogue, logging.
 
 pub mod api;
+pub mod breaker;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -82,7 +82,7 @@ struct Local {
 
 enum Backend {
     Local(Local),
-    Redis(redis::aio::ConnectionManager),
+    Redis(redis::aio::ConnectionManager, crate::breaker::Breaker),
 }
 
 pub struct Limits {
@@ -134,10 +134,10 @@ impl Limits {
         let client = redis::Client::open(url)?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(1)));
+            .set_response_timeout(Some(crate::breaker::CALL_TIMEOUT));
         let conn = redis::aio::ConnectionManager::new_with_config(client, cfg).await?;
         Ok(Arc::new(Self {
-            backend: Backend::Redis(conn),
+            backend: Backend::Redis(conn, Default::default()),
             settings: settings.clone(),
             holds: Mutex::new(HashMap::new()),
             metrics,
@@ -159,7 +159,10 @@ impl Limits {
                     Err(self.refused(kind, wait.as_secs_f64().ceil() as u64))
                 }
             },
-            Backend::Redis(conn) => {
+            Backend::Redis(conn, breaker) => {
+                if !breaker.allows() {
+                    return Ok(());
+                }
                 let (max, period) = Self::rule(&self.settings, kind);
                 let now = unix_secs();
                 let window = now / period.as_secs();
@@ -172,6 +175,7 @@ impl Limits {
                     Ok(_) => Ok(()),
                     // A dead limiter store must not lock everyone out: fail open, loudly.
                     Err(e) => {
+                        breaker.trip();
                         tracing::warn!(error = %e, limit = kind.name(), "limit store unavailable; allowing");
                         Ok(())
                     }
@@ -189,13 +193,20 @@ impl Limits {
                 locked.retain(|_, until| *until > now);
                 locked.get(phone).map(|until| self.refused(Kind::CodeFailuresPerPhone, until - now))
             }
-            Backend::Redis(conn) => {
+            Backend::Redis(conn, breaker) => {
+                if !breaker.allows() {
+                    return None;
+                }
                 let mut c = conn.clone();
                 let ttl: Result<i64, _> =
                     redis::cmd("TTL").arg(format!("scanlogin:locked:{phone}")).query_async(&mut c).await;
                 match ttl {
                     Ok(t) if t > 0 => Some(self.refused(Kind::CodeFailuresPerPhone, t as u64)),
-                    _ => None,
+                    Ok(_) => None,
+                    Err(_) => {
+                        breaker.trip();
+                        None
+                    }
                 }
             }
         }
@@ -212,7 +223,7 @@ impl Limits {
                 let mut locked = l.locked.lock().unwrap_or_else(|e| e.into_inner());
                 locked.insert(phone.to_string(), unix_secs() + DAY.as_secs());
             }
-            Backend::Redis(conn) => {
+            Backend::Redis(conn, _) => {
                 let mut c = conn.clone();
                 let _: Result<(), _> = redis::cmd("SET")
                     .arg(format!("scanlogin:locked:{phone}"))

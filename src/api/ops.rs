@@ -9,11 +9,23 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// 200 only while every dependency answers; 503 names the failing part.
+/// 200 only while every dependency answers; 503 names the failing part (the snapshot
+/// store by its name: `redis`, `sqlite`), or says how many attempts a restore has
+/// brought back so far while it runs.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let engine = &state.login.engine;
+    if let Some(n) = engine.recovering() {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(json!({"status": "recovering", "recovering": n}));
+    }
     let db_ok = state.login.users.db().ping().await;
-    let engine_ok = state.login.engine.live().await.is_ok();
+    let engine_ok = engine.live().await.is_ok();
+    let store = engine.store_health();
     let mut failing = Vec::new();
+    if !store.up {
+        failing.push(store.store);
+    }
     if !db_ok {
         failing.push("database");
     }

@@ -3,14 +3,25 @@
 //! It owns the attempt's state, executes the pure [`step`] on every event, arms its own
 //! expiry timer from the absolute deadline, and wakes held long polls on every change.
 //! When the attempt ends it tells the registry and stops.
+//!
+//! Write before answer: a transition is snapshotted before anyone learns of it. The
+//! handler answers through [`Answer::AfterPersist`], which holds the actor (no other
+//! message, no timer) until the snapshot is acknowledged or the ack budget passes; the
+//! I/O itself runs in the snapshot writer, never on this thread. A store that cannot take
+//! an ordinary transition is waited for only that long: memory stays the truth. A token is
+//! the exception: it is handed out only once its "consumed" state is stored (see
+//! [`token_owed`]), otherwise the caller gets [`EngineError::Unavailable`].
 
+use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::clock::Clock;
-use super::state::{AttemptState, Event, Phase, Reply, Rules, step};
+use super::handle::EngineError;
+use super::state::{AttemptState, Event, Phase, Reply, Rules, step, token_owed};
 use crate::ids::{PollId, Scene};
 use crate::metrics::{Finish, Metrics};
+use crate::store::snapshots::{Persister, Snapshot};
 
 /// Waiters one attempt holds at most; further long polls answer at once.
 const MAX_WAITERS: usize = 32;
@@ -46,17 +57,40 @@ pub enum Cmd {
     Watch(oneshot::Sender<()>),
     /// Read the state and its detail without changing anything.
     Peek,
+    /// Submit the current state to the snapshot store again (it was down or lost data).
+    Resnapshot,
+    /// Panic inside the handler: the planted failure of the supervision test.
+    #[cfg(test)]
+    Crash,
+}
+
+impl Cmd {
+    /// A copy for a retry after the attempt was restarted; a waiter is not copied (its
+    /// sender died with the old actor, which already woke the poll).
+    pub fn try_clone(&self) -> Option<Cmd> {
+        match self {
+            Cmd::Apply(e) => Some(Cmd::Apply(e.clone())),
+            Cmd::Peek => Some(Cmd::Peek),
+            Cmd::Resnapshot => Some(Cmd::Resnapshot),
+            Cmd::Watch(_) => None,
+            #[cfg(test)]
+            Cmd::Crash => None,
+        }
+    }
 }
 
 impl Message for Cmd {
-    type Result = Outcome;
+    type Result = Result<Outcome, EngineError>;
 }
 
-/// Sent to the registry when an attempt has ended and stopped.
+/// Sent to the registry when an attempt's actor stops.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Ended {
     pub poll: PollId,
+    /// `Some(its address)` when it stopped before its attempt was over: a panic in a
+    /// handler (actix still runs `stopped()` while unwinding). The registry restarts it.
+    pub died: Option<Addr<Attempt>>,
 }
 
 /// When this attempt was created and first scanned (ms since the epoch), for the
@@ -70,7 +104,6 @@ pub struct Timeline {
 
 pub struct Attempt {
     pub(super) poll: PollId,
-    #[allow(dead_code)] // kept for snapshots and logs; the registry indexes it
     pub(super) scene: Scene,
     pub(super) app: String,
     pub(super) state: AttemptState,
@@ -80,9 +113,46 @@ pub struct Attempt {
     pub(super) registry: Recipient<Ended>,
     pub(super) metrics: Metrics,
     pub(super) timeline: Timeline,
+    pub(super) persister: Persister,
+}
+
+type Answered = Result<Outcome, EngineError>;
+
+/// The handler's answer: now, or once the transition's snapshot is stored.
+pub enum Answer {
+    Now(Answered),
+    AfterPersist(ResponseActFuture<Attempt, Answered>),
+}
+
+impl MessageResponse<Attempt, Cmd> for Answer {
+    fn handle(self, ctx: &mut Context<Attempt>, tx: Option<OneshotSender<Answered>>) {
+        match self {
+            Answer::Now(r) => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(r);
+                }
+            }
+            // `wait`, not `spawn`: nothing else runs on this attempt until the snapshot
+            // is acknowledged, so nobody can observe a state that a crash could undo.
+            Answer::AfterPersist(fut) => ctx.wait(fut.map(|r, _, _| {
+                if let Some(tx) = tx {
+                    let _ = tx.send(r);
+                }
+            })),
+        }
+    }
 }
 
 impl Attempt {
+    pub(super) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            poll: self.poll.clone(),
+            scene: self.scene.clone(),
+            app: self.app.clone(),
+            state: self.state.clone(),
+        }
+    }
+
     fn outcome(&self, reply: Reply) -> Outcome {
         // A token answer says which app it logs into (for the audit and metrics).
         let detail = matches!(reply, Reply::Token(_))
@@ -90,31 +160,52 @@ impl Attempt {
         Outcome { reply, phase: self.state.phase, expires_in: self.state.expires_in(self.clock.now_ms()), detail }
     }
 
-    fn apply(&mut self, event: Event, ctx: &mut Context<Self>) -> Outcome {
+    fn apply(&mut self, event: Event) -> Answer {
         let now = self.clock.now_ms();
-        let before = self.state.phase;
         let (next, reply) = step(&self.state, &event, now, &self.rules);
-        if next.version != self.state.version {
-            self.state = next;
-            if before != self.state.phase {
-                self.metrics.transition(&self.app, before, self.state.phase);
-                if before == Phase::Loop && self.state.phase != Phase::Expired {
-                    self.timeline.scanned_ms = Some(now);
-                }
+        if next.version == self.state.version {
+            return Answer::Now(Ok(self.outcome(reply)));
+        }
+        let before = std::mem::replace(&mut self.state, next);
+        let token = matches!(reply, Reply::Token(_));
+        let persister = self.persister.clone();
+        let snap = self.snapshot();
+        let stored = async move { persister.persist(snap, token).await };
+        Answer::AfterPersist(Box::pin(stored.into_actor(self).map(move |stored, act, ctx| {
+            if token && !stored {
+                act.metrics.token_withheld();
+                tracing::warn!(poll = ?act.poll, "token withheld: its consumed state could not be stored");
+                act.state = token_owed(&before, &act.state);
+                // Replaces the queued consumed state (same version) for when the store
+                // is back; should that one land first, the store keeps it instead.
+                act.persister.submit(act.snapshot(), None);
+                act.committed(before.phase, &event, now, false, ctx);
+                return Err(EngineError::Unavailable);
             }
-            if matches!(reply, Reply::Token(_)) {
-                self.observe_login(&event, now);
-            }
-            // Dropping the senders wakes every held poll; they re-read the state.
-            self.waiters.clear();
-            if self.state.phase == Phase::Expired {
-                if let Some(why) = self.state.ending {
-                    self.metrics.finished(&self.app, Finish::of(why, &event, self.state.openid.is_some()));
-                }
-                ctx.stop();
+            act.committed(before.phase, &event, now, token, ctx);
+            Ok(act.outcome(reply))
+        })))
+    }
+
+    /// After a change is stored (or given up on): metrics, wake held polls, stop if over.
+    fn committed(&mut self, before: Phase, event: &Event, now: u64, token: bool, ctx: &mut Context<Self>) {
+        if before != self.state.phase {
+            self.metrics.transition(&self.app, before, self.state.phase);
+            if before == Phase::Loop && self.state.phase != Phase::Expired {
+                self.timeline.scanned_ms = Some(now);
             }
         }
-        self.outcome(reply)
+        if token {
+            self.observe_login(event, now);
+        }
+        // Dropping the senders wakes every held poll; they re-read the state.
+        self.waiters.clear();
+        if self.state.phase == Phase::Expired {
+            if let Some(why) = self.state.ending {
+                self.metrics.finished(&self.app, Finish::of(why, event, self.state.openid.is_some()));
+            }
+            ctx.stop();
+        }
     }
 }
 
@@ -135,34 +226,43 @@ impl Actor for Attempt {
         self.metrics.live_changed(&self.app, None, Some(self.state.phase));
         let delay = self.clock.until(self.state.expires_at_ms);
         ctx.run_later(delay, |act, ctx| {
-            act.apply(Event::Timeout, ctx);
+            if let Answer::AfterPersist(fut) = act.apply(Event::Timeout) {
+                ctx.wait(fut.map(|_, _, _| ()));
+            }
         });
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
+    fn stopped(&mut self, ctx: &mut Self::Context) {
         self.metrics.live_changed(&self.app, Some(self.state.phase), None);
-        self.registry.do_send(Ended { poll: self.poll.clone() });
+        let died = (self.state.phase != Phase::Expired).then(|| ctx.address());
+        self.registry.do_send(Ended { poll: self.poll.clone(), died });
     }
 }
 
 impl Handler<Cmd> for Attempt {
-    type Result = MessageResult<Cmd>;
+    type Result = Answer;
 
-    fn handle(&mut self, cmd: Cmd, ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(match cmd {
-            Cmd::Apply(ev) => self.apply(ev, ctx),
+    fn handle(&mut self, cmd: Cmd, _ctx: &mut Self::Context) -> Answer {
+        match cmd {
+            Cmd::Apply(ev) => self.apply(ev),
             Cmd::Watch(tx) => {
                 self.waiters.retain(|w| !w.is_closed());
                 if self.state.phase == Phase::Loop && self.waiters.len() < MAX_WAITERS {
                     self.waiters.push(tx);
                 }
-                self.outcome(Reply::Ok)
+                Answer::Now(Ok(self.outcome(Reply::Ok)))
             }
             Cmd::Peek => {
                 let mut o = self.outcome(Reply::Ok);
                 o.detail = Some(Detail { app: self.app.clone(), openid: self.state.openid.clone() });
-                o
+                Answer::Now(Ok(o))
             }
-        })
+            Cmd::Resnapshot => {
+                self.persister.submit(self.snapshot(), None);
+                Answer::Now(Ok(self.outcome(Reply::Ok)))
+            }
+            #[cfg(test)]
+            Cmd::Crash => panic!("planted failure in an attempt actor"),
+        }
     }
 }

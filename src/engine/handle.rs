@@ -2,20 +2,24 @@
 //!
 //! HTTP and callback code call these methods and never see `Addr`, `send` or
 //! `MailboxError`: a registry that cannot take a message within the send budget
-//! surfaces as [`EngineError::Overloaded`], an unknown or ended attempt as `expired`.
+//! surfaces as [`EngineError::Overloaded`], an unknown or ended attempt as `expired`,
+//! a transition that could not be made durable where it must be as
+//! [`EngineError::Unavailable`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use super::attempt::{Cmd, Outcome};
 use super::clock::Clock;
-use super::registry::{CountLive, Create, Created, Registry, Route, Target};
+use super::recovery::{self, Recovery, RestoreReport};
+use super::registry::{CountLive, Create, Created, Registry, RewriteAll, Route, Target};
 use super::state::{Event, Phase, Rules};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
+use crate::store::snapshots::{Health, Persister};
 
 /// The longest a caller waits for the registry to accept a message.
 const SEND_BUDGET: Duration = Duration::from_secs(2);
@@ -25,6 +29,10 @@ pub enum EngineError {
     /// The live-attempt cap is reached, or the registry's mailbox is full.
     #[error("the login engine is at capacity")]
     Overloaded,
+    /// The answer depends on a state that could not be stored (a token whose consumed
+    /// mark the snapshot store did not take), or the engine is still restoring.
+    #[error("the login engine cannot answer durably right now")]
+    Unavailable,
 }
 
 /// Settings of the engine itself.
@@ -42,18 +50,51 @@ pub struct LoginsHandle {
     /// Permits for held long polls, server-wide.
     holds: Arc<Semaphore>,
     metrics: Metrics,
+    persister: Persister,
+    recovery: Arc<Recovery>,
+    /// Flips to `true` when the server shuts down: held polls answer at once.
+    closing: watch::Sender<bool>,
 }
 
 impl LoginsHandle {
     /// Starts the registry on `arbiter` (a dedicated thread in production; the current
-    /// one in tests, so tokio's paused clock drives the timers).
-    pub fn start(cfg: EngineConfig, clock: Clock, metrics: Metrics, arbiter: Option<&ArbiterHandle>) -> Self {
-        let registry = Registry::new(cfg.live_attempts_max, cfg.rules, clock, metrics.clone());
+    /// one in tests, so tokio's paused clock drives the timers). Whenever the snapshot
+    /// store may have missed writes, every live attempt submits its state again.
+    pub fn start(
+        cfg: EngineConfig,
+        clock: Clock,
+        metrics: Metrics,
+        persister: Persister,
+        arbiter: Option<&ArbiterHandle>,
+    ) -> Self {
+        let recovery = Arc::new(Recovery::new());
+        let registry = Registry::new(
+            cfg.live_attempts_max,
+            cfg.rules,
+            clock,
+            metrics.clone(),
+            persister.clone(),
+            recovery.clone(),
+        );
         let registry = match arbiter {
             Some(a) => Registry::start_in_arbiter(a, move |_| registry),
             None => registry.start(),
         };
-        Self { registry, clock, holds: Arc::new(Semaphore::new(cfg.long_polls_max)), metrics }
+        let weak = registry.downgrade();
+        persister.on_store_back(move || {
+            if let Some(r) = weak.upgrade() {
+                r.do_send(RewriteAll);
+            }
+        });
+        Self {
+            registry,
+            clock,
+            holds: Arc::new(Semaphore::new(cfg.long_polls_max)),
+            metrics,
+            persister,
+            recovery,
+            closing: watch::Sender::new(false),
+        }
     }
 
     pub fn clock(&self) -> Clock {
@@ -72,7 +113,12 @@ impl LoginsHandle {
         }
     }
 
-    /// A new attempt in `loop` for `app`, living `ttl`.
+    async fn route(&self, target: Target, cmd: Cmd) -> Result<Option<Outcome>, EngineError> {
+        self.ask(Route::new(target, cmd)).await?
+    }
+
+    /// A new attempt in `loop` for `app`, living `ttl`; answered once its snapshot is
+    /// stored (or the store had its bounded chance).
     pub async fn create(&self, app: &str, ttl: Duration) -> Result<Created, EngineError> {
         let created = self
             .ask(Create { app: app.to_string(), ttl_ms: ttl.as_millis() as u64 })
@@ -83,22 +129,21 @@ impl LoginsHandle {
 
     /// Feeds `event` to the attempt polled by `poll`; an unknown one answers expired.
     pub async fn apply(&self, poll: &PollId, event: Event) -> Result<Outcome, EngineError> {
-        let r = self.ask(Route { target: Target::Poll(poll.clone()), cmd: Cmd::Apply(event) }).await?;
+        let r = self.route(Target::Poll(poll.clone()), Cmd::Apply(event)).await?;
         Ok(r.unwrap_or_else(Outcome::expired))
     }
 
     /// Feeds `event` to the attempt of (`app`, `scene`); `None` if there is none.
     pub async fn apply_scene(&self, app: &str, scene: &Scene, event: Event) -> Result<Option<Outcome>, EngineError> {
-        self.ask(Route { target: Target::Scene { app: app.to_string(), scene: scene.clone() }, cmd: Cmd::Apply(event) })
-            .await
+        self.route(Target::Scene { app: app.to_string(), scene: scene.clone() }, Cmd::Apply(event)).await
     }
 
     /// The status poll. In `reg` this takes the token (once). With a `wait`, a `loop`
-    /// attempt is held until it changes or `wait` passes; when the server-wide hold
-    /// cap is reached the poll answers at once instead.
+    /// attempt is held until it changes, `wait` passes, or the server shuts down; when
+    /// the server-wide hold cap is reached the poll answers at once instead.
     pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
         let first = self.apply(poll, Event::Claim).await?;
-        if first.phase != Phase::Loop || wait.is_zero() {
+        if first.phase != Phase::Loop || wait.is_zero() || *self.closing.borrow() {
             self.metrics.poll("short");
             return Ok(first);
         }
@@ -109,22 +154,63 @@ impl LoginsHandle {
         self.metrics.poll("long");
         let _held = self.metrics.hold();
         let (tx, rx) = oneshot::channel();
-        let seen = self.ask(Route { target: Target::Poll(poll.clone()), cmd: Cmd::Watch(tx) }).await?;
+        let seen = self.route(Target::Poll(poll.clone()), Cmd::Watch(tx)).await?;
         if seen.is_some_and(|o| o.phase == Phase::Loop) {
-            // Woken by a change (the sender dropped) or timed out: either way re-read.
-            let _ = tokio::time::timeout(wait, rx).await;
+            let mut closing = self.closing.subscribe();
+            // Woken by a change (the sender dropped), timed out, or shutting down:
+            // either way re-read and answer.
+            tokio::select! {
+                _ = tokio::time::timeout(wait, rx) => {}
+                _ = closing.wait_for(|c| *c) => {}
+            }
         }
         self.apply(poll, Event::Claim).await
     }
 
     /// The attempt's state and detail, unchanged; an unknown one answers expired.
     pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
-        let r = self.ask(Route { target: Target::Poll(poll.clone()), cmd: Cmd::Peek }).await?;
+        let r = self.route(Target::Poll(poll.clone()), Cmd::Peek).await?;
         Ok(r.unwrap_or_else(Outcome::expired))
     }
 
     /// Live attempts right now.
     pub async fn live(&self) -> Result<usize, EngineError> {
         self.ask(CountLive).await
+    }
+
+    /// Starts restoring the attempts of the snapshot store. The engine counts as
+    /// recovering from this call on (not from the first poll of the future), so a server
+    /// started right after never answers `expired` for an attempt still to come.
+    pub fn restore(&self) -> impl Future<Output = RestoreReport> + 'static {
+        self.recovery.begin();
+        let (registry, persister, clock, metrics, recovery) =
+            (self.registry.clone(), self.persister.clone(), self.clock, self.metrics.clone(), self.recovery.clone());
+        async move { recovery::restore(registry, persister, clock, metrics, &recovery).await }
+    }
+
+    /// `Some(restored so far)` while a restore is under way.
+    pub fn recovering(&self) -> Option<usize> {
+        self.recovery.is_pending().then(|| self.recovery.restored())
+    }
+
+    /// The snapshot store as the writer last saw it.
+    pub fn store_health(&self) -> Health {
+        self.persister.health()
+    }
+
+    /// Shutting down: every held poll answers now, new ones are not held.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Plants a panic in the attempt's actor (the supervision test).
+    #[cfg(test)]
+    pub async fn crash(&self, poll: &PollId) -> Result<Option<Outcome>, EngineError> {
+        self.route(Target::Poll(poll.clone()), Cmd::Crash).await
+    }
+
+    /// Waits until every submitted snapshot is stored, at most until `deadline`.
+    pub async fn flush(&self, deadline: tokio::time::Instant) -> bool {
+        self.persister.flush(deadline).await
     }
 }

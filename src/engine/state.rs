@@ -268,9 +268,44 @@ pub fn step(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> 
     (s, reply)
 }
 
+/// The state to keep when the "consumed" state of a handed-out token could not be
+/// stored: the token is not handed out, and stays owed to whoever polls next. From `reg`
+/// that is `reg` again; after a bind it is `reg` with the bound account (the phone is
+/// bound in the database already, so asking for another code would be pointless).
+///
+/// It keeps the failed state's version: if the failed write reaches the store late, the
+/// store keeps the consumed mark (equal versions never overwrite), so after a crash the
+/// attempt ends instead of handing out a second token; without a crash the next claim
+/// writes a newer consumed state and hands the token out once.
+pub fn token_owed(before: &AttemptState, failed: &AttemptState) -> AttemptState {
+    let mut s = before.clone();
+    s.phase = Phase::Reg;
+    s.user = failed.user.clone().or(s.user);
+    s.code = None;
+    s.ending = None;
+    s.version = failed.version;
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_withheld_token_stays_owed_and_is_claimed_once() {
+        for (before, ev) in
+            [(in_phase(Phase::Reg), Event::Claim), (in_phase(Phase::NotReg), Event::Bound { user: user() })]
+        {
+            let (failed, r) = step(&before, &ev, T0, &rules());
+            assert_eq!(r, Reply::Token(user()));
+            let owed = token_owed(&before, &failed);
+            assert_eq!((owed.phase, owed.user.clone(), owed.version), (Phase::Reg, Some(user()), failed.version));
+            let (done, r) = step(&owed, &Event::Claim, T0 + 1, &rules());
+            assert_eq!(r, Reply::Token(user()));
+            assert!(done.version > failed.version, "the retry's consumed mark outranks the lost one");
+            assert_eq!(step(&done, &Event::Claim, T0 + 2, &rules()).1, Reply::Expired);
+        }
+    }
 
     const T0: u64 = 1_700_000_000_000;
     const TTL: u64 = 300_000;

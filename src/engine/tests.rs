@@ -1,25 +1,41 @@
 //! Engine tests on tokio's paused clock: expiry, long polls, the live cap, the token
 //! handed out once — actors and registry exactly as in production, time controlled.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
 use crate::ids::PollId;
 use crate::metrics::Metrics;
+use crate::store::snapshots::memory::MemoryStore;
+use crate::store::snapshots::{Persister, SnapshotStore, WriterConfig};
+
+/// An engine over `store` (its writer on the current runtime), with its metrics.
+pub(super) fn engine_on(
+    store: Arc<dyn SnapshotStore>,
+    max_live: usize,
+    writer: WriterConfig,
+    clock: Clock,
+) -> (LoginsHandle, Metrics) {
+    let metrics = Metrics::new();
+    let (persister, task) = Persister::new(store, None, writer, metrics.clone());
+    tokio::spawn(task);
+    let cfg = EngineConfig { live_attempts_max: max_live, long_polls_max: 100, rules: Rules::default() };
+    (LoginsHandle::start(cfg, clock, metrics.clone(), persister, None), metrics)
+}
 
 fn engine(max_live: usize) -> LoginsHandle {
-    let cfg = EngineConfig { live_attempts_max: max_live, long_polls_max: 100, rules: Rules::default() };
-    LoginsHandle::start(cfg, Clock::new(), Metrics::new(), None)
+    engine_on(Arc::new(MemoryStore::new()), max_live, WriterConfig::default(), Clock::new()).0
 }
 
 /// Lets freshly started actors run `started()` so timers are armed at t = 0.
-async fn settle() {
+pub(super) async fn settle() {
     for _ in 0..5 {
         tokio::task::yield_now().await;
     }
 }
 
-fn user() -> UserRef {
+pub(super) fn user() -> UserRef {
     UserRef { id: "u1".into(), phone: Some("13800138000".into()) }
 }
 
@@ -121,9 +137,7 @@ async fn scene_of_another_app_does_not_match() {
 #[actix::test]
 async fn login_latency_and_outcomes_are_recorded() {
     tokio::time::pause();
-    let metrics = Metrics::new();
-    let cfg = EngineConfig { live_attempts_max: 10, long_polls_max: 100, rules: Rules::default() };
-    let e = LoginsHandle::start(cfg, Clock::new(), metrics.clone(), None);
+    let (e, metrics) = engine_on(Arc::new(MemoryStore::new()), 10, WriterConfig::default(), Clock::new());
     let c = e.create("app", Duration::from_secs(300)).await.unwrap();
     let lost = e.create("app", Duration::from_secs(300)).await.unwrap();
     settle().await;

@@ -25,6 +25,12 @@ pub const SNAPSHOT_WRITES: &str = "scanlogin_snapshot_writes_total";
 pub const SNAPSHOT_WRITE_DURATION: &str = "scanlogin_snapshot_write_duration_seconds";
 pub const SNAPSHOT_ERRORS: &str = "scanlogin_snapshot_errors_total";
 pub const RESTORED_ATTEMPTS: &str = "scanlogin_restored_attempts_total";
+pub const SNAPSHOT_PENDING: &str = "scanlogin_snapshot_pending";
+pub const SNAPSHOT_STORE_UP: &str = "scanlogin_snapshot_store_up";
+pub const RESTORE_OUTCOMES: &str = "scanlogin_restore_attempts";
+pub const RESTORE_DURATION: &str = "scanlogin_restore_duration_seconds";
+pub const ATTEMPT_RESTARTS: &str = "scanlogin_attempt_restarts_total";
+pub const TOKENS_WITHHELD: &str = "scanlogin_tokens_withheld_total";
 pub const SMS_SENT: &str = "scanlogin_sms_sent_total";
 pub const CODE_CHECKS: &str = "scanlogin_code_checks_total";
 pub const LIMITS_HIT: &str = "scanlogin_limits_hit_total";
@@ -54,6 +60,12 @@ pub const ALL: &[&str] = &[
     SNAPSHOT_WRITE_DURATION,
     SNAPSHOT_ERRORS,
     RESTORED_ATTEMPTS,
+    SNAPSHOT_PENDING,
+    SNAPSHOT_STORE_UP,
+    RESTORE_OUTCOMES,
+    RESTORE_DURATION,
+    ATTEMPT_RESTARTS,
+    TOKENS_WITHHELD,
     SMS_SENT,
     CODE_CHECKS,
     LIMITS_HIT,

@@ -45,8 +45,14 @@ struct Inner {
     token_refreshes: IntCounterVec,
     snapshot_writes: IntCounterVec,
     snapshot_duration: Histogram,
-    snapshot_errors: IntCounter,
+    snapshot_errors: IntCounterVec,
     restored: IntCounter,
+    snapshot_pending: IntGauge,
+    snapshot_store_up: IntGaugeVec,
+    restore_outcomes: IntGaugeVec,
+    restore_duration: prometheus::Gauge,
+    attempt_restarts: IntCounterVec,
+    tokens_withheld: IntCounter,
     sms_sent: IntCounterVec,
     code_checks: IntCounterVec,
     limits_hit: IntCounterVec,
@@ -178,13 +184,42 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
-            snapshot_errors: register(
+            snapshot_errors: counter(
                 &r,
-                IntCounter::new(SNAPSHOT_ERRORS, "Snapshot store errors of any operation").expect("valid metric"),
+                SNAPSHOT_ERRORS,
+                "Snapshot store errors (retried), by store and operation",
+                &["store", "op"],
             ),
             restored: register(
                 &r,
                 IntCounter::new(RESTORED_ATTEMPTS, "Attempts restored from snapshots at start").expect("valid metric"),
+            ),
+            snapshot_pending: register(
+                &r,
+                IntGauge::new(SNAPSHOT_PENDING, "Snapshots queued or in flight, not yet stored").expect("valid metric"),
+            ),
+            snapshot_store_up: register(
+                &r,
+                IntGaugeVec::new(Opts::new(SNAPSHOT_STORE_UP, "1 while the snapshot store answers"), &["store"])
+                    .expect("valid metric"),
+            ),
+            restore_outcomes: register(
+                &r,
+                IntGaugeVec::new(Opts::new(RESTORE_OUTCOMES, "The last restore: snapshots by outcome"), &["outcome"])
+                    .expect("valid metric"),
+            ),
+            restore_duration: register(
+                &r,
+                prometheus::Gauge::new(RESTORE_DURATION, "How long the last restore took").expect("valid metric"),
+            ),
+            attempt_restarts: counter(&r, ATTEMPT_RESTARTS, "Attempt actors restarted by the registry", &["result"]),
+            tokens_withheld: register(
+                &r,
+                IntCounter::new(
+                    TOKENS_WITHHELD,
+                    "Tokens not handed out because the consumed state could not be stored",
+                )
+                .expect("valid metric"),
             ),
             sms_sent: counter(&r, SMS_SENT, "SMS codes sent by provider and result", &["provider", "result"]),
             code_checks: counter(&r, CODE_CHECKS, "SMS code checks by result", &["result"]),
@@ -199,7 +234,7 @@ impl Metrics {
 
     /// Creates every known label set at 0: the configured apps (and their default
     /// scene type `web`) crossed with the fixed sets of [`metric_names`].
-    pub fn preset(&self, apps: &[&str], sms_provider: &str) {
+    pub fn preset(&self, apps: &[&str], sms_provider: &str, snapshot_store: &str) {
         use metric_names::*;
         let m = &self.0;
         for app in apps {
@@ -241,6 +276,13 @@ impl Metrics {
         for r in SNAPSHOT_RESULTS {
             m.snapshot_writes.with_label_values(&[r]);
         }
+        m.snapshot_errors.with_label_values(&[snapshot_store, "write"]);
+        // Up until the writer says otherwise (it reports every change).
+        m.snapshot_store_up.with_label_values(&[snapshot_store]).set(1);
+        for outcome in ["restored", "expired", "ended", "corrupt"] {
+            m.restore_outcomes.with_label_values(&[outcome]);
+        }
+        m.attempt_restarts.with_label_values(&["restarted"]);
         for r in SMS_RESULTS {
             m.sms_sent.with_label_values(&[sms_provider, r]);
         }
@@ -346,14 +388,47 @@ impl Metrics {
         self.0.snapshot_duration.observe(secs);
     }
 
-    /// A snapshot store error outside a write (a read at restore, a delete).
-    pub fn snapshot_error(&self) {
-        self.0.snapshot_errors.inc();
+    /// `n` snapshots stored in one round trip of `store` (or failed to be).
+    pub fn snapshot_written(&self, _store: &str, result: &str, n: usize) {
+        self.0.snapshot_writes.with_label_values(&[result]).inc_by(n as u64);
+    }
+
+    /// A snapshot store error of operation `op` (retried).
+    pub fn snapshot_error(&self, store: &str, op: &str) {
+        self.0.snapshot_errors.with_label_values(&[store, op]).inc();
+    }
+
+    pub fn snapshot_pending(&self, n: usize) {
+        self.0.snapshot_pending.set(n as i64);
+    }
+
+    pub fn snapshot_store_up(&self, store: &str, up: bool) {
+        self.0.snapshot_store_up.with_label_values(&[store]).set(i64::from(up));
     }
 
     /// `n` attempts came back from snapshots at start.
     pub fn restored(&self, n: u64) {
         self.0.restored.inc_by(n);
+    }
+
+    /// The last restore: how many snapshots ended how (`restored`, `expired`, `ended`,
+    /// `corrupt`), and how long it took.
+    pub fn restore_finished(&self, counts: &[(&str, usize)], secs: f64) {
+        for (outcome, n) in counts {
+            self.0.restore_outcomes.with_label_values(&[outcome]).set(*n as i64);
+            if *outcome == "restored" {
+                self.restored(*n as u64);
+            }
+        }
+        self.0.restore_duration.set(secs);
+    }
+
+    pub fn attempt_restart(&self, result: &str) {
+        self.0.attempt_restarts.with_label_values(&[result]).inc();
+    }
+
+    pub fn token_withheld(&self) {
+        self.0.tokens_withheld.inc();
     }
 
     pub fn sms(&self, provider: &str, result: &str) {

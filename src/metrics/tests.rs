@@ -8,7 +8,7 @@ use crate::engine::{Ending, Event, UserRef};
 
 fn preset() -> Metrics {
     let m = Metrics::new();
-    m.preset(&["default", "tv"], "log");
+    m.preset(&["default", "tv"], "log", "sqlite");
     m.capacity("live_attempts_max", 2_000_000);
     m
 }
@@ -49,7 +49,7 @@ fn no_label_can_carry_an_identity() {
 fn preset_exports_rare_series_at_zero() {
     let text = preset().render();
     for line in [
-        "scanlogin_snapshot_errors_total 0",
+        "scanlogin_snapshot_errors_total{op=\"write\",store=\"sqlite\"} 0",
         "scanlogin_restored_attempts_total 0",
         "scanlogin_snapshot_writes_total{result=\"error\"} 0",
         "scanlogin_callbacks_total{app=\"tv\",kind=\"unknown\",result=\"duplicate\"} 0",
@@ -109,7 +109,7 @@ fn token_latency_and_snapshot_hooks_record() {
     m.token_latency("default", "scan", Some(2.0), Some(0.004));
     m.token_latency("default", "bind", None, Some(30.0));
     m.snapshot_write("ok", 0.0002);
-    m.snapshot_error();
+    m.snapshot_error("sqlite", "write");
     m.restored(7);
     let text = m.render();
     for line in [
@@ -120,7 +120,7 @@ fn token_latency_and_snapshot_hooks_record() {
         "scanlogin_scan_to_token_seconds_bucket{app=\"default\",how=\"bind\",le=\"30\"} 1",
         "scanlogin_snapshot_writes_total{result=\"ok\"} 1",
         "scanlogin_snapshot_write_duration_seconds_count 1",
-        "scanlogin_snapshot_errors_total 1",
+        "scanlogin_snapshot_errors_total{op=\"write\",store=\"sqlite\"} 1",
         "scanlogin_restored_attempts_total 7",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}`");

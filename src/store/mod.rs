@@ -1,9 +1,13 @@
-//! Storage: the user database (sqlx over SQLite, PostgreSQL or MySQL/MariaDB) and its
-//! migrations.
+//! Storage: the user database (sqlx over SQLite, PostgreSQL or MySQL/MariaDB), its
+//! migrations, and the snapshots of live login attempts ([`snapshots`]).
 //!
-//! One portable schema serves all three backends through sqlx's `Any` driver; the only
-//! dialect difference we meet, placeholders, is handled by [`Db::sql`].
+//! Queries go through sqlx's `Any` driver; placeholders are rewritten by [`Db::sql`].
+//! Most migrations are one portable file; where the dialects really differ (binary
+//! columns, upserts, case-sensitive ids on MySQL) a migration has one file per backend.
 
+pub mod snapshots;
+#[cfg(test)]
+pub(crate) mod testdb;
 pub mod users;
 
 use std::time::Duration;
@@ -13,10 +17,46 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
 pub use users::{BindError, LoginRow, UserRow, Users};
 
+/// The text of one migration: the same for every backend, or one file per dialect.
+enum MigrationSql {
+    Portable(&'static str),
+    PerBackend { sqlite: &'static str, postgres: &'static str, mysql: &'static str },
+}
+
+impl MigrationSql {
+    fn for_backend(&self, b: Backend) -> &'static str {
+        match (self, b) {
+            (MigrationSql::Portable(s), _) => s,
+            (MigrationSql::PerBackend { sqlite, .. }, Backend::Sqlite) => sqlite,
+            (MigrationSql::PerBackend { postgres, .. }, Backend::Postgres) => postgres,
+            (MigrationSql::PerBackend { mysql, .. }, Backend::Mysql) => mysql,
+        }
+    }
+}
+
 /// Migrations, in order; each runs once per database, recorded in `scanlogin_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../../migrations/0001_init.sql")),
-    (2, "logins", include_str!("../../migrations/0002_logins.sql")),
+const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
+    (1, "init", MigrationSql::Portable(include_str!("../../migrations/0001_init.sql"))),
+    (
+        2,
+        "snapshots",
+        MigrationSql::PerBackend {
+            sqlite: include_str!("../../migrations/0002_snapshots.sqlite.sql"),
+            postgres: include_str!("../../migrations/0002_snapshots.postgres.sql"),
+            mysql: include_str!("../../migrations/0002_snapshots.mysql.sql"),
+        },
+    ),
+    (
+        3,
+        "case_sensitive_ids",
+        MigrationSql::PerBackend {
+            // SQLite and PostgreSQL compare text byte by byte already.
+            sqlite: "",
+            postgres: "",
+            mysql: include_str!("../../migrations/0003_case_sensitive_ids.mysql.sql"),
+        },
+    ),
+    (4, "logins", MigrationSql::Portable(include_str!("../../migrations/0004_logins.sql"))),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +118,16 @@ impl Db {
         Ok(Self { pool, backend })
     }
 
+    /// A write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+    /// two deferred transactions that both read and then write would deadlock, and
+    /// SQLite answers that with `database is locked` instead of waiting.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            _ => self.pool.begin().await,
+        }
+    }
+
     /// Rewrites `?` placeholders for PostgreSQL (`$1`, `$2`, …).
     /// Only ever called with literals from this crate, hence safe to assert.
     pub fn sql(&self, q: &str) -> AssertSqlSafe<String> {
@@ -113,7 +163,7 @@ impl Db {
                 continue;
             }
             let mut tx = self.pool.begin().await?;
-            for stmt in split_statements(sql) {
+            for stmt in split_statements(sql.for_backend(self.backend)) {
                 sqlx::query(AssertSqlSafe(stmt)).execute(&mut *tx).await?;
             }
             sqlx::query(self.sql("INSERT INTO scanlogin_migrations (version, name, applied_at) VALUES (?, ?, ?)"))

@@ -112,14 +112,7 @@ impl Users {
 
     async fn bind_once(&self, app_id: &str, openid: &str, phone: &str) -> Result<UserRef, BindError> {
         let db = &self.db;
-        // SQLite: take the write lock up front. A deferred transaction that reads and then
-        // writes fails at once with SQLITE_BUSY (no busy wait) when another writer
-        // committed in between — concurrent binds under load hit exactly that.
-        let mut tx = if db.backend == super::Backend::Sqlite {
-            db.pool.begin_with("BEGIN IMMEDIATE").await?
-        } else {
-            db.pool.begin().await?
-        };
+        let mut tx = db.begin_write().await?;
         let now = unix_now();
         // This openid may already have an account (bound meanwhile in another attempt).
         let existing = sqlx::query(db.sql("SELECT user_id FROM wechat_identities WHERE app_id = ? AND openid = ?"))
@@ -316,20 +309,27 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    //! The same repository tests on SQLite, PostgreSQL and MariaDB (real servers).
     use super::*;
 
-    async fn users() -> (Users, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/u.db?mode=rwc", dir.path().display());
-        let db = Db::connect(&url).await.unwrap();
-        assert_eq!(db.migrate().await.unwrap(), 2);
-        assert_eq!(db.migrate().await.unwrap(), 0, "migrations run once");
-        (Users::new(db), dir)
+    crate::each_backend!(
+        migrations_run_once,
+        bind_creates_then_finds,
+        phone_taken_by_another_openid_of_the_same_app,
+        openids_are_case_sensitive,
+        revocation_is_remembered,
+        concurrent_binds_of_one_new_phone_make_one_account,
+        login_audit_keeps_the_newest,
+    );
+
+    async fn migrations_run_once(db: Db) {
+        assert_eq!(db.migrate().await.unwrap(), 0, "a migrated database runs nothing again");
+        let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM scanlogin_migrations").fetch_one(&db.pool).await.unwrap();
+        assert_eq!(n.0 as usize, super::super::MIGRATIONS.len());
     }
 
-    #[tokio::test]
-    async fn bind_creates_then_finds() {
-        let (u, _d) = users().await;
+    async fn bind_creates_then_finds(db: Db) {
+        let u = Users::new(db);
         assert!(u.find_by_openid("wx1", "o1").await.unwrap().is_none());
         let a = u.bind("wx1", "o1", "13800138000").await.unwrap();
         assert_eq!(u.find_by_openid("wx1", "o1").await.unwrap(), Some(a.clone()));
@@ -338,12 +338,14 @@ mod tests {
         // Same phone, another official account: same person, same account.
         let b = u.bind("wx2", "p1", "13800138000").await.unwrap();
         assert_eq!(a.id, b.id);
-        assert_eq!(u.get(&a.id).await.unwrap().unwrap().phone.as_deref(), Some("13800138000"));
+        let row = u.get(&a.id).await.unwrap().unwrap();
+        assert_eq!(row.phone.as_deref(), Some("13800138000"));
+        assert!((unix_now() - row.created_at).abs() < 60);
+        assert!(u.get("no-such-id").await.unwrap().is_none());
     }
 
-    #[tokio::test]
-    async fn phone_taken_by_another_openid_of_the_same_app() {
-        let (u, _d) = users().await;
+    async fn phone_taken_by_another_openid_of_the_same_app(db: Db) {
+        let u = Users::new(db);
         u.bind("wx1", "o1", "13800138000").await.unwrap();
         assert!(matches!(u.check_bindable("wx1", "o2", "13800138000").await, Err(BindError::PhoneTaken)));
         assert!(matches!(u.bind("wx1", "o2", "13800138000").await, Err(BindError::PhoneTaken)));
@@ -353,20 +355,45 @@ mod tests {
         assert!(matches!(u.bind("wx1", "o1", "13900139000").await, Err(BindError::PhoneTaken)));
     }
 
-    #[tokio::test]
-    async fn revocation_is_remembered() {
-        let (u, _d) = users().await;
+    /// WeChat openids differ by case alone; MySQL's default collation would merge them.
+    async fn openids_are_case_sensitive(db: Db) {
+        let u = Users::new(db);
+        let a = u.bind("wx1", "oAbCdEf", "13800138000").await.unwrap();
+        assert!(u.find_by_openid("wx1", "oabcdef").await.unwrap().is_none());
+        let b = u.bind("wx1", "oabcdef", "13900139000").await.unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(u.find_by_openid("wx1", "oAbCdEf").await.unwrap().unwrap().id, a.id);
+        u.revoke("JtI-1", unix_now() + 100).await.unwrap();
+        assert!(!u.is_revoked("jti-1").await.unwrap());
+    }
+
+    async fn revocation_is_remembered(db: Db) {
+        let u = Users::new(db);
         assert!(!u.is_revoked("j1").await.unwrap());
         u.revoke("j1", unix_now() + 100).await.unwrap();
         u.revoke("j1", unix_now() + 100).await.unwrap();
         assert!(u.is_revoked("j1").await.unwrap());
+        // Entries past their token's life are swept on the next revocation.
+        u.revoke("old", unix_now() - 3600).await.unwrap();
+        u.revoke("j2", unix_now() + 100).await.unwrap();
+        assert!(!u.is_revoked("old").await.unwrap());
+    }
+
+    async fn concurrent_binds_of_one_new_phone_make_one_account(db: Db) {
+        let u = Users::new(db);
+        let (a, b) = tokio::join!(u.bind("wx1", "o1", "13800138000"), u.bind("wx2", "p1", "13800138000"));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.id, b.id, "both WeChat users joined the one account of that phone");
     }
 
     /// Concurrent binds of different people on SQLite all succeed (a deferred
     /// transaction used to fail some of them with SQLITE_BUSY, found by the load tool).
     #[tokio::test]
     async fn concurrent_binds_on_sqlite_all_succeed() {
-        let (u, _d) = users().await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/u.db?mode=rwc", dir.path().display())).await.unwrap();
+        db.migrate().await.unwrap();
+        let u = Users::new(db);
         let binds = (0..16).map(|i| {
             let u = u.clone();
             tokio::spawn(async move { u.bind("wx1", &format!("o{i}"), &format!("1390000{i:04}")).await })
@@ -374,5 +401,24 @@ mod tests {
         for b in binds.collect::<Vec<_>>() {
             assert!(b.await.unwrap().is_ok());
         }
+    }
+
+    async fn login_audit_keeps_the_newest(db: Db) {
+        let u = Users::new(db);
+        let user = u.bind("wx1", "o1", "13800138000").await.unwrap();
+        for i in 0..7 {
+            u.record_login(
+                &user.id,
+                "default",
+                if i % 2 == 0 { "scan" } else { "bind" },
+                "127.0.0.1",
+                &format!("ua{i}\n"),
+            )
+            .await
+            .unwrap();
+        }
+        let recent = u.recent_logins(&user.id, 5).await.unwrap();
+        assert_eq!(recent.len(), 5);
+        assert!(recent.iter().all(|r| !r.user_agent.contains('\n')), "control characters are dropped");
     }
 }

@@ -40,7 +40,7 @@ struct Entry {
 #[derive(Clone)]
 enum Store {
     Memory(Arc<Mutex<HashMap<String, Entry>>>, Duration),
-    Redis(redis::aio::ConnectionManager, Duration),
+    Redis(redis::aio::ConnectionManager, Duration, Arc<crate::breaker::Breaker>),
 }
 
 /// The dedup store: cheap to clone, all clones share one memory.
@@ -64,9 +64,9 @@ impl Dedup {
         let client = redis::Client::open(url)?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(1)));
+            .set_response_timeout(Some(crate::breaker::CALL_TIMEOUT));
         let conn = redis::aio::ConnectionManager::new_with_config(client, cfg).await?;
-        Ok(Dedup(Store::Redis(conn, ttl)))
+        Ok(Dedup(Store::Redis(conn, ttl, Default::default())))
     }
 
     /// Claims `key`; a duplicate waits up to `wait` for the first delivery's reply.
@@ -106,7 +106,10 @@ impl Dedup {
                     None => Claim::InFlight,
                 }
             }
-            Store::Redis(conn, ttl) => {
+            Store::Redis(conn, ttl, breaker) => {
+                if !breaker.allows() {
+                    return Claim::First;
+                }
                 let mut c = conn.clone();
                 let k = format!("scanlogin:dedup:{key}");
                 let set: Result<Option<String>, _> = redis::cmd("SET")
@@ -122,6 +125,7 @@ impl Dedup {
                     Ok(None) => {}
                     // Redis down: better process twice (transitions are idempotent) than drop.
                     Err(e) => {
+                        breaker.trip();
                         tracing::warn!(error = %e, "dedup store unavailable; processing the push");
                         return Claim::First;
                     }
@@ -148,7 +152,7 @@ impl Dedup {
                     e.done.notify_waiters();
                 }
             }
-            Store::Redis(conn, _) => {
+            Store::Redis(conn, _, _) => {
                 let mut c = conn.clone();
                 let _: Result<(), _> = c.del(format!("scanlogin:dedup:{key}")).await;
             }
@@ -165,7 +169,10 @@ impl Dedup {
                     e.done.notify_waiters();
                 }
             }
-            Store::Redis(conn, ttl) => {
+            Store::Redis(conn, ttl, breaker) => {
+                if !breaker.allows() {
+                    return;
+                }
                 let mut c = conn.clone();
                 let k = format!("scanlogin:dedup:{key}");
                 let r: Result<(), _> = redis::cmd("SET")
@@ -177,6 +184,7 @@ impl Dedup {
                     .query_async(&mut c)
                     .await;
                 if let Err(e) = r {
+                    breaker.trip();
                     tracing::warn!(error = %e, "dedup store: could not record a reply");
                 }
             }

@@ -1,0 +1,292 @@
+//! The compact binary form of a snapshot (format 1), shared by every store.
+//!
+//! ```text
+//! u8      format (1)
+//! u32 BE  version            fixed place and width: Redis's Lua compares it in place
+//! u8      flags              phase:2 | ending:2 | openid | user | user phone | code
+//! varint  expires_at_ms
+//! str8    app, scene
+//! str8    openid                            if flagged
+//! str8    user id, str8 masked user phone   if flagged
+//! u8      sms_sent
+//! str8    code phone, [32] code hash, varint sent_at_ms, varint expires_at_ms, u8 wrong
+//! ```
+//! `str8` is a length byte and the bytes. The poll id is not inside: every store keys the
+//! snapshot by it. A loop attempt takes ~57 bytes, a `not_reg` one with a code ~145.
+//! The account's phone is stored masked: it only ever leaves the service masked, so the
+//! full number need not sit in the snapshot store (the pending code's phone must: the
+//! code is bound to it).
+
+use crate::engine::state::{AttemptState, Ending, PendingCode, Phase, UserRef};
+use crate::ids::{PollId, Scene, mask_phone};
+
+use super::Snapshot;
+
+pub const FORMAT: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("snapshot format {0} is unknown")]
+    Format(u8),
+    #[error("snapshot is truncated")]
+    Truncated,
+    #[error("snapshot field {0} is malformed")]
+    Malformed(&'static str),
+    #[error("snapshot field {0} is longer than 255 bytes")]
+    TooLong(&'static str),
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), CodecError> {
+    let len = u8::try_from(s.len()).map_err(|_| CodecError::TooLong(what))?;
+    out.push(len);
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn phase_bits(p: Phase) -> u8 {
+    match p {
+        Phase::Loop => 0,
+        Phase::NotReg => 1,
+        Phase::Reg => 2,
+        Phase::Expired => 3,
+    }
+}
+
+fn ending_bits(e: Option<Ending>) -> u8 {
+    match e {
+        None => 0,
+        Some(Ending::Timeout) => 1,
+        Some(Ending::Consumed) => 2,
+        Some(Ending::Discarded) => 3,
+    }
+}
+
+const F_OPENID: u8 = 1 << 4;
+const F_USER: u8 = 1 << 5;
+const F_USER_PHONE: u8 = 1 << 6;
+const F_CODE: u8 = 1 << 7;
+
+/// The snapshot's bytes (its poll id excluded).
+pub fn encode(s: &Snapshot) -> Result<Vec<u8>, CodecError> {
+    let st = &s.state;
+    let mut out = Vec::with_capacity(160);
+    out.push(FORMAT);
+    out.extend_from_slice(&version_u32(st.version).to_be_bytes());
+    let mut flags = phase_bits(st.phase) | (ending_bits(st.ending) << 2);
+    if st.openid.is_some() {
+        flags |= F_OPENID;
+    }
+    if let Some(u) = &st.user {
+        flags |= F_USER;
+        if u.phone.is_some() {
+            flags |= F_USER_PHONE;
+        }
+    }
+    if st.code.is_some() {
+        flags |= F_CODE;
+    }
+    out.push(flags);
+    put_varint(&mut out, st.expires_at_ms);
+    put_str(&mut out, &s.app, "app")?;
+    put_str(&mut out, s.scene.as_str(), "scene")?;
+    if let Some(o) = &st.openid {
+        put_str(&mut out, o, "openid")?;
+    }
+    if let Some(u) = &st.user {
+        put_str(&mut out, &u.id, "user id")?;
+        if let Some(p) = &u.phone {
+            put_str(&mut out, &mask_phone(p), "user phone")?;
+        }
+    }
+    out.push(u8::try_from(st.sms_sent).unwrap_or(u8::MAX));
+    if let Some(c) = &st.code {
+        put_str(&mut out, &c.phone, "code phone")?;
+        out.extend_from_slice(&c.hash);
+        put_varint(&mut out, c.sent_at_ms);
+        put_varint(&mut out, c.expires_at_ms);
+        out.push(u8::try_from(c.wrong).unwrap_or(u8::MAX));
+    }
+    Ok(out)
+}
+
+/// Versions live in 4 bytes: an attempt sees a handful of transitions, never 2^32.
+pub fn version_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+        if self.buf.len() < n {
+            return Err(CodecError::Truncated);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, CodecError> {
+        Ok(self.take(1)?[0])
+    }
+    fn varint(&mut self) -> Result<u64, CodecError> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(CodecError::Malformed("varint"))
+    }
+    fn str(&mut self, what: &'static str) -> Result<String, CodecError> {
+        let n = self.u8()? as usize;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| CodecError::Malformed(what))
+    }
+}
+
+/// Reads the snapshot of `poll` from `bytes`. Defensive: store contents are checked as
+/// strictly as any input (lengths, enums, id syntax), never trusted.
+pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
+    let mut r = Reader { buf: bytes };
+    let format = r.u8()?;
+    if format != FORMAT {
+        return Err(CodecError::Format(format));
+    }
+    let version = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| CodecError::Truncated)?);
+    let flags = r.u8()?;
+    let phase = match flags & 3 {
+        0 => Phase::Loop,
+        1 => Phase::NotReg,
+        2 => Phase::Reg,
+        _ => Phase::Expired,
+    };
+    let ending = match (flags >> 2) & 3 {
+        0 => None,
+        1 => Some(Ending::Timeout),
+        2 => Some(Ending::Consumed),
+        _ => Some(Ending::Discarded),
+    };
+    let expires_at_ms = r.varint()?;
+    let app = r.str("app")?;
+    if !crate::ids::is_app_name(&app) {
+        return Err(CodecError::Malformed("app"));
+    }
+    let scene = Scene::parse(&r.str("scene")?).ok_or(CodecError::Malformed("scene"))?;
+    let openid = if flags & F_OPENID != 0 { Some(r.str("openid")?) } else { None };
+    let user = if flags & F_USER != 0 {
+        let id = r.str("user id")?;
+        let phone = if flags & F_USER_PHONE != 0 { Some(r.str("user phone")?) } else { None };
+        Some(UserRef { id, phone })
+    } else {
+        None
+    };
+    let sms_sent = u32::from(r.u8()?);
+    let code = if flags & F_CODE != 0 {
+        let phone = r.str("code phone")?;
+        let hash: [u8; 32] = r.take(32)?.try_into().map_err(|_| CodecError::Truncated)?;
+        let sent_at_ms = r.varint()?;
+        let expires_at_ms = r.varint()?;
+        let wrong = u32::from(r.u8()?);
+        Some(PendingCode { phone, hash, sent_at_ms, expires_at_ms, wrong })
+    } else {
+        None
+    };
+    if !r.buf.is_empty() {
+        return Err(CodecError::Malformed("trailing bytes"));
+    }
+    // The machine's own invariants: a state that breaks them would panic in `step`.
+    let consistent = match phase {
+        Phase::Loop => openid.is_none() && user.is_none(),
+        Phase::NotReg => openid.is_some(),
+        Phase::Reg => openid.is_some() && user.is_some(),
+        Phase::Expired => ending.is_some(),
+    };
+    if !consistent {
+        return Err(CodecError::Malformed("phase"));
+    }
+    let state =
+        AttemptState { phase, expires_at_ms, openid, user, code, sms_sent, ending, version: u64::from(version) };
+    Ok(Snapshot { poll, scene, app, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::snapshots::testing::{loop_snapshot, not_reg_with_code, reg_snapshot};
+
+    #[test]
+    fn round_trips_every_shape() {
+        for s in [loop_snapshot(1_000), not_reg_with_code(2_000), reg_snapshot(3_000)] {
+            let bytes = encode(&s).unwrap();
+            let back = decode(s.poll.clone(), &bytes).unwrap();
+            let mut want = s.clone();
+            if let Some(u) = &mut want.state.user {
+                u.phone = u.phone.as_deref().map(mask_phone);
+            }
+            assert_eq!(back, want);
+        }
+    }
+
+    #[test]
+    fn is_compact() {
+        assert!(encode(&loop_snapshot(1)).unwrap().len() <= 64);
+        let n = encode(&not_reg_with_code(1)).unwrap().len();
+        assert!(n <= 150, "{n}");
+    }
+
+    #[test]
+    fn version_sits_big_endian_at_bytes_1_to_4() {
+        let mut s = loop_snapshot(1);
+        s.state.version = 0x0102_0304;
+        assert_eq!(&encode(&s).unwrap()[1..5], &[1, 2, 3, 4]);
+        s.state.version = u64::MAX;
+        assert_eq!(&encode(&s).unwrap()[1..5], &[0xff; 4]);
+    }
+
+    #[test]
+    fn the_full_account_phone_never_reaches_the_bytes() {
+        let s = reg_snapshot(1);
+        let bytes = encode(&s).unwrap();
+        let full = s.state.user.as_ref().unwrap().phone.clone().unwrap();
+        assert!(!bytes.windows(full.len()).any(|w| w == full.as_bytes()));
+    }
+
+    #[test]
+    fn refuses_garbage_without_panicking() {
+        let good = encode(&not_reg_with_code(1)).unwrap();
+        let poll = PollId::generate();
+        for cut in 0..good.len() {
+            assert!(decode(poll.clone(), &good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert_eq!(decode(poll.clone(), &longer).unwrap_err(), CodecError::Malformed("trailing bytes"));
+        let mut other = good.clone();
+        other[0] = 9;
+        assert_eq!(decode(poll.clone(), &other).unwrap_err(), CodecError::Format(9));
+        // A `reg` phase without a user would make `step` panic: refused here instead.
+        let mut reg = good;
+        reg[5] = (reg[5] & !3) | 2;
+        assert!(decode(poll, &reg).is_err());
+    }
+
+    #[test]
+    fn overlong_fields_are_an_error_not_a_truncation() {
+        let mut s = loop_snapshot(1);
+        s.state.phase = Phase::NotReg;
+        s.state.openid = Some("o".repeat(300));
+        assert_eq!(encode(&s).unwrap_err(), CodecError::TooLong("openid"));
+    }
+}

@@ -1,0 +1,187 @@
+//! Snapshots in Redis (`storage.snapshots = "redis://host:port/db"`).
+//!
+//! Layout, under a prefix (`sl:` in production):
+//! - `sl:a:<poll>`: the binary snapshot ([`super::codec`]), expiring at the attempt's own
+//!   expiry (`SET … PXAT`), so Redis forgets attempts by itself;
+//! - `sl:scenes`: a hash `<app>:<scene>` → poll id of every live attempt: the index by
+//!   scene that restore walks (and that a multi-node router can use);
+//! - `sl:epoch`: a marker; when it is gone, Redis lost its data (restarted without
+//!   persistence) and the service writes every live attempt again.
+//!
+//! A write is a small Lua script (compare the stored version, set if newer, maintain the
+//! index), and a batch of them is one pipeline: one round trip per batch. The connection
+//! is a `ConnectionManager` made lazily, so the service starts and serves while Redis is
+//! down and reconnects when it returns.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, ErrorKind, Script, ServerErrorKind};
+
+use super::codec::{self, version_u32};
+use super::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError};
+use crate::engine::Phase;
+use crate::ids::PollId;
+
+/// Compare-and-set by version, then keep the scene index in step.
+/// KEYS: attempt key, index hash. ARGV: version, expires_at_ms, data, index field, poll, live.
+const WRITE_LUA: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur and string.len(cur) >= 5 then
+  local a, b, c, d = string.byte(cur, 2, 5)
+  if ((a * 256 + b) * 256 + c) * 256 + d >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[2])
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+else
+  redis.call('HDEL', KEYS[2], ARGV[4])
+end
+return 1
+";
+
+/// Index entries read per restore page (each page is one HSCAN and one MGET).
+const PAGE: usize = 2_000;
+/// Bound of one command or pipeline; the writer adds its own budget on top.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    script: Script,
+    prefix: String,
+    index: String,
+    epoch: String,
+}
+
+impl RedisStore {
+    /// A store over `url` whose keys start with `prefix`. Does not connect yet.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = client.get_connection_manager_lazy(cfg)?;
+        Ok(Self {
+            conn,
+            script: Script::new(WRITE_LUA),
+            prefix: prefix.to_string(),
+            index: format!("{prefix}scenes"),
+            epoch: format!("{prefix}epoch"),
+        })
+    }
+
+    fn key(&self, poll: &str) -> String {
+        format!("{}a:{poll}", self.prefix)
+    }
+
+    async fn write_all(&self, batch: &[Snapshot]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for s in batch {
+            let data = codec::encode(s)?;
+            let live = if s.state.phase == Phase::Expired { "0" } else { "1" };
+            pipe.cmd("EVALSHA")
+                .arg(self.script.get_hash())
+                .arg(2)
+                .arg(self.key(s.poll.as_str()))
+                .arg(&self.index)
+                .arg(version_u32(s.version()))
+                .arg(s.state.expires_at_ms)
+                .arg(data)
+                .arg(format!("{}:{}", s.app, s.scene.as_str()))
+                .arg(s.poll.as_str())
+                .arg(live)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        match pipe.exec_async(&mut conn).await {
+            // Redis forgot the script (restart, SCRIPT FLUSH): load it and send again;
+            // the writes are versioned, so the ones that did run are harmless twice.
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.script.load_async(&mut conn).await?;
+                pipe.exec_async(&mut conn).await?;
+                Ok(())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    async fn page(&self, cursor: Option<String>) -> Result<Page, StoreError> {
+        let mut conn = self.conn.clone();
+        let (next, pairs): (String, Vec<(String, String)>) = redis::cmd("HSCAN")
+            .arg(&self.index)
+            .arg(cursor.as_deref().unwrap_or("0"))
+            .arg("COUNT")
+            .arg(PAGE)
+            .query_async(&mut conn)
+            .await?;
+        let mut page = Page { next: (next != "0").then_some(next), ..Page::default() };
+        if pairs.is_empty() {
+            return Ok(page);
+        }
+        let keys: Vec<String> = pairs.iter().map(|(_, poll)| self.key(poll)).collect();
+        let blobs: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let mut stale = Vec::new();
+        for ((field, poll), blob) in pairs.into_iter().zip(blobs) {
+            match (PollId::parse(&poll), blob) {
+                (Some(p), Some(b)) => match codec::decode(p, &b) {
+                    Ok(s) => page.snapshots.push(s),
+                    Err(_) => page.corrupt += 1,
+                },
+                // The attempt expired (its key is gone) but its index entry stayed: the
+                // process was down when it expired. Tidy up.
+                (_, None) => {
+                    page.expired += 1;
+                    stale.push(field);
+                }
+                (None, Some(_)) => page.corrupt += 1,
+            }
+        }
+        if !stale.is_empty() {
+            let _: () = conn.hdel(&self.index, stale).await?;
+        }
+        Ok(page)
+    }
+
+    async fn one(&self, poll: &PollId) -> Result<Option<Snapshot>, StoreError> {
+        let mut conn = self.conn.clone();
+        let blob: Option<Vec<u8>> = conn.get(self.key(poll.as_str())).await?;
+        Ok(blob.map(|b| codec::decode(poll.clone(), &b)).transpose()?)
+    }
+
+    async fn check(&self) -> Result<Probe, StoreError> {
+        let mut conn = self.conn.clone();
+        // SET NX answers whether the marker was missing: then Redis lost its data (or
+        // this is its first use), and the caller writes every live attempt again.
+        let created: bool = redis::cmd("SET").arg(&self.epoch).arg(1).arg("NX").query_async(&mut conn).await?;
+        Ok(if created { Probe::Lost } else { Probe::Intact })
+    }
+}
+
+impl SnapshotStore for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn write<'a>(&'a self, batch: &'a [Snapshot]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.write_all(batch))
+    }
+
+    fn load_page(&self, cursor: Option<String>) -> BoxFuture<'_, Result<Page, StoreError>> {
+        Box::pin(self.page(cursor))
+    }
+
+    fn load<'a>(&'a self, poll: &'a PollId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
+        Box::pin(self.one(poll))
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<Probe, StoreError>> {
+        Box::pin(self.check())
+    }
+
+    fn purge(&self, _now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        // Keys expire by themselves (PXAT); stale index entries are dropped by restore.
+        Box::pin(async { Ok(0) })
+    }
+}

@@ -1,0 +1,160 @@
+//! Snapshots in the `attempt_snapshots` table of the user database
+//! (`storage.snapshots = "sqlite"`; the same table works on PostgreSQL and MySQL).
+//!
+//! A batch is one transaction of multi-row upserts whose update only applies when the
+//! incoming version is newer, so a retried or late write can never undo a newer state.
+//! Rows of ended attempts stay until their expiry and are purged afterwards.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::codec::{self, version_u32};
+use super::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError};
+use crate::ids::PollId;
+use crate::store::{Backend, Db};
+
+/// Rows per statement: 7 parameters each stays far below every backend's limit
+/// (SQLite 32766, PostgreSQL 65535), and a statement this size parses quickly.
+const ROWS_PER_STATEMENT: usize = 200;
+/// Rows per restore page.
+const PAGE: i64 = 5_000;
+
+pub struct SqlStore {
+    db: Db,
+}
+
+impl SqlStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// `INSERT … VALUES (…) × rows` plus the dialect's "update only if newer" clause.
+    fn upsert_sql(&self, rows: usize) -> String {
+        let mut q = String::with_capacity(120 + rows * 24);
+        q.push_str("INSERT INTO attempt_snapshots (poll, app, scene, expires_at, version, live, data) VALUES ");
+        for i in 0..rows {
+            if i > 0 {
+                q.push(',');
+            }
+            q.push_str("(?, ?, ?, ?, ?, ?, ?)");
+        }
+        match self.db.backend {
+            Backend::Sqlite | Backend::Postgres => q.push_str(
+                " ON CONFLICT (poll) DO UPDATE SET app = excluded.app, scene = excluded.scene, \
+                 expires_at = excluded.expires_at, version = excluded.version, live = excluded.live, \
+                 data = excluded.data WHERE excluded.version > attempt_snapshots.version",
+            ),
+            // MySQL applies assignments left to right: `version` must change last.
+            Backend::Mysql => q.push_str(
+                " ON DUPLICATE KEY UPDATE \
+                 data = IF(VALUES(version) > version, VALUES(data), data), \
+                 live = IF(VALUES(version) > version, VALUES(live), live), \
+                 expires_at = IF(VALUES(version) > version, VALUES(expires_at), expires_at), \
+                 version = GREATEST(version, VALUES(version))",
+            ),
+        }
+        q
+    }
+
+    async fn write_all(&self, batch: &[Snapshot]) -> Result<(), StoreError> {
+        let mut encoded = Vec::with_capacity(batch.len());
+        for s in batch {
+            encoded.push((s, codec::encode(s)?));
+        }
+        let mut tx = self.db.begin_write().await?;
+        for chunk in encoded.chunks(ROWS_PER_STATEMENT) {
+            let sql = self.db.sql(&self.upsert_sql(chunk.len()));
+            let mut q = sqlx::query(sql);
+            for (s, data) in chunk {
+                q = q
+                    .bind(s.poll.as_str().to_string())
+                    .bind(s.app.clone())
+                    .bind(s.scene.as_str().to_string())
+                    .bind(s.state.expires_at_ms as i64)
+                    .bind(i64::from(version_u32(s.version())))
+                    .bind(i64::from(s.state.phase != crate::engine::Phase::Expired))
+                    .bind(data.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn page(&self, cursor: Option<String>) -> Result<Page, StoreError> {
+        // Expired rows come too (until purged): restore counts what it drops.
+        let rows =
+            sqlx::query(self.db.sql("SELECT poll, data FROM attempt_snapshots WHERE poll > ? ORDER BY poll LIMIT ?"))
+                .bind(cursor.unwrap_or_default())
+                .bind(PAGE)
+                .fetch_all(&self.db.pool)
+                .await?;
+        let mut page = Page::default();
+        let mut last = None;
+        for r in &rows {
+            let poll: String = r.try_get(0)?;
+            let data: Vec<u8> = r.try_get(1)?;
+            match PollId::parse(&poll).map(|p| codec::decode(p, &data)) {
+                Some(Ok(s)) => page.snapshots.push(s),
+                _ => page.corrupt += 1,
+            }
+            last = Some(poll);
+        }
+        if rows.len() as i64 == PAGE {
+            page.next = last;
+        }
+        Ok(page)
+    }
+
+    async fn one(&self, poll: &PollId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(self.db.sql("SELECT data FROM attempt_snapshots WHERE poll = ?"))
+            .bind(poll.as_str().to_string())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(codec::decode(poll.clone(), &r.try_get::<Vec<u8>, _>(0)?)?)),
+        }
+    }
+}
+
+impl SnapshotStore for SqlStore {
+    fn name(&self) -> &'static str {
+        // The name operators configure (`storage.snapshots = "sqlite"`), whatever the
+        // database behind it.
+        "sqlite"
+    }
+
+    fn write<'a>(&'a self, batch: &'a [Snapshot]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.write_all(batch))
+    }
+
+    fn load_page(&self, cursor: Option<String>) -> BoxFuture<'_, Result<Page, StoreError>> {
+        Box::pin(self.page(cursor))
+    }
+
+    fn load<'a>(&'a self, poll: &'a PollId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
+        Box::pin(self.one(poll))
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<Probe, StoreError>> {
+        Box::pin(async {
+            match tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&self.db.pool)).await {
+                Ok(Ok(_)) => Ok(Probe::Intact),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(StoreError::Timeout),
+            }
+        })
+    }
+
+    fn purge(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let r = sqlx::query(self.db.sql("DELETE FROM attempt_snapshots WHERE expires_at <= ?"))
+                .bind(now_ms as i64)
+                .execute(&self.db.pool)
+                .await?;
+            Ok(r.rows_affected())
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! One contract, every store: the same checks run against the memory store, the SQL
+//! table on SQLite, PostgreSQL and MariaDB, and Redis (real servers, see
+//! `scripts/services.sh`).
+
+use std::collections::HashSet;
+
+use super::testing::{consumed, loop_snapshot, not_reg_with_code, reg_snapshot};
+use super::*;
+use crate::engine::Clock;
+
+/// Walks every page; returns the live snapshots found.
+async fn live_ones(store: &dyn SnapshotStore) -> Vec<Snapshot> {
+    let now = Clock::new().now_ms();
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.load_page(cursor).await.unwrap();
+        assert_eq!(page.corrupt, 0);
+        out.extend(page.snapshots.into_iter().filter(|s| s.is_live(now)));
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => return out,
+        }
+    }
+}
+
+fn masked(mut s: Snapshot) -> Snapshot {
+    if let Some(u) = &mut s.state.user {
+        u.phone = u.phone.as_deref().map(crate::ids::mask_phone);
+    }
+    s
+}
+
+pub async fn newer_versions_win(store: &dyn SnapshotStore) {
+    let first = loop_snapshot(60_000);
+    store.write(std::slice::from_ref(&first)).await.unwrap();
+    assert_eq!(store.load(&first.poll).await.unwrap(), Some(first.clone()));
+    let mut second = not_reg_with_code(60_000);
+    second.poll = first.poll.clone();
+    second.scene = first.scene.clone();
+    second.state.expires_at_ms = first.state.expires_at_ms;
+    store.write(std::slice::from_ref(&second)).await.unwrap();
+    assert_eq!(store.load(&first.poll).await.unwrap(), Some(second.clone()));
+    // A late write of an older version, and a different write of the same version, are ignored.
+    store.write(std::slice::from_ref(&first)).await.unwrap();
+    let mut same_version = second.clone();
+    same_version.state.sms_sent = 3;
+    store.write(&[same_version]).await.unwrap();
+    assert_eq!(store.load(&first.poll).await.unwrap(), Some(second));
+    assert_eq!(store.load(&PollId::generate()).await.unwrap(), None);
+}
+
+pub async fn consumed_mark_blocks_late_writes(store: &dyn SnapshotStore) {
+    let reg = reg_snapshot(60_000);
+    let done = consumed(&reg);
+    store.write(std::slice::from_ref(&reg)).await.unwrap();
+    store.write(std::slice::from_ref(&done)).await.unwrap();
+    // The `reg` snapshot arrives again late (a retried batch): the token stays spent.
+    store.write(std::slice::from_ref(&reg)).await.unwrap();
+    assert_eq!(store.load(&reg.poll).await.unwrap(), Some(masked(done)));
+    assert!(!live_ones(store).await.iter().any(|s| s.poll == reg.poll));
+}
+
+pub async fn pages_cover_every_live_attempt(store: &dyn SnapshotStore) {
+    let live: Vec<Snapshot> =
+        (0..6_100).map(|i| if i % 3 == 0 { not_reg_with_code(60_000) } else { loop_snapshot(60_000) }).collect();
+    for chunk in live.chunks(1_000) {
+        store.write(chunk).await.unwrap();
+    }
+    let mut gone = loop_snapshot(0);
+    gone.state.expires_at_ms -= 1;
+    store.write(std::slice::from_ref(&gone)).await.unwrap();
+    let found: HashSet<PollId> = live_ones(store).await.into_iter().map(|s| s.poll).collect();
+    let want: HashSet<PollId> = live.iter().map(|s| s.poll.clone()).collect();
+    assert!(want.is_subset(&found), "missing {}", want.difference(&found).count());
+    assert!(!found.contains(&gone.poll), "an expired attempt is not live");
+    let purged = store.purge(Clock::new().now_ms()).await.unwrap();
+    if store.name() == "sqlite" {
+        assert!(purged >= 1);
+    }
+    let late = store.load(&gone.poll).await.unwrap();
+    assert!(late.is_none(), "expired snapshots are gone after purge (or by themselves)");
+}
+
+pub async fn probe_answers(store: &dyn SnapshotStore) {
+    store.probe().await.unwrap();
+    assert_eq!(store.probe().await.unwrap(), Probe::Intact);
+}
+
+mod memory_store {
+    use super::*;
+
+    #[tokio::test]
+    async fn contract() {
+        let s = memory::MemoryStore::new();
+        newer_versions_win(&s).await;
+        consumed_mark_blocks_late_writes(&s).await;
+        pages_cover_every_live_attempt(&s).await;
+        probe_answers(&s).await;
+    }
+}
+
+mod sql_store {
+    use super::*;
+    use crate::store::Db;
+
+    crate::each_backend!(contract);
+
+    async fn contract(db: Db) {
+        let s = sql::SqlStore::new(db);
+        newer_versions_win(&s).await;
+        consumed_mark_blocks_late_writes(&s).await;
+        pages_cover_every_live_attempt(&s).await;
+        probe_answers(&s).await;
+    }
+}
+
+mod redis_store {
+    use ::redis::AsyncCommands;
+
+    use super::*;
+
+    pub fn url() -> String {
+        std::env::var("SCANLOGIN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+    }
+
+    /// Deletes every key under `prefix` (the shared server outlives the test).
+    async fn clean(prefix: &str) {
+        let mut c = ::redis::Client::open(url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = c.keys(format!("{prefix}*")).await.unwrap();
+        if !keys.is_empty() {
+            let _: () = c.del(keys).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn contract() {
+        let prefix = format!("t{:08x}:", rand::random::<u32>());
+        let s = redis::RedisStore::new(&url(), &prefix).unwrap();
+        newer_versions_win(&s).await;
+        consumed_mark_blocks_late_writes(&s).await;
+        pages_cover_every_live_attempt(&s).await;
+        probe_answers(&s).await;
+        clean(&prefix).await;
+    }
+
+    #[tokio::test]
+    async fn an_emptied_redis_is_noticed_and_stale_index_entries_are_dropped() {
+        let prefix = format!("t{:08x}:", rand::random::<u32>());
+        let s = redis::RedisStore::new(&url(), &prefix).unwrap();
+        s.probe().await.unwrap();
+        assert_eq!(s.probe().await.unwrap(), Probe::Intact);
+        let snap = loop_snapshot(60_000);
+        s.write(std::slice::from_ref(&snap)).await.unwrap();
+        let mut c = ::redis::Client::open(url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        // The attempt's key vanishes but its index entry stays (a crash before the end was written).
+        let _: () = c.del(format!("{prefix}a:{}", snap.poll.as_str())).await.unwrap();
+        assert!(live_ones(&s).await.is_empty());
+        let left: usize = c.hlen(format!("{prefix}scenes")).await.unwrap();
+        assert_eq!(left, 0, "the stale index entry was dropped");
+        let _: () = c.del(format!("{prefix}epoch")).await.unwrap();
+        assert_eq!(s.probe().await.unwrap(), Probe::Lost);
+        assert_eq!(s.probe().await.unwrap(), Probe::Intact);
+        clean(&prefix).await;
+    }
+
+    #[tokio::test]
+    async fn a_loop_snapshot_is_small_in_redis() {
+        let prefix = format!("t{:08x}:", rand::random::<u32>());
+        let s = redis::RedisStore::new(&url(), &prefix).unwrap();
+        let snap = not_reg_with_code(60_000);
+        s.write(std::slice::from_ref(&snap)).await.unwrap();
+        let mut c = ::redis::Client::open(url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let bytes: i64 = ::redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(format!("{prefix}a:{}", snap.poll.as_str()))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(bytes > 100 && bytes < 300, "MEMORY USAGE of a not_reg snapshot: {bytes}");
+        let ttl: i64 = c.pttl(format!("{prefix}a:{}", snap.poll.as_str())).await.unwrap();
+        assert!(ttl > 55_000 && ttl <= 60_000, "expires with the attempt: {ttl}");
+        clean(&prefix).await;
+    }
+}

@@ -1,0 +1,10 @@
+//! Durability through real processes: the built binary is killed with SIGKILL, stopped
+//! with SIGTERM, and its Redis paused and emptied, while logins are under way. Each test
+//! runs its own server, its own "WeChat" instance, files and (where needed) a private
+//! redis-server on free ports.
+
+mod process;
+
+mod outage;
+mod restart;
+mod shutdown;

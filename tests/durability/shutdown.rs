@@ -1,0 +1,49 @@
+//! (d) SIGTERM with held long polls: each gets an answer with the current state, the
+//! process exits 0 within the grace period, and what it held is restored next time.
+
+use std::time::{Duration, Instant};
+
+use crate::process::{Api, Instance};
+
+#[tokio::test]
+async fn sigterm_answers_held_polls_flushes_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    // WeChat is the server's own sandbox here: no scans needed.
+    let mut server = Instance::server(dir.path(), "sqlite", 120);
+    server.start().await;
+    let api = Api::new(&server, &server);
+    api.until_ready().await;
+    let mut uuids = Vec::new();
+    for _ in 0..3 {
+        uuids.push(api.new_login().await.0);
+    }
+    let mut held = Vec::new();
+    for uuid in &uuids {
+        let (http, url) = (api.http.clone(), server.url(&format!("/api/v1/login/status?uuid={uuid}&wait=20")));
+        held.push(tokio::spawn(async move {
+            let answer = crate::process::parts(http.get(url).send().await.unwrap()).await;
+            (answer, Instant::now())
+        }));
+    }
+    // Let the polls reach the server and be held.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(held.iter().all(|h| !h.is_finished()), "the polls are held");
+    let sent = Instant::now();
+    // The grace period is 5 s; idle keep-alive connections may hold the HTTP stop that long.
+    let status = server.terminate(Duration::from_secs(6)).await;
+    assert_eq!(status.code(), Some(0), "exit 0; log:\n{}", server.log());
+    for h in held {
+        let ((status, body), at) = h.await.unwrap();
+        assert_eq!((status, body["state"].as_str()), (200, Some("loop")), "{body}");
+        let after = at.duration_since(sent);
+        assert!(after < Duration::from_millis(1500), "a held poll was answered {after:?} after SIGTERM");
+    }
+    assert!(server.log().contains("snapshots flushed"), "{}", server.log());
+
+    server.start().await;
+    api.until_ready().await;
+    for uuid in &uuids {
+        let (_, body) = api.status(uuid).await;
+        assert_eq!(body["state"], "loop", "restored after a clean stop");
+    }
+}
