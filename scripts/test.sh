@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Services the tests talk to (none needed beyond SQLite yet; see scripts/services.sh when present).
+# Services the tests talk to: Redis, PostgreSQL, MariaDB (installed and started by scripts/services.sh).
 if [[ -x scripts/services.sh ]]; then
   scripts/services.sh
 fi
