@@ -14,18 +14,18 @@ pub async fn healthz() -> HttpResponse {
 /// brought back so far while it runs.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let engine = &state.login.engine;
-    if let Some(n) = engine.recovering() {
-        return HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "1"))
-            .json(json!({"status": "recovering", "recovering": n}));
-    }
-    let db_ok = state.login.users.db().ping().await;
-    let engine_ok = engine.live().await.is_ok();
     let store = engine.store_health();
     let mut failing = Vec::new();
     if !store.up {
         failing.push(store.store);
     }
+    if let Some(n) = engine.recovering() {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(json!({"status": "recovering", "recovering": n, "failing": failing}));
+    }
+    let db_ok = state.login.users.db().ping().await;
+    let engine_ok = engine.live().await.is_ok();
     if !db_ok {
         failing.push("database");
     }

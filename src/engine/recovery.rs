@@ -103,6 +103,8 @@ pub(super) async fn restore(
             }
         }
     };
+    // The registry starts the actors of one page while the next page loads.
+    let mut starting: Option<actix::dev::Request<Registry, Restore>> = None;
     loop {
         let page = match persister.next_page(&mut walk).await {
             Ok(Some(p)) => p,
@@ -129,7 +131,15 @@ pub(super) async fn restore(
                 live.push(s);
             }
         }
-        let n = registry.send(Restore(live)).await.unwrap_or(0);
+        if let Some(previous) = starting.take() {
+            let n = previous.await.unwrap_or(0);
+            report.restored += n;
+            recovery.restored.fetch_add(n, Ordering::SeqCst);
+        }
+        starting = Some(registry.send(Restore(live)));
+    }
+    if let Some(last) = starting {
+        let n = last.await.unwrap_or(0);
         report.restored += n;
         recovery.restored.fetch_add(n, Ordering::SeqCst);
     }

@@ -123,3 +123,31 @@ async fn a_token_answered_while_redis_is_frozen_stays_spent_after_a_crash() {
     let m = api.metrics().await;
     assert!(m.contains("scanlogin_restore_attempts{outcome=\"ended\"} 1"), "{m}");
 }
+
+/// Redis is down when the server starts: it serves anyway, says why it is not ready,
+/// and finishes its restore once Redis answers.
+#[tokio::test]
+async fn the_server_starts_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = crate::process::Instance::server(dir.path(), &redis.url(), 60);
+    server.start().await;
+    let api = Api::new(&server, &server);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let (status, body) = api.get("/readyz").await;
+        assert_eq!(status, 503, "{body}");
+        if body["recovering"].is_u64() && body["failing"].as_array().is_some_and(|f| f.iter().any(|x| x == "redis")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz never named redis: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // New logins are served meanwhile, each within the bound.
+    let (uuid, _) = timed("qrcode", api.new_login()).await;
+    assert_eq!(timed("status", api.status(&uuid)).await.1["state"], "loop");
+    redis.restart();
+    api.until_ready().await;
+    assert_eq!(api.status(&uuid).await.1["state"], "loop");
+}
