@@ -59,7 +59,8 @@ async fn browser(s: Arc<Shared>, board: Board, window: Arc<Window>, u: usize) ->
         let Some(Some(answer)) = answer else { continue };
         match answer["state"].as_str() {
             Some("loop") => {}
-            Some("not_reg") => {
+            // A new follower (our service); the baselines count every scanner as registered.
+            Some("not_reg" | "reg") => {
                 let scanned_at = lock(&board[u]).scanned_at;
                 match scanned_at {
                     Some(t) => rec.ok("wake", t.elapsed()),
