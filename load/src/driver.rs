@@ -169,5 +169,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         rate: opts.rate,
         duration_secs: opts.duration.as_secs_f64(),
     };
-    Ok(rec.report(head, scenarios::STEP_ORDER, measured))
+    let mut report = rec.report(head, scenarios::STEP_ORDER, measured);
+    report.peak_held = progress.peak_held.load(Ordering::Relaxed);
+    Ok(report)
 }

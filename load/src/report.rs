@@ -81,6 +81,7 @@ impl Recorder {
             elapsed_secs: secs,
             requests: steps.iter().filter(|s| !s.name.contains(' ')).map(|s| s.count).sum(),
             total_errors: self.errors.values().sum(),
+            peak_held: 0,
             steps,
             errors: self.errors.clone(),
         }
@@ -119,6 +120,8 @@ pub struct Report {
     /// composites of several requests and not counted).
     pub requests: u64,
     pub total_errors: u64,
+    /// The most long polls this tool held at once (hold scenario).
+    pub peak_held: i64,
     pub steps: Vec<StepStats>,
     /// `step: kind` → count.
     pub errors: BTreeMap<String, u64>,
@@ -137,7 +140,7 @@ impl Report {
         let h = &self.head;
         let mut out = format!(
             "scenario {} against {}: {} users, rate {}, {:.1} s measured\n\
-             {} requests ({:.0}/s), {} errors\n\n",
+             {} requests ({:.0}/s), {} errors, at most {} polls held at once\n\n",
             h.scenario,
             h.target,
             h.users,
@@ -145,7 +148,8 @@ impl Report {
             self.elapsed_secs,
             self.requests,
             self.requests as f64 / self.elapsed_secs,
-            self.total_errors
+            self.total_errors,
+            self.peak_held
         );
         out.push_str(&format!(
             "{:<16} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",

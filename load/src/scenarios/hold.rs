@@ -3,7 +3,6 @@
 //! followers, posted straight to the callback) and the `wake` step measures the time
 //! from sending the scan to the held poll's answer.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,9 +52,9 @@ async fn browser(s: Arc<Shared>, board: Board, window: Arc<Window>, u: usize) ->
             *lock(&board[u]) = Held { slot: fresh, scanned_at: None };
             continue;
         };
-        s.api.progress.held.fetch_add(1, Ordering::Relaxed);
+        s.api.progress.hold();
         let answer = window.within(s.api.status(&mut rec, "poll", &slot.uuid, s.opts.wait)).await;
-        s.api.progress.held.fetch_sub(1, Ordering::Relaxed);
+        s.api.progress.release();
         let Some(Some(answer)) = answer else { continue };
         match answer["state"].as_str() {
             Some("loop") => {}
