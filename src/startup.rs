@@ -134,19 +134,34 @@ impl Application {
         // Redis, when configured, holds everything several nodes must agree on:
         // push dedup keys, limit counters and revoked tokens.
         let dedup_ttl = std::time::Duration::from_secs(settings.wechat.dedup_ttl_secs);
+        let local = || {
+            (Dedup::memory(dedup_ttl), Limits::local(&settings.limits, metrics.clone()), Revocations::Db(users.clone()))
+        };
         let (dedup, limits, revocations) = if settings.storage.snapshots.starts_with("redis://") {
             let url = &settings.storage.snapshots;
-            let cfg = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-                .set_response_timeout(Some(std::time::Duration::from_secs(1)));
-            let conn = redis::aio::ConnectionManager::new_with_config(redis::Client::open(url.as_str())?, cfg).await?;
-            (
-                Dedup::redis(url, dedup_ttl).await?,
-                Limits::redis(url, &settings.limits, metrics.clone()).await?,
-                Revocations::Redis(conn),
-            )
+            let shared = async {
+                let cfg = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+                    .set_response_timeout(Some(std::time::Duration::from_secs(1)));
+                let conn =
+                    redis::aio::ConnectionManager::new_with_config(redis::Client::open(url.as_str())?, cfg).await?;
+                Ok::<_, redis::RedisError>((
+                    Dedup::redis(url, dedup_ttl).await?,
+                    Limits::redis(url, &settings.limits, metrics.clone()).await?,
+                    Revocations::Redis(conn),
+                ))
+            };
+            match shared.await {
+                Ok(parts) => parts,
+                // The service must start while Redis is down (snapshots wait for it). Until
+                // the next start, dedup, limits and revocations then stay on this node.
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis unreachable at start: dedup, limits and revocations are node-local until restart");
+                    local()
+                }
+            }
         } else {
-            (Dedup::memory(dedup_ttl), Limits::local(&settings.limits, metrics.clone()), Revocations::Db(users.clone()))
+            local()
         };
         // Forget idle limiter keys, so churning addresses cannot grow memory without bound.
         let sweeper = Arc::downgrade(&limits);
