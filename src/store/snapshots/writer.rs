@@ -315,7 +315,8 @@ async fn run(s: Arc<Shared>) {
     let name = s.primary.name();
     let mut backoff = s.cfg.backoff_min;
     let mut next_probe = Instant::now();
-    let mut next_purge = Instant::now();
+    // Not at once: the restore at start must still see expired rows to count them.
+    let mut next_purge = Instant::now() + s.cfg.purge_every;
     loop {
         if !s.up.load(Ordering::SeqCst) {
             tokio::time::sleep(backoff).await;
