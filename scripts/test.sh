@@ -14,6 +14,18 @@ if ! python3 -c "import wechatpy, cryptography" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check wechatpy cryptography
 fi
 
+# Redis: the seed-design benchmark baseline is tested against it (load/tests/baselines.rs).
+if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
+  if ! command -v redis-server >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
 # Prometheus and promtool (Debian's `prometheus` package): alert-rule unit tests here,
 # `promtool check metrics` and the every-panel-has-data proof in tests/observability.
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then

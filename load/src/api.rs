@@ -20,6 +20,20 @@ pub struct Progress {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
     pub held: AtomicI64,
+    /// The most polls held at once during the run.
+    pub peak_held: AtomicI64,
+}
+
+impl Progress {
+    /// One more poll held.
+    pub fn hold(&self) {
+        let now = self.held.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_held.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub fn release(&self) {
+        self.held.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub struct Api {

@@ -59,26 +59,25 @@ impl Window {
     }
 }
 
-/// Runs `n` copies of `task(i)` with at most `limit` at once; merges their recorders.
+/// Runs `n` copies of `task(i)` with at most `limit` at once; merges their recorders as
+/// they finish (a finished task's recorder is not kept around).
 pub async fn fan_out<F, Fut>(n: usize, limit: usize, task: F) -> Recorder
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Recorder> + Send + 'static,
 {
-    let sem = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
-    let mut handles = Vec::with_capacity(n);
-    for i in 0..n {
-        let permit = sem.clone().acquire_owned().await.expect("open semaphore");
-        let fut = task(i);
-        handles.push(tokio::spawn(async move {
-            let r = fut.await;
-            drop(permit);
-            r
-        }));
-    }
+    let mut running = tokio::task::JoinSet::new();
     let mut all = Recorder::default();
-    for h in handles {
-        if let Ok(r) = h.await {
+    for i in 0..n {
+        if running.len() >= limit.max(1)
+            && let Some(Ok(r)) = running.join_next().await
+        {
+            all.merge(r);
+        }
+        running.spawn(task(i));
+    }
+    while let Some(r) = running.join_next().await {
+        if let Ok(r) = r {
             all.merge(r);
         }
     }
@@ -169,5 +168,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         rate: opts.rate,
         duration_secs: opts.duration.as_secs_f64(),
     };
-    Ok(rec.report(head, scenarios::STEP_ORDER, measured))
+    let mut report = rec.report(head, scenarios::STEP_ORDER, measured);
+    report.peak_held = progress.peak_held.load(Ordering::Relaxed);
+    Ok(report)
 }

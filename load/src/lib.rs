@@ -9,8 +9,11 @@
 //!   them straight to `/wechat/{appid}/callback`.
 //! - [`driver`]: pacing (`--rate`), the deadline, the progress line, merging reports.
 //! - [`scenarios`]: `login`, `poll-storm`, `hold`, `callbacks`.
+//! - [`baseline`]: the designs the benchmarks compare against (the seed's Redis keys; a
+//!   lean in-process map with a timer wheel) and the memory-per-attempt measurement.
 
 pub mod api;
+pub mod baseline;
 pub mod driver;
 pub mod options;
 pub mod report;

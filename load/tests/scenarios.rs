@@ -97,6 +97,7 @@ async fn hold_keeps_long_polls_and_scans_wake_them() {
     assert_clean(&r, &["poll", "scan", "wake"]);
     let wake = r.step("wake").unwrap();
     assert!(wake.count >= 10 && wake.p99_ms < 500.0, "{}", r.to_text());
+    assert!((15..=20).contains(&r.peak_held), "20 browsers held their polls: {}", r.peak_held);
 }
 
 #[actix_web::test]

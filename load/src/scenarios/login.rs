@@ -3,8 +3,8 @@
 //! create → (WeChat resolves the ticket to its scene) → the browser long-polls while
 //! WeChat posts the scan, signed (and encrypted for a safe-mode app), to the callback →
 //! a new user: SMS code (read from the sandbox outbox) → bind → token; a returning user
-//! gets the token in the poll answer → `/me`. A user's first login binds its phone;
-//! its later logins are returning-user scans.
+//! gets the token in the poll answer → `/me`. A user's first login binds its phone when
+//! the server asks for one (`not_reg`); its later logins are returning-user scans.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,14 +52,22 @@ async fn once(s: &Shared, rec: &mut Recorder, openid: &str, phone: &str, registe
         wechat.post(api, rec, "scan", &push).await
     };
     let (answer, scanned) = tokio::join!(poll, scan);
-    let answered = Instant::now();
     rec.merge(poll_rec);
-    let (Some(answer), Some(())) = (answer, scanned) else { return false };
+    let (Some(mut answer), Some(())) = (answer, scanned) else { return false };
+    // The poll came back before the scan landed (or the server has no long polls, like
+    // the seed's design): the page polls again.
+    while answer["state"] == "loop" {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let Some(a) = api.status(rec, "poll", &qr.uuid, s.opts.wait).await else { return false };
+        answer = a;
+    }
+    let answered = Instant::now();
     if let Some(t) = sent_at {
         rec.ok("wake", answered.saturating_duration_since(t));
     }
     let token = match (answer["state"].as_str(), registered) {
-        (Some("reg"), true) => answer["token"].as_str().map(str::to_string),
+        // A known user (or a server that counts every scanner as registered).
+        (Some("reg"), _) => answer["token"].as_str().map(str::to_string),
         (Some("not_reg"), false) => bind(s, rec, &qr.uuid, phone).await,
         (state, _) => return api.fail(rec, "poll", &format!("state_{}", state.unwrap_or("none"))).unwrap_or(false),
     };

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Benchmarks (by hand, not in CI): builds release, starts our service and the two
+# baselines in turn on loopback, drives them with the load tool, prints our figure, the
+# baseline's and the ratio for every target, and rewrites the results section of
+# load/REPORT.md (between the bench markers; the notes around it are kept).
+#
+#   bash load/bench.sh                 # full run (~15 min on 2 cores)
+#   QUICK=1 bash load/bench.sh         # small sizes, to try the script (~3 min)
+#
+# Needs: Redis on 127.0.0.1:6379 (baseline a uses database 15 and flushes it), jq, curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+OUT=$(mktemp -d /tmp/scanlogin-bench.XXXXXX)
+REDIS_URL=redis://127.0.0.1:6379/15
+
+if [[ -n "${QUICK:-}" ]]; then
+  MEM_N=50000; POLL_SECS=5; HOLD_N=5000; HOLD_SECS=15; CB_N=20000; CB_SECS=10; LOGIN_SECS=10
+else
+  MEM_N=200000; POLL_SECS=10; HOLD_N=50000; HOLD_SECS=40; CB_N=100000; CB_SECS=20; LOGIN_SECS=20
+fi
+POLL_CONNS=64; CB_RATE=2000; LOGIN_USERS=64; HOLD_SCANS=100
+
+echo "== building release (service, load tool, baselines)"
+cargo build --release --workspace --locked >/dev/null
+ulimit -n 1048576 2>/dev/null || ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# Every held poll is one socket on each side: the hold target is capped by the open-file limit.
+FDS=$(ulimit -n)
+if [[ $FDS != unlimited ]] && (( HOLD_N > FDS - 1000 )); then
+  echo "   open files limited to $FDS here: holding $(( FDS - 1000 )) polls instead of $HOLD_N"
+  HOLD_N=$(( FDS - 1000 ))
+fi
+redis-cli -p 6379 ping >/dev/null
+
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+PID=""
+stop() { if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi; }
+trap stop EXIT
+
+wait_up() {
+  for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "server at $1 did not start" >&2; return 1
+}
+
+# start DESIGN PORT: ours | lean | seed, fresh each time
+start() {
+  stop
+  case $1 in
+    ours)
+      rm -f "$OUT/ours.db"*
+      SCANLOGIN__SERVER__BIND=127.0.0.1:$2 SCANLOGIN__SERVER__PUBLIC_URL=http://127.0.0.1:$2 \
+      SCANLOGIN__STORAGE__DATABASE_URL="sqlite://$OUT/ours.db?mode=rwc" \
+      SCANLOGIN__LIMITS__QR_PER_IP_PER_MINUTE=1000000000 SCANLOGIN__LIMITS__LONG_POLLS_PER_IP=1000000 \
+      SCANLOGIN__LIMITS__SMS_PER_IP_PER_DAY=1000000000 SCANLOGIN__LIMITS__LONG_POLLS_MAX=200000 \
+      SCANLOGIN__LOGIN__LONG_POLL_MAX_SECS=60 RUST_LOG=warn \
+        "$BIN/scanlogin" >"$OUT/ours.log" 2>&1 &
+      PID=$! ;;
+    lean) "$BIN/baseline" serve --design lean --bind 127.0.0.1:$2 >"$OUT/lean.log" 2>&1 & PID=$! ;;
+    seed)
+      redis-cli -n 15 FLUSHDB >/dev/null
+      "$BIN/baseline" serve --design seed --bind 127.0.0.1:$2 --redis $REDIS_URL >"$OUT/seed.log" 2>&1 & PID=$! ;;
+  esac
+  wait_up "http://127.0.0.1:$2/api/v1/login/status?uuid=x"
+}
+
+load() { "$BIN/load" "$@" --quiet; }
+j() { jq -r "$2" "$1"; }
+step() { jq -r --arg s "$2" ".steps[] | select(.name == \$s) | .$3" "$1"; }
+
+declare -A R   # R[target,design] = figure
+PORT=18080
+
+echo "== 1. live attempts per GiB (n=$MEM_N)"
+for d in engine lean seed; do
+  "$BIN/baseline" memory --design $d --n $MEM_N --redis $REDIS_URL > "$OUT/mem-$d.json"
+  name=$d; [[ $d == engine ]] && name=ours
+  R[mem,$name]=$(j "$OUT/mem-$d.json" '.attempts_per_gib | floor')
+  R[membytes,$name]=$(j "$OUT/mem-$d.json" '.bytes_per_attempt | floor')
+  echo "   $name: ${R[membytes,$name]} bytes per attempt"
+done
+
+echo "== 2. status polls: req/s at $POLL_CONNS connections, p99 at half that rate"
+for d in ours seed lean; do
+  start $d $PORT
+  load poll-storm --target http://127.0.0.1:$PORT --users $POLL_CONNS --connections $POLL_CONNS \
+    --duration ${POLL_SECS}s --json "$OUT/poll-$d.json" > "$OUT/poll-$d.txt"
+  R[pollrps,$d]=$(step "$OUT/poll-$d.json" poll per_sec | cut -d. -f1)
+  rps=${R[pollrps,$d]}; half=$(( rps / 2 ))
+  load poll-storm --target http://127.0.0.1:$PORT --users $POLL_CONNS --connections $POLL_CONNS \
+    --rate $half --duration ${POLL_SECS}s --json "$OUT/pollhalf-$d.json" > "$OUT/pollhalf-$d.txt"
+  R[pollp99,$d]=$(step "$OUT/pollhalf-$d.json" poll p99_ms)
+  e1=$(j "$OUT/poll-$d.json" .total_errors); e2=$(j "$OUT/pollhalf-$d.json" .total_errors)
+  R[pollerr,$d]=$(( e1 + e2 ))
+  echo "   $d: ${R[pollrps,$d]} req/s; p99 ${R[pollp99,$d]} ms at $half/s; errors ${R[pollerr,$d]}"
+done
+
+echo "== 3. held long polls ($HOLD_N) and scan→answer wake at $HOLD_SCANS scans/s"
+for d in ours lean; do
+  start $d $PORT
+  load hold --target http://127.0.0.1:$PORT --users $HOLD_N --connections 256 --rate $HOLD_SCANS --wait 30 \
+    --duration ${HOLD_SECS}s --json "$OUT/hold-$d.json" > "$OUT/hold-$d.txt"
+  R[held,$d]=$(j "$OUT/hold-$d.json" .peak_held)
+  R[wake,$d]=$(step "$OUT/hold-$d.json" wake p99_ms)
+  R[holderr,$d]=$(j "$OUT/hold-$d.json" .total_errors)
+  if [[ $d == ours ]]; then
+    R[rss_hold,ours]=$(curl -s http://127.0.0.1:$PORT/metrics | awk '/^scanlogin_process_resident_memory_bytes/ {printf "%d", $2/1048576}')
+  fi
+  echo "   $d: ${R[held,$d]} held at once, wake p99 ${R[wake,$d]} ms, errors ${R[holderr,$d]}"
+done
+
+echo "== 4. callbacks at $CB_RATE/s with $CB_N live attempts; /metrics scrape time (ours)"
+for d in ours seed lean; do
+  start $d $PORT
+  if [[ $d == ours ]]; then
+    ( sleep 5; while kill -0 $PID 2>/dev/null; do
+        curl -s -o /dev/null -w '%{time_total}\n' http://127.0.0.1:$PORT/metrics; sleep 1; done ) > "$OUT/scrape.txt" &
+    SCRAPER=$!
+  fi
+  load callbacks --target http://127.0.0.1:$PORT --users $CB_N --connections 64 --rate $CB_RATE \
+    --duration ${CB_SECS}s --json "$OUT/cb-$d.json" > "$OUT/cb-$d.txt"
+  if [[ $d == ours ]]; then
+    # the scrape time while all attempts are live (the tail of the run)
+    kill $SCRAPER 2>/dev/null || true
+    live=$(curl -s http://127.0.0.1:$PORT/metrics | awk '/^scanlogin_live_attempts/ {s+=$2} END {printf "%d", s}')
+    for _ in 1 2 3 4 5 6 7 8 9 10; do curl -s -o /dev/null -w '%{time_total}\n' http://127.0.0.1:$PORT/metrics; done > "$OUT/scrape-live.txt"
+    R[scrape,ours]=$(sort -n "$OUT/scrape-live.txt" | awk '{a[NR]=$1} END {printf "%.1f", a[int(NR/2)+1]*1000}')
+    R[scrapelive,ours]=$live
+  fi
+  R[cbp99,$d]=$(step "$OUT/cb-$d.json" callback p99_ms)
+  R[cbrate,$d]=$(step "$OUT/cb-$d.json" callback per_sec | cut -d. -f1)
+  R[cberr,$d]=$(j "$OUT/cb-$d.json" .total_errors)
+  echo "   $d: callback p99 ${R[cbp99,$d]} ms at ${R[cbrate,$d]}/s (+ duplicates), errors ${R[cberr,$d]}"
+done
+
+echo "== 5. full logins per second ($LOGIN_USERS users, closed loop)"
+for d in ours seed lean; do
+  start $d $PORT
+  load login --target http://127.0.0.1:$PORT --users $LOGIN_USERS --connections 64 \
+    --duration ${LOGIN_SECS}s --json "$OUT/login-$d.json" > "$OUT/login-$d.txt"
+  R[logins,$d]=$(step "$OUT/login-$d.json" "login total" per_sec | cut -d. -f1)
+  R[loginp99,$d]=$(step "$OUT/login-$d.json" "login total" p99_ms)
+  R[loginerr,$d]=$(j "$OUT/login-$d.json" .total_errors)
+  echo "   $d: ${R[logins,$d]} logins/s, p99 ${R[loginp99,$d]} ms, errors ${R[loginerr,$d]}"
+done
+stop
+
+ratio() { # ours base: ours / base
+  if [[ -z "$2" || "$2" == "n/a" || "$2" == "0" || "$2" == "null" ]]; then echo "—"; else
+    awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f×", a/b}'; fi
+}
+v() { local x=${R[$1]:-n/a}; [[ "$x" == "null" ]] && x="n/a"; echo "$x"; }
+
+table() {
+  echo "| target | goal | ours | (a) seed: Redis keys | ours ÷ (a) | (b) lean map + wheel | ours ÷ (b) |"
+  echo "|---|---|---|---|---|---|---|"
+  echo "| live attempts per GiB (bytes/attempt) | ≥ 1,000,000 | $(v mem,ours) ($(v membytes,ours) B) | $(v mem,seed) ($(v membytes,seed) B, Redis used_memory) | $(ratio "$(v mem,ours)" "$(v mem,seed)") | $(v mem,lean) ($(v membytes,lean) B) | $(ratio "$(v mem,ours)" "$(v mem,lean)") |"
+  echo "| poll req/s at $POLL_CONNS connections | ≥ 1.5× (a) | $(v pollrps,ours) | $(v pollrps,seed) | $(ratio "$(v pollrps,ours)" "$(v pollrps,seed)") | $(v pollrps,lean) | $(ratio "$(v pollrps,ours)" "$(v pollrps,lean)") |"
+  echo "| poll p99 ms at half that rate | lower is better | $(v pollp99,ours) | $(v pollp99,seed) | $(ratio "$(v pollp99,ours)" "$(v pollp99,seed)") | $(v pollp99,lean) | $(ratio "$(v pollp99,ours)" "$(v pollp99,lean)") |"
+  echo "| held long polls at once (one node) | ≥ 50,000 | $(v held,ours) | n/a (short polls only) | — | $(v held,lean) | $(ratio "$(v held,ours)" "$(v held,lean)") |"
+  echo "| scan→answer wake p99 ms | ≤ 10 | $(v wake,ours) | n/a | — | $(v wake,lean) | $(ratio "$(v wake,ours)" "$(v wake,lean)") |"
+  echo "| callback p99 ms at $CB_RATE/s (incl. duplicates), $CB_N live | ≤ 20 | $(v cbp99,ours) | $(v cbp99,seed) | $(ratio "$(v cbp99,ours)" "$(v cbp99,seed)") | $(v cbp99,lean) | $(ratio "$(v cbp99,ours)" "$(v cbp99,lean)") |"
+  echo "| full logins per second | ≥ 3,000 | $(v logins,ours) | $(v logins,seed) | $(ratio "$(v logins,ours)" "$(v logins,seed)") | $(v logins,lean) | $(ratio "$(v logins,ours)" "$(v logins,lean)") |"
+  echo "| /metrics scrape ms with $(v scrapelive,ours) live | — | $(v scrape,ours) | n/a | — | n/a | — |"
+  echo
+  echo "Errors (poll / hold / callbacks / logins): ours $(v pollerr,ours) / $(v holderr,ours) / $(v cberr,ours) / $(v loginerr,ours);" \
+       "seed $(v pollerr,seed) / n/a / $(v cberr,seed) / $(v loginerr,seed); lean $(v pollerr,lean) / $(v holderr,lean) / $(v cberr,lean) / $(v loginerr,lean)." \
+       "Service RSS while holding the polls: $(v rss_hold,ours) MiB."
+}
+
+TABLE=$(table)
+echo
+echo "$TABLE"
+
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+HEAD="Run $(date -u '+%Y-%m-%d %H:%M UTC') · commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty') ·
+$(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB · \`$( [[ -n "${QUICK:-}" ]] && echo 'QUICK=1 ')bash load/bench.sh\` ·
+load tool and server on the same cores, loopback. Open-file limit $FDS. Machine load average (other work on the host) at start: $LOADAVG_START, at end: $(cut -d' ' -f1-3 /proc/loadavg). Raw reports: \`$OUT\`."
+python3 - "$ROOT/load/REPORT.md" "$HEAD" "$TABLE" <<'PY'
+import sys, re
+path, head, table = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    text = open(path).read()
+except FileNotFoundError:
+    text = "# Benchmark report\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
+block = "<!-- bench:begin -->\n" + head + "\n\n" + table + "\n<!-- bench:end -->"
+text = re.sub(r"<!-- bench:begin -->.*?<!-- bench:end -->", lambda m: block, text, flags=re.S)
+open(path, "w").write(text)
+PY
+echo "results written to load/REPORT.md (raw: $OUT)"
