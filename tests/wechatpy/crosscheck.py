@@ -52,6 +52,7 @@ def main():
         "SCANLOGIN__STORAGE__DATABASE_URL": f"sqlite://{tmp}/x.db?mode=rwc",
         "SCANLOGIN__WECHAT__APPS__0__ENCODING_AES_KEY": KEY,
         "RUST_LOG": "warn",
+        "SCANLOGIN__SERVER__SHUTDOWN_GRACE_SECS": "2",
     })
     proc = subprocess.Popen([BIN, "serve"], env=env)
     passed, failed = 0, 0
@@ -110,7 +111,11 @@ def main():
         check("tampered msg_signature is 401", status == 401, str(status))
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     print(f"wechatpy: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
