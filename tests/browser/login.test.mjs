@@ -232,6 +232,9 @@ test('the TV layout shows a big code and sends a new user to the phone page', as
 test('the phone step shows phone_taken and rate_limited', async () => {
   await session({ SCANLOGIN__LIMITS__SMS_RESEND_SECS: '1' }, PHONE_VIEWPORT, async (server, context) => {
     await registerViaApi(server, 'o_dave', '13700137000');
+    // Registering sent this phone a code; the server allows one code per phone per
+    // SMS_RESEND_SECS (1 s here) across attempts, so let that window pass first.
+    await new Promise((ok) => setTimeout(ok, 1100));
     const page = await openPage(context, `${server.url}/`);
     const qrText = await visibleQr(page, '#qr-img');
     const phone = await openPage(context, `${server.url}/_sandbox/`);
