@@ -42,18 +42,21 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
+  cargo nextest run --workspace --locked --no-fail-fast
 else
-  cargo test --locked --no-fail-fast
+  cargo test --workspace --locked --no-fail-fast
 fi
 
 echo "== wechatpy cross-check (safe mode against an independent implementation)"
 cargo build --locked --quiet
 python3 tests/wechatpy/crosscheck.py "${CARGO_TARGET_DIR:-target}/debug/scanlogin"
+
+echo "== README commands, run as written (first screen, curl walk-through, load tool)"
+python3 scripts/readme_check.py
 
 echo "== browser tests"
 bash scripts/browser-tests.sh

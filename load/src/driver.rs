@@ -130,11 +130,40 @@ fn progress_line(start: Instant, p: &Progress, last: &mut (Instant, u64)) -> Str
     )
 }
 
+/// How long a run waits for the server to answer `/healthz`: the README starts the
+/// server in the background and the load tool right after it.
+const SERVER_START_BUDGET: Duration = Duration::from_secs(120);
+
+/// Waits until `target` answers `/healthz` with 200, at most `budget`.
+async fn wait_until_up(target: &str, budget: Duration) -> Result<(), String> {
+    scanlogin::install_crypto();
+    let url = format!("{}/healthz", target.trim_end_matches('/'));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + budget;
+    let mut told = false;
+    loop {
+        match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            _ if Instant::now() >= deadline => {
+                return Err(format!("the server at {target} did not answer {url} within {}s", budget.as_secs()));
+            }
+            _ => {
+                if !told {
+                    eprintln!("load: waiting for {url} …");
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 /// Runs the scenario of `opts` and returns its report (measured window only).
 pub async fn run(opts: Options) -> Result<Report, String> {
     if opts.users == 0 {
         return Err("--users must be at least 1".into());
     }
+    wait_until_up(&opts.target, SERVER_START_BUDGET).await?;
     let progress = Arc::new(Progress::default());
     let wechat = Wechat::new(&opts.app_id, &opts.wechat_token, &opts.aes_key)?;
     let api = Api::new(&opts.target, Duration::from_secs(opts.wait), progress.clone());

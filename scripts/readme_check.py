@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""Runs the README's commands exactly as a newcomer types them, on this checkout.
+
+What it reads from README.md (so the README and this check cannot drift apart):
+  1. the first screen (everything before the first `---`): its first `sh` block must be
+     exactly the two commands `cargo run --release` and `bash scripts/test.sh`; the first
+     is started as written (cwd = repository root, the embedded defaults: SQLite +
+     sandbox on 127.0.0.1:8080), `/healthz`, the login page and the sandbox phone must
+     answer;
+  2. the curl walk-through (the first screen's second `sh` block): every line is run as
+     written, with only the placeholders (T, U, NNNNNN, TOKEN) filled in from the answers
+     before it, and every answer is checked; then the "second scan with --subscribed"
+     sentence is played the same way;
+  3. the load tool's block (under "### Load tool"): run as written, as one bash script,
+     with the durations the README gives; every scenario must exit 0 and report requests.
+A line this script does not know how to check fails it: add the check with the line.
+
+Called by scripts/test.sh (so by .ci/run). Needs port 8080 free.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE = "http://127.0.0.1:8080"
+# A clean release build on 2 cores takes several minutes.
+START_BUDGET_S = 1200
+
+
+def fail(msg):
+    print(f"readme-check: FAILED: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def sh_blocks(text):
+    return [m.group(1) for m in re.finditer(r"```sh\n(.*?)```", text, re.S)]
+
+
+def commands(block):
+    """The command of every non-empty line, its trailing comment removed."""
+    out = []
+    for line in block.splitlines():
+        cmd = re.split(r"\s{2,}#\s", line, maxsplit=1)[0].rstrip()
+        if cmd.startswith("#"):
+            continue
+        if cmd:
+            out.append(cmd)
+    return out
+
+
+def get(path, timeout=5):
+    with urllib.request.urlopen(BASE + path, timeout=timeout) as r:
+        return r.status, r.read().decode("utf-8", "replace")
+
+
+def port_free():
+    try:
+        get("/healthz", timeout=1)
+        return False
+    except Exception:
+        return True
+
+
+class Server:
+    """`cargo run --release` (or the load block's script) in its own process group."""
+
+    def __init__(self, cmd, log_name, env=None):
+        self.log_path = os.path.join(tempfile.gettempdir(), log_name)
+        self.log = open(self.log_path, "w")
+        print(f"readme-check: $ {cmd}   (log: {self.log_path})", flush=True)
+        self.proc = subprocess.Popen(
+            ["bash", "-c", cmd], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env,
+        )
+
+    def tail(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()[-4000:]
+
+    def wait_healthy(self):
+        deadline = time.time() + START_BUDGET_S
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                fail(f"the server exited ({self.proc.returncode}) before /healthz answered:\n{self.tail()}")
+            try:
+                if get("/healthz", timeout=2)[0] == 200:
+                    return
+            except Exception:
+                pass
+            time.sleep(0.5)
+        fail(f"/healthz did not answer within {START_BUDGET_S}s:\n{self.tail()}")
+
+    def stop(self):
+        """SIGTERM to the whole group (a background server the script started, too)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        # What is left of the group (a server whose parent script already ended).
+        deadline = time.time() + 30
+        while time.time() < deadline and not port_free():
+            time.sleep(0.2)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.log.close()
+
+
+def run(cmd):
+    """Runs one README line as written; answers its stdout."""
+    print(f"readme-check: $ {cmd}", flush=True)
+    p = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if p.returncode != 0:
+        fail(f"`{cmd}` exited {p.returncode}:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
+    return p.stdout
+
+
+def as_json(cmd, out):
+    try:
+        return json.loads(out)
+    except ValueError:
+        fail(f"`{cmd}` did not answer JSON: {out[:500]!r}")
+
+
+class Walkthrough:
+    """The curl walk-through, placeholders filled in from earlier answers."""
+
+    def __init__(self):
+        self.vals = {}
+
+    def fill(self, cmd):
+        v = self.vals
+        subs = [
+            ("--ticket 'T'", f"--ticket '{v.get('T', 'T')}'"),
+            ("uuid=U", f"uuid={v.get('U', 'U')}"),
+            ('"uuid":"U"', f'"uuid":"{v.get("U", "U")}"'),
+            ("NNNNNN", v.get("CODE", "NNNNNN")),
+            ("Bearer TOKEN", f"Bearer {v.get('TOKEN', 'TOKEN')}"),
+        ]
+        for a, b in subs:
+            cmd = cmd.replace(a, b)
+        return cmd
+
+    def step(self, line):
+        cmd = self.fill(line)
+        out = run(cmd)
+        if "/api/v1/login/qrcode" in line:
+            qr = as_json(cmd, out)
+            ticket = urllib.parse.parse_qs(urllib.parse.urlparse(qr["qr_image_url"]).query)["ticket"][0]
+            self.vals.update(U=qr["uuid"], T=ticket)
+            assert "qr_image" not in qr, "image:false must skip the picture"
+        elif "/_sandbox/tickets" in line:
+            if self.vals["T"] not in out:
+                fail(f"the live tickets do not list the new ticket: {out[:500]}")
+        elif "sandbox scan" in line:
+            if "--subscribed" not in line and "--openid" not in line:
+                fail(f"unexpected sandbox scan line: {line}")
+        elif "/api/v1/login/status" in line:
+            st = as_json(cmd, out)
+            self.vals["STATUS"] = st
+            want = self.vals.get("EXPECT_STATE", "not_reg")
+            if st.get("state") != want:
+                fail(f"`{cmd}` answered {st}, the README says {want}")
+            if want == "reg" and not st.get("token"):
+                fail(f"a reg answer without a token: {st}")
+        elif "/api/v1/login/sms-code" in line:
+            ans = as_json(cmd, out)
+            if "resend_after" not in ans:
+                fail(f"sms-code answered {ans}")
+        elif "/_sandbox/sms" in line:
+            codes = re.findall(r'"code"\s*:\s*"(\d{6})"', out)
+            if not codes:
+                fail(f"no code in the sandbox outbox: {out[:500]}")
+            self.vals["CODE"] = codes[-1]
+        elif "/api/v1/login/bind-phone" in line:
+            ans = as_json(cmd, out)
+            if ans.get("state") != "reg" or not ans.get("token"):
+                fail(f"bind-phone answered {ans}")
+            self.vals["TOKEN"] = ans["token"]
+        elif "/api/v1/me" in line:
+            me = as_json(cmd, out)
+            if not me.get("id") or "****" not in (me.get("phone") or ""):
+                fail(f"/me answered {me}")
+        else:
+            fail(f"a README line this check does not cover: {line}")
+
+
+def first_screen(readme):
+    screen = readme.split("\n---\n", 1)[0]
+    blocks = sh_blocks(screen)
+    if len(blocks) < 2:
+        fail("the first screen needs the two-command block and the curl walk-through")
+    top = commands(blocks[0])
+    if top != ["cargo run --release", "bash scripts/test.sh"]:
+        fail(f"the first screen's commands changed: {top}; update scripts/readme_check.py with them")
+    if not port_free():
+        fail("something already answers on 127.0.0.1:8080; stop it first")
+    server = Server(top[0], "readme-check-serve.log")
+    try:
+        server.wait_healthy()
+        status, page = get("/")
+        if status != 200 or "<html" not in page.lower():
+            fail("GET / is not the login page")
+        status, phone = get("/_sandbox/")
+        if status != 200 or "<html" not in phone.lower():
+            fail("GET /_sandbox/ is not the sandbox phone")
+        walk = Walkthrough()
+        lines = commands(blocks[1])
+        for line in lines:
+            walk.step(line)
+        # "A second scan with `--subscribed` by the same openid on a new QR code logs in
+        # directly (`state: reg`, token in the poll answer)."
+        if "A second scan with `--subscribed`" not in screen:
+            fail("the first screen's --subscribed sentence changed; update this check")
+        walk.vals["EXPECT_STATE"] = "reg"
+        scan = next(l for l in lines if "sandbox scan" in l)
+        for line in lines:
+            if "/api/v1/login/qrcode" in line or "/api/v1/login/status" in line:
+                walk.step(line)
+            if "/api/v1/login/qrcode" in line:
+                walk.step(scan + " --subscribed")
+        print("readme-check: first screen OK (run command, pages, curl walk-through, returning user)")
+    finally:
+        server.stop()
+    if server.proc.returncode not in (0, -signal.SIGTERM, 143):
+        fail(f"`cargo run --release` did not stop cleanly on SIGTERM ({server.proc.returncode}):\n{server.tail()}")
+
+
+def load_block(readme):
+    section = readme.split("### Load tool", 1)
+    if len(section) < 2:
+        fail("README has no '### Load tool' section")
+    block = sh_blocks(section[1])[0]
+    scenarios = [c for c in commands(block) if "-p scanlogin-load" in c]
+    if len(scenarios) < 4:
+        fail(f"expected the four load scenarios in the README block, found {scenarios}")
+    if not port_free():
+        fail("something already answers on 127.0.0.1:8080 before the load block")
+    script = "set -euo pipefail\n" + block + "\nkill %1\nwait %1 || true\n"
+    runner = Server(script, "readme-check-load.log")
+    try:
+        deadline = time.time() + START_BUDGET_S + 300
+        while runner.proc.poll() is None and time.time() < deadline:
+            time.sleep(1)
+        if runner.proc.poll() is None:
+            fail(f"the load block did not finish in time:\n{runner.tail()}")
+        if runner.proc.returncode != 0:
+            fail(f"the load block exited {runner.proc.returncode}:\n{runner.tail()}")
+    finally:
+        runner.stop()
+    with open(runner.log_path, errors="replace") as f:
+        log = f.read()
+    reports = re.findall(r"^scenario\s+(\S+)", log, re.M)
+    if len(reports) < len(scenarios):
+        fail(f"expected {len(scenarios)} reports, found {reports}:\n{log[-4000:]}")
+    for requests, errors in re.findall(r"^(\d+) requests \(\S+\), (\d+) errors", log, re.M):
+        if int(requests) == 0 or int(errors) * 20 > int(requests):
+            fail(f"a load report with {requests} requests and {errors} errors:\n{log[-4000:]}")
+    if os.path.exists(os.path.join(ROOT, "report.json")):
+        with open(os.path.join(ROOT, "report.json")) as f:
+            json.load(f)
+        os.remove(os.path.join(ROOT, "report.json"))
+    else:
+        fail("the callbacks line's --json report.json was not written")
+    print(f"readme-check: load block OK ({', '.join(reports)})")
+
+
+def main():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    first_screen(readme)
+    load_block(readme)
+    print("readme-check: 2 passed, 0 failed")
+
+
+if __name__ == "__main__":
+    main()
