@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
+use scanlogin::engine::persist::{Persister, Snapshot, SnapshotStore, WriterConfig};
 use scanlogin::engine::state::{AttemptState, PendingCode, Phase};
 use scanlogin::engine::{Clock, EngineConfig, LoginsHandle, Rules};
 use scanlogin::ids::{PollId, Scene};
@@ -21,7 +22,6 @@ use scanlogin::metrics::Metrics;
 use scanlogin::store::Db;
 use scanlogin::store::snapshots::redis::RedisStore;
 use scanlogin::store::snapshots::sql::SqlStore;
-use scanlogin::store::snapshots::{Persister, Snapshot, SnapshotStore, WriterConfig};
 
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;

@@ -21,6 +21,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod ids;
+pub mod kv;
 pub mod limits;
 pub mod login;
 pub mod metrics;

@@ -43,6 +43,11 @@ impl Kind {
         }
     }
 
+    /// Keyed by a phone number (which then never appears in a Redis key name).
+    fn is_per_phone(self) -> bool {
+        matches!(self, Kind::SmsResend | Kind::SmsPerPhone | Kind::CodeFailuresPerPhone)
+    }
+
     fn human(self) -> &'static str {
         match self {
             Kind::QrPerIp => "too many QR codes from this address",
@@ -82,7 +87,7 @@ struct Local {
 
 enum Backend {
     Local(Local),
-    Redis(redis::aio::ConnectionManager, crate::breaker::Breaker),
+    Redis(crate::kv::Kv, crate::breaker::Breaker),
 }
 
 pub struct Limits {
@@ -130,18 +135,13 @@ impl Limits {
     }
 
     /// Limits shared by every node through Redis (fixed windows).
-    pub async fn redis(url: &str, settings: &LimitSettings, metrics: Metrics) -> Result<Arc<Self>, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(crate::breaker::CALL_TIMEOUT));
-        let conn = redis::aio::ConnectionManager::new_with_config(client, cfg).await?;
-        Ok(Arc::new(Self {
-            backend: Backend::Redis(conn, Default::default()),
+    pub fn redis(kv: &crate::kv::Kv, settings: &LimitSettings, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Self {
+            backend: Backend::Redis(kv.clone(), Default::default()),
             settings: settings.clone(),
             holds: Mutex::new(HashMap::new()),
             metrics,
-        }))
+        })
     }
 
     fn refused(&self, kind: Kind, retry_after_secs: u64) -> Refused {
@@ -159,15 +159,16 @@ impl Limits {
                     Err(self.refused(kind, wait.as_secs_f64().ceil() as u64))
                 }
             },
-            Backend::Redis(conn, breaker) => {
+            Backend::Redis(kv, breaker) => {
                 if !breaker.allows() {
                     return Ok(());
                 }
                 let (max, period) = Self::rule(&self.settings, kind);
                 let now = unix_secs();
                 let window = now / period.as_secs();
-                let k = format!("scanlogin:limit:{}:{key}:{window}", kind.name());
-                let mut c = conn.clone();
+                let subject = if kind.is_per_phone() { kv.phone_tag(key) } else { key.to_string() };
+                let k = kv.key(&["limit", kind.name(), &subject, &window.to_string()]);
+                let mut c = kv.conn(crate::kv::Class::Fast);
                 let r: Result<(u64, i64), _> =
                     redis::pipe().atomic().incr(&k, 1u64).expire(&k, period.as_secs() as i64).query_async(&mut c).await;
                 match r {
@@ -193,13 +194,13 @@ impl Limits {
                 locked.retain(|_, until| *until > now);
                 locked.get(phone).map(|until| self.refused(Kind::CodeFailuresPerPhone, until - now))
             }
-            Backend::Redis(conn, breaker) => {
+            Backend::Redis(kv, breaker) => {
                 if !breaker.allows() {
                     return None;
                 }
-                let mut c = conn.clone();
+                let mut c = kv.conn(crate::kv::Class::Fast);
                 let ttl: Result<i64, _> =
-                    redis::cmd("TTL").arg(format!("scanlogin:locked:{phone}")).query_async(&mut c).await;
+                    redis::cmd("TTL").arg(kv.key(&["locked", &kv.phone_tag(phone)])).query_async(&mut c).await;
                 match ttl {
                     Ok(t) if t > 0 => Some(self.refused(Kind::CodeFailuresPerPhone, t as u64)),
                     Ok(_) => None,
@@ -223,10 +224,10 @@ impl Limits {
                 let mut locked = l.locked.lock().unwrap_or_else(|e| e.into_inner());
                 locked.insert(phone.to_string(), unix_secs() + DAY.as_secs());
             }
-            Backend::Redis(conn, _) => {
-                let mut c = conn.clone();
+            Backend::Redis(kv, _) => {
+                let mut c = kv.conn(crate::kv::Class::Fast);
                 let _: Result<(), _> = redis::cmd("SET")
-                    .arg(format!("scanlogin:locked:{phone}"))
+                    .arg(kv.key(&["locked", &kv.phone_tag(phone)]))
                     .arg(1)
                     .arg("EX")
                     .arg(DAY.as_secs())
@@ -319,7 +320,7 @@ mod tests {
     #[tokio::test]
     async fn redis_limits() {
         let url = std::env::var("SCANLOGIN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-        let l = Limits::redis(&url, &settings(), Metrics::new()).await.expect("redis reachable");
+        let l = Limits::redis(&crate::kv::Kv::new(&url, "test").unwrap(), &settings(), Metrics::new());
         let tag = format!("{}", rand::random_range(1000..9999u32));
         exercise(l, &tag).await;
     }

@@ -22,8 +22,11 @@ use actix_web::{App, HttpServer, web};
 use futures_util::FutureExt;
 
 use crate::api::{self, AppState};
-use crate::config::Settings;
+use crate::config::{Settings, SnapshotBackend};
+use crate::engine::persist::memory::MemoryStore;
+use crate::engine::persist::{Persister, SnapshotStore, StoreError, WriterConfig};
 use crate::engine::{Clock, EngineConfig, LoginsHandle, Rules};
+use crate::kv::Kv;
 use crate::limits::Limits;
 use crate::login::LoginService;
 use crate::metrics::Metrics;
@@ -31,10 +34,8 @@ use crate::net::ClientIpPolicy;
 use crate::pages;
 use crate::sandbox::{self, Sandbox};
 use crate::sms::{Outbox, SmsSender};
-use crate::store::snapshots::memory::MemoryStore;
 use crate::store::snapshots::redis::RedisStore;
 use crate::store::snapshots::sql::SqlStore;
-use crate::store::snapshots::{Persister, SnapshotStore, StoreError, WriterConfig};
 use crate::store::{Db, Users};
 use crate::token::Revocations;
 use crate::wechat::WechatClient;
@@ -52,9 +53,6 @@ pub enum StartError {
     Snapshots(#[from] StoreError),
 }
 
-/// The key prefix of everything scanlogin keeps in Redis.
-pub const REDIS_PREFIX: &str = "sl:";
-
 pub struct Application {
     port: u16,
     server: Server,
@@ -67,19 +65,152 @@ pub struct Application {
     grace: Duration,
 }
 
-/// A snapshot store and, when the snapshots live outside the user database (Redis), that
-/// database as the fallback for consumed tokens.
+/// The login engine and the threads it runs on.
+struct EngineParts {
+    handle: LoginsHandle,
+    engine_thread: Arbiter,
+    store_thread: Arbiter,
+}
+
+/// What the nodes of a deployment must agree on: push dedup keys, limit counters and
+/// revoked tokens — in Redis when it is configured, else in this process (and the
+/// database, for revocations).
+struct Shared {
+    dedup: Dedup,
+    limits: Arc<Limits>,
+    revocations: Revocations,
+}
+
+/// A snapshot store and, when the snapshots live outside the user database (Redis),
+/// that database as the fallback for consumed tokens.
 type Stores = (Arc<dyn SnapshotStore>, Option<Arc<dyn SnapshotStore>>);
 
 /// The stores `storage.snapshots` names.
-fn snapshot_stores(spec: &str, db: &Db) -> Result<Stores, StoreError> {
-    Ok(match spec {
-        "memory" => (Arc::new(MemoryStore::new()), None),
-        url if url.starts_with("redis://") => {
-            (Arc::new(RedisStore::new(url, REDIS_PREFIX)?), Some(Arc::new(SqlStore::new(db.clone()))))
+fn snapshot_stores(backend: &SnapshotBackend, db: &Db) -> Result<Stores, StoreError> {
+    Ok(match backend {
+        SnapshotBackend::Memory => (Arc::new(MemoryStore::new()), None),
+        SnapshotBackend::Redis(url) => {
+            (Arc::new(RedisStore::new(url, crate::kv::PREFIX)?), Some(Arc::new(SqlStore::new(db.clone()))))
         }
-        _ => (Arc::new(SqlStore::new(db.clone())), None),
+        SnapshotBackend::Sql => (Arc::new(SqlStore::new(db.clone())), None),
     })
+}
+
+/// The metrics registry with every known series created at 0.
+fn metrics_for(settings: &Settings) -> Metrics {
+    let metrics = Metrics::new();
+    let app_names: Vec<&str> = settings.wechat.apps.iter().map(|a| a.name.as_str()).collect();
+    metrics.preset(&app_names, settings.sms.provider.name(), settings.storage.snapshots.name());
+    metrics.capacity("live_attempts_max", settings.limits.live_attempts_max);
+    metrics.capacity("long_polls_max", settings.limits.long_polls_max);
+    metrics
+}
+
+/// The user database, migrated.
+async fn database(settings: &Settings) -> Result<Db, StartError> {
+    let db = Db::connect(&settings.storage.database_url).await?;
+    let ran = db.migrate().await?;
+    if ran > 0 {
+        tracing::info!(migrations = ran, "database migrated");
+    }
+    Ok(db)
+}
+
+/// The engine: its snapshot writer, its registry, and the restore (started now, so the
+/// engine counts as recovering before the server listens).
+fn build_engine(settings: &Settings, db: &Db, metrics: &Metrics) -> Result<EngineParts, StartError> {
+    let (primary, fallback) = snapshot_stores(&settings.storage.snapshots, db)?;
+    let (persister, writer) = Persister::new(primary, fallback, WriterConfig::default(), metrics.clone());
+    let store_thread = Arbiter::new();
+    store_thread.spawn(writer);
+    let engine_thread = Arbiter::new();
+    let l = &settings.limits;
+    let rules = Rules {
+        code_attempts: l.code_attempts,
+        sms_resend_ms: l.sms_resend_secs * 1000,
+        sms_per_attempt: l.sms_per_attempt,
+    };
+    let cfg = EngineConfig { live_attempts_max: l.live_attempts_max, long_polls_max: l.long_polls_max, rules };
+    let handle = LoginsHandle::start(cfg, Clock::new(), metrics.clone(), persister, Some(&engine_thread.handle()));
+    store_thread.spawn(handle.restore().map(|_| ()));
+    Ok(EngineParts { handle, engine_thread, store_thread })
+}
+
+/// Dedup, limits and revocations (see [`Shared`]).
+fn build_shared(settings: &Settings, kv: Option<&Kv>, users: &Users, metrics: &Metrics) -> Shared {
+    let dedup_ttl = Duration::from_secs(settings.wechat.dedup_ttl_secs);
+    let shared = match kv {
+        Some(kv) => Shared {
+            dedup: Dedup::redis(kv, dedup_ttl),
+            limits: Limits::redis(kv, &settings.limits, metrics.clone()),
+            revocations: Revocations::Redis(kv.clone()),
+        },
+        None => Shared {
+            dedup: Dedup::memory(dedup_ttl),
+            limits: Limits::local(&settings.limits, metrics.clone()),
+            revocations: Revocations::Db(users.clone()),
+        },
+    };
+    // Forget idle limiter keys, so churning addresses cannot grow memory without bound.
+    let sweeper = Arc::downgrade(&shared.limits);
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match sweeper.upgrade() {
+                Some(l) => l.sweep(),
+                None => break,
+            }
+        }
+    });
+    shared
+}
+
+/// The HTTP server over `state`: middleware, API, pages and (when on) the sandbox.
+fn http_server(
+    settings: &Settings,
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    sandbox: Option<web::Data<Sandbox>>,
+) -> std::io::Result<Server> {
+    let origins = settings.server.cors_origins.clone();
+    let (demo_page, sandbox_on) = (settings.server.demo_page, settings.wechat.sandbox);
+    let mut server = HttpServer::new(move || {
+        let sandbox = sandbox.clone();
+        // An explicit allow-list, no wildcard, no credentials: tokens travel in the
+        // Authorization header, never in cookies.
+        let cors = origins
+            .iter()
+            .fold(Cors::default(), |c, o| c.allowed_origin(o))
+            .allowed_methods(["GET", "POST"])
+            .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(600);
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(api::observe))
+            .wrap(cors)
+            .configure(api::configure)
+            .configure(|c| pages::configure(c, demo_page, sandbox_on))
+            .configure(move |c| {
+                if let Some(sb) = sandbox {
+                    c.app_data(sb);
+                    sandbox::configure(c);
+                }
+            })
+            .default_service(api::default_service())
+    })
+    .listen(listener)?
+    // Long polls hold connections: allow many more than actix's default 25k/worker.
+    .max_connections(100_000)
+    // Signals are ours: the shutdown order matters (see the module doc). The HTTP
+    // stop (idle keep-alive connections hold it) leaves a second of the grace
+    // period for flushing snapshots.
+    .disable_signals()
+    .shutdown_timeout(settings.server.shutdown_grace_secs.saturating_sub(1).max(1));
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    Ok(server.run())
 }
 
 impl Application {
@@ -89,157 +220,48 @@ impl Application {
         Self::with_listener(settings, listener).await
     }
 
-    /// Builds on an already bound listener (tests bind port 0 and set `public_url`).
+    /// Builds on an already bound listener (tests bind port 0 and set `public_url`), in
+    /// steps: metrics, database, engine, shared services, the login service, HTTP.
     pub async fn with_listener(settings: Settings, listener: TcpListener) -> Result<Self, StartError> {
         crate::install_crypto();
         let port = listener.local_addr()?.port();
-        let metrics = Metrics::new();
-        let app_names: Vec<&str> = settings.wechat.apps.iter().map(|a| a.name.as_str()).collect();
-        let store_kind = if settings.storage.snapshots.starts_with("redis://") {
-            "redis"
-        } else {
-            settings.storage.snapshots.as_str()
-        };
-        metrics.preset(&app_names, &settings.sms.provider, store_kind);
-        metrics.capacity("live_attempts_max", settings.limits.live_attempts_max);
-        metrics.capacity("long_polls_max", settings.limits.long_polls_max);
-        let db = Db::connect(&settings.storage.database_url).await?;
-        let ran = db.migrate().await?;
-        if ran > 0 {
-            tracing::info!(migrations = ran, "database migrated");
-        }
-        let (primary, fallback) = snapshot_stores(&settings.storage.snapshots, &db)?;
-        let (persister, writer) = Persister::new(primary, fallback, WriterConfig::default(), metrics.clone());
-        let store_thread = Arbiter::new();
-        store_thread.spawn(writer);
+        let metrics = metrics_for(&settings);
+        let db = database(&settings).await?;
+        let kv =
+            settings.storage.snapshots.redis_url().map(|u| Kv::new(u, settings.token.secret.expose())).transpose()?;
+        let engine = build_engine(&settings, &db, &metrics)?;
         let users = Users::new(db);
-        let engine_thread = Arbiter::new();
-        let rules = Rules {
-            code_attempts: settings.limits.code_attempts,
-            sms_resend_ms: settings.limits.sms_resend_secs * 1000,
-            sms_per_attempt: settings.limits.sms_per_attempt,
-        };
-        let engine_cfg = EngineConfig {
-            live_attempts_max: settings.limits.live_attempts_max,
-            long_polls_max: settings.limits.long_polls_max,
-            rules,
-        };
-        let engine =
-            LoginsHandle::start(engine_cfg, Clock::new(), metrics.clone(), persister, Some(&engine_thread.handle()));
-        // Marks the engine recovering now, before the server listens.
-        store_thread.spawn(engine.restore().map(|_| ()));
+        let shared = build_shared(&settings, kv.as_ref(), &users, &metrics);
         let outbox = Outbox::default();
         let sms = SmsSender::new(&settings.sms, outbox.clone(), metrics.clone());
         let wechat = Arc::new(WechatClient::new(&settings, metrics.clone()));
-        // Redis, when configured, holds everything several nodes must agree on:
-        // push dedup keys, limit counters and revoked tokens.
-        let dedup_ttl = std::time::Duration::from_secs(settings.wechat.dedup_ttl_secs);
-        let local = || {
-            (Dedup::memory(dedup_ttl), Limits::local(&settings.limits, metrics.clone()), Revocations::Db(users.clone()))
-        };
-        let (dedup, limits, revocations) = if settings.storage.snapshots.starts_with("redis://") {
-            let url = &settings.storage.snapshots;
-            let shared = async {
-                let cfg = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-                    .set_response_timeout(Some(std::time::Duration::from_secs(1)));
-                let conn =
-                    redis::aio::ConnectionManager::new_with_config(redis::Client::open(url.as_str())?, cfg).await?;
-                Ok::<_, redis::RedisError>((
-                    Dedup::redis(url, dedup_ttl).await?,
-                    Limits::redis(url, &settings.limits, metrics.clone()).await?,
-                    Revocations::Redis(conn),
-                ))
-            };
-            match shared.await {
-                Ok(parts) => parts,
-                // The service must start while Redis is down (snapshots wait for it). Until
-                // the next start, dedup, limits and revocations then stay on this node.
-                Err(e) => {
-                    tracing::warn!(error = %e, "redis unreachable at start: dedup, limits and revocations are node-local until restart");
-                    local()
-                }
-            }
-        } else {
-            local()
-        };
-        // Forget idle limiter keys, so churning addresses cannot grow memory without bound.
-        let sweeper = Arc::downgrade(&limits);
-        actix_web::rt::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                match sweeper.upgrade() {
-                    Some(l) => l.sweep(),
-                    None => break,
-                }
-            }
-        });
         let login = Arc::new(LoginService::new(
             &settings,
-            engine.clone(),
+            engine.handle.clone(),
             users,
             wechat,
             sms,
             metrics.clone(),
-            limits,
-            revocations,
+            shared.limits,
+            shared.revocations,
         ));
         let sandbox = settings.wechat.sandbox.then(|| web::Data::new(Sandbox::new(&settings, outbox)));
         let state = web::Data::new(AppState {
             login,
             ip_policy: ClientIpPolicy::new(&settings.server.trusted_proxies),
-            dedup,
+            dedup: shared.dedup,
             settings: Arc::new(settings.clone()),
             metrics,
         });
-        let app_state = state.clone();
-        let origins = settings.server.cors_origins.clone();
-        let (demo_page, sandbox_on) = (settings.server.demo_page, settings.wechat.sandbox);
-        let mut server = HttpServer::new(move || {
-            let sandbox = sandbox.clone();
-            // An explicit allow-list, no wildcard, no credentials: tokens travel in the
-            // Authorization header, never in cookies.
-            let cors = origins
-                .iter()
-                .fold(Cors::default(), |c, o| c.allowed_origin(o))
-                .allowed_methods(["GET", "POST"])
-                .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-                .max_age(600);
-            App::new()
-                .app_data(app_state.clone())
-                .wrap(from_fn(api::observe))
-                .wrap(cors)
-                .configure(api::configure)
-                .configure(|c| pages::configure(c, demo_page, sandbox_on))
-                .configure(move |c| {
-                    if let Some(sb) = sandbox {
-                        c.app_data(sb);
-                        sandbox::configure(c);
-                    }
-                })
-                .default_service(api::default_service())
-        })
-        .listen(listener)?
-        // Long polls hold connections: allow many more than actix's default 25k/worker.
-        .max_connections(100_000)
-        // Signals are ours: the shutdown order matters (see the module doc). The HTTP
-        // stop (idle keep-alive connections hold it) leaves a second of the grace
-        // period for flushing snapshots.
-        .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_grace_secs.saturating_sub(1).max(1));
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
+        let server = http_server(&settings, listener, state.clone(), sandbox)?;
         Ok(Self {
             port,
-            server: server.run(),
-            _engine_thread: engine_thread,
-            _store_thread: store_thread,
+            server,
+            _engine_thread: engine.engine_thread,
+            _store_thread: engine.store_thread,
             state,
-            engine,
-            grace,
+            engine: engine.handle,
+            grace: Duration::from_secs(settings.server.shutdown_grace_secs),
         })
     }
 

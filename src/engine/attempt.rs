@@ -16,12 +16,12 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::EngineError;
 use super::clock::Clock;
-use super::handle::EngineError;
+use super::persist::{Persister, Snapshot};
 use super::state::{AttemptState, Event, Phase, Reply, Rules, step, token_owed};
 use crate::ids::{PollId, Scene};
-use crate::metrics::{Finish, Metrics};
-use crate::store::snapshots::{Persister, Snapshot};
+use crate::metrics::Metrics;
 
 /// Waiters one attempt holds at most; further long polls answer at once.
 const MAX_WAITERS: usize = 32;
@@ -190,7 +190,7 @@ impl Attempt {
     /// After a change is stored (or given up on): metrics, wake held polls, stop if over.
     fn committed(&mut self, before: Phase, event: &Event, now: u64, token: bool, ctx: &mut Context<Self>) {
         if before != self.state.phase {
-            self.metrics.transition(&self.app, before, self.state.phase);
+            self.metrics.transition(&self.app, before.into(), self.state.phase.into());
             if before == Phase::Loop && self.state.phase != Phase::Expired {
                 self.timeline.scanned_ms = Some(now);
             }
@@ -202,7 +202,7 @@ impl Attempt {
         self.waiters.clear();
         if self.state.phase == Phase::Expired {
             if let Some(why) = self.state.ending {
-                self.metrics.finished(&self.app, Finish::of(why, event, self.state.openid.is_some()));
+                self.metrics.finished(&self.app, super::labels::finish(why, event, self.state.openid.is_some()));
             }
             ctx.stop();
         }
@@ -223,7 +223,7 @@ impl Actor for Attempt {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
-        self.metrics.live_changed(&self.app, None, Some(self.state.phase));
+        self.metrics.live_changed(&self.app, None, Some(self.state.phase.into()));
         let delay = self.clock.until(self.state.expires_at_ms);
         ctx.run_later(delay, |act, ctx| {
             if let Answer::AfterPersist(fut) = act.apply(Event::Timeout) {
@@ -233,7 +233,7 @@ impl Actor for Attempt {
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
-        self.metrics.live_changed(&self.app, Some(self.state.phase), None);
+        self.metrics.live_changed(&self.app, Some(self.state.phase.into()), None);
         let died = (self.state.phase != Phase::Expired).then(|| ctx.address());
         self.registry.do_send(Ended { poll: self.poll.clone(), died });
     }

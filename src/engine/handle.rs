@@ -12,28 +12,18 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::{Semaphore, oneshot, watch};
 
+use super::EngineError;
 use super::attempt::{Cmd, Outcome};
 use super::clock::Clock;
+use super::persist::{Health, Persister};
 use super::recovery::{self, Recovery, RestoreReport};
 use super::registry::{CountLive, Create, Created, Registry, RewriteAll, Route, Target};
 use super::state::{Event, Phase, Rules};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
-use crate::store::snapshots::{Health, Persister};
 
 /// The longest a caller waits for the registry to accept a message.
 const SEND_BUDGET: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    /// The live-attempt cap is reached, or the registry's mailbox is full.
-    #[error("the login engine is at capacity")]
-    Overloaded,
-    /// The answer depends on a state that could not be stored (a token whose consumed
-    /// mark the snapshot store did not take), or the engine is still restoring.
-    #[error("the login engine cannot answer durably right now")]
-    Unavailable,
-}
 
 /// Settings of the engine itself.
 #[derive(Debug, Clone, Copy)]

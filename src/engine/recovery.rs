@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use tokio::sync::watch;
 
+use super::persist::Persister;
 use super::registry::{Registry, Restore};
 use crate::engine::{Clock, Phase};
 use crate::metrics::Metrics;
-use crate::store::snapshots::Persister;
 
 /// The longest a command for an unknown attempt waits for the restore to finish.
 pub const RECOVERY_WAIT: Duration = Duration::from_secs(3);

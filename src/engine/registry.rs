@@ -17,14 +17,14 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::EngineError;
 use super::attempt::{Attempt, Cmd, Ended, Outcome, Timeline};
 use super::clock::Clock;
-use super::handle::EngineError;
+use super::persist::{Persister, Snapshot};
 use super::recovery::Recovery;
 use super::state::{AttemptState, Rules};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
-use crate::store::snapshots::{Persister, Snapshot};
 
 /// Mailbox depth of the registry: deep enough for bursts, bounded so a flood turns into
 /// `overloaded` answers instead of memory.

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::persist::memory::MemoryStore;
+use super::persist::{Persister, SnapshotStore, WriterConfig};
 use super::*;
 use crate::ids::PollId;
 use crate::metrics::Metrics;
-use crate::store::snapshots::memory::MemoryStore;
-use crate::store::snapshots::{Persister, SnapshotStore, WriterConfig};
 
 /// An engine over `store` (its writer on the current runtime), with its metrics.
-pub(super) fn engine_on(
+pub(crate) fn engine_on(
     store: Arc<dyn SnapshotStore>,
     max_live: usize,
     writer: WriterConfig,
@@ -35,7 +35,7 @@ pub(super) async fn settle() {
     }
 }
 
-pub(super) fn user() -> UserRef {
+pub(crate) fn user() -> UserRef {
     UserRef { id: "u1".into(), phone: Some("13800138000".into()) }
 }
 

@@ -16,8 +16,6 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::engine::{Ending, Event, Phase};
-
 /// Latency buckets for HTTP handlers, callbacks and WeChat calls (seconds): 1 ms .. 10 s.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// Login latencies span a machine's wake-up (ms) to a person typing an SMS code (minutes).
@@ -77,17 +75,6 @@ pub enum Finish {
 }
 
 impl Finish {
-    /// Classifies an ending from the event that caused it and whether anyone had scanned.
-    pub fn of(why: Ending, event: &Event, scanned: bool) -> Self {
-        match (why, event) {
-            (Ending::Consumed, Event::Bound { .. }) => Finish::Bound,
-            (Ending::Consumed, _) => Finish::Reg,
-            (Ending::Timeout, _) if scanned => Finish::Abandoned,
-            (Ending::Timeout, _) => Finish::Expired,
-            (Ending::Discarded, _) => Finish::Discarded,
-        }
-    }
-
     pub fn label(self) -> &'static str {
         match self {
             Finish::Reg => "reg",
@@ -95,6 +82,27 @@ impl Finish {
             Finish::Expired => "expired",
             Finish::Abandoned => "abandoned",
             Finish::Discarded => "discarded",
+        }
+    }
+}
+
+/// A login state as a label value (the engine maps its phases onto these; metrics know
+/// nothing of the engine's types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Loop,
+    NotReg,
+    Reg,
+    Expired,
+}
+
+impl State {
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Loop => "loop",
+            State::NotReg => "not_reg",
+            State::Reg => "reg",
+            State::Expired => "expired",
         }
     }
 }
@@ -325,16 +333,16 @@ impl Metrics {
     }
 
     /// Moves one attempt between live states (`None` = not live / not yet live).
-    pub fn live_changed(&self, app: &str, from: Option<Phase>, to: Option<Phase>) {
+    pub fn live_changed(&self, app: &str, from: Option<State>, to: Option<State>) {
         for (p, d) in [(from, -1), (to, 1)] {
-            if let Some(p) = p.filter(|p| *p != Phase::Expired) {
-                self.0.live.with_label_values(&[app, p.name()]).add(d);
+            if let Some(p) = p.filter(|p| *p != State::Expired) {
+                self.0.live.with_label_values(&[app, p.label()]).add(d);
             }
         }
     }
 
-    pub fn transition(&self, app: &str, from: Phase, to: Phase) {
-        self.0.transitions.with_label_values(&[app, from.name(), to.name()]).inc();
+    pub fn transition(&self, app: &str, from: State, to: State) {
+        self.0.transitions.with_label_values(&[app, from.label(), to.label()]).inc();
         self.live_changed(app, Some(from), Some(to));
     }
 

@@ -2,9 +2,8 @@
 
 use std::collections::HashSet;
 
+use super::Metrics;
 use super::metric_names::{self, ALL, FORBIDDEN_LABELS};
-use super::{Finish, Metrics};
-use crate::engine::{Ending, Event, UserRef};
 
 fn preset() -> Metrics {
     let m = Metrics::new();
@@ -85,22 +84,6 @@ fn scene_types_from_requests_are_capped() {
     assert_eq!(series.len(), metric_names::SCENE_TYPES_MAX + 1, "{series:?}");
     assert!(text.contains("scanlogin_attempts_created_total{app=\"default\",scene_type=\"other\"} 24"), "{text}");
     assert!(text.contains("scanlogin_attempts_created_total{app=\"default\",scene_type=\"t0\"} 2"), "{text}");
-}
-
-#[test]
-fn endings_map_to_outcomes() {
-    let user = UserRef { id: "u".into(), phone: None };
-    let cases = [
-        (Ending::Consumed, Event::Claim, true, Finish::Reg),
-        (Ending::Consumed, Event::Bound { user }, true, Finish::Bound),
-        (Ending::Timeout, Event::Timeout, false, Finish::Expired),
-        (Ending::Timeout, Event::Claim, true, Finish::Abandoned),
-        (Ending::Discarded, Event::Discard, false, Finish::Discarded),
-    ];
-    for (why, ev, scanned, want) in cases {
-        assert_eq!(Finish::of(why, &ev, scanned), want, "{why:?} {ev:?}");
-        assert!(metric_names::OUTCOMES.contains(&want.label()));
-    }
 }
 
 #[test]

@@ -192,7 +192,7 @@ async fn stable_token(sb: web::Data<Sandbox>, payload: web::Payload) -> HttpResp
 
 fn issue_token(sb: &Sandbox, q: &TokenQuery, reuse: bool) -> HttpResponse {
     let Some(app) = sb.apps.iter().find(|a| a.app_id == q.appid) else { return wx_error(40013, "invalid appid") };
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(app.app_secret.as_bytes(), q.secret.as_bytes())) {
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(app.app_secret.expose().as_bytes(), q.secret.as_bytes())) {
         return wx_error(40001, "invalid credential");
     }
     let mut tokens = sb.tokens.lock().unwrap_or_else(|e| e.into_inner());
@@ -424,10 +424,10 @@ pub async fn deliver(
     plain: &str,
 ) -> Result<serde_json::Value, ApiError> {
     let key = (!app.encoding_aes_key.is_empty())
-        .then(|| AesKey::from_encoding_key(&app.encoding_aes_key))
+        .then(|| AesKey::from_encoding_key(app.encoding_aes_key.expose()))
         .transpose()
         .map_err(ApiError::internal)?;
-    let SignedPush { params, body } = sign_push(&app.token, &app.app_id, key.as_ref(), account, openid, plain);
+    let SignedPush { params, body } = sign_push(app.token.expose(), &app.app_id, key.as_ref(), account, openid, plain);
     let url = format!("{}/wechat/{}/callback", sb.public_url, app.app_id);
     let resp = sb
         .http
@@ -451,8 +451,9 @@ pub async fn deliver(
         (Some(k), Some(enc)) => {
             let ts = fields.get("TimeStamp").unwrap_or_default();
             let n = fields.get("Nonce").unwrap_or_default();
-            let sig_ok =
-                fields.get("MsgSignature").is_some_and(|s| crypto::verify_signature(s, &[&app.token, ts, n, enc]));
+            let sig_ok = fields
+                .get("MsgSignature")
+                .is_some_and(|s| crypto::verify_signature(s, &[app.token.expose(), ts, n, enc]));
             if !sig_ok {
                 return Err(ApiError::Wechat("reply MsgSignature does not verify".into()));
             }

@@ -75,7 +75,7 @@ struct WebhookBody<'a> {
 #[derive(Clone)]
 pub enum SmsSender {
     Log { outbox: Outbox, metrics: Metrics },
-    Webhook { http: reqwest::Client, url: String, secret: String, metrics: Metrics },
+    Webhook { http: reqwest::Client, url: String, secret: crate::config::Secret, metrics: Metrics },
 }
 
 /// `sha256=<hex>` of the HMAC-SHA256 of `body` under `secret`.
@@ -87,8 +87,8 @@ pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
 
 impl SmsSender {
     pub fn new(s: &SmsSettings, outbox: Outbox, metrics: Metrics) -> Self {
-        match s.provider.as_str() {
-            "webhook" => SmsSender::Webhook {
+        match s.provider {
+            crate::config::SmsProvider::Webhook => SmsSender::Webhook {
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_millis(s.webhook_timeout_ms))
                     .build()
@@ -97,7 +97,7 @@ impl SmsSender {
                 secret: s.webhook_secret.clone(),
                 metrics,
             },
-            _ => SmsSender::Log { outbox, metrics },
+            crate::config::SmsProvider::Log => SmsSender::Log { outbox, metrics },
         }
     }
 
@@ -120,7 +120,7 @@ impl SmsSender {
                 .expect("serialisable");
                 let mut req = http.post(url).header("content-type", "application/json");
                 if !secret.is_empty() {
-                    req = req.header("X-Scanlogin-Signature", webhook_signature(secret, &body));
+                    req = req.header("X-Scanlogin-Signature", webhook_signature(secret.expose(), &body));
                 }
                 let result = match req.body(body).send().await {
                     Ok(r) if r.status().is_success() => Ok(()),

@@ -37,8 +37,8 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     pub fn new(s: &TokenSettings) -> Self {
         Self {
-            enc: EncodingKey::from_secret(s.secret.as_bytes()),
-            dec: DecodingKey::from_secret(s.secret.as_bytes()),
+            enc: EncodingKey::from_secret(s.secret.expose().as_bytes()),
+            dec: DecodingKey::from_secret(s.secret.expose().as_bytes()),
             ttl_secs: s.ttl_secs,
             issuer: s.issuer.clone(),
             audience: s.audience.clone(),
@@ -77,17 +77,17 @@ impl TokenIssuer {
 #[derive(Clone)]
 pub enum Revocations {
     Db(crate::store::Users),
-    Redis(redis::aio::ConnectionManager),
+    Redis(crate::kv::Kv),
 }
 
 impl Revocations {
     pub async fn revoke(&self, claims: &Claims) -> Result<(), String> {
         match self {
             Revocations::Db(users) => users.revoke(&claims.jti, claims.exp).await.map_err(|e| e.to_string()),
-            Revocations::Redis(conn) => {
-                let mut c = conn.clone();
+            Revocations::Redis(kv) => {
+                let mut c = kv.conn(crate::kv::Class::Fast);
                 redis::cmd("SET")
-                    .arg(format!("scanlogin:revoked:{}", claims.jti))
+                    .arg(kv.key(&["revoked", &claims.jti]))
                     .arg(1)
                     .arg("EXAT")
                     .arg(claims.exp.max(crate::store::unix_now() + 1))
@@ -102,10 +102,10 @@ impl Revocations {
     pub async fn is_revoked(&self, jti: &str) -> bool {
         match self {
             Revocations::Db(users) => users.is_revoked(jti).await.unwrap_or(true),
-            Revocations::Redis(conn) => {
-                let mut c = conn.clone();
+            Revocations::Redis(kv) => {
+                let mut c = kv.conn(crate::kv::Class::Fast);
                 redis::cmd("EXISTS")
-                    .arg(format!("scanlogin:revoked:{jti}"))
+                    .arg(kv.key(&["revoked", jti]))
                     .query_async::<i64>(&mut c)
                     .await
                     .map(|n| n > 0)

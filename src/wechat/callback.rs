@@ -28,7 +28,7 @@ pub struct PushQuery {
 #[derive(Debug, Clone)]
 pub struct AppKeys {
     pub app_id: String,
-    pub token: String,
+    pub token: crate::config::Secret,
     /// Current key first, then the previous one during a rotation.
     pub aes_keys: Vec<AesKey>,
 }
@@ -68,7 +68,7 @@ pub fn check_signature(keys: &AppKeys, q: &PushQuery) -> bool {
     !q.signature.is_empty()
         && q.timestamp.len() <= 32
         && q.nonce.len() <= 64
-        && crypto::verify_signature(&q.signature, &[&keys.token, &q.timestamp, &q.nonce])
+        && crypto::verify_signature(&q.signature, &[keys.token.expose(), &q.timestamp, &q.nonce])
 }
 
 /// Authenticates and parses one push body.
@@ -86,7 +86,7 @@ pub fn open(keys: &AppKeys, q: &PushQuery, body: &str) -> Result<Opened, OpenErr
     let (Some(enc), Some(msg_sig), true) = (outer.get("Encrypt"), q.msg_signature.as_deref(), encrypted) else {
         return Err(OpenError::NotEncrypted);
     };
-    if !crypto::verify_signature(msg_sig, &[&keys.token, &q.timestamp, &q.nonce, enc]) {
+    if !crypto::verify_signature(msg_sig, &[keys.token.expose(), &q.timestamp, &q.nonce, enc]) {
         return Err(OpenError::BadSignature);
     }
     for (i, key) in keys.aes_keys.iter().enumerate() {
@@ -110,7 +110,7 @@ pub fn seal(keys: &AppKeys, mode: &Mode, reply_xml: Option<&str>, timestamp: &st
         (Mode::Encrypted { key_index }, Some(x)) => {
             let key = &keys.aes_keys[*key_index];
             let enc = crypto::encrypt_random(key, &keys.app_id, x.as_bytes());
-            encrypted_envelope(&keys.token, &enc, timestamp, nonce)
+            encrypted_envelope(keys.token.expose(), &enc, timestamp, nonce)
         }
     }
 }

@@ -147,7 +147,7 @@ impl AppClient {
                 aes_keys: [&app.encoding_aes_key, &app.encoding_aes_key_previous]
                     .into_iter()
                     .filter(|k| !k.is_empty())
-                    .filter_map(|k| AesKey::from_encoding_key(k).ok())
+                    .filter_map(|k| AesKey::from_encoding_key(k.expose()).ok())
                     .collect(),
             },
             replies: Replies {

@@ -40,7 +40,7 @@ struct Entry {
 #[derive(Clone)]
 enum Store {
     Memory(Arc<Mutex<HashMap<String, Entry>>>, Duration),
-    Redis(redis::aio::ConnectionManager, Duration, Arc<crate::breaker::Breaker>),
+    Redis(crate::kv::Kv, Duration, Arc<crate::breaker::Breaker>),
 }
 
 /// The dedup store: cheap to clone, all clones share one memory.
@@ -60,13 +60,9 @@ impl Dedup {
         Dedup(Store::Memory(Arc::new(Mutex::new(HashMap::new())), ttl))
     }
 
-    pub async fn redis(url: &str, ttl: Duration) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(crate::breaker::CALL_TIMEOUT));
-        let conn = redis::aio::ConnectionManager::new_with_config(client, cfg).await?;
-        Ok(Dedup(Store::Redis(conn, ttl, Default::default())))
+    /// Dedup keys shared by every node through Redis.
+    pub fn redis(kv: &crate::kv::Kv, ttl: Duration) -> Self {
+        Dedup(Store::Redis(kv.clone(), ttl, Default::default()))
     }
 
     /// Claims `key`; a duplicate waits up to `wait` for the first delivery's reply.
@@ -106,12 +102,12 @@ impl Dedup {
                     None => Claim::InFlight,
                 }
             }
-            Store::Redis(conn, ttl, breaker) => {
+            Store::Redis(kv, ttl, breaker) => {
                 if !breaker.allows() {
                     return Claim::First;
                 }
-                let mut c = conn.clone();
-                let k = format!("scanlogin:dedup:{key}");
+                let mut c = kv.conn(crate::kv::Class::Fast);
+                let k = kv.key(&["dedup", key]);
                 let set: Result<Option<String>, _> = redis::cmd("SET")
                     .arg(&k)
                     .arg(PENDING)
@@ -152,9 +148,9 @@ impl Dedup {
                     e.done.notify_waiters();
                 }
             }
-            Store::Redis(conn, _, _) => {
-                let mut c = conn.clone();
-                let _: Result<(), _> = c.del(format!("scanlogin:dedup:{key}")).await;
+            Store::Redis(kv, _, _) => {
+                let mut c = kv.conn(crate::kv::Class::Fast);
+                let _: Result<(), _> = c.del(kv.key(&["dedup", key])).await;
             }
         }
     }
@@ -169,12 +165,12 @@ impl Dedup {
                     e.done.notify_waiters();
                 }
             }
-            Store::Redis(conn, ttl, breaker) => {
+            Store::Redis(kv, ttl, breaker) => {
                 if !breaker.allows() {
                     return;
                 }
-                let mut c = conn.clone();
-                let k = format!("scanlogin:dedup:{key}");
+                let mut c = kv.conn(crate::kv::Class::Fast);
+                let k = kv.key(&["dedup", key]);
                 let r: Result<(), _> = redis::cmd("SET")
                     .arg(&k)
                     .arg(encode(reply))
@@ -235,7 +231,7 @@ mod tests {
     #[tokio::test]
     async fn redis_dedup() {
         let url = std::env::var("SCANLOGIN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-        let d = Dedup::redis(&url, Duration::from_secs(30)).await.expect("redis reachable");
+        let d = Dedup::redis(&crate::kv::Kv::new(&url, "test").unwrap(), Duration::from_secs(30));
         let key = format!("test-{}", crate::ids::PollId::generate().as_str());
         exercise(d, &key).await;
     }

@@ -41,7 +41,7 @@ struct Cached {
 pub struct TokenSource {
     pub app: String,
     pub app_id: String,
-    pub secret: String,
+    pub secret: crate::config::Secret,
     pub api_base: String,
     pub use_stable: bool,
 }
@@ -129,13 +129,13 @@ impl TokenManager {
         let s = &self.src;
         let resp = if s.use_stable {
             let body = serde_json::json!({
-                "grant_type": "client_credential", "appid": s.app_id, "secret": s.secret, "force_refresh": false,
+                "grant_type": "client_credential", "appid": s.app_id, "secret": s.secret.expose(), "force_refresh": false,
             });
             self.http.post(format!("{}/cgi-bin/stable_token", s.api_base)).json(&body).send().await
         } else {
             self.http
                 .get(format!("{}/cgi-bin/token", s.api_base))
-                .query(&[("grant_type", "client_credential"), ("appid", &s.app_id), ("secret", &s.secret)])
+                .query(&[("grant_type", "client_credential"), ("appid", &s.app_id), ("secret", s.secret.expose())])
                 .send()
                 .await
         };

@@ -161,7 +161,7 @@ async fn sms_gateway_failure_is_502_and_forgets_the_code() {
     let url = format!("http://127.0.0.1:{}/send", dead.local_addr().unwrap().port());
     drop(dead);
     let app = spawn_app_with(|s| {
-        s.sms.provider = "webhook".into();
+        s.sms.provider = scanlogin::config::SmsProvider::Webhook;
         s.sms.webhook_url = url;
         s.sms.webhook_timeout_ms = 500;
     })

@@ -29,11 +29,11 @@ pub async fn engine(n: usize) -> f64 {
     // Snapshots go to the in-process store here, so the figure includes a second copy
     // of every attempt (production's SQLite/Redis stores keep theirs outside the heap).
     let metrics = Metrics::new();
-    let store = std::sync::Arc::new(scanlogin::store::snapshots::memory::MemoryStore::new());
-    let (persister, writer) = scanlogin::store::snapshots::Persister::new(
+    let store = std::sync::Arc::new(scanlogin::engine::persist::memory::MemoryStore::new());
+    let (persister, writer) = scanlogin::engine::persist::Persister::new(
         store,
         None,
-        scanlogin::store::snapshots::WriterConfig::default(),
+        scanlogin::engine::persist::WriterConfig::default(),
         metrics.clone(),
     );
     tokio::spawn(writer);

@@ -18,9 +18,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ErrorKind, Script, ServerErrorKind};
 
-use super::codec::{self, version_u32};
-use super::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError};
 use crate::engine::Phase;
+use crate::engine::persist::codec::{self, version_u32};
+use crate::engine::persist::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError};
 use crate::ids::PollId;
 
 /// Compare-and-set by version, then keep the scene index in step.

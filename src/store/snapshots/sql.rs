@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::codec::{self, version_u32};
-use super::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError};
+use crate::engine::persist::codec::{self, version_u32};
+use crate::engine::persist::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError};
 use crate::ids::PollId;
 use crate::store::{Backend, Db};
 

@@ -4,9 +4,11 @@
 
 use std::collections::HashSet;
 
-use super::testing::{consumed, loop_snapshot, not_reg_with_code, reg_snapshot};
-use super::*;
+use super::{redis, sql};
 use crate::engine::Clock;
+use crate::engine::persist::testing::{consumed, loop_snapshot, not_reg_with_code, reg_snapshot};
+use crate::engine::persist::{Probe, Snapshot, SnapshotStore, memory};
+use crate::ids::PollId;
 
 /// Walks every page; returns the live snapshots found.
 async fn live_ones(store: &dyn SnapshotStore) -> Vec<Snapshot> {

@@ -223,8 +223,8 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{loop_snapshot, not_reg_with_code, reg_snapshot};
     use super::*;
-    use crate::store::snapshots::testing::{loop_snapshot, not_reg_with_code, reg_snapshot};
 
     #[test]
     fn round_trips_every_shape() {

@@ -1,0 +1,311 @@
+//! The settings model: every section and key, with the defaults of
+//! `config/default.toml`. Values that have a closed set of forms are parsed into enums
+//! here, once; secrets are [`Secret`]s, which never print.
+
+use serde::Deserialize;
+
+pub use super::secret::Secret;
+
+/// Everything the service reads at start. Defaults equal `config/default.toml`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub login: LoginSettings,
+    pub storage: StorageSettings,
+    pub token: TokenSettings,
+    pub limits: LimitSettings,
+    pub sms: SmsSettings,
+    pub wechat: WechatSettings,
+    pub cluster: ClusterSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    pub bind: String,
+    /// The address WeChat (and the sandbox) reach us at; the sandbox posts callbacks here.
+    pub public_url: String,
+    pub trusted_proxies: Vec<String>,
+    pub cors_origins: Vec<String>,
+    pub demo_page: bool,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// On SIGTERM/SIGINT: the most the ordered shutdown (answer held polls, finish
+    /// requests, flush snapshots) may take before the process exits anyway.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            trusted_proxies: vec![],
+            cors_origins: vec![],
+            demo_page: true,
+            workers: 0,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LoginSettings {
+    pub qr_ttl_secs: u64,
+    pub long_poll_max_secs: u64,
+    /// Life of an SMS code, capped by the attempt's own expiry.
+    pub sms_code_ttl_secs: u64,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self { qr_ttl_secs: 300, long_poll_max_secs: 25, sms_code_ttl_secs: 300 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct StorageSettings {
+    pub database_url: String,
+    pub snapshots: SnapshotBackend,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { database_url: "sqlite://data/scanlogin.db?mode=rwc".into(), snapshots: SnapshotBackend::Sql }
+    }
+}
+
+/// Where attempt snapshots live (`storage.snapshots`): parsed once, here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum SnapshotBackend {
+    /// `"memory"`: nothing durable (tests, benchmarks).
+    Memory,
+    /// `"sqlite"` (the historical name): the `attempt_snapshots` table of the user
+    /// database, whichever database that is.
+    Sql,
+    /// `redis://host:port/db`: Redis, which then also holds everything nodes share.
+    Redis(String),
+}
+
+impl SnapshotBackend {
+    /// The store's name in `/readyz`, logs and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SnapshotBackend::Memory => "memory",
+            SnapshotBackend::Sql => "sqlite",
+            SnapshotBackend::Redis(_) => "redis",
+        }
+    }
+
+    /// The Redis URL, when Redis is configured.
+    pub fn redis_url(&self) -> Option<&str> {
+        match self {
+            SnapshotBackend::Redis(url) => Some(url),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<String> for SnapshotBackend {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "memory" => Ok(Self::Memory),
+            "sqlite" | "sql" => Ok(Self::Sql),
+            url if url::Url::parse(url).is_ok_and(|u| u.scheme() == "redis" && u.host_str().is_some()) => {
+                Ok(Self::Redis(s))
+            }
+            _ => Err(format!("storage.snapshots: `{s}` must be \"sqlite\", \"memory\" or redis://host:port/db")),
+        }
+    }
+}
+
+/// Many nodes on one Redis and one SQL database (API.md "Many nodes").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClusterSettings {
+    pub enabled: bool,
+    /// Shown in logs and metrics; empty: host name and process id.
+    pub node_id: String,
+}
+
+impl ClusterSettings {
+    /// `node_id`, or host name and process id when it is not set.
+    pub fn node_name(&self) -> String {
+        if !self.node_id.is_empty() {
+            return self.node_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into());
+        format!("{host}-{}", std::process::id())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TokenSettings {
+    pub secret: Secret,
+    pub ttl_secs: u64,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self { secret: "change-me".into(), ttl_secs: 7200, issuer: "scanlogin".into(), audience: "scanlogin".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LimitSettings {
+    pub qr_per_ip_per_minute: u32,
+    /// QR codes per official account per day (WeChat's own quota is ~100k).
+    pub qr_per_app_per_day: u32,
+    pub sms_resend_secs: u64,
+    pub sms_per_phone_per_day: u32,
+    pub sms_per_ip_per_day: u32,
+    pub code_attempts: u32,
+    /// Wrong codes per phone per day before the phone is locked for a day.
+    pub code_failures_per_phone_per_day: u32,
+    /// SMS codes one login attempt may send.
+    pub sms_per_attempt: u32,
+    pub long_polls_max: usize,
+    pub long_polls_per_ip: usize,
+    pub live_attempts_max: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            qr_per_ip_per_minute: 10,
+            qr_per_app_per_day: 90_000,
+            sms_resend_secs: 60,
+            sms_per_phone_per_day: 10,
+            sms_per_ip_per_day: 20,
+            code_attempts: 5,
+            code_failures_per_phone_per_day: 20,
+            sms_per_attempt: 3,
+            long_polls_max: 50_000,
+            long_polls_per_ip: 20,
+            live_attempts_max: 2_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SmsSettings {
+    pub provider: SmsProvider,
+    pub webhook_url: String,
+    pub webhook_secret: Secret,
+    pub webhook_timeout_ms: u64,
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        Self {
+            provider: SmsProvider::Log,
+            webhook_url: String::new(),
+            webhook_secret: Secret::default(),
+            webhook_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Who delivers SMS codes (`sms.provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsProvider {
+    /// Logged (masked) and kept in the sandbox outbox; nothing leaves the machine.
+    Log,
+    /// POSTed to `sms.webhook_url`, signed with `sms.webhook_secret` when set.
+    Webhook,
+}
+
+impl SmsProvider {
+    pub fn name(self) -> &'static str {
+        match self {
+            SmsProvider::Log => "log",
+            SmsProvider::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WechatSettings {
+    pub sandbox: bool,
+    pub apps: Vec<AppSettings>,
+    /// Timeout of one call to WeChat's API.
+    pub api_timeout_ms: u64,
+    /// The callback answers within this budget (WeChat gives up after 5 s); slower work
+    /// finishes in the background after a `success` answer.
+    pub callback_budget_ms: u64,
+    /// How long a push's dedup key is remembered (WeChat retries within ~15 s).
+    pub dedup_ttl_secs: u64,
+}
+
+impl Default for WechatSettings {
+    fn default() -> Self {
+        Self {
+            sandbox: true,
+            apps: vec![AppSettings::default()],
+            api_timeout_ms: 5000,
+            callback_budget_ms: 3000,
+            dedup_ttl_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AppSettings {
+    pub name: String,
+    pub app_id: String,
+    pub app_secret: Secret,
+    pub token: Secret,
+    pub encoding_aes_key: Secret,
+    /// The key before the last rotation: tried second, so pushes in flight still open.
+    pub encoding_aes_key_previous: Secret,
+    /// Fetch access tokens from `stable_token` (shared, not invalidated by other fetchers).
+    pub use_stable_token: bool,
+    pub api_base: Option<String>,
+    pub mp_base: Option<String>,
+    /// Passive reply after a registered user's scan.
+    pub reply_logged_in: String,
+    /// Passive reply after an unregistered user's scan.
+    pub reply_bind_phone: String,
+    /// Passive reply to a scan of an expired or unknown login QR code.
+    pub reply_expired: String,
+    /// Auto-reply to text messages; empty: no reply.
+    pub reply_text: String,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            app_id: "wxsandbox0000000001".into(),
+            app_secret: "sandbox-secret".into(),
+            token: "sandbox-token".into(),
+            encoding_aes_key: Secret::default(),
+            encoding_aes_key_previous: Secret::default(),
+            use_stable_token: true,
+            api_base: None,
+            mp_base: None,
+            reply_logged_in: "登录成功，请回到网页继续。Logged in: please go back to the page.".into(),
+            reply_bind_phone: "请在网页上绑定手机号完成登录。Please bind your phone number on the page.".into(),
+            reply_expired: "二维码已过期，请刷新网页。This QR code has expired: refresh the page.".into(),
+            reply_text: String::new(),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The one way into Redis: [`Kv`] builds the connections (one per timeout class) and
+//! owns the key namespace, for everything scanlogin keeps there — snapshots, the cluster
+//! engine's attempt records, push dedup keys, limit counters, revocations, the shared
+//! WeChat access token and the sandbox's shared state.
+//!
+//! Connections are lazy and reconnect by themselves: a node starts while Redis is down,
+//! and every caller resumes once it is back. Every key starts with [`PREFIX`]; a phone
+//! number never appears in a key name, only its keyed hash ([`Kv::phone_tag`]).
+
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
+
+/// The first characters of every key scanlogin writes.
+pub const PREFIX: &str = "sl:";
+
+/// How long a call may take before it counts as failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Calls on a request's path that have a fallback or answer 503 (limits, dedup,
+    /// revocations, cluster transitions): short.
+    Fast,
+    /// Snapshot batches and restore pages: longer, each carries many attempts.
+    Bulk,
+}
+
+impl Class {
+    fn response_timeout(self) -> Duration {
+        match self {
+            Class::Fast => Duration::from_millis(500),
+            Class::Bulk => Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Kv {
+    url: String,
+    fast: ConnectionManager,
+    bulk: ConnectionManager,
+    /// Key of the phone-number hash in key names (derived from the token secret, so
+    /// every node of one deployment agrees and a Redis dump does not list phones).
+    phone_key: [u8; 32],
+}
+
+impl Kv {
+    /// Connections to `url` (not opened yet). `secret` keys the phone hash.
+    pub fn new(url: &str, secret: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let conn = |class: Class| {
+            let cfg = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_response_timeout(Some(class.response_timeout()))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            client.get_connection_manager_lazy(cfg)
+        };
+        let phone_key: [u8; 32] = Sha256::digest(format!("scanlogin/redis-phone-key/v1/{secret}")).into();
+        Ok(Self { url: url.to_string(), fast: conn(Class::Fast)?, bulk: conn(Class::Bulk)?, phone_key })
+    }
+
+    /// A connection of `class` (cheap: a handle onto one multiplexed connection).
+    pub fn conn(&self, class: Class) -> ConnectionManager {
+        match class {
+            Class::Fast => self.fast.clone(),
+            Class::Bulk => self.bulk.clone(),
+        }
+    }
+
+    /// The server's URL (for a dedicated pub/sub connection).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `sl:` + the parts joined by `:`.
+    pub fn key(&self, parts: &[&str]) -> String {
+        key(parts)
+    }
+
+    /// What stands for `phone` in a key name: a keyed hash, 128 bits in hex.
+    pub fn phone_tag(&self, phone: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.phone_key).expect("any key length");
+        mac.update(phone.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+}
+
+/// `sl:` + the parts joined by `:` (for code that has no [`Kv`] at hand, e.g. stores
+/// built before one).
+pub fn key(parts: &[&str]) -> String {
+    let mut k = String::with_capacity(PREFIX.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    k.push_str(PREFIX);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(':');
+        }
+        k.push_str(p);
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_share_one_prefix_and_hide_phones() {
+        let kv = Kv::new("redis://127.0.0.1:1/0", "s").unwrap();
+        assert_eq!(kv.key(&["limit", "qr_per_ip", "1.2.3.4", "9"]), "sl:limit:qr_per_ip:1.2.3.4:9");
+        let tag = kv.phone_tag("13800138000");
+        assert_eq!(tag.len(), 32);
+        assert!(!tag.contains("13800138000"));
+        assert_eq!(tag, kv.phone_tag("13800138000"), "stable");
+        assert_ne!(tag, Kv::new("redis://127.0.0.1:1/0", "other").unwrap().phone_tag("13800138000"));
+    }
+}
