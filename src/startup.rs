@@ -25,7 +25,7 @@ use crate::api::{self, AppState};
 use crate::config::{Settings, SnapshotBackend};
 use crate::engine::persist::memory::MemoryStore;
 use crate::engine::persist::{Persister, SnapshotStore, StoreError, WriterConfig};
-use crate::engine::{Clock, EngineConfig, LoginsHandle, Rules};
+use crate::engine::{Clock, ClusterEngine, EngineConfig, LoginsHandle, Rules};
 use crate::kv::Kv;
 use crate::limits::Limits;
 use crate::login::LoginService;
@@ -116,21 +116,23 @@ async fn database(settings: &Settings) -> Result<Db, StartError> {
     Ok(db)
 }
 
-/// The engine: its snapshot writer, its registry, and the restore (started now, so the
-/// engine counts as recovering before the server listens).
-fn build_engine(settings: &Settings, db: &Db, metrics: &Metrics) -> Result<EngineParts, StartError> {
+/// The engine. Single node: its snapshot writer, its registry, and the restore (started
+/// now, so the engine counts as recovering before the server listens). Cluster: the
+/// records in Redis and this node's views.
+fn build_engine(settings: &Settings, db: &Db, kv: Option<&Kv>, metrics: &Metrics) -> Result<EngineParts, StartError> {
+    let l = &settings.limits;
+    let rules =
+        Rules { code_attempts: l.code_attempts, sms_resend_ms: l.sms_resend_secs * 1000, sms_per_attempt: l.sms_per_attempt };
+    let cfg = EngineConfig { live_attempts_max: l.live_attempts_max, long_polls_max: l.long_polls_max, rules };
+    let engine_thread = Arbiter::new();
+    let store_thread = Arbiter::new();
+    if let (true, Some(kv)) = (settings.cluster.enabled, kv) {
+        let cluster = ClusterEngine::start(cfg, kv.clone(), Clock::new(), metrics.clone(), Some(&engine_thread.handle()));
+        return Ok(EngineParts { handle: cluster.into(), engine_thread, store_thread });
+    }
     let (primary, fallback) = snapshot_stores(&settings.storage.snapshots, db)?;
     let (persister, writer) = Persister::new(primary, fallback, WriterConfig::default(), metrics.clone());
-    let store_thread = Arbiter::new();
     store_thread.spawn(writer);
-    let engine_thread = Arbiter::new();
-    let l = &settings.limits;
-    let rules = Rules {
-        code_attempts: l.code_attempts,
-        sms_resend_ms: l.sms_resend_secs * 1000,
-        sms_per_attempt: l.sms_per_attempt,
-    };
-    let cfg = EngineConfig { live_attempts_max: l.live_attempts_max, long_polls_max: l.long_polls_max, rules };
     let handle = LoginsHandle::start(cfg, Clock::new(), metrics.clone(), persister, Some(&engine_thread.handle()));
     store_thread.spawn(handle.restore().map(|_| ()));
     Ok(EngineParts { handle, engine_thread, store_thread })
@@ -229,7 +231,10 @@ impl Application {
         let db = database(&settings).await?;
         let kv =
             settings.storage.snapshots.redis_url().map(|u| Kv::new(u, settings.token.secret.expose())).transpose()?;
-        let engine = build_engine(&settings, &db, &metrics)?;
+        let node = settings.cluster.node_name();
+        metrics.node(&node);
+        tracing::info!(node = %node, cluster = settings.cluster.enabled, store = settings.storage.snapshots.name(), "starting");
+        let engine = build_engine(&settings, &db, kv.as_ref(), &metrics)?;
         let users = Users::new(db);
         let shared = build_shared(&settings, kv.as_ref(), &users, &metrics);
         let outbox = Outbox::default();

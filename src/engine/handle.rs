@@ -1,29 +1,25 @@
-//! `LoginsHandle`: the cloneable async façade over the engine.
+//! `LoginsHandle`: the cloneable async façade over the engine — the one seam between
+//! the login flow and whichever engine runs.
 //!
-//! HTTP and callback code call these methods and never see `Addr`, `send` or
-//! `MailboxError`: a registry that cannot take a message within the send budget
-//! surfaces as [`EngineError::Overloaded`], an unknown or ended attempt as `expired`,
-//! a transition that could not be made durable where it must be as
-//! [`EngineError::Unavailable`].
+//! Two engines sit behind it: [`LocalEngine`] (one process: a registry actor, an actor
+//! per attempt, snapshots) and [`ClusterEngine`] (many nodes on one Redis: versioned
+//! records changed by compare-and-set, local view actors for the polls held here).
+//! Both run the same pure `step()`; nothing above this file knows which one answers.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
-use tokio::sync::{Semaphore, oneshot, watch};
+use futures_util::future::Either;
 
 use super::EngineError;
-use super::attempt::{Cmd, Outcome};
+use super::attempt::Outcome;
 use super::clock::Clock;
-use super::persist::{Health, Persister};
-use super::recovery::{self, Recovery, RestoreReport};
-use super::registry::{CountLive, Create, Created, Registry, RewriteAll, Route, Target};
-use super::state::{Event, Phase, Rules};
+use super::cluster::ClusterEngine;
+use super::local::LocalEngine;
+use super::persist::Health;
+use super::recovery::RestoreReport;
+use super::registry::Created;
+use super::state::{Event, Rules};
 use crate::ids::{PollId, Scene};
-use crate::metrics::Metrics;
-
-/// The longest a caller waits for the registry to accept a message.
-const SEND_BUDGET: Duration = Duration::from_secs(2);
 
 /// Settings of the engine itself.
 #[derive(Debug, Clone, Copy)]
@@ -34,173 +30,140 @@ pub struct EngineConfig {
 }
 
 #[derive(Clone)]
-pub struct LoginsHandle {
-    registry: Addr<Registry>,
-    clock: Clock,
-    /// Permits for held long polls, server-wide.
-    holds: Arc<Semaphore>,
-    metrics: Metrics,
-    persister: Persister,
-    recovery: Arc<Recovery>,
-    /// Flips to `true` when the server shuts down: held polls answer at once.
-    closing: watch::Sender<bool>,
+pub enum LoginsHandle {
+    Local(LocalEngine),
+    Cluster(ClusterEngine),
+}
+
+impl From<LocalEngine> for LoginsHandle {
+    fn from(e: LocalEngine) -> Self {
+        LoginsHandle::Local(e)
+    }
+}
+
+impl From<ClusterEngine> for LoginsHandle {
+    fn from(e: ClusterEngine) -> Self {
+        LoginsHandle::Cluster(e)
+    }
 }
 
 impl LoginsHandle {
-    /// Starts the registry on `arbiter` (a dedicated thread in production; the current
-    /// one in tests, so tokio's paused clock drives the timers). Whenever the snapshot
-    /// store may have missed writes, every live attempt submits its state again.
+    /// The single-node engine (see [`LocalEngine::start`]).
     pub fn start(
         cfg: EngineConfig,
         clock: Clock,
-        metrics: Metrics,
-        persister: Persister,
-        arbiter: Option<&ArbiterHandle>,
+        metrics: crate::metrics::Metrics,
+        persister: super::persist::Persister,
+        arbiter: Option<&actix::ArbiterHandle>,
     ) -> Self {
-        let recovery = Arc::new(Recovery::new());
-        let registry = Registry::new(
-            cfg.live_attempts_max,
-            cfg.rules,
-            clock,
-            metrics.clone(),
-            persister.clone(),
-            recovery.clone(),
-        );
-        let registry = match arbiter {
-            Some(a) => Registry::start_in_arbiter(a, move |_| registry),
-            None => registry.start(),
-        };
-        let weak = registry.downgrade();
-        persister.on_store_back(move || {
-            if let Some(r) = weak.upgrade() {
-                r.do_send(RewriteAll);
-            }
-        });
-        Self {
-            registry,
-            clock,
-            holds: Arc::new(Semaphore::new(cfg.long_polls_max)),
-            metrics,
-            persister,
-            recovery,
-            closing: watch::Sender::new(false),
-        }
+        LocalEngine::start(cfg, clock, metrics, persister, arbiter).into()
     }
 
     pub fn clock(&self) -> Clock {
-        self.clock
-    }
-
-    async fn ask<M>(&self, msg: M) -> Result<M::Result, EngineError>
-    where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        Registry: Handler<M>,
-    {
-        match tokio::time::timeout(SEND_BUDGET, self.registry.send(msg)).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(_)) | Err(_) => Err(EngineError::Overloaded),
+        match self {
+            LoginsHandle::Local(e) => e.clock(),
+            LoginsHandle::Cluster(e) => e.clock(),
         }
     }
 
-    async fn route(&self, target: Target, cmd: Cmd) -> Result<Option<Outcome>, EngineError> {
-        self.ask(Route::new(target, cmd)).await?
-    }
-
-    /// A new attempt in `loop` for `app`, living `ttl`; answered once its snapshot is
-    /// stored (or the store had its bounded chance).
+    /// A new attempt in `loop` for `app`, living `ttl`; answered once it is stored.
     pub async fn create(&self, app: &str, ttl: Duration) -> Result<Created, EngineError> {
-        let created = self
-            .ask(Create { app: app.to_string(), ttl_ms: ttl.as_millis() as u64 })
-            .await?
-            .ok_or(EngineError::Overloaded)?;
-        Ok(created)
+        match self {
+            LoginsHandle::Local(e) => e.create(app, ttl).await,
+            LoginsHandle::Cluster(e) => e.create(app, ttl).await,
+        }
     }
 
     /// Feeds `event` to the attempt polled by `poll`; an unknown one answers expired.
     pub async fn apply(&self, poll: &PollId, event: Event) -> Result<Outcome, EngineError> {
-        let r = self.route(Target::Poll(poll.clone()), Cmd::Apply(event)).await?;
-        Ok(r.unwrap_or_else(Outcome::expired))
+        match self {
+            LoginsHandle::Local(e) => e.apply(poll, event).await,
+            LoginsHandle::Cluster(e) => e.apply(poll, event).await,
+        }
     }
 
     /// Feeds `event` to the attempt of (`app`, `scene`); `None` if there is none.
     pub async fn apply_scene(&self, app: &str, scene: &Scene, event: Event) -> Result<Option<Outcome>, EngineError> {
-        self.route(Target::Scene { app: app.to_string(), scene: scene.clone() }, Cmd::Apply(event)).await
+        match self {
+            LoginsHandle::Local(e) => e.apply_scene(app, scene, event).await,
+            LoginsHandle::Cluster(e) => e.apply_scene(app, scene, event).await,
+        }
     }
 
-    /// The status poll. In `reg` this takes the token (once). With a `wait`, a `loop`
-    /// attempt is held until it changes, `wait` passes, or the server shuts down; when
-    /// the server-wide hold cap is reached the poll answers at once instead.
+    /// The status poll. In `reg` this takes the token (once, across every node). With a
+    /// `wait`, a `loop` attempt is held until it changes, `wait` passes, or the server
+    /// shuts down; when the server-wide hold cap is reached it answers at once instead.
     pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
-        let first = self.apply(poll, Event::Claim).await?;
-        if first.phase != Phase::Loop || wait.is_zero() || *self.closing.borrow() {
-            self.metrics.poll("short");
-            return Ok(first);
+        match self {
+            LoginsHandle::Local(e) => e.poll(poll, wait).await,
+            LoginsHandle::Cluster(e) => e.poll(poll, wait).await,
         }
-        let Ok(_permit) = self.holds.clone().try_acquire_owned() else {
-            self.metrics.limit_hit("long_polls_max");
-            return Ok(first);
-        };
-        self.metrics.poll("long");
-        let _held = self.metrics.hold();
-        let (tx, rx) = oneshot::channel();
-        let seen = self.route(Target::Poll(poll.clone()), Cmd::Watch(tx)).await?;
-        if seen.is_some_and(|o| o.phase == Phase::Loop) {
-            let mut closing = self.closing.subscribe();
-            // Woken by a change (the sender dropped), timed out, or shutting down:
-            // either way re-read and answer.
-            tokio::select! {
-                _ = tokio::time::timeout(wait, rx) => {}
-                _ = closing.wait_for(|c| *c) => {}
-            }
-        }
-        self.apply(poll, Event::Claim).await
     }
 
     /// The attempt's state and detail, unchanged; an unknown one answers expired.
     pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
-        let r = self.route(Target::Poll(poll.clone()), Cmd::Peek).await?;
-        Ok(r.unwrap_or_else(Outcome::expired))
+        match self {
+            LoginsHandle::Local(e) => e.peek(poll).await,
+            LoginsHandle::Cluster(e) => e.peek(poll).await,
+        }
     }
 
-    /// Live attempts right now.
+    /// Live attempts this node knows of (cluster: created here and not yet expired).
     pub async fn live(&self) -> Result<usize, EngineError> {
-        self.ask(CountLive).await
+        match self {
+            LoginsHandle::Local(e) => e.live().await,
+            LoginsHandle::Cluster(e) => e.live().await,
+        }
     }
 
-    /// Starts restoring the attempts of the snapshot store. The engine counts as
-    /// recovering from this call on (not from the first poll of the future), so a server
-    /// started right after never answers `expired` for an attempt still to come.
-    pub fn restore(&self) -> impl Future<Output = RestoreReport> + 'static {
-        self.recovery.begin();
-        let (registry, persister, clock, metrics, recovery) =
-            (self.registry.clone(), self.persister.clone(), self.clock, self.metrics.clone(), self.recovery.clone());
-        async move { recovery::restore(registry, persister, clock, metrics, &recovery).await }
+    /// Starts restoring snapshots (single node). Redis is the truth of a cluster: there
+    /// is nothing to restore.
+    pub fn restore(&self) -> impl Future<Output = RestoreReport> + Send + 'static {
+        match self {
+            LoginsHandle::Local(e) => Either::Left(e.restore()),
+            LoginsHandle::Cluster(_) => Either::Right(std::future::ready(RestoreReport::default())),
+        }
     }
 
     /// `Some(restored so far)` while a restore is under way.
     pub fn recovering(&self) -> Option<usize> {
-        self.recovery.is_pending().then(|| self.recovery.restored())
+        match self {
+            LoginsHandle::Local(e) => e.recovering(),
+            LoginsHandle::Cluster(_) => None,
+        }
     }
 
-    /// The snapshot store as the writer last saw it.
+    /// The store of the attempts as last seen (snapshot store, or the cluster's Redis).
     pub fn store_health(&self) -> Health {
-        self.persister.health()
+        match self {
+            LoginsHandle::Local(e) => e.store_health(),
+            LoginsHandle::Cluster(e) => e.store_health(),
+        }
     }
 
     /// Shutting down: every held poll answers now, new ones are not held.
     pub fn close(&self) {
-        self.closing.send_replace(true);
+        match self {
+            LoginsHandle::Local(e) => e.close(),
+            LoginsHandle::Cluster(e) => e.close(),
+        }
     }
 
-    /// Plants a panic in the attempt's actor (the supervision test).
+    /// Waits until every submitted snapshot is stored, at most until `deadline` (a
+    /// cluster writes each transition before answering: nothing is pending).
+    pub async fn flush(&self, deadline: tokio::time::Instant) -> bool {
+        match self {
+            LoginsHandle::Local(e) => e.flush(deadline).await,
+            LoginsHandle::Cluster(_) => true,
+        }
+    }
+
+    /// Plants a panic in the attempt's actor (the supervision test; single node).
     #[cfg(test)]
     pub async fn crash(&self, poll: &PollId) -> Result<Option<Outcome>, EngineError> {
-        self.route(Target::Poll(poll.clone()), Cmd::Crash).await
-    }
-
-    /// Waits until every submitted snapshot is stored, at most until `deadline`.
-    pub async fn flush(&self, deadline: tokio::time::Instant) -> bool {
-        self.persister.flush(deadline).await
+        match self {
+            LoginsHandle::Local(e) => e.crash(poll).await,
+            LoginsHandle::Cluster(_) => Ok(None),
+        }
     }
 }

@@ -4,7 +4,9 @@
 
 mod attempt;
 pub mod clock;
+pub mod cluster;
 mod handle;
+mod local;
 mod labels;
 pub mod persist;
 mod recovery;
@@ -13,7 +15,9 @@ pub mod state;
 
 pub use attempt::{Detail, Outcome};
 pub use clock::Clock;
+pub use cluster::ClusterEngine;
 pub use handle::{EngineConfig, LoginsHandle};
+pub use local::LocalEngine;
 pub use recovery::RestoreReport;
 pub use registry::Created;
 pub use state::{Ending, Event, Phase, Reply, Rules, UserRef};

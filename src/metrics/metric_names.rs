@@ -36,11 +36,23 @@ pub const CODE_CHECKS: &str = "scanlogin_code_checks_total";
 pub const LIMITS_HIT: &str = "scanlogin_limits_hit_total";
 pub const HTTP_REQUESTS: &str = "scanlogin_http_requests_total";
 pub const HTTP_DURATION: &str = "scanlogin_http_request_duration_seconds";
+/// Cluster mode: compare-and-set rounds lost to a concurrent writer (retried).
+pub const CLUSTER_CAS_CONFLICTS: &str = "scanlogin_cluster_cas_conflicts_total";
+/// Cluster mode: commit announcements received over Redis pub/sub.
+pub const CLUSTER_WAKEUPS: &str = "scanlogin_cluster_wakeups_total";
+/// Cluster mode: view actors (attempts with polls held on this node).
+pub const CLUSTER_VIEWS: &str = "scanlogin_cluster_views";
+/// 1, labelled with this node's `cluster.node_id` (host name and pid by default).
+pub const NODE_INFO: &str = "scanlogin_node_info";
 /// Namespace of the process collector: `scanlogin_process_cpu_seconds_total`, …
 pub const PROCESS_NAMESPACE: &str = "scanlogin";
 
 /// Every name above (the process collector's excepted), for the catalogue tests.
 pub const ALL: &[&str] = &[
+    CLUSTER_CAS_CONFLICTS,
+    CLUSTER_WAKEUPS,
+    CLUSTER_VIEWS,
+    NODE_INFO,
     ATTEMPTS_CREATED,
     LIVE_ATTEMPTS,
     TRANSITIONS,

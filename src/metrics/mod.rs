@@ -56,6 +56,10 @@ struct Inner {
     limits_hit: IntCounterVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    cluster_cas_conflicts: IntCounter,
+    cluster_wakeups: IntCounter,
+    cluster_views: IntGauge,
+    node_info: IntGaugeVec,
     /// `scene_type` values already given their own series (at most `SCENE_TYPES_MAX`).
     scene_types: Mutex<HashSet<String>>,
 }
@@ -234,6 +238,25 @@ impl Metrics {
             limits_hit: counter(&r, LIMITS_HIT, "Requests refused by a limit, by kind", &["kind"]),
             http_requests: counter(&r, HTTP_REQUESTS, "HTTP requests by route and status", &["route", "status"]),
             http_duration: histogram(&r, HTTP_DURATION, "HTTP request duration by route", LATENCY_BUCKETS, &["route"]),
+            cluster_cas_conflicts: register(
+                &r,
+                IntCounter::new(CLUSTER_CAS_CONFLICTS, "Cluster: compare-and-set rounds lost to a concurrent writer")
+                    .expect("valid metric"),
+            ),
+            cluster_wakeups: register(
+                &r,
+                IntCounter::new(CLUSTER_WAKEUPS, "Cluster: commit announcements received over pub/sub")
+                    .expect("valid metric"),
+            ),
+            cluster_views: register(
+                &r,
+                IntGauge::new(CLUSTER_VIEWS, "Cluster: attempts with polls held on this node").expect("valid metric"),
+            ),
+            node_info: register(
+                &r,
+                IntGaugeVec::new(Opts::new(NODE_INFO, "1, labelled with this node's id"), &["node"])
+                    .expect("valid metric"),
+            ),
             scene_types: Mutex::new(HashSet::new()),
             registry: r,
         };
@@ -344,6 +367,29 @@ impl Metrics {
     pub fn transition(&self, app: &str, from: State, to: State) {
         self.0.transitions.with_label_values(&[app, from.label(), to.label()]).inc();
         self.live_changed(app, Some(from), Some(to));
+    }
+
+    /// A transition counted without moving the live gauge (cluster mode: the attempt may
+    /// have been created on another node).
+    pub fn transition_counted(&self, app: &str, from: State, to: State) {
+        self.0.transitions.with_label_values(&[app, from.label(), to.label()]).inc();
+    }
+
+    pub fn cluster_cas_conflict(&self) {
+        self.0.cluster_cas_conflicts.inc();
+    }
+
+    pub fn cluster_wakeup(&self) {
+        self.0.cluster_wakeups.inc();
+    }
+
+    pub fn cluster_views(&self, n: usize) {
+        self.0.cluster_views.set(n as i64);
+    }
+
+    /// Names this node (`scanlogin_node_info{node} 1`).
+    pub fn node(&self, id: &str) {
+        self.0.node_info.with_label_values(&[id]).set(1);
     }
 
     pub fn finished(&self, app: &str, how: Finish) {

@@ -9,6 +9,7 @@ fn preset() -> Metrics {
     let m = Metrics::new();
     m.preset(&["default", "tv"], "log", "sqlite");
     m.capacity("live_attempts_max", 2_000_000);
+    m.node("node-1");
     m
 }
 

@@ -1,0 +1,144 @@
+//! The attempt records of the cluster in Redis, and the one write: compare-and-set.
+//!
+//! Layout (prefix `sl:`, see `crate::kv`):
+//! - `sl:a:<poll>`: the attempt, in the snapshot codec's bytes (the version sits at a
+//!   fixed place, so Lua reads it without decoding), expiring at the attempt's own
+//!   deadline (`PXAT`): Redis forgets attempts by itself;
+//! - `sl:s:<app>:<scene>`: the poll id of the attempt with that scene, same expiry: how a
+//!   WeChat push, which names the scene, finds its attempt;
+//! - channel `sl:wake`: every committed transition publishes its poll id there, so the
+//!   nodes holding polls for it re-read.
+//!
+//! A write is one Lua script: read the stored version, write only if it is the version
+//! the caller read (or, for a new attempt, if there is none), keep the scene key in step,
+//! publish. Nothing half-written can remain: the script runs whole or not at all.
+
+use redis::Script;
+
+use crate::engine::EngineError;
+use crate::engine::persist::Snapshot;
+use crate::engine::persist::codec::{self, version_u32};
+use crate::ids::{PollId, Scene};
+use crate::kv::{Class, Kv};
+
+/// KEYS: record, scene key. ARGV: expected version (-1: none), data, expires_at_ms,
+/// poll id for the scene key ('' = leave it), channel, message.
+/// Answers -2 when written, else the version found (-1: no record).
+const CAS_LUA: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local v = -1
+if cur then
+  if string.len(cur) < 5 then return -3 end
+  local a, b, c, d = string.byte(cur, 2, 5)
+  v = ((a * 256 + b) * 256 + c) * 256 + d
+end
+if v ~= tonumber(ARGV[1]) then return v end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[4], 'PXAT', ARGV[3])
+end
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return -2
+";
+
+/// What a compare-and-set did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cas {
+    Written,
+    /// Someone else wrote first (or the record vanished): read again.
+    Conflict,
+}
+
+pub struct Records {
+    kv: Kv,
+    cas: Script,
+    channel: String,
+}
+
+/// Redis did not answer (in time): the caller answers 503 `overloaded`.
+fn unavailable(e: redis::RedisError) -> EngineError {
+    tracing::warn!(error = %e, "cluster: redis call failed");
+    EngineError::Unavailable
+}
+
+impl Records {
+    pub fn new(kv: Kv) -> Self {
+        let channel = kv.key(&["wake"]);
+        Self { kv, cas: Script::new(CAS_LUA), channel }
+    }
+
+    /// The pub/sub channel every commit is announced on.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    pub fn kv(&self) -> &Kv {
+        &self.kv
+    }
+
+    fn key(&self, poll: &PollId) -> String {
+        self.kv.key(&["a", poll.as_str()])
+    }
+
+    fn scene_key(&self, app: &str, scene: &Scene) -> String {
+        self.kv.key(&["s", app, scene.as_str()])
+    }
+
+    /// The stored attempt, ended ones included; `None` when Redis has none (never
+    /// existed, or past its deadline).
+    pub async fn load(&self, poll: &PollId) -> Result<Option<Snapshot>, EngineError> {
+        let mut c = self.kv.conn(Class::Fast);
+        let blob: Option<Vec<u8>> =
+            redis::cmd("GET").arg(self.key(poll)).query_async(&mut c).await.map_err(unavailable)?;
+        match blob {
+            None => Ok(None),
+            Some(b) => match codec::decode(poll.clone(), &b) {
+                Ok(s) => Ok(Some(s)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cluster: undecodable attempt record; treated as gone");
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// The poll id of the attempt of (`app`, `scene`).
+    pub async fn poll_of(&self, app: &str, scene: &Scene) -> Result<Option<PollId>, EngineError> {
+        let mut c = self.kv.conn(Class::Fast);
+        let poll: Option<String> =
+            redis::cmd("GET").arg(self.scene_key(app, scene)).query_async(&mut c).await.map_err(unavailable)?;
+        Ok(poll.and_then(|p| PollId::parse(&p)))
+    }
+
+    /// Writes `snap` if the stored version is still `expected` (`None`: a new attempt,
+    /// whose scene key is written too), and announces it.
+    pub async fn cas(&self, expected: Option<u64>, snap: &Snapshot) -> Result<Cas, EngineError> {
+        let data = codec::encode(snap).map_err(|e| {
+            tracing::error!(error = %e, "cluster: attempt does not encode");
+            EngineError::Unavailable
+        })?;
+        let expected = expected.map_or(-1, |v| i64::from(version_u32(v)));
+        let scene_value = if expected < 0 { snap.poll.as_str() } else { "" };
+        let mut c = self.kv.conn(Class::Fast);
+        let r: i64 = self
+            .cas
+            .key(self.key(&snap.poll))
+            .key(self.scene_key(&snap.app, &snap.scene))
+            .arg(expected)
+            .arg(data)
+            .arg(snap.state.expires_at_ms)
+            .arg(scene_value)
+            .arg(&self.channel)
+            .arg(snap.poll.as_str())
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(if r == -2 { Cas::Written } else { Cas::Conflict })
+    }
+
+    /// Answers while Redis does.
+    pub async fn ping(&self) -> bool {
+        let mut c = self.kv.conn(Class::Fast);
+        redis::cmd("PING").query_async::<String>(&mut c).await.is_ok()
+    }
+}

@@ -1,0 +1,198 @@
+//! The single-node engine behind [`super::LoginsHandle`]: the registry actor and one
+//! actor per attempt in this process, snapshotted to the configured store.
+//!
+//! Callers never see `Addr`, `send` or `MailboxError`: a registry that cannot take a
+//! message within the send budget surfaces as [`EngineError::Overloaded`], an unknown or
+//! ended attempt as `expired`, a transition that could not be made durable where it must
+//! be as [`EngineError::Unavailable`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::{Semaphore, oneshot, watch};
+
+use super::{EngineConfig, EngineError};
+use super::attempt::{Cmd, Outcome};
+use super::clock::Clock;
+use super::persist::{Health, Persister};
+use super::recovery::{self, Recovery, RestoreReport};
+use super::registry::{CountLive, Create, Created, Registry, RewriteAll, Route, Target};
+use super::state::{Event, Phase};
+use crate::ids::{PollId, Scene};
+use crate::metrics::Metrics;
+
+/// The longest a caller waits for the registry to accept a message.
+const SEND_BUDGET: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct LocalEngine {
+    registry: Addr<Registry>,
+    clock: Clock,
+    /// Permits for held long polls, server-wide.
+    holds: Arc<Semaphore>,
+    metrics: Metrics,
+    persister: Persister,
+    recovery: Arc<Recovery>,
+    /// Flips to `true` when the server shuts down: held polls answer at once.
+    closing: watch::Sender<bool>,
+}
+
+impl LocalEngine {
+    /// Starts the registry on `arbiter` (a dedicated thread in production; the current
+    /// one in tests, so tokio's paused clock drives the timers). Whenever the snapshot
+    /// store may have missed writes, every live attempt submits its state again.
+    pub fn start(
+        cfg: EngineConfig,
+        clock: Clock,
+        metrics: Metrics,
+        persister: Persister,
+        arbiter: Option<&ArbiterHandle>,
+    ) -> Self {
+        let recovery = Arc::new(Recovery::new());
+        let registry = Registry::new(
+            cfg.live_attempts_max,
+            cfg.rules,
+            clock,
+            metrics.clone(),
+            persister.clone(),
+            recovery.clone(),
+        );
+        let registry = match arbiter {
+            Some(a) => Registry::start_in_arbiter(a, move |_| registry),
+            None => registry.start(),
+        };
+        let weak = registry.downgrade();
+        persister.on_store_back(move || {
+            if let Some(r) = weak.upgrade() {
+                r.do_send(RewriteAll);
+            }
+        });
+        Self {
+            registry,
+            clock,
+            holds: Arc::new(Semaphore::new(cfg.long_polls_max)),
+            metrics,
+            persister,
+            recovery,
+            closing: watch::Sender::new(false),
+        }
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    async fn ask<M>(&self, msg: M) -> Result<M::Result, EngineError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Registry: Handler<M>,
+    {
+        match tokio::time::timeout(SEND_BUDGET, self.registry.send(msg)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) | Err(_) => Err(EngineError::Overloaded),
+        }
+    }
+
+    async fn route(&self, target: Target, cmd: Cmd) -> Result<Option<Outcome>, EngineError> {
+        self.ask(Route::new(target, cmd)).await?
+    }
+
+    /// A new attempt in `loop` for `app`, living `ttl`; answered once its snapshot is
+    /// stored (or the store had its bounded chance).
+    pub async fn create(&self, app: &str, ttl: Duration) -> Result<Created, EngineError> {
+        let created = self
+            .ask(Create { app: app.to_string(), ttl_ms: ttl.as_millis() as u64 })
+            .await?
+            .ok_or(EngineError::Overloaded)?;
+        Ok(created)
+    }
+
+    /// Feeds `event` to the attempt polled by `poll`; an unknown one answers expired.
+    pub async fn apply(&self, poll: &PollId, event: Event) -> Result<Outcome, EngineError> {
+        let r = self.route(Target::Poll(poll.clone()), Cmd::Apply(event)).await?;
+        Ok(r.unwrap_or_else(Outcome::expired))
+    }
+
+    /// Feeds `event` to the attempt of (`app`, `scene`); `None` if there is none.
+    pub async fn apply_scene(&self, app: &str, scene: &Scene, event: Event) -> Result<Option<Outcome>, EngineError> {
+        self.route(Target::Scene { app: app.to_string(), scene: scene.clone() }, Cmd::Apply(event)).await
+    }
+
+    /// The status poll. In `reg` this takes the token (once). With a `wait`, a `loop`
+    /// attempt is held until it changes, `wait` passes, or the server shuts down; when
+    /// the server-wide hold cap is reached the poll answers at once instead.
+    pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
+        let first = self.apply(poll, Event::Claim).await?;
+        if first.phase != Phase::Loop || wait.is_zero() || *self.closing.borrow() {
+            self.metrics.poll("short");
+            return Ok(first);
+        }
+        let Ok(_permit) = self.holds.clone().try_acquire_owned() else {
+            self.metrics.limit_hit("long_polls_max");
+            return Ok(first);
+        };
+        self.metrics.poll("long");
+        let _held = self.metrics.hold();
+        let (tx, rx) = oneshot::channel();
+        let seen = self.route(Target::Poll(poll.clone()), Cmd::Watch(tx)).await?;
+        if seen.is_some_and(|o| o.phase == Phase::Loop) {
+            let mut closing = self.closing.subscribe();
+            // Woken by a change (the sender dropped), timed out, or shutting down:
+            // either way re-read and answer.
+            tokio::select! {
+                _ = tokio::time::timeout(wait, rx) => {}
+                _ = closing.wait_for(|c| *c) => {}
+            }
+        }
+        self.apply(poll, Event::Claim).await
+    }
+
+    /// The attempt's state and detail, unchanged; an unknown one answers expired.
+    pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
+        let r = self.route(Target::Poll(poll.clone()), Cmd::Peek).await?;
+        Ok(r.unwrap_or_else(Outcome::expired))
+    }
+
+    /// Live attempts right now.
+    pub async fn live(&self) -> Result<usize, EngineError> {
+        self.ask(CountLive).await
+    }
+
+    /// Starts restoring the attempts of the snapshot store. The engine counts as
+    /// recovering from this call on (not from the first poll of the future), so a server
+    /// started right after never answers `expired` for an attempt still to come.
+    pub fn restore(&self) -> impl Future<Output = RestoreReport> + 'static {
+        self.recovery.begin();
+        let (registry, persister, clock, metrics, recovery) =
+            (self.registry.clone(), self.persister.clone(), self.clock, self.metrics.clone(), self.recovery.clone());
+        async move { recovery::restore(registry, persister, clock, metrics, &recovery).await }
+    }
+
+    /// `Some(restored so far)` while a restore is under way.
+    pub fn recovering(&self) -> Option<usize> {
+        self.recovery.is_pending().then(|| self.recovery.restored())
+    }
+
+    /// The snapshot store as the writer last saw it.
+    pub fn store_health(&self) -> Health {
+        self.persister.health()
+    }
+
+    /// Shutting down: every held poll answers now, new ones are not held.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Plants a panic in the attempt's actor (the supervision test).
+    #[cfg(test)]
+    pub async fn crash(&self, poll: &PollId) -> Result<Option<Outcome>, EngineError> {
+        self.route(Target::Poll(poll.clone()), Cmd::Crash).await
+    }
+
+    /// Waits until every submitted snapshot is stored, at most until `deadline`.
+    pub async fn flush(&self, deadline: tokio::time::Instant) -> bool {
+        self.persister.flush(deadline).await
+    }
+}
