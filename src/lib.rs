@@ -36,6 +36,11 @@ pub mod telemetry;
 pub mod token;
 pub mod wechat;
 
+/// A private `redis-server` per test (shared with the integration tests).
+#[cfg(test)]
+#[path = "../tests/support/redis_server.rs"]
+pub(crate) mod test_redis;
+
 /// reqwest is built without a default TLS crypto provider (lean build): install ring's,
 /// once per process, before any HTTP client is built.
 pub fn install_crypto() {

@@ -121,13 +121,17 @@ async fn database(settings: &Settings) -> Result<Db, StartError> {
 /// records in Redis and this node's views.
 fn build_engine(settings: &Settings, db: &Db, kv: Option<&Kv>, metrics: &Metrics) -> Result<EngineParts, StartError> {
     let l = &settings.limits;
-    let rules =
-        Rules { code_attempts: l.code_attempts, sms_resend_ms: l.sms_resend_secs * 1000, sms_per_attempt: l.sms_per_attempt };
+    let rules = Rules {
+        code_attempts: l.code_attempts,
+        sms_resend_ms: l.sms_resend_secs * 1000,
+        sms_per_attempt: l.sms_per_attempt,
+    };
     let cfg = EngineConfig { live_attempts_max: l.live_attempts_max, long_polls_max: l.long_polls_max, rules };
     let engine_thread = Arbiter::new();
     let store_thread = Arbiter::new();
     if let (true, Some(kv)) = (settings.cluster.enabled, kv) {
-        let cluster = ClusterEngine::start(cfg, kv.clone(), Clock::new(), metrics.clone(), Some(&engine_thread.handle()));
+        let cluster =
+            ClusterEngine::start(cfg, kv.clone(), Clock::new(), metrics.clone(), Some(&engine_thread.handle()));
         return Ok(EngineParts { handle: cluster.into(), engine_thread, store_thread });
     }
     let (primary, fallback) = snapshot_stores(&settings.storage.snapshots, db)?;

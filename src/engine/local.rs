@@ -12,13 +12,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::{Semaphore, oneshot, watch};
 
-use super::{EngineConfig, EngineError};
 use super::attempt::{Cmd, Outcome};
 use super::clock::Clock;
 use super::persist::{Health, Persister};
 use super::recovery::{self, Recovery, RestoreReport};
 use super::registry::{CountLive, Create, Created, Registry, RewriteAll, Route, Target};
 use super::state::{Event, Phase};
+use super::{EngineConfig, EngineError};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
 

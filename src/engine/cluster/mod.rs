@@ -14,6 +14,9 @@
 pub mod record;
 pub mod views;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +41,8 @@ use crate::metrics::Metrics;
 /// Conflicts need concurrent writers to one attempt; a handful of rounds covers any
 /// real burst (a duplicate-push storm, nine polls racing for one token).
 const MAX_ROUNDS: usize = 16;
+/// Wake-ups that found nothing changed before a held poll answers anyway.
+const SPURIOUS_MAX: usize = 3;
 /// How often Redis is pinged for `/readyz` while nothing else talks to it.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -117,8 +122,8 @@ impl ClusterEngine {
     }
 
     fn outcome(&self, s: &Snapshot, reply: Reply, now: u64) -> Outcome {
-        let detail = matches!(reply, Reply::Token(_))
-            .then(|| Detail { app: s.app.clone(), openid: s.state.openid.clone() });
+        let detail =
+            matches!(reply, Reply::Token(_)).then(|| Detail { app: s.app.clone(), openid: s.state.openid.clone() });
         Outcome { reply, phase: s.state.phase, expires_in: s.state.expires_in(now), detail }
     }
 
@@ -224,10 +229,12 @@ impl ClusterEngine {
         let _held = self.0.metrics.hold();
         let until = tokio::time::Instant::now() + wait;
         let mut closing = self.0.closing.subscribe();
+        let mut spurious = 0;
         loop {
             let (tx, rx) = oneshot::channel();
             let watch = Watch { poll: poll.clone(), expires_at_ms, tx };
-            let held = matches!(tokio::time::timeout(Duration::from_secs(2), self.0.views.send(watch)).await, Ok(Ok(true)));
+            let held =
+                matches!(tokio::time::timeout(Duration::from_secs(2), self.0.views.send(watch)).await, Ok(Ok(true)));
             // Read again only after the view holds us: a commit in between wakes us.
             let (now, _) = self.transition(poll, &Event::Claim).await?;
             if now.phase != Phase::Loop || !held {
@@ -237,9 +244,17 @@ impl ClusterEngine {
                 _ = tokio::time::timeout_at(until, rx) => {}
                 _ = closing.wait_for(|c| *c) => {}
             }
-            if tokio::time::Instant::now() >= until || *self.0.closing.borrow() {
-                return self.apply(poll, Event::Claim).await;
+            let (now, _) = self.transition(poll, &Event::Claim).await?;
+            if now.phase != Phase::Loop || tokio::time::Instant::now() >= until || *self.0.closing.borrow() {
+                return Ok(now);
             }
+            // Woken, yet still `loop` (a lost pub/sub connection, a full view): hold
+            // again, a few times at most and not in a tight loop.
+            spurious += 1;
+            if spurious >= SPURIOUS_MAX {
+                return Ok(now);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

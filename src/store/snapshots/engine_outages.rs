@@ -11,9 +11,7 @@ use crate::engine::tests::{engine_on, user};
 use crate::engine::{Clock, Ending, EngineError, Event, Phase, Reply};
 use crate::ids::PollId;
 
-#[path = "../../../tests/support/redis_server.rs"]
-mod redis_server;
-use redis_server::RedisServer;
+use crate::test_redis::RedisServer;
 
 const APP: &str = "app";
 

@@ -1,0 +1,187 @@
+//! The cluster engine against a real, private `redis-server`: three engines in one
+//! process play three nodes sharing it. Real time (Redis does not follow tokio's clock),
+//! short waits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::engine::UserRef;
+
+use crate::test_redis::RedisServer;
+
+const APP: &str = "app";
+
+fn node(redis: &RedisServer) -> (ClusterEngine, Metrics) {
+    let kv = Kv::new(&redis.url(), "test-secret").unwrap();
+    let metrics = Metrics::new();
+    let cfg = EngineConfig { live_attempts_max: 1000, long_polls_max: 100, rules: Rules::default() };
+    (ClusterEngine::start(cfg, kv, Clock::new(), metrics.clone(), None), metrics)
+}
+
+fn nodes(redis: &RedisServer) -> [ClusterEngine; 3] {
+    [node(redis).0, node(redis).0, node(redis).0]
+}
+
+fn user() -> UserRef {
+    UserRef { id: "u1".into(), phone: Some("138****8000".into()) }
+}
+
+fn scan(openid: &str, user: Option<UserRef>) -> Event {
+    Event::Scanned { openid: openid.into(), user }
+}
+
+/// Lets the pub/sub listeners subscribe before a test relies on wake-ups.
+async fn subscribed(n: &ClusterEngine) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while n.0.metrics.render().contains("never") || Instant::now() < deadline {
+        // A commit of a throwaway attempt, seen by this node's listener, proves it.
+        let c = n.create(APP, Duration::from_secs(5)).await.unwrap();
+        n.apply(&c.poll, Event::Discard).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if n.0.metrics.render().lines().any(|l| l.starts_with("scanlogin_cluster_wakeups_total ") && !l.ends_with(" 0"))
+        {
+            return;
+        }
+    }
+    panic!("the pub/sub listener never received a commit");
+}
+
+#[actix::test]
+async fn an_attempt_made_on_one_node_is_scanned_on_a_second_and_polled_on_a_third() {
+    let redis = RedisServer::start();
+    let [a, b, c] = nodes(&redis);
+    let made = a.create(APP, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(c.poll(&made.poll, Duration::ZERO).await.unwrap().phase, Phase::Loop);
+    let o = b.apply_scene(APP, &made.scene, scan("o1", Some(user()))).await.unwrap().unwrap();
+    assert_eq!(o.phase, Phase::Reg);
+    let o = c.poll(&made.poll, Duration::ZERO).await.unwrap();
+    assert_eq!(o.reply, Reply::Token(user()));
+    assert_eq!(o.detail.unwrap().app, APP);
+    for n in [&a, &b, &c] {
+        assert_eq!(n.poll(&made.poll, Duration::ZERO).await.unwrap().phase, Phase::Expired, "token once");
+    }
+    assert!(b.apply_scene(APP, &made.scene, scan("o1", None)).await.unwrap().is_none(), "a used scene is unknown");
+}
+
+#[actix::test]
+async fn a_long_poll_held_on_one_node_wakes_when_the_scan_lands_on_another() {
+    let redis = RedisServer::start();
+    let [a, b, _] = nodes(&redis);
+    subscribed(&a).await;
+    let made = a.create(APP, Duration::from_secs(60)).await.unwrap();
+    let held = {
+        let (a, poll) = (a.clone(), made.poll.clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            (a.poll(&poll, Duration::from_secs(20)).await.unwrap(), t)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(a.views().await, 1, "the held poll has a view on its node");
+    let scanned = Instant::now();
+    b.apply_scene(APP, &made.scene, scan("o_new", None)).await.unwrap().unwrap();
+    let (o, _) = held.await.unwrap();
+    let woke = scanned.elapsed();
+    assert_eq!(o.phase, Phase::NotReg);
+    assert!(woke < Duration::from_secs(2), "woken by the scan, not the timeout: {woke:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.views().await, 0, "the view stops once its poll is answered");
+}
+
+#[actix::test]
+async fn the_same_push_on_three_nodes_is_one_transition_and_one_of_two_scanners_owns_it() {
+    let redis = RedisServer::start();
+    let ns = Arc::new(nodes(&redis));
+    let made = ns[0].create(APP, Duration::from_secs(60)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let (ns, scene) = (ns.clone(), made.scene.clone());
+        tasks.push(tokio::spawn(async move { ns[i].apply_scene(APP, &scene, scan("o_same", None)).await }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().unwrap().phase, Phase::NotReg);
+    }
+    let stored = ns[0].0.records.load(&made.poll).await.unwrap().unwrap();
+    assert_eq!(stored.state.version, 1, "one transition, whoever won");
+    // Two different people scan a fresh code at once on two nodes: one owns it.
+    let made = ns[0].create(APP, Duration::from_secs(60)).await.unwrap();
+    let (x, y) = tokio::join!(
+        ns[1].apply_scene(APP, &made.scene, scan("o_x", None)),
+        ns[2].apply_scene(APP, &made.scene, scan("o_y", None)),
+    );
+    x.unwrap().unwrap();
+    y.unwrap().unwrap();
+    let stored = ns[0].0.records.load(&made.poll).await.unwrap().unwrap();
+    assert_eq!(stored.state.version, 1);
+    let owner = stored.state.openid.unwrap();
+    assert!(owner == "o_x" || owner == "o_y");
+}
+
+#[actix::test]
+async fn nine_polls_on_three_nodes_get_exactly_one_token() {
+    let redis = RedisServer::start();
+    let ns = Arc::new(nodes(&redis));
+    for _ in 0..5 {
+        let made = ns[0].create(APP, Duration::from_secs(60)).await.unwrap();
+        ns[1].apply_scene(APP, &made.scene, scan("o1", Some(user()))).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..9 {
+            let (ns, poll) = (ns.clone(), made.poll.clone());
+            tasks.push(tokio::spawn(async move { ns[i % 3].poll(&poll, Duration::ZERO).await.unwrap() }));
+        }
+        let mut tokens = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap().reply, Reply::Token(_)) {
+                tokens += 1;
+            }
+        }
+        assert_eq!(tokens, 1);
+    }
+}
+
+#[actix::test]
+async fn a_held_poll_answers_expired_at_the_deadline() {
+    let redis = RedisServer::start();
+    let [a, _, _] = nodes(&redis);
+    let made = a.create(APP, Duration::from_millis(1500)).await.unwrap();
+    let t = Instant::now();
+    let o = a.poll(&made.poll, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(o.phase, Phase::Expired);
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
+#[actix::test]
+async fn redis_down_is_unavailable_then_service_resumes() {
+    let redis = RedisServer::start();
+    let (a, metrics) = node(&redis);
+    let made = a.create(APP, Duration::from_secs(60)).await.unwrap();
+    redis.pause();
+    let t = Instant::now();
+    assert_eq!(a.create(APP, Duration::from_secs(60)).await.unwrap_err(), EngineError::Unavailable);
+    assert_eq!(a.poll(&made.poll, Duration::ZERO).await.unwrap_err(), EngineError::Unavailable);
+    assert!(t.elapsed() < Duration::from_secs(3), "bounded: {:?}", t.elapsed());
+    assert!(!a.store_health().up);
+    assert!(metrics.render().contains("scanlogin_snapshot_store_up{store=\"redis\"} 0"));
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.store_health().up {
+        assert!(Instant::now() < deadline, "the probe sees Redis again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.poll(&made.poll, Duration::ZERO).await.unwrap().phase, Phase::Loop, "nothing was lost");
+    a.create(APP, Duration::from_secs(60)).await.unwrap();
+}
+
+#[actix::test]
+async fn the_live_cap_counts_the_attempts_made_here() {
+    let redis = RedisServer::start();
+    let kv = Kv::new(&redis.url(), "s").unwrap();
+    let cfg = EngineConfig { live_attempts_max: 2, long_polls_max: 10, rules: Rules::default() };
+    let a = ClusterEngine::start(cfg, kv, Clock::new(), Metrics::new(), None);
+    a.create(APP, Duration::from_millis(800)).await.unwrap();
+    a.create(APP, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(a.create(APP, Duration::from_secs(60)).await.unwrap_err(), EngineError::Overloaded);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    a.create(APP, Duration::from_secs(60)).await.unwrap();
+}
