@@ -32,7 +32,7 @@ use crate::login::LoginService;
 use crate::metrics::Metrics;
 use crate::net::ClientIpPolicy;
 use crate::pages;
-use crate::sandbox::{self, Sandbox};
+use crate::sandbox::{self, Sandbox, SandboxState};
 use crate::sms::{Outbox, SmsSender};
 use crate::store::snapshots::redis::RedisStore;
 use crate::store::snapshots::sql::SqlStore;
@@ -241,9 +241,11 @@ impl Application {
         let engine = build_engine(&settings, &db, kv.as_ref(), &metrics)?;
         let users = Users::new(db);
         let shared = build_shared(&settings, kv.as_ref(), &users, &metrics);
-        let outbox = Outbox::default();
+        // The nodes of a cluster share one sandbox: its tickets, tokens and outbox.
+        let cluster_kv = kv.as_ref().filter(|_| settings.cluster.enabled);
+        let outbox = cluster_kv.map_or_else(Outbox::default, |kv| Outbox::Redis(kv.clone()));
         let sms = SmsSender::new(&settings.sms, outbox.clone(), metrics.clone());
-        let wechat = Arc::new(WechatClient::new(&settings, metrics.clone()));
+        let wechat = Arc::new(WechatClient::new(&settings, metrics.clone(), cluster_kv.map(|kv| (kv, node.as_str()))));
         let login = Arc::new(LoginService::new(
             &settings,
             engine.handle.clone(),
@@ -254,7 +256,10 @@ impl Application {
             shared.limits,
             shared.revocations,
         ));
-        let sandbox = settings.wechat.sandbox.then(|| web::Data::new(Sandbox::new(&settings, outbox)));
+        let sandbox = settings.wechat.sandbox.then(|| {
+            let state = cluster_kv.map_or_else(SandboxState::memory, |kv| SandboxState::Redis(kv.clone()));
+            web::Data::new(Sandbox::new(&settings, state, outbox))
+        });
         let state = web::Data::new(AppState {
             login,
             ip_policy: ClientIpPolicy::new(&settings.server.trusted_proxies),

@@ -23,38 +23,84 @@ pub struct OutboxEntry {
     pub sent_at: i64,
 }
 
-/// What the `log` provider "sent": the sandbox shows it at `/_sandbox/sms`. Bounded.
-#[derive(Clone, Default)]
-pub struct Outbox(Arc<Mutex<OutboxInner>>);
+/// What the `log` provider "sent": the sandbox shows it at `/_sandbox/sms`. Bounded:
+/// the last [`OUTBOX_PER_PHONE`] codes of at most [`OUTBOX_PHONES`] phones. In process,
+/// or in Redis when the nodes of a cluster share one sandbox (a code sent by one node is
+/// read through another; keyed by the phone's hash, kept a day).
+#[derive(Clone)]
+pub enum Outbox {
+    Memory(Arc<Mutex<OutboxInner>>),
+    Redis(crate::kv::Kv),
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox::Memory(Arc::default())
+    }
+}
 
 #[derive(Default)]
-struct OutboxInner {
+pub struct OutboxInner {
     by_phone: HashMap<String, Vec<OutboxEntry>>,
     order: VecDeque<String>,
 }
 
 impl Outbox {
-    pub fn push(&self, phone: &str, code: &str, sent_at: i64) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !g.by_phone.contains_key(phone) {
-            if g.order.len() >= OUTBOX_PHONES
-                && let Some(old) = g.order.pop_front()
-            {
-                g.by_phone.remove(&old);
+    pub async fn push(&self, phone: &str, code: &str, sent_at: i64) {
+        match self {
+            Outbox::Memory(m) => {
+                let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+                if !g.by_phone.contains_key(phone) {
+                    if g.order.len() >= OUTBOX_PHONES
+                        && let Some(old) = g.order.pop_front()
+                    {
+                        g.by_phone.remove(&old);
+                    }
+                    g.order.push_back(phone.to_string());
+                }
+                let list = g.by_phone.entry(phone.to_string()).or_default();
+                list.push(OutboxEntry { code: code.to_string(), sent_at });
+                if list.len() > OUTBOX_PER_PHONE {
+                    list.remove(0);
+                }
             }
-            g.order.push_back(phone.to_string());
-        }
-        let list = g.by_phone.entry(phone.to_string()).or_default();
-        list.push(OutboxEntry { code: code.to_string(), sent_at });
-        if list.len() > OUTBOX_PER_PHONE {
-            list.remove(0);
+            Outbox::Redis(kv) => {
+                let key = kv.key(&["sbx", "sms", &kv.phone_tag(phone)]);
+                let entry = serde_json::json!({"code": code, "sent_at": sent_at}).to_string();
+                let mut c = kv.conn(crate::kv::Class::Fast);
+                let r: Result<(), _> = redis::pipe()
+                    .rpush(&key, entry)
+                    .ltrim(&key, -(OUTBOX_PER_PHONE as isize), -1)
+                    .expire(&key, 86_400)
+                    .query_async(&mut c)
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "sandbox outbox: redis write failed");
+                }
+            }
         }
     }
 
     /// Newest last.
-    pub fn for_phone(&self, phone: &str) -> Vec<OutboxEntry> {
-        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        g.by_phone.get(phone).cloned().unwrap_or_default()
+    pub async fn for_phone(&self, phone: &str) -> Vec<OutboxEntry> {
+        match self {
+            Outbox::Memory(m) => {
+                let g = m.lock().unwrap_or_else(|e| e.into_inner());
+                g.by_phone.get(phone).cloned().unwrap_or_default()
+            }
+            Outbox::Redis(kv) => {
+                let key = kv.key(&["sbx", "sms", &kv.phone_tag(phone)]);
+                let mut c = kv.conn(crate::kv::Class::Fast);
+                let raw: Vec<String> =
+                    redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut c).await.unwrap_or_default();
+                raw.iter()
+                    .filter_map(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+                    .filter_map(|v| {
+                        Some(OutboxEntry { code: v["code"].as_str()?.to_string(), sent_at: v["sent_at"].as_i64()? })
+                    })
+                    .collect()
+            }
+        }
     }
 }
 
@@ -105,7 +151,7 @@ impl SmsSender {
     pub async fn send(&self, phone: &Phone, code: &SmsCode, ttl_secs: u64) -> Result<(), SmsError> {
         match self {
             SmsSender::Log { outbox, metrics } => {
-                outbox.push(phone.as_str(), code.as_str(), crate::store::unix_now());
+                outbox.push(phone.as_str(), code.as_str(), crate::store::unix_now()).await;
                 tracing::info!(phone = %phone.masked(), "sms code sent (log provider)");
                 metrics.sms("log", "ok");
                 Ok(())
@@ -150,14 +196,30 @@ mod tests {
         );
     }
 
-    #[test]
-    fn outbox_is_bounded() {
-        let o = Outbox::default();
+    async fn bounded(o: Outbox, phone: &str) {
         for i in 0..15 {
-            o.push("13800138000", &format!("{i:06}"), i);
+            o.push(phone, &format!("{i:06}"), i).await;
         }
-        let l = o.for_phone("13800138000");
+        let l = o.for_phone(phone).await;
         assert_eq!(l.len(), OUTBOX_PER_PHONE);
         assert_eq!(l.last().unwrap().code, "000014");
+        assert_eq!(l.first().unwrap().code, "000005");
+    }
+
+    #[tokio::test]
+    async fn outbox_is_bounded() {
+        bounded(Outbox::default(), "13800138000").await;
+    }
+
+    #[tokio::test]
+    async fn a_shared_outbox_is_bounded_and_keyed_by_the_phone_hash() {
+        let redis = crate::test_redis::RedisServer::start();
+        let kv = crate::kv::Kv::new(&redis.url(), "s").unwrap();
+        bounded(Outbox::Redis(kv.clone()), "13900139000").await;
+        let other_node = Outbox::Redis(crate::kv::Kv::new(&redis.url(), "s").unwrap());
+        assert_eq!(other_node.for_phone("13900139000").await.len(), OUTBOX_PER_PHONE, "shared");
+        let mut c = kv.conn(crate::kv::Class::Fast);
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut c).await.unwrap();
+        assert!(keys.iter().all(|k| k.starts_with("sl:") && !k.contains("13900139000")), "{keys:?}");
     }
 }

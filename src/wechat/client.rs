@@ -114,6 +114,7 @@ impl AppClient {
         public_url: &str,
         http: reqwest::Client,
         metrics: Metrics,
+        shared: Option<super::token::Shared>,
     ) -> Arc<Self> {
         let sandbox_base = format!("{}/_sandbox", public_url.trim_end_matches('/'));
         let pick = |explicit: &Option<String>, real: &str| -> String {
@@ -134,6 +135,7 @@ impl AppClient {
             },
             http.clone(),
             metrics.clone(),
+            shared,
         );
         Arc::new(Self {
             name: app.name.clone(),
@@ -305,7 +307,9 @@ pub struct WechatClient {
 }
 
 impl WechatClient {
-    pub fn new(settings: &Settings, metrics: Metrics) -> Self {
+    /// The accounts of `settings`; with `cluster` (Redis and this node's id) their access
+    /// tokens are shared by the nodes.
+    pub fn new(settings: &Settings, metrics: Metrics, cluster: Option<(&crate::kv::Kv, &str)>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.wechat.api_timeout_ms))
             .connect_timeout(Duration::from_secs(3))
@@ -316,7 +320,15 @@ impl WechatClient {
             .apps
             .iter()
             .map(|a| {
-                AppClient::new(a, settings.wechat.sandbox, &settings.server.public_url, http.clone(), metrics.clone())
+                let shared = cluster.map(|(kv, node)| super::token::Shared::new(kv, &a.app_id, node));
+                AppClient::new(
+                    a,
+                    settings.wechat.sandbox,
+                    &settings.server.public_url,
+                    http.clone(),
+                    metrics.clone(),
+                    shared,
+                )
             })
             .collect();
         Self { apps }

@@ -6,7 +6,11 @@
 //! - `stable_token` by default (several nodes fetching converge on the same token);
 //! - compare-and-invalidate: a token reported bad (40001/40014/42001) is dropped only if
 //!   it is still the cached one, so a token another caller just refreshed survives;
-//! - errcode -1 ("system busy") is retried with backoff; fetching a token is idempotent.
+//! - errcode -1 ("system busy") is retried with backoff; fetching a token is idempotent;
+//! - shared by the nodes of a cluster ([`Shared`]): the token lives in Redis; the node
+//!   that needs a new one takes a short lease and fetches it, the others wait for it and
+//!   read it; a token reported bad is invalidated there once for all (compare-and-delete).
+//!   Redis unreachable: each node fetches for itself, as a single node does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +41,86 @@ struct Cached {
     usable_until: Instant,
 }
 
+/// How long a node may hold the right to fetch an account's token.
+const LEASE: Duration = Duration::from_secs(10);
+/// How long a node without the lease waits for the holder's token before fetching itself.
+const LEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Deletes the shared token only if it is still the one reported bad.
+const CAD_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// The access token of one account as the nodes of a cluster share it in Redis.
+pub struct Shared {
+    kv: crate::kv::Kv,
+    token_key: String,
+    lease_key: String,
+    node: String,
+}
+
+impl Shared {
+    pub fn new(kv: &crate::kv::Kv, app_id: &str, node: &str) -> Self {
+        Self {
+            kv: kv.clone(),
+            token_key: kv.key(&["wxtoken", app_id]),
+            lease_key: kv.key(&["wxtoken-lease", app_id]),
+            node: node.to_string(),
+        }
+    }
+
+    /// The shared token and how long it stays usable.
+    async fn read(&self) -> Result<Option<(String, Duration)>, redis::RedisError> {
+        let mut c = self.kv.conn(crate::kv::Class::Fast);
+        let (token, pttl): (Option<String>, i64) =
+            redis::pipe().get(&self.token_key).pttl(&self.token_key).query_async(&mut c).await?;
+        Ok(token.filter(|_| pttl > 0).map(|t| (t, Duration::from_millis(pttl as u64))))
+    }
+
+    async fn take_lease(&self) -> Result<bool, redis::RedisError> {
+        let mut c = self.kv.conn(crate::kv::Class::Fast);
+        let r: Option<String> = redis::cmd("SET")
+            .arg(&self.lease_key)
+            .arg(&self.node)
+            .arg("NX")
+            .arg("PX")
+            .arg(LEASE.as_millis() as u64)
+            .query_async(&mut c)
+            .await?;
+        Ok(r.is_some())
+    }
+
+    async fn publish(&self, token: &str, usable: Duration) -> Result<(), redis::RedisError> {
+        let mut c = self.kv.conn(crate::kv::Class::Fast);
+        redis::pipe()
+            .cmd("SET")
+            .arg(&self.token_key)
+            .arg(token)
+            .arg("PX")
+            .arg(usable.as_millis().max(1) as u64)
+            .ignore()
+            .del(&self.lease_key)
+            .ignore()
+            .query_async(&mut c)
+            .await
+    }
+
+    async fn invalidate(&self, failed: &str) {
+        let mut c = self.kv.conn(crate::kv::Class::Fast);
+        let r: Result<i64, _> = redis::Script::new(CAD_LUA).key(&self.token_key).arg(failed).invoke_async(&mut c).await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not invalidate the shared access token");
+        }
+    }
+}
+
+/// A token that stays usable `usable` from now (refreshed ahead as usual).
+fn cached(token: String, usable: Duration) -> Cached {
+    let now = Instant::now();
+    Cached { token, refresh_at: now + (usable + SAFETY).saturating_sub(REFRESH_AHEAD), usable_until: now + usable }
+}
+
 /// Where and how to fetch tokens for one account.
 pub struct TokenSource {
     pub app: String,
@@ -50,13 +134,15 @@ pub struct TokenManager {
     src: TokenSource,
     http: reqwest::Client,
     metrics: Metrics,
+    shared: Option<Shared>,
     slot: Mutex<Option<Cached>>,
     refreshing: AtomicBool,
 }
 
 impl TokenManager {
-    pub fn new(src: TokenSource, http: reqwest::Client, metrics: Metrics) -> Arc<Self> {
-        Arc::new(Self { src, http, metrics, slot: Mutex::new(None), refreshing: AtomicBool::new(false) })
+    /// `shared`: the cluster's copy of this account's token (none on a single node).
+    pub fn new(src: TokenSource, http: reqwest::Client, metrics: Metrics, shared: Option<Shared>) -> Arc<Self> {
+        Arc::new(Self { src, http, metrics, shared, slot: Mutex::new(None), refreshing: AtomicBool::new(false) })
     }
 
     /// A usable access token.
@@ -77,23 +163,67 @@ impl TokenManager {
         }
         // No usable token: fetch while holding the lock, so concurrent callers wait for
         // this one fetch instead of each starting their own.
-        let cached = self.fetch().await?;
+        let current = slot.as_ref().map(|c| c.token.clone());
+        let cached = self.obtain(current.as_deref()).await?;
         let token = cached.token.clone();
         *slot = Some(cached);
         Ok(token)
     }
 
     async fn refresh(&self) -> Result<(), WechatError> {
-        let cached = self.fetch().await?;
+        let current = self.slot.lock().await.as_ref().map(|c| c.token.clone());
+        let cached = self.obtain(current.as_deref()).await?;
         *self.slot.lock().await = Some(cached);
         Ok(())
     }
 
-    /// Drops the cached token only if it is still `failed`.
+    /// A token other than `stale` (the one this node is refreshing away from, if any):
+    /// on a single node, fetched; in a cluster, the shared one when another node already
+    /// has a newer one, else fetched under the lease (or awaited from its holder).
+    async fn obtain(&self, stale: Option<&str>) -> Result<Cached, WechatError> {
+        let Some(shared) = &self.shared else { return self.fetch().await };
+        let fresh = |found: Option<(String, Duration)>| {
+            found.filter(|(t, usable)| Some(t.as_str()) != stale && *usable > SAFETY).map(|(t, u)| cached(t, u))
+        };
+        match shared.read().await {
+            Ok(found) => {
+                if let Some(c) = fresh(found) {
+                    return Ok(c);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(app = %self.src.app, error = %e, "shared access token unreadable; fetching here");
+                return self.fetch().await;
+            }
+        }
+        if shared.take_lease().await.unwrap_or(true) {
+            let c = self.fetch().await?;
+            if let Err(e) = shared.publish(&c.token, c.usable_until.saturating_duration_since(Instant::now())).await {
+                tracing::warn!(app = %self.src.app, error = %e, "could not share the access token");
+            }
+            return Ok(c);
+        }
+        // Another node holds the lease: its token arrives in Redis shortly.
+        let deadline = Instant::now() + LEASE_WAIT;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(c) = fresh(shared.read().await.ok().flatten()) {
+                return Ok(c);
+            }
+        }
+        tracing::warn!(app = %self.src.app, "the access-token lease holder did not deliver; fetching here");
+        self.fetch().await
+    }
+
+    /// Drops the cached token only if it is still `failed` (here and, in a cluster, in
+    /// Redis: once for all nodes).
     pub async fn invalidate(&self, failed: &str) {
         let mut slot = self.slot.lock().await;
         if slot.as_ref().is_some_and(|c| c.token == failed) {
             *slot = None;
+        }
+        if let Some(shared) = &self.shared {
+            shared.invalidate(failed).await;
         }
     }
 
@@ -116,13 +246,7 @@ impl TokenManager {
         self.metrics.token_refresh(&self.src.app, if result.is_ok() { "ok" } else { "error" });
         self.metrics.wechat_call(&self.src.app, "token", &label, start.elapsed().as_secs_f64());
         let body = result?;
-        let now = Instant::now();
-        let life = Duration::from_secs(body.expires_in);
-        Ok(Cached {
-            token: body.access_token,
-            refresh_at: now + life.saturating_sub(REFRESH_AHEAD),
-            usable_until: now + life.saturating_sub(SAFETY),
-        })
+        Ok(cached(body.access_token, Duration::from_secs(body.expires_in).saturating_sub(SAFETY)))
     }
 
     async fn fetch_once(&self) -> Result<TokenBody, WechatError> {

@@ -1,0 +1,68 @@
+//! The access token shared by the nodes of a cluster: three token managers ("nodes")
+//! over one private Redis fetch one token between them from the sandbox of a real
+//! server, and a token reported bad by one is replaced once for all.
+
+use std::sync::Arc;
+
+use scanlogin::config::Secret;
+use scanlogin::kv::Kv;
+use scanlogin::metrics::Metrics;
+use scanlogin::wechat::token::{Shared, TokenManager, TokenSource};
+
+use crate::helpers::{metric, spawn_app};
+use crate::redis_server::RedisServer;
+
+fn node(base: &str, kv: &Kv, name: &str) -> (Arc<TokenManager>, Metrics) {
+    let src = TokenSource {
+        app: "default".into(),
+        app_id: "wxsandbox0000000001".into(),
+        secret: Secret::from("sandbox-secret"),
+        api_base: base.into(),
+        use_stable: true,
+    };
+    let metrics = Metrics::new();
+    let shared = Shared::new(kv, "wxsandbox0000000001", name);
+    (TokenManager::new(src, reqwest::Client::new(), metrics.clone(), Some(shared)), metrics)
+}
+
+fn fetches(nodes: &[(Arc<TokenManager>, Metrics)]) -> f64 {
+    nodes.iter().map(|(_, m)| metric(&m.render(), "scanlogin_access_token_refreshes_total", &["result=\"ok\""])).sum()
+}
+
+#[actix_web::test]
+async fn three_nodes_fetch_one_token_and_invalidate_it_once_for_all() {
+    let wechat = spawn_app().await;
+    let redis = RedisServer::start();
+    let kv = Kv::new(&redis.url(), "test").unwrap();
+    let base = format!("{}/_sandbox", wechat.address);
+    let nodes: Vec<_> = ["n1", "n2", "n3"].iter().map(|n| node(&base, &kv, n)).collect();
+    let calls: Vec<_> = (0..30).map(|i| nodes[i % 3].0.get()).collect();
+    let tokens: Vec<String> =
+        futures_util::future::join_all(calls).await.into_iter().map(|r| r.expect("a token")).collect();
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "every node uses the one token");
+    assert_eq!(fetches(&nodes), 1.0, "fetched once for the three nodes together");
+    // WeChat says the token is bad (40001) on node 2: it is dropped once, for everyone.
+    nodes[1].0.invalidate(&tokens[0]).await;
+    nodes[2].0.invalidate(&tokens[0]).await;
+    let again: Vec<_> = (0..9).map(|i| nodes[i % 3].0.get()).collect();
+    for r in futures_util::future::join_all(again).await {
+        r.expect("a token after the invalidation");
+    }
+    // Node 1 was never told and keeps its copy; nodes 2 and 3 needed a new one and got
+    // it with one fetch between them (stable_token may hand back the same string).
+    assert_eq!(fetches(&nodes), 2.0, "one refetch after the invalidation, not one per node");
+}
+
+#[actix_web::test]
+async fn with_redis_down_each_node_fetches_for_itself() {
+    let wechat = spawn_app().await;
+    let mut redis = RedisServer::start();
+    let kv = Kv::new(&redis.url(), "test").unwrap();
+    redis.kill();
+    let base = format!("{}/_sandbox", wechat.address);
+    let nodes: Vec<_> = ["n1", "n2"].iter().map(|n| node(&base, &kv, n)).collect();
+    for (n, _) in &nodes {
+        n.get().await.expect("logins go on without Redis");
+    }
+    assert_eq!(fetches(&nodes), 2.0);
+}
