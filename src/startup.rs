@@ -266,6 +266,7 @@ impl Application {
             dedup: shared.dedup,
             settings: Arc::new(settings.clone()),
             metrics,
+            node: node.clone(),
         });
         let server = http_server(&settings, listener, state.clone(), sandbox)?;
         Ok(Self {

@@ -1,6 +1,9 @@
 //! Each scenario against a real server (the `Application`, sandbox on, fresh SQLite
 //! file) for a second or two: the report must show the steps done and no error.
 
+// Test code: a failed unwrap is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use std::net::TcpListener;
 use std::time::Duration;
 

@@ -35,6 +35,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub ip_policy: ClientIpPolicy,
     pub dedup: crate::wechat::dedup::Dedup,
+    /// This node's id (`cluster.node_id`, or host name and pid), in every request span.
+    pub node: String,
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.
@@ -92,15 +94,36 @@ pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         .ok_or(ApiError::Unauthorized)
 }
 
-/// Counts every request by route pattern (never the raw path: no ids in labels) and
-/// adds the headers every answer carries.
+/// The request's id: the caller's `X-Request-Id` when it is a sane token (a proxy's id
+/// carries through), else a fresh one. Echoed in the answer and in every log line of
+/// the request.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+}
+
+/// Runs every request inside a `request` span (id, node, method, path), counts it by
+/// route pattern (never the raw path: no ids in labels) and adds the headers every
+/// answer carries.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument as _;
     let start = Instant::now();
-    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
-    let mut res = next.call(req).await?;
+    let state = req.app_data::<web::Data<AppState>>();
+    let metrics = state.map(|s| s.metrics.clone());
+    let node = state.map(|s| s.node.clone()).unwrap_or_default();
+    let id = request_id(&req);
+    let span = tracing::info_span!("request", id = %id, node = %node, method = %req.method(), path = %req.path());
+    let mut res = next.call(req).instrument(span).await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+    }
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     if let Some(m) = metrics {
         m.http(&route, res.status().as_u16(), start.elapsed().as_secs_f64());

@@ -1,6 +1,9 @@
 //! Black-box tests of scanlogin over real HTTP, driven only by API.md: one binary,
 //! each test with its own server, database file and sandbox.
 
+// Test code: a failed unwrap is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 mod helpers;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
