@@ -11,6 +11,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+mod production;
+pub use production::PLACEHOLDER_SECRETS;
+
 /// Everything the service reads at start. Defaults equal `config/default.toml`.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
@@ -38,6 +41,9 @@ pub struct ServerSettings {
     /// On SIGTERM/SIGINT: the most the ordered shutdown (answer held polls, finish
     /// requests, flush snapshots) may take before the process exits anyway.
     pub shutdown_grace_secs: u64,
+    /// Where `/metrics` is served: empty = on the API port; an address = only there, so
+    /// the scrape endpoint need not be public with the API.
+    pub metrics_bind: String,
 }
 
 impl Default for ServerSettings {
@@ -50,6 +56,7 @@ impl Default for ServerSettings {
             demo_page: true,
             workers: 0,
             shutdown_grace_secs: 10,
+            metrics_bind: String::new(),
         }
     }
 }
@@ -113,6 +120,8 @@ impl std::fmt::Debug for TokenSettings {
 #[serde(default)]
 pub struct LimitSettings {
     pub qr_per_ip_per_minute: u32,
+    /// QR requests per client address per day: a slow drain stays under the per-minute cap.
+    pub qr_per_ip_per_day: u32,
     /// QR codes per official account per day (WeChat's own quota is ~100k).
     pub qr_per_app_per_day: u32,
     pub sms_resend_secs: u64,
@@ -123,6 +132,10 @@ pub struct LimitSettings {
     pub code_failures_per_phone_per_day: u32,
     /// SMS codes one login attempt may send.
     pub sms_per_attempt: u32,
+    /// bind-phone calls one login attempt may make (each can probe `phone_taken`).
+    pub bind_per_attempt: u32,
+    /// bind-phone calls per client address per day.
+    pub bind_per_ip_per_day: u32,
     pub long_polls_max: usize,
     pub long_polls_per_ip: usize,
     pub live_attempts_max: usize,
@@ -132,6 +145,7 @@ impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             qr_per_ip_per_minute: 10,
+            qr_per_ip_per_day: 100,
             qr_per_app_per_day: 90_000,
             sms_resend_secs: 60,
             sms_per_phone_per_day: 10,
@@ -139,6 +153,8 @@ impl Default for LimitSettings {
             code_attempts: 5,
             code_failures_per_phone_per_day: 20,
             sms_per_attempt: 3,
+            bind_per_attempt: 10,
+            bind_per_ip_per_day: 50,
             long_polls_max: 50_000,
             long_polls_per_ip: 20,
             live_attempts_max: 2_000_000,
@@ -179,7 +195,11 @@ impl std::fmt::Debug for SmsSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct WechatSettings {
+    /// Mount the fake WeChat (`/_sandbox`). Off unless a config turns it on: with it anyone
+    /// can sign a push for any openid.
     pub sandbox: bool,
+    /// The sandbox on a non-loopback bind is meant (a demo host); otherwise the start stops.
+    pub sandbox_public: bool,
     pub apps: Vec<AppSettings>,
     /// Timeout of one call to WeChat's API.
     pub api_timeout_ms: u64,
@@ -193,7 +213,8 @@ pub struct WechatSettings {
 impl Default for WechatSettings {
     fn default() -> Self {
         Self {
-            sandbox: true,
+            sandbox: false,
+            sandbox_public: false,
             apps: vec![AppSettings::default()],
             api_timeout_ms: 5000,
             callback_budget_ms: 3000,
@@ -432,6 +453,9 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("limits.qr_per_app_per_day", l.qr_per_app_per_day as u64),
         ("limits.code_failures_per_phone_per_day", l.code_failures_per_phone_per_day as u64),
         ("limits.sms_per_attempt", l.sms_per_attempt as u64),
+        ("limits.qr_per_ip_per_day", l.qr_per_ip_per_day as u64),
+        ("limits.bind_per_attempt", l.bind_per_attempt as u64),
+        ("limits.bind_per_ip_per_day", l.bind_per_ip_per_day as u64),
         ("limits.sms_resend_secs", l.sms_resend_secs),
         ("limits.live_attempts_max", l.live_attempts_max as u64),
     ] {
@@ -493,7 +517,7 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             return Err(invalid(&key("app_id"), "is used twice"));
         }
     }
-    Ok(())
+    production::validate(s)
 }
 
 #[cfg(test)]
@@ -525,7 +549,12 @@ mod tests {
     #[test]
     fn production_example_loads() {
         let text = include_str!("../config/production.example.toml");
-        let loaded = load_from_str(text, &env(&[])).expect("production example is valid");
+        let secrets = [
+            ("SCANLOGIN__TOKEN__SECRET", "a-random-value-of-at-least-32-bytes"),
+            ("SCANLOGIN__WECHAT__APPS__0__APP_SECRET", "a-real-app-secret"),
+            ("SCANLOGIN__WECHAT__APPS__0__TOKEN", "aRealToken"),
+        ];
+        let loaded = load_from_str(text, &env(&secrets)).expect("production example is valid");
         assert!(!loaded.settings.server.demo_page);
         assert!(!loaded.settings.wechat.sandbox);
     }
@@ -536,6 +565,7 @@ mod tests {
             DEFAULT,
             &env(&[
                 ("SCANLOGIN__SERVER__BIND", "0.0.0.0:9000"),
+                ("SCANLOGIN__WECHAT__SANDBOX_PUBLIC", "true"),
                 ("SCANLOGIN__LOGIN__QR_TTL_SECS", "60"),
                 ("SCANLOGIN__WECHAT__APPS__0__APP_SECRET", "12345"),
                 ("SCANLOGIN__SERVER__DEMO_PAGE", "false"),
