@@ -103,6 +103,7 @@ impl Application {
         metrics.preset(&app_names, &settings.sms.provider, store_kind);
         metrics.capacity("live_attempts_max", settings.limits.live_attempts_max);
         metrics.capacity("long_polls_max", settings.limits.long_polls_max);
+        metrics.qr_quota_limit(&app_names, settings.limits.qr_per_app_per_day);
         let db = Db::connect(&settings.storage.database_url).await?;
         let ran = db.migrate().await?;
         if ran > 0 {
@@ -135,7 +136,11 @@ impl Application {
         // push dedup keys, limit counters and revoked tokens.
         let dedup_ttl = std::time::Duration::from_secs(settings.wechat.dedup_ttl_secs);
         let local = || {
-            (Dedup::memory(dedup_ttl), Limits::local(&settings.limits, metrics.clone()), Revocations::Db(users.clone()))
+            (
+                Dedup::memory(dedup_ttl),
+                Limits::local(&settings.limits, metrics.clone()),
+                Revocations::new(users.clone(), None),
+            )
         };
         let (dedup, limits, revocations) = if settings.storage.snapshots.starts_with("redis://") {
             let url = &settings.storage.snapshots;
@@ -148,7 +153,7 @@ impl Application {
                 Ok::<_, redis::RedisError>((
                     Dedup::redis(url, dedup_ttl).await?,
                     Limits::redis(url, &settings.limits, metrics.clone()).await?,
-                    Revocations::Redis(conn),
+                    Revocations::new(users.clone(), Some(conn)),
                 ))
             };
             match shared.await {
@@ -189,6 +194,7 @@ impl Application {
         let state = web::Data::new(AppState {
             login,
             ip_policy: ClientIpPolicy::new(&settings.server.trusted_proxies),
+            origins: api::origin::OriginPolicy::new(&settings.server),
             dedup,
             settings: Arc::new(settings.clone()),
             metrics,
@@ -208,6 +214,7 @@ impl Application {
                 .max_age(600);
             App::new()
                 .app_data(app_state.clone())
+                .wrap(from_fn(api::ops::metrics_port))
                 .wrap(from_fn(api::observe))
                 .wrap(cors)
                 .configure(api::configure)
@@ -228,6 +235,9 @@ impl Application {
         // period for flushing snapshots.
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_grace_secs.saturating_sub(1).max(1));
+        if !settings.server.metrics_bind.is_empty() {
+            server = server.listen(TcpListener::bind(&settings.server.metrics_bind)?)?;
+        }
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }

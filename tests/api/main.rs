@@ -2,11 +2,14 @@
 //! each test with its own server, database file and sandbox.
 
 mod helpers;
+#[path = "../support/redis_server.rs"]
+mod redis_server;
 
 mod abuse;
 mod errors;
 mod login_flow;
 mod ops;
 mod pages;
+mod security;
 mod wechat_callback;
 mod wechat_protocol;
