@@ -4,6 +4,7 @@
 pub mod account;
 pub mod login;
 pub mod ops;
+pub mod origin;
 pub mod wechat;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
     pub ip_policy: ClientIpPolicy,
+    pub origins: origin::OriginPolicy,
     pub dedup: crate::wechat::dedup::Dedup,
     /// This node's id (`cluster.node_id`, or host name and pid), in every request span.
     pub node: String,
@@ -69,17 +71,22 @@ pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
         .map_err(|e| ApiError::InvalidRequest(format!("bad query: {e}")))
 }
 
+/// All lines of header `name`, joined by commas (RFC 9110: the same as one line).
+fn joined(req: &HttpRequest, name: header::HeaderName) -> Option<Vec<u8>> {
+    let mut lines = req.headers().get_all(name).peekable();
+    lines.peek()?;
+    Some(lines.map(HeaderValue::as_bytes).collect::<Vec<_>>().join(&b","[..]))
+}
+
 /// Who is asking: the socket peer, or the forwarded client when the peer is a trusted
-/// proxy (`X-Forwarded-For`, else `Forwarded`).
+/// proxy (`X-Forwarded-For`, else `Forwarded`; see [`crate::net`]).
 pub fn client(req: &HttpRequest, state: &AppState) -> crate::net::ClientInfo {
     let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).filter(|v| v.len() <= 1024);
-    let forwarded = match header("x-forwarded-for") {
-        Some(xff) => Some(xff.to_string()),
-        None => header("forwarded").map(crate::net::forwarded_for),
-    };
-    let ip = state.ip_policy.client_ip(peer, forwarded.as_deref());
-    let user_agent = header("user-agent").unwrap_or("").chars().take(256).collect();
+    let (xff, fwd) = (joined(req, header::X_FORWARDED_FOR), joined(req, header::FORWARDED));
+    let forwarding = crate::net::Forwarding { x_forwarded_for: xff.as_deref(), forwarded: fwd.as_deref() };
+    let ip = state.ip_policy.client(peer, forwarding);
+    let user_agent =
+        req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(256).collect();
     crate::net::ClientInfo { ip, user_agent }
 }
 
@@ -148,6 +155,7 @@ pub async fn not_found() -> HttpResponse {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(origin::guard))
             .route("/login/qrcode", web::post().to(login::create_qr))
             .route("/login/status", web::get().to(login::status))
             .route("/login/sms-code", web::post().to(login::sms_code))

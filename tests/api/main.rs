@@ -13,6 +13,7 @@ mod errors;
 mod login_flow;
 mod ops;
 mod pages;
+mod security;
 mod shared_token;
 mod wechat_callback;
 mod wechat_protocol;
