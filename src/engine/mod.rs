@@ -8,6 +8,7 @@ pub mod handle;
 pub mod recovery;
 pub mod registry;
 pub mod state;
+pub mod subscription;
 
 pub use attempt::{Detail, Outcome};
 pub use clock::Clock;
@@ -15,6 +16,7 @@ pub use handle::{EngineConfig, EngineError, LoginsHandle};
 pub use recovery::RestoreReport;
 pub use registry::Created;
 pub use state::{Ending, Event, Phase, Reply, Rules, UserRef};
+pub use subscription::Subscription;
 
 #[cfg(test)]
 mod durability_tests;
