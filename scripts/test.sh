@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and integration tests, then the
-# browser tests of the pages (last, so the run ends with node's test summary).
+# The whole test suite: formatting, lints, unit and integration tests, the wechatpy
+# cross-check, schemathesis against the OpenAPI document, then the browser tests of the
+# pages (last, so the run ends with node's test summary).
 # `.ci/run` calls exactly this; so does the README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,9 @@ fi
 echo "== wechatpy cross-check (safe mode against an independent implementation)"
 cargo build --locked --quiet
 python3 tests/wechatpy/crosscheck.py "${CARGO_TARGET_DIR:-target}/debug/scanlogin"
+
+echo "== schemathesis (the OpenAPI document against the running binary)"
+bash scripts/schemathesis.sh
 
 echo "== README commands, run as written (first screen, curl walk-through, load tool)"
 python3 scripts/readme_check.py

@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{LoginSettings, Settings};
-use crate::engine::{Event, LoginsHandle, Phase, Reply, UserRef};
+use crate::engine::{Event, LoginsHandle, Outcome, Phase, Reply, UserRef};
 use crate::error::ApiError;
 use crate::ids::{Phone, PollId, Scene, SceneType, SmsCode, mask_phone};
 use crate::limits::{Kind, Limits, Refused};
@@ -26,32 +26,44 @@ use crate::store::{BindError, Users, rfc3339, unix_now};
 use crate::token::{Revocations, TokenIssuer};
 use crate::wechat::{AppClient, WechatClient};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QrAnswer {
+    /// The browser's secret poll key.
+    #[schema(pattern = "^[A-Za-z0-9_-]{22,64}$", example = "nq2uTBv3JXbWQm5Pq1hkOM7o3bRzA8a4fH0lX2rS9dE")]
     pub uuid: String,
+    #[schema(example = 300)]
     pub expires_in: u64,
+    #[schema(example = "http://weixin.qq.com/q/02abcdEFgh")]
     pub qr_content: String,
+    #[schema(example = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH47joAAAAAAAAAASxodHRw")]
     pub qr_image_url: String,
+    /// The picture as a data URI; absent with `image: false`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "data:image/png;base64,iVBORw0KGgo=")]
     pub qr_image: Option<String>,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct UserView {
     pub id: String,
     pub phone: Option<String>,
 }
 
 /// The body of a status answer (and of a successful bind).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": 2, "state": "loop", "expires_in": 287}))]
 pub struct StatusAnswer {
+    /// 2 `loop`, 4 `not_reg`, 3 `reg`, 1 `expired` (the original Java design's codes).
+    #[schema(minimum = 1, maximum = 4)]
     pub status: u8,
+    #[schema(value_type = crate::api::openapi::LoginState)]
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "Bearer")]
     pub token_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_expires_in: Option<u64>,
@@ -59,22 +71,24 @@ pub struct StatusAnswer {
     pub user: Option<UserView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"resend_after": 60, "expires_in": 300}))]
 pub struct SmsAnswer {
     pub resend_after: u64,
     pub expires_in: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MeAnswer {
     pub id: String,
     pub phone: Option<String>,
+    #[schema(format = DateTime, example = "2026-05-01T08:00:00Z")]
     pub created_at: String,
     /// The last 5 logins, newest first, so a user can notice one that was not theirs.
     pub recent_logins: Vec<LoginView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginView {
     pub at: String,
     pub app: String,
@@ -248,8 +262,14 @@ impl LoginService {
             slot
         };
         let o = self.engine.poll(poll, wait).await?;
+        Ok(self.answer(o, client).await)
+    }
+
+    /// The status body of what the engine told a poll or an event stream (a token
+    /// answer is issued here, and audited).
+    pub async fn answer(&self, o: Outcome, client: &ClientInfo) -> StatusAnswer {
         let app = o.detail.as_ref().map(|d| d.app.clone()).unwrap_or_default();
-        Ok(match (o.reply, o.phase) {
+        match (o.reply, o.phase) {
             (Reply::Token(user), _) => self.token_answer(user, "scan", &app, client).await,
             (_, phase @ (Phase::Loop | Phase::NotReg)) => StatusAnswer {
                 status: phase.code(),
@@ -269,7 +289,7 @@ impl LoginService {
                 token_expires_in: None,
                 user: None,
             },
-        })
+        }
     }
 
     /// A `subscribe`/`SCAN` for `scene` by `openid` arrived on the callback of `app`.

@@ -8,16 +8,23 @@ use serde::Deserialize;
 use super::{AppState, client, json_body, query};
 use crate::error::ApiError;
 use crate::ids::{Phone, PollId, SceneType, SmsCode};
+use crate::login::{QrAnswer, SmsAnswer, StatusAnswer};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"scene_type": "web", "image": false}))]
 pub struct QrRequest {
+    /// Which configured official account; default: the first one.
+    #[schema(example = "default")]
     pub app: Option<String>,
+    /// A label such as `web` or `tv`; default `web`.
+    #[schema(pattern = "^[a-z0-9_-]{1,16}$", example = "web")]
     pub scene_type: Option<String>,
+    /// Inline the QR picture as a data URI (default `true`).
     pub image: Option<bool>,
 }
 
-fn poll_id(s: &str) -> Result<PollId, ApiError> {
+pub(super) fn poll_id(s: &str) -> Result<PollId, ApiError> {
     PollId::parse(s).ok_or_else(|| ApiError::InvalidRequest("uuid is malformed".into()))
 }
 
@@ -25,6 +32,14 @@ fn phone(s: &str) -> Result<Phone, ApiError> {
     Phone::parse(s).ok_or(ApiError::InvalidPhone)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/login/qrcode",
+    tag = "login",
+    summary = "A new login attempt and its WeChat QR code",
+    request_body(content = Option<QrRequest>, description = "Optional; every field optional"),
+    responses((status = 200, description = "The attempt's poll key and its QR code", body = QrAnswer))
+)]
 pub async fn create_qr(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -41,12 +56,28 @@ pub async fn create_qr(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatusQuery {
+    /// The poll key of `POST /api/v1/login/qrcode`.
+    #[param(pattern = "^[A-Za-z0-9_-]{22,64}$", example = "nq2uTBv3JXbWQm5Pq1hkOM7o3bRzA8a4fH0lX2rS9dE")]
     pub uuid: String,
+    /// Seconds to hold the poll while the state is `loop` (clamped to `login.long_poll_max_secs`).
     #[serde(default)]
+    #[param(value_type = Option<u64>, minimum = 0, example = 20)]
     pub wait: Option<String>,
 }
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/login/status",
+    tag = "login",
+    summary = "The attempt's state (long poll with `wait`)",
+    description = "In `reg` the answer carries the token, once; every later poll says `expired`. \
+        An unknown uuid answers `expired`.",
+    params(StatusQuery),
+    responses((status = 200, description = "The state", body = StatusAnswer))
+)]
 
 pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q: StatusQuery = query(&req)?;
@@ -61,11 +92,24 @@ pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     Ok(HttpResponse::Ok().json(answer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"uuid": "nq2uTBv3JXbWQm5Pq1hkOM7o3bRzA8a4fH0lX2rS9dE", "phone": "13800138000"}))]
 pub struct SmsRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{22,64}$")]
     pub uuid: String,
+    /// A mainland mobile number; `+86`, spaces and dashes accepted.
+    #[schema(example = "13800138000")]
     pub phone: String,
 }
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/login/sms-code",
+    tag = "login",
+    summary = "Send an SMS code (state `not_reg` only)",
+    request_body = SmsRequest,
+    responses((status = 200, description = "The code was sent", body = SmsAnswer))
+)]
 
 pub async fn sms_code(
     state: web::Data<AppState>,
@@ -79,12 +123,25 @@ pub async fn sms_code(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"uuid": "nq2uTBv3JXbWQm5Pq1hkOM7o3bRzA8a4fH0lX2rS9dE", "phone": "13800138000", "code": "123456"}))]
 pub struct BindRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{22,64}$")]
     pub uuid: String,
+    #[schema(example = "13800138000")]
     pub phone: String,
+    #[schema(pattern = "^[0-9]{6}$", example = "123456")]
     pub code: String,
 }
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/login/bind-phone",
+    tag = "login",
+    summary = "Bind the phone with its SMS code and log in (state `not_reg` only)",
+    request_body = BindRequest,
+    responses((status = 200, description = "The `reg` status body with the token; the attempt ends", body = StatusAnswer))
+)]
 
 pub async fn bind_phone(
     state: web::Data<AppState>,

@@ -2,7 +2,9 @@
 //! middleware every answer passes (metrics, security headers).
 
 pub mod account;
+pub mod events;
 pub mod login;
+pub mod openapi;
 pub mod ops;
 pub mod origin;
 pub mod wechat;
@@ -12,6 +14,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -57,11 +60,17 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::B
     Ok(buf.freeze())
 }
 
-/// Parses a JSON body (unknown fields ignored); an empty body is `{}` when `T` allows it.
+/// Parses a JSON object body (unknown fields ignored); an empty body is `{}` when `T` allows it.
 pub async fn json_body<T: DeserializeOwned>(payload: web::Payload) -> Result<T, ApiError> {
     let bytes = read_body(payload, JSON_LIMIT).await?;
     let text = if bytes.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &bytes[..] };
-    serde_json::from_slice(text).map_err(|e| ApiError::InvalidRequest(format!("bad JSON: {e}")))
+    let bad = |e: serde_json::Error| ApiError::InvalidRequest(format!("bad JSON: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(text).map_err(bad)?;
+    // serde would read a struct from an array too (`[null, null]`): the contract says object.
+    if !value.is_object() {
+        return Err(ApiError::InvalidRequest("the body must be a JSON object".into()));
+    }
+    serde_json::from_value(value).map_err(bad)
 }
 
 /// Parses the query string into `T`.
@@ -141,7 +150,8 @@ pub async fn observe(
     if !h.contains_key(header::X_FRAME_OPTIONS) {
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
-    if route.starts_with("/api/") {
+    // An event stream sets its own (`no-cache`, as proxies expect of streams).
+    if route.starts_with("/api/") && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     Ok(res)
@@ -151,17 +161,40 @@ pub async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({"error": "not_found", "message": "no such route"}))
 }
 
+/// A wrong method on a known API route: 405 with `Allow`, in the error shape.
+fn method_not_allowed(allow: Method) -> HttpResponse {
+    HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, allow.as_str())).json(serde_json::json!({
+        "error": "method_not_allowed",
+        "message": format!("this route answers {allow} only"),
+    }))
+}
+
+/// One API route answering `method` with `handler`, and any other method with 405.
+fn endpoint<F, Args>(path: &str, method: Method, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    let allow = method.clone();
+    web::resource(path)
+        .route(web::method(method).to(handler))
+        .default_service(web::to(move || std::future::ready(method_not_allowed(allow.clone()))))
+}
+
 /// Mounts the API, the WeChat callback and the operations endpoints.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .wrap(actix_web::middleware::from_fn(origin::guard))
-            .route("/login/qrcode", web::post().to(login::create_qr))
-            .route("/login/status", web::get().to(login::status))
-            .route("/login/sms-code", web::post().to(login::sms_code))
-            .route("/login/bind-phone", web::post().to(login::bind_phone))
-            .route("/me", web::get().to(account::me))
-            .route("/logout", web::post().to(account::logout)),
+            .service(endpoint("/login/qrcode", Method::POST, login::create_qr))
+            .service(endpoint("/login/status", Method::GET, login::status))
+            .service(endpoint("/login/events", Method::GET, events::events))
+            .service(endpoint("/login/sms-code", Method::POST, login::sms_code))
+            .service(endpoint("/login/bind-phone", Method::POST, login::bind_phone))
+            .service(endpoint("/me", Method::GET, account::me))
+            .service(endpoint("/logout", Method::POST, account::logout))
+            .service(endpoint("/openapi.json", Method::GET, openapi::openapi_json)),
     )
     .route("/wechat/{appid}/callback", web::get().to(wechat::verify_url))
     .route("/wechat/{appid}/callback", web::post().to(wechat::callback))

@@ -61,11 +61,13 @@ pub struct LoginSettings {
     pub long_poll_max_secs: u64,
     /// Life of an SMS code, capped by the attempt's own expiry.
     pub sms_code_ttl_secs: u64,
+    /// Seconds between the `: ping` comments of an event stream, so proxies keep it open.
+    pub events_ping_secs: u64,
 }
 
 impl Default for LoginSettings {
     fn default() -> Self {
-        Self { qr_ttl_secs: 300, long_poll_max_secs: 25, sms_code_ttl_secs: 300 }
+        Self { qr_ttl_secs: 300, long_poll_max_secs: 25, sms_code_ttl_secs: 300, events_ping_secs: 15 }
     }
 }
 

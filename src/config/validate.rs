@@ -47,6 +47,9 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.login.long_poll_max_secs > 120 {
         return Err(invalid("login.long_poll_max_secs", "must be 0..=120"));
     }
+    if !(1..=300).contains(&s.login.events_ping_secs) {
+        return Err(invalid("login.events_ping_secs", "must be 1..=300"));
+    }
     if s.wechat.callback_budget_ms > 4500 {
         return Err(invalid("wechat.callback_budget_ms", "must be 0..=4500 (WeChat gives up after 5 s)"));
     }

@@ -52,8 +52,9 @@ impl Outcome {
 pub enum Cmd {
     /// Feed an event to the state machine.
     Apply(Event),
-    /// Register a long-poll waiter, woken (by drop) on the next change. Answered with
-    /// the current state; a waiter is only kept when the phase is `loop`.
+    /// Register a long-poll or event-stream waiter, woken (by drop) on the next change.
+    /// Answered with the current state; a waiter is only kept while the attempt is live
+    /// (a stream in `not_reg` waits for the bind or the expiry).
     Watch(oneshot::Sender<()>),
     /// Read the state and its detail without changing anything.
     Peek,
@@ -247,7 +248,7 @@ impl Handler<Cmd> for Attempt {
             Cmd::Apply(ev) => self.apply(ev),
             Cmd::Watch(tx) => {
                 self.waiters.retain(|w| !w.is_closed());
-                if self.state.phase == Phase::Loop && self.waiters.len() < MAX_WAITERS {
+                if self.state.phase != Phase::Expired && self.waiters.len() < MAX_WAITERS {
                     self.waiters.push(tx);
                 }
                 Answer::Now(Ok(self.outcome(Reply::Ok)))

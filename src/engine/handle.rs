@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use futures_util::future::Either;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::EngineError;
 use super::attempt::Outcome;
@@ -19,6 +20,7 @@ use super::persist::Health;
 use super::recovery::RestoreReport;
 use super::registry::Created;
 use super::state::{Event, Rules};
+use super::subscription::Subscription;
 use crate::ids::{PollId, Scene};
 
 /// Settings of the engine itself.
@@ -97,6 +99,54 @@ impl LoginsHandle {
         match self {
             LoginsHandle::Local(e) => e.poll(poll, wait).await,
             LoginsHandle::Cluster(e) => e.poll(poll, wait).await,
+        }
+    }
+
+    /// The states of the attempt polled by `poll`, one per change, for an event stream.
+    /// It holds one of the node's held-poll permits while it lives (`Overloaded` when
+    /// none is left).
+    pub fn subscribe(&self, poll: &PollId) -> Result<Subscription, EngineError> {
+        let permit = self.hold_permit().ok_or(EngineError::Overloaded)?;
+        let metrics = match self {
+            LoginsHandle::Local(e) => e.metrics(),
+            LoginsHandle::Cluster(e) => e.metrics(),
+        };
+        metrics.poll("long");
+        let held = metrics.hold();
+        Ok(Subscription::new(self.clone(), poll.clone(), permit, held))
+    }
+
+    /// One of the node's held-poll permits (long polls and event streams share them);
+    /// `None`, counted as a limit hit, when all are taken.
+    pub(super) fn hold_permit(&self) -> Option<OwnedSemaphorePermit> {
+        match self {
+            LoginsHandle::Local(e) => e.hold_permit(),
+            LoginsHandle::Cluster(e) => e.hold_permit(),
+        }
+    }
+
+    /// Registers a waiter on the attempt: the receiver resolves on its next change (on
+    /// any node). The attempt's state at registration comes with it (`None`: gone).
+    pub(super) async fn watch(&self, poll: &PollId) -> Result<(Option<Outcome>, oneshot::Receiver<()>), EngineError> {
+        match self {
+            LoginsHandle::Local(e) => e.watch(poll).await,
+            LoginsHandle::Cluster(e) => e.watch(poll).await,
+        }
+    }
+
+    /// Whether [`LoginsHandle::close`] was called.
+    pub(super) fn is_closing(&self) -> bool {
+        match self {
+            LoginsHandle::Local(e) => e.is_closing(),
+            LoginsHandle::Cluster(e) => e.is_closing(),
+        }
+    }
+
+    /// Resolves once the server shuts down.
+    pub(super) async fn closed(&self) {
+        match self {
+            LoginsHandle::Local(e) => e.closed().await,
+            LoginsHandle::Cluster(e) => e.closed().await,
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use super::attempt::{Cmd, Outcome};
 use super::clock::Clock;
@@ -125,28 +125,57 @@ impl LocalEngine {
     /// the server-wide hold cap is reached the poll answers at once instead.
     pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
         let first = self.apply(poll, Event::Claim).await?;
-        if first.phase != Phase::Loop || wait.is_zero() || *self.closing.borrow() {
+        if first.phase != Phase::Loop || wait.is_zero() || self.is_closing() {
             self.metrics.poll("short");
             return Ok(first);
         }
-        let Ok(_permit) = self.holds.clone().try_acquire_owned() else {
-            self.metrics.limit_hit("long_polls_max");
+        let Some(_permit) = self.hold_permit() else {
             return Ok(first);
         };
         self.metrics.poll("long");
         let _held = self.metrics.hold();
-        let (tx, rx) = oneshot::channel();
-        let seen = self.route(Target::Poll(poll.clone()), Cmd::Watch(tx)).await?;
+        let (seen, woken) = self.watch(poll).await?;
         if seen.is_some_and(|o| o.phase == Phase::Loop) {
-            let mut closing = self.closing.subscribe();
             // Woken by a change (the sender dropped), timed out, or shutting down:
             // either way re-read and answer.
             tokio::select! {
-                _ = tokio::time::timeout(wait, rx) => {}
-                _ = closing.wait_for(|c| *c) => {}
+                _ = tokio::time::timeout(wait, woken) => {}
+                _ = self.closed() => {}
             }
         }
         self.apply(poll, Event::Claim).await
+    }
+
+    /// One of the server-wide held-poll permits (long polls and event streams share
+    /// them); `None`, counted as a limit hit, when all are taken.
+    pub(super) fn hold_permit(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.holds.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.metrics.limit_hit("long_polls_max");
+        }
+        permit
+    }
+
+    /// Registers a waiter on the attempt: the receiver resolves on its next change. The
+    /// attempt's state at registration comes with it (`None`: no such attempt).
+    pub(super) async fn watch(&self, poll: &PollId) -> Result<(Option<Outcome>, oneshot::Receiver<()>), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        let seen = self.route(Target::Poll(poll.clone()), Cmd::Watch(tx)).await?;
+        Ok((seen, rx))
+    }
+
+    /// Whether [`LocalEngine::close`] was called.
+    pub(super) fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Resolves once the server shuts down.
+    pub(super) async fn closed(&self) {
+        let _ = self.closing.subscribe().wait_for(|c| *c).await;
+    }
+
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The attempt's state and detail, unchanged; an unknown one answers expired.

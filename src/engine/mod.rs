@@ -12,6 +12,7 @@ pub mod persist;
 mod recovery;
 mod registry;
 pub mod state;
+pub mod subscription;
 
 pub use attempt::{Detail, Outcome};
 pub use clock::Clock;
@@ -21,6 +22,7 @@ pub use local::LocalEngine;
 pub use recovery::RestoreReport;
 pub use registry::Created;
 pub use state::{Ending, Event, Phase, Reply, Rules, UserRef};
+pub use subscription::Subscription;
 
 /// What the engine answers instead of an outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

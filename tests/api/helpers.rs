@@ -13,6 +13,8 @@ pub struct TestApp {
     pub client: Client,
     /// The server's own state, for looking inside (database, metrics).
     pub state: actix_web::web::Data<scanlogin::api::AppState>,
+    /// Stops the server gracefully, as SIGTERM would (see [`TestApp::stop`]).
+    stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -44,11 +46,18 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     s.storage.database_url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
     let app = Application::with_listener(s, listener).await.expect("app builds");
     let state = app.state();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    actix_web::rt::spawn(app.run(async {
+        // Only an explicit stop counts; a dropped TestApp leaves the server to the runtime.
+        if stopped.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }));
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         state,
+        stop: std::sync::Mutex::new(Some(stop)),
         _dir: dir,
     }
 }
@@ -63,6 +72,18 @@ pub async fn parts(r: Response) -> (u16, Value) {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// Starts the graceful shutdown (held polls and streams answer, then the server stops).
+    pub fn stop(&self) {
+        if let Some(tx) = self.stop.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// `GET /api/v1/login/events?uuid=…`, the response as it starts (the body streams).
+    pub async fn events(&self, uuid: &str) -> Response {
+        self.client.get(self.url("/api/v1/login/events")).query(&[("uuid", uuid)]).send().await.expect("request")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {

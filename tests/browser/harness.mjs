@@ -124,7 +124,8 @@ export async function openPage(context, url) {
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push(`console error: ${m.text()}`);
+    // An error answer the page handles (a 4xx, or a refused event stream) is not a problem.
+    if (m.type() === 'error' && !/status (of )?4\d\d/.test(m.text())) problems.push(`console error: ${m.text()}`);
   });
   page.problems = problems;
   await page.goto(url);

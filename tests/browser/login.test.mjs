@@ -96,6 +96,7 @@ test('a new user scans on the sandbox phone, binds a phone number with the SMS c
     const live = await tickets(server);
     assert.deepEqual(live.map((t) => t.url), [qrText], 'the page shows the one live ticket');
     await shot(page, 'a1-login-qr', 'login-qr');
+    assert.equal(await page.getAttribute('body', 'data-transport'), 'events', 'the page listens to the event stream');
 
     const phone = await openPage(context, `${server.url}/_sandbox/`);
     const reply = await scanOnPhone(phone, qrText, 'o_alice', { subscribed: false });
@@ -177,6 +178,45 @@ test('a returning user logs in by scanning alone (QR drawn in the browser)', asy
     await page.locator('#view-done').waitFor({ state: 'visible' });
     assertNoProblems(page);
     assertNoProblems(phone);
+  });
+});
+
+/**
+ * A returning user's scan-to-login on a page that cannot use the event stream: it must
+ * fall back to long polling (`<body data-transport="poll">`) and still log in.
+ */
+async function loginByLongPoll(server, context, openid, phoneNumber) {
+  await registerViaApi(server, openid, phoneNumber);
+  const page = await openPage(context, `${server.url}/`);
+  const qrText = await visibleQr(page, '#qr-img');
+  await until(async () => (await page.getAttribute('body', 'data-transport')) === 'poll', 'the long-poll fallback');
+  const phone = await openPage(context, `${server.url}/_sandbox/`);
+  assert.match(await scanOnPhone(phone, qrText, openid, { subscribed: true }), /登录成功/);
+  await lookAt(page);
+  await page.locator('#view-done').waitFor({ state: 'visible' });
+  assert.equal(await page.getAttribute('body', 'data-transport'), 'poll');
+  assertNoProblems(page);
+  assertNoProblems(phone);
+  return page;
+}
+
+test('without EventSource the page falls back to long polling and still logs in', async () => {
+  await session({}, PHONE_VIEWPORT, async (server, context) => {
+    // As in a browser that has no EventSource at all.
+    await context.addInitScript(() => {
+      delete window.EventSource;
+    });
+    const page = await loginByLongPoll(server, context, 'o_carol', '13700137000');
+    assert.equal(await page.evaluate(() => typeof window.EventSource), 'undefined');
+  });
+});
+
+test('a refused event stream makes the page fall back to long polling', async () => {
+  // No held polls or streams for any address: the stream answers 429, polls answer at once.
+  await session({ SCANLOGIN__LIMITS__LONG_POLLS_PER_IP: '0' }, PHONE_VIEWPORT, async (server, context) => {
+    const page = await loginByLongPoll(server, context, 'o_dave', '13600136000');
+    assert.equal(await page.evaluate(() => typeof window.EventSource), 'function');
+    assert.ok((await metric(server, 'scanlogin_limits_hit_total{kind="long_polls_per_ip"}')) >= 1, 'the stream was refused');
   });
 });
 

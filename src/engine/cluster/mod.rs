@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use self::record::{Cas, Records};
 use self::views::{CountViews, Views, Watch};
@@ -277,6 +277,40 @@ impl ClusterEngine {
     /// Views this node holds right now (tests and the dashboard's per-node view).
     pub async fn views(&self) -> usize {
         self.0.views.send(CountViews).await.unwrap_or(0)
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub(crate) fn hold_permit(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.0.holds.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.0.metrics.limit_hit("long_polls_max");
+        }
+        permit
+    }
+
+    /// Registers a waiter in this node's view of the attempt, then reads the record: a
+    /// commit after the read wakes the waiter, one before it shows in the state.
+    pub(crate) async fn watch(&self, poll: &PollId) -> Result<(Option<Outcome>, oneshot::Receiver<()>), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        let Some(snap) = self.seen(self.0.records.load(poll).await)? else { return Ok((None, rx)) };
+        if self.0.clock.now_ms() >= snap.state.expires_at_ms || snap.state.phase == Phase::Expired {
+            return Ok((Some(Outcome::expired()), rx));
+        }
+        let watch = Watch { poll: poll.clone(), expires_at_ms: snap.state.expires_at_ms, tx };
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.0.views.send(watch)).await;
+        let seen = self.peek(poll).await?;
+        Ok((Some(seen), rx))
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        *self.0.closing.borrow()
+    }
+
+    pub(crate) async fn closed(&self) {
+        let _ = self.0.closing.subscribe().wait_for(|c| *c).await;
     }
 
     pub fn store_health(&self) -> Health {

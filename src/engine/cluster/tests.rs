@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::engine::UserRef;
+use crate::engine::{LoginsHandle, UserRef};
 
 use crate::test_redis::RedisServer;
 
@@ -184,4 +184,28 @@ async fn the_live_cap_counts_the_attempts_made_here() {
     assert_eq!(a.create(APP, Duration::from_secs(60)).await.unwrap_err(), EngineError::Overloaded);
     tokio::time::sleep(Duration::from_millis(900)).await;
     a.create(APP, Duration::from_secs(60)).await.unwrap();
+}
+
+#[actix::test]
+async fn an_event_stream_on_one_node_follows_scans_and_binds_on_others() {
+    let redis = RedisServer::start();
+    let [a, b, c] = nodes(&redis);
+    subscribed(&a).await;
+    let made = b.create(APP, Duration::from_secs(60)).await.unwrap();
+    let stream = LoginsHandle::from(a.clone());
+    let mut sub = stream.subscribe(&made.poll).unwrap();
+    assert_eq!(sub.next().await.unwrap().map(|o| o.phase), Some(Phase::Loop));
+    let told = async |sub: &mut crate::engine::Subscription| loop {
+        tokio::time::timeout(Duration::from_secs(5), sub.changed()).await.expect("woken").unwrap();
+        if let Some(o) = sub.next().await.unwrap() {
+            return o;
+        }
+    };
+    b.apply_scene(APP, &made.scene, scan("o_new", None)).await.unwrap();
+    assert_eq!(told(&mut sub).await.phase, Phase::NotReg);
+    let bound = c.apply(&made.poll, Event::Bound { user: user() }).await;
+    assert!(matches!(bound.unwrap().reply, Reply::Token(_)));
+    let last = told(&mut sub).await;
+    assert_eq!((last.phase, &last.reply), (Phase::Expired, &Reply::Expired), "the bind's token is not told again");
+    assert!(sub.finished());
 }

@@ -1,11 +1,14 @@
 /*
  * The login page: a reference client of API.md.
  *
- * One "flow" per QR code: ask for a code, show it, long-poll its status, and follow the
- * state it reports (loop → keep polling; not_reg → phone step; reg → logged in;
- * expired → refresh once by itself, then wait for the person). Starting a new flow
- * aborts the held poll and clears the old flow's timers, so a stale answer never
- * drives the page.
+ * One "flow" per QR code: ask for a code, show it, watch its status, and follow the
+ * state it reports (loop → keep watching; not_reg → phone step; reg → logged in;
+ * expired → refresh once by itself, then wait for the person). The status comes from
+ * the server-sent event stream (`/api/v1/login/events`); when `EventSource` is missing
+ * or the stream fails (refused, dropped), the flow falls back to long polling
+ * `/api/v1/login/status` for the rest of its life. `<body data-transport>` says which
+ * one is in use. Starting a new flow closes the stream, aborts the held poll and clears
+ * the old flow's timers, so a stale answer never drives the page.
  *
  * Query parameters: `layout=tv` (big code, no phone step), `image=false` (ask for no
  * picture and draw `qr_content` here).
@@ -175,7 +178,7 @@
     setDeadline(r.body.expires_in);
     track(S.countdown(r.body.expires_in, renderTtl));
     show('qr');
-    poll(gen);
+    watch(gen);
   }
 
   function showCode(answer) {
@@ -196,9 +199,56 @@
     });
   }
 
-  // ---- status long poll ----------------------------------------------------------
+  // ---- status: event stream, long poll as the fallback ----------------------------
+
+  /** Follows a status answer (from either transport); false while it is still `loop`. */
+  function follow(gen, st) {
+    if (st.state === 'loop') {
+      setDeadline(st.expires_in);
+      return false;
+    }
+    if (st.state === 'not_reg') onNotRegistered(gen, st);
+    else if (st.state === 'reg') onToken(st);
+    else onExpired();
+    return true;
+  }
+
+  function watch(gen) {
+    if (typeof window.EventSource !== 'function') {
+      poll(gen);
+      return;
+    }
+    document.body.setAttribute('data-transport', 'events');
+    var es = new EventSource('/api/v1/login/events?uuid=' + encodeURIComponent(flow.uuid));
+    var open = true;
+    function close() {
+      if (!open) return false;
+      open = false;
+      es.close();
+      return true;
+    }
+    track(close);
+    es.addEventListener('status', function (ev) {
+      if (gen !== flow.gen || !open) return;
+      var st;
+      try {
+        st = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      // Anything but `loop` ends this page's interest: close before the browser reconnects.
+      if (st.state !== 'loop') close();
+      follow(gen, st);
+    });
+    // Refused (400/429/503), dropped, or ended before a terminal state (a restart): the
+    // long poll handles all of these, with its own backoff.
+    es.onerror = function () {
+      if (gen === flow.gen && close()) poll(gen);
+    };
+  }
 
   async function poll(gen) {
+    document.body.setAttribute('data-transport', 'poll');
     var failures = 0;
     while (gen === flow.gen) {
       var ctl = new AbortController();
@@ -229,16 +279,9 @@
         return;
       }
       failures = 0;
-      var st = r.body;
-      if (st.state === 'loop') {
-        setDeadline(st.expires_in);
-        // A server past its held-poll cap answers at once: do not spin on it.
-        if (Date.now() - started < 1000) await pause(1000);
-        continue;
-      }
-      if (st.state === 'not_reg') return onNotRegistered(gen, st);
-      if (st.state === 'reg') return onToken(st);
-      return onExpired();
+      if (follow(gen, r.body)) return;
+      // A server past its held-poll cap answers at once: do not spin on it.
+      if (Date.now() - started < 1000) await pause(1000);
     }
   }
 

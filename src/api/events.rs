@@ -1,0 +1,124 @@
+//! `GET /api/v1/login/events`: the status answers pushed as server-sent events.
+//!
+//! The stream is an engine [`Subscription`] turned into `text/event-stream` frames: the
+//! first event is the current state, then one per change; after a terminal answer
+//! (`reg` with its token, or `expired`) the body ends and the connection closes. Between
+//! events a `: ping` comment every `login.events_ping_secs` keeps proxies from closing an
+//! idle connection. A stream is a held long poll for the limits: it takes one of the
+//! address's held-poll slots and one of the server-wide permits for as long as it lives.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::{Stream, stream};
+use serde::Deserialize;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use super::login::poll_id;
+use super::{AppState, client, query};
+use crate::engine::Subscription;
+use crate::error::ApiError;
+use crate::limits::HoldSlot;
+use crate::login::{LoginService, StatusAnswer};
+use crate::net::ClientInfo;
+
+/// `Retry-After` of a stream refused for the address's held-poll cap. Held streams end
+/// when their attempt does (minutes away), so asking again within a second is pointless.
+const HELD_RETRY_AFTER_SECS: u64 = 5;
+
+const PING: &[u8] = b": ping\n\n";
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// The poll key of `POST /api/v1/login/qrcode`.
+    #[param(pattern = "^[A-Za-z0-9_-]{22,64}$", example = "nq2uTBv3JXbWQm5Pq1hkOM7o3bRzA8a4fH0lX2rS9dE")]
+    pub uuid: String,
+}
+
+/// One event frame: `event: status` and the status JSON on one `data:` line.
+fn frame(answer: &StatusAnswer) -> web::Bytes {
+    let json = serde_json::to_string(answer).unwrap_or_else(|_| r#"{"status":1,"state":"expired"}"#.into());
+    web::Bytes::from(format!("event: status\ndata: {json}\n\n"))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/login/events",
+    tag = "login",
+    summary = "The login attempt's states as server-sent events",
+    description = "`text/event-stream`: each event is `event: status` with `data:` a status body (one line), \
+        the current state at once, then one event per change; the stream closes after a terminal answer \
+        (`reg` with its token, or `expired`) or at shutdown (after the current state). `: ping` comments keep \
+        it open. A token is handed out once across polls and streams. Counts as a held long poll.",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "`event: status` events whose `data` is a status body", content_type = "text/event-stream", body = String,
+            example = "event: status\ndata: {\"status\":2,\"state\":\"loop\",\"expires_in\":287}\n\n: ping\n\n"),
+    )
+)]
+pub async fn events(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let q: EventsQuery = query(&req)?;
+    let poll = poll_id(&q.uuid)?;
+    let client = client(&req, &state);
+    let slot = state.login.limits.hold(client.ip).ok_or_else(|| ApiError::RateLimited {
+        what: "too many held polls and event streams from this address".into(),
+        retry_after_secs: HELD_RETRY_AFTER_SECS,
+    })?;
+    let mut sub = state.login.engine.subscribe(&poll)?;
+    let first = sub.next().await?.ok_or_else(|| ApiError::internal("a new subscription tells nothing"))?;
+    let first = frame(&state.login.answer(first, &client).await);
+    let period = Duration::from_secs(state.settings.login.events_ping_secs);
+    let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let feed = Feed { login: state.login.clone(), sub, client, ping, first: Some(first), _slot: slot };
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // nginx buffers proxied answers by default; this turns it off for this one.
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(feed.into_stream()))
+}
+
+/// One open stream: what it tells, to whom, and the slot it holds.
+struct Feed {
+    login: Arc<LoginService>,
+    sub: Subscription,
+    client: ClientInfo,
+    ping: Interval,
+    first: Option<web::Bytes>,
+    _slot: HoldSlot,
+}
+
+impl Feed {
+    fn into_stream(self) -> impl Stream<Item = Result<web::Bytes, Infallible>> {
+        stream::unfold(self, |mut feed| async move {
+            let chunk = feed.step().await?;
+            Some((Ok(chunk), feed))
+        })
+    }
+
+    /// The next chunk to send; `None` ends the body. An engine error mid-stream ends it
+    /// too: a client that reconnects (as `EventSource` does) gets a plain error answer.
+    async fn step(&mut self) -> Option<web::Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            if self.sub.finished() {
+                return None;
+            }
+            // Only the wait races the heartbeat: a claim in flight may carry the token.
+            tokio::select! {
+                r = self.sub.changed() => r.ok()?,
+                _ = self.ping.tick() => return Some(web::Bytes::from_static(PING)),
+            }
+            if let Some(o) = self.sub.next().await.ok()? {
+                return Some(frame(&self.login.answer(o, &self.client).await));
+            }
+        }
+    }
+}

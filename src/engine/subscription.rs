@@ -1,0 +1,200 @@
+//! `Subscription`: one watcher's view of an attempt as a sequence of states, for the
+//! server-sent event stream (API.md `GET /api/v1/login/events`).
+//!
+//! It is the long poll's machinery run in a loop, not a second mechanism: every state it
+//! tells comes from the same `Claim` a status poll makes, so a token still leaves the
+//! engine exactly once (whoever claims first gets it; a stream that comes second reads
+//! `expired`), and a token that a `bind-phone` answer carried is never told again (the
+//! bind ended the attempt, the stream's next claim reads `expired`). Waiting is the
+//! attempt's own waiter list, so whatever wakes a held poll wakes a stream.
+//!
+//! The caller alternates [`Subscription::changed`] (waits; cancel-safe, so it can race a
+//! heartbeat timer) and [`Subscription::next`] (reads; never raced, because a claim in
+//! flight may carry the token).
+
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::time::Instant;
+
+use super::EngineError;
+use super::attempt::Outcome;
+use super::handle::LoginsHandle;
+use super::state::{Event, Phase};
+use crate::ids::PollId;
+use crate::metrics::HoldGuard;
+
+/// The least time between two waiter registrations of one stream. An attempt whose
+/// waiter list is full wakes a new waiter at once; without this pause such a stream
+/// would ask the actor again and again.
+const MIN_REWATCH: Duration = Duration::from_millis(100);
+
+pub struct Subscription {
+    engine: LoginsHandle,
+    poll: PollId,
+    /// The phase last told; `None` before the first state.
+    told: Option<Phase>,
+    /// The waiter of the attempt's next change, kept across cancelled waits so a change
+    /// that lands while the caller sends a heartbeat is not missed.
+    woken: Option<oneshot::Receiver<()>>,
+    last_watch: Option<Instant>,
+    /// A terminal state (or the server's last word at shutdown) was told.
+    finished: bool,
+    /// A stream counts against the server-wide held-poll cap while it lives.
+    _permit: OwnedSemaphorePermit,
+    _held: HoldGuard,
+}
+
+impl Subscription {
+    pub(super) fn new(engine: LoginsHandle, poll: PollId, permit: OwnedSemaphorePermit, held: HoldGuard) -> Self {
+        Self { engine, poll, told: None, woken: None, last_watch: None, finished: false, _permit: permit, _held: held }
+    }
+
+    /// Whether the stream is over: nothing more will be told.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// What to tell now, if anything: the current state on the first call, then a state
+    /// whenever the phase changed; at shutdown the current state once more, as the last.
+    /// In `reg` this claims the token. `Ok(None)`: nothing new (a change inside a phase,
+    /// such as an SMS code sent in `not_reg`), or the stream is finished.
+    pub async fn next(&mut self) -> Result<Option<Outcome>, EngineError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let o = self.engine.apply(&self.poll, Event::Claim).await?;
+        let closing = self.engine.is_closing();
+        let tell = self.told != Some(o.phase) || closing;
+        self.told = Some(o.phase);
+        // A claimed token leaves the attempt `expired`: that is the terminal case too.
+        self.finished = o.phase == Phase::Expired || closing;
+        Ok(tell.then_some(o))
+    }
+
+    /// Waits until the attempt may have changed since the last state told, or the server
+    /// shuts down. Cancel-safe: a cancelled wait keeps its waiter for the next call.
+    pub async fn changed(&mut self) -> Result<(), EngineError> {
+        if self.finished || self.told.is_none() || self.engine.is_closing() {
+            return Ok(());
+        }
+        if self.woken.is_none() {
+            if let Some(t) = self.last_watch {
+                tokio::time::sleep_until(t + MIN_REWATCH).await;
+            }
+            self.last_watch = Some(Instant::now());
+            let (seen, rx) = self.engine.watch(&self.poll).await?;
+            // Changed between the last read and this registration (or gone): read now.
+            if seen.map(|o| o.phase) != self.told {
+                return Ok(());
+            }
+            self.woken = Some(rx);
+        }
+        let Some(woken) = self.woken.as_mut() else { return Ok(()) };
+        tokio::select! {
+            _ = woken => {}
+            _ = self.engine.closed() => {}
+        }
+        self.woken = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::persist::WriterConfig;
+    use crate::engine::persist::memory::MemoryStore;
+    use crate::engine::state::Reply;
+    use crate::engine::tests::{engine_on, settle, user};
+    use crate::engine::{Clock, LoginsHandle};
+
+    async fn started() -> (LoginsHandle, PollId) {
+        tokio::time::pause();
+        let (e, _) = engine_on(Arc::new(MemoryStore::new()), 10, WriterConfig::default(), Clock::new());
+        let c = e.create("app", Duration::from_secs(300)).await.unwrap();
+        settle().await;
+        (e, c.poll)
+    }
+
+    /// Drives `sub` to its next told state.
+    async fn told(sub: &mut Subscription) -> Outcome {
+        loop {
+            sub.changed().await.unwrap();
+            if let Some(o) = sub.next().await.unwrap() {
+                return o;
+            }
+        }
+    }
+
+    #[actix::test]
+    async fn tells_the_state_at_once_then_the_token_once_against_a_racing_poll() {
+        let (e, poll) = started().await;
+        let mut sub = e.subscribe(&poll).unwrap();
+        assert_eq!(sub.next().await.unwrap().map(|o| o.phase), Some(Phase::Loop));
+        let scanned = Event::Scanned { openid: "o1".into(), user: Some(user()) };
+        let (o, racer) = tokio::join!(told(&mut sub), async {
+            e.apply(&poll, scanned).await.unwrap();
+            e.poll(&poll, Duration::ZERO).await.unwrap()
+        });
+        let tokens = [&o, &racer].iter().filter(|o| matches!(o.reply, Reply::Token(_))).count();
+        assert_eq!(tokens, 1, "stream {o:?}, poll {racer:?}");
+        assert_eq!(o.phase, Phase::Expired);
+        assert!(sub.finished());
+        assert_eq!(sub.next().await.unwrap(), None);
+    }
+
+    #[actix::test]
+    async fn a_bind_ends_the_stream_without_repeating_the_token() {
+        let (e, poll) = started().await;
+        let mut sub = e.subscribe(&poll).unwrap();
+        sub.next().await.unwrap();
+        e.apply(&poll, Event::Scanned { openid: "o1".into(), user: None }).await.unwrap();
+        assert_eq!(told(&mut sub).await.phase, Phase::NotReg);
+        // A change inside not_reg (a code sent) wakes the stream but tells nothing.
+        let code = Event::CodeIssued { phone: "13800138000".into(), hash: [7; 32], ttl_ms: 60_000 };
+        tokio::join!(async { sub.changed().await.unwrap() }, async {
+            // The paused clock moves only once the stream's waiter is registered.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            e.apply(&poll, code).await.unwrap();
+        });
+        assert_eq!(sub.next().await.unwrap(), None);
+        let bound = e.apply(&poll, Event::Bound { user: user() }).await.unwrap();
+        assert!(matches!(bound.reply, Reply::Token(_)));
+        let o = told(&mut sub).await;
+        assert_eq!((o.phase, &o.reply), (Phase::Expired, &Reply::Expired));
+        assert!(sub.finished());
+    }
+
+    #[actix::test]
+    async fn shutdown_tells_the_current_state_as_the_last() {
+        let (e, poll) = started().await;
+        let mut sub = e.subscribe(&poll).unwrap();
+        sub.next().await.unwrap();
+        let waiting = async {
+            sub.changed().await.unwrap();
+            sub.next().await.unwrap()
+        };
+        let (last, ()) = tokio::join!(waiting, async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            e.close();
+        });
+        assert_eq!(last.map(|o| o.phase), Some(Phase::Loop));
+        assert!(sub.finished());
+    }
+
+    #[actix::test]
+    async fn the_stream_ends_when_the_attempt_expires() {
+        let (e, poll) = started().await;
+        let mut sub = e.subscribe(&poll).unwrap();
+        let t0 = Instant::now();
+        sub.next().await.unwrap();
+        // The paused clock jumps to the attempt's timer: the stream waits for it.
+        let o = told(&mut sub).await;
+        assert_eq!(o.phase, Phase::Expired);
+        assert!(t0.elapsed() >= Duration::from_secs(299), "{:?}", t0.elapsed());
+        assert!(sub.finished());
+    }
+}
