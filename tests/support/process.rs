@@ -1,0 +1,272 @@
+//! The built `scanlogin` binary as a real process: started with env overrides, killed
+//! with SIGKILL or stopped with SIGTERM, restarted on the same port and files; plus a
+//! second instance that plays WeChat (its sandbox) so that "WeChat" survives the crash
+//! of the server under test, as the real one would. One HTTP test client ([`Api`]) for
+//! it. Shared by the durability and cluster tests (included by path).
+
+#![allow(dead_code)] // each includer uses a different part
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Client;
+use serde_json::{Value, json};
+
+#[path = "redis_server.rs"]
+pub mod redis_server;
+pub use redis_server::{RedisServer, free_port};
+
+const BIN: &str = env!("CARGO_BIN_EXE_scanlogin");
+
+/// An HTTP client (the crate's TLS provider installed first, as the binary does).
+pub fn client() -> Client {
+    scanlogin::install_crypto();
+    Client::new()
+}
+
+/// One configured instance: its port, files and settings, and the process when running.
+pub struct Instance {
+    pub port: u16,
+    env: Vec<(String, String)>,
+    dir: PathBuf,
+    name: String,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Instance {
+    /// The server under test: its own SQLite file in `dir`, snapshots as given, WeChat
+    /// played by its own sandbox until [`Instance::use_wechat`].
+    pub fn server(dir: &std::path::Path, snapshots: &str, qr_ttl_secs: u64) -> Self {
+        let port = free_port();
+        let mut env = base_env(port, &format!("http://127.0.0.1:{port}"));
+        env.push(("SCANLOGIN__STORAGE__DATABASE_URL".into(), format!("sqlite://{}/server.db?mode=rwc", dir.display())));
+        env.push(("SCANLOGIN__STORAGE__SNAPSHOTS".into(), snapshots.into()));
+        env.push(("SCANLOGIN__LOGIN__QR_TTL_SECS".into(), qr_ttl_secs.to_string()));
+        Self { port, env, dir: dir.to_path_buf(), name: "server".into(), child: None, starts: 0 }
+    }
+
+    /// WeChat's API is the sandbox of the instance on `port`.
+    pub fn use_wechat(&mut self, port: u16) {
+        let base = format!("http://127.0.0.1:{port}/_sandbox");
+        self.set("SCANLOGIN__WECHAT__APPS__0__API_BASE", &base);
+        self.set("SCANLOGIN__WECHAT__APPS__0__MP_BASE", &base);
+    }
+
+    /// "WeChat": a sandbox-only instance whose scans are delivered to `server_port`.
+    pub fn wechat(dir: &std::path::Path, server_port: u16) -> Self {
+        let port = free_port();
+        let mut env = base_env(port, &format!("http://127.0.0.1:{server_port}"));
+        env.push(("SCANLOGIN__STORAGE__DATABASE_URL".into(), format!("sqlite://{}/wechat.db?mode=rwc", dir.display())));
+        env.push(("SCANLOGIN__STORAGE__SNAPSHOTS".into(), "memory".into()));
+        Self { port, env, dir: dir.to_path_buf(), name: "wechat".into(), child: None, starts: 0 }
+    }
+
+    /// A node of its own name on a free port; `env` is added to the base settings.
+    pub fn named(dir: &std::path::Path, name: &str, public_url: &str, env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let mut i = Self { port, env: base_env(port, public_url), dir: dir.to_path_buf(), name: name.into(), child: None, starts: 0 };
+        for (k, v) in env {
+            i.set(k, v);
+        }
+        i
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Starts the process (stderr to `<dir>/<name>-<n>.log`) and waits until it listens.
+    pub async fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("{}-{}.log", self.name, self.starts))).unwrap();
+        let child = Command::new(BIN)
+            .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the scanlogin binary starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = client();
+        loop {
+            if http.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("{} exited at start ({status}); log:\n{}", self.name, self.log());
+            }
+            assert!(Instant::now() < deadline, "{} does not answer; log:\n{}", self.name, self.log());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The latest run's log (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{}-{}.log", self.name, self.starts))).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown code runs, exactly like a crash.
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// SIGTERM; answers the exit status once the process is gone (at most `within`).
+    pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let ok = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success();
+        assert!(ok);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("{} still running {within:?} after SIGTERM; log:\n{}", self.name, self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The server under test and the "WeChat" that delivers its scans, both started.
+pub async fn server_and_wechat(dir: &std::path::Path, snapshots: &str, qr_ttl_secs: u64) -> (Instance, Instance, Api) {
+    let mut server = Instance::server(dir, snapshots, qr_ttl_secs);
+    let mut wechat = Instance::wechat(dir, server.port);
+    server.use_wechat(wechat.port);
+    wechat.start().await;
+    server.start().await;
+    let api = Api::new(&server, &wechat);
+    api.until_ready().await;
+    (server, wechat, api)
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn base_env(port: u16, public_url: &str) -> Vec<(String, String)> {
+    vec![
+        ("SCANLOGIN__SERVER__BIND".into(), format!("127.0.0.1:{port}")),
+        ("SCANLOGIN__SERVER__PUBLIC_URL".into(), public_url.into()),
+        ("SCANLOGIN__SERVER__WORKERS".into(), "2".into()),
+        ("SCANLOGIN__SERVER__SHUTDOWN_GRACE_SECS".into(), "5".into()),
+    ]
+}
+
+/// Talks HTTP to the server under test and to "WeChat".
+pub struct Api {
+    pub http: Client,
+    pub server: String,
+    pub wechat: String,
+}
+
+pub async fn parts(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json::<Value>().await.unwrap_or(Value::Null))
+}
+
+impl Api {
+    pub fn new(server: &Instance, wechat: &Instance) -> Self {
+        Self::at(&server.url(""), &wechat.url(""))
+    }
+
+    /// The server at base URL `server`, WeChat's sandbox at base URL `wechat`.
+    pub fn at(server: &str, wechat: &str) -> Self {
+        Self { http: client(), server: server.trim_end_matches('/').into(), wechat: wechat.trim_end_matches('/').into() }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        parts(self.http.get(format!("{}{path}", self.server)).send().await.expect("request")).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        parts(self.http.post(format!("{}{path}", self.server)).json(&body).send().await.expect("request")).await
+    }
+
+    /// A QR code; returns (uuid, ticket).
+    pub async fn new_login(&self) -> (String, String) {
+        let (status, body) = self.post("/api/v1/login/qrcode", json!({"image": false})).await;
+        assert_eq!(status, 200, "{body}");
+        let url = url::Url::parse(body["qr_image_url"].as_str().unwrap()).unwrap();
+        let ticket = url.query_pairs().find(|(k, _)| k == "ticket").unwrap().1.into_owned();
+        (body["uuid"].as_str().unwrap().to_string(), ticket)
+    }
+
+    pub async fn status(&self, uuid: &str) -> (u16, Value) {
+        self.get(&format!("/api/v1/login/status?uuid={uuid}")).await
+    }
+
+    /// The phone scans through "WeChat", which pushes the event to the server.
+    pub async fn scan(&self, ticket: &str, openid: &str, subscribed: bool) {
+        let r = self
+            .http
+            .post(format!("{}/_sandbox/scan", self.wechat))
+            .json(&json!({"ticket": ticket, "openid": openid, "subscribed": subscribed}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = parts(r).await;
+        assert_eq!((status, body["http_status"].as_u64()), (200, Some(200)), "{body}");
+    }
+
+    /// Sends a code to `phone` and reads it from the server's SMS outbox.
+    pub async fn send_code(&self, uuid: &str, phone: &str) -> String {
+        let (status, body) = self.post("/api/v1/login/sms-code", json!({"uuid": uuid, "phone": phone})).await;
+        assert_eq!(status, 200, "{body}");
+        let (_, out) = self.get(&format!("/_sandbox/sms?phone={phone}")).await;
+        out["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["code"].as_str()).unwrap().to_string()
+    }
+
+    pub async fn bind(&self, uuid: &str, phone: &str, code: &str) -> (u16, Value) {
+        self.post("/api/v1/login/bind-phone", json!({"uuid": uuid, "phone": phone, "code": code})).await
+    }
+
+    /// A new WeChat user registers through the phone flow.
+    pub async fn register(&self, openid: &str, phone: &str) {
+        let (uuid, ticket) = self.new_login().await;
+        self.scan(&ticket, openid, false).await;
+        let code = self.send_code(&uuid, phone).await;
+        let (status, body) = self.bind(&uuid, phone, &code).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http.get(format!("{}/metrics", self.server)).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Waits until `/readyz` answers 200 (after a restore); answers what it said first.
+    pub async fn until_ready(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let first = self.get("/readyz").await.1;
+        loop {
+            let (status, body) = self.get("/readyz").await;
+            if status == 200 {
+                return first;
+            }
+            assert!(Instant::now() < deadline, "never ready: {body}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
