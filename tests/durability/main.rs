@@ -3,6 +3,7 @@
 //! runs its own server, its own "WeChat" instance, files and (where needed) a private
 //! redis-server on free ports.
 
+#[path = "../support/process.rs"]
 mod process;
 
 mod outage;

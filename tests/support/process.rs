@@ -66,7 +66,14 @@ impl Instance {
     /// A node of its own name on a free port; `env` is added to the base settings.
     pub fn named(dir: &std::path::Path, name: &str, public_url: &str, env: &[(&str, String)]) -> Self {
         let port = free_port();
-        let mut i = Self { port, env: base_env(port, public_url), dir: dir.to_path_buf(), name: name.into(), child: None, starts: 0 };
+        let mut i = Self {
+            port,
+            env: base_env(port, public_url),
+            dir: dir.to_path_buf(),
+            name: name.into(),
+            child: None,
+            starts: 0,
+        };
         for (k, v) in env {
             i.set(k, v);
         }
@@ -194,7 +201,11 @@ impl Api {
 
     /// The server at base URL `server`, WeChat's sandbox at base URL `wechat`.
     pub fn at(server: &str, wechat: &str) -> Self {
-        Self { http: client(), server: server.trim_end_matches('/').into(), wechat: wechat.trim_end_matches('/').into() }
+        Self {
+            http: client(),
+            server: server.trim_end_matches('/').into(),
+            wechat: wechat.trim_end_matches('/').into(),
+        }
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
