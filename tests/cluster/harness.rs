@@ -299,7 +299,9 @@ impl Nginx {
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, render_nginx_conf(dir, port, nodes)).unwrap();
         let log = std::fs::File::create(dir.join("nginx-stderr.log")).unwrap();
-        let child = Command::new("nginx")
+        // Debian puts it in /usr/sbin, which a non-root PATH may lack.
+        let bin = if std::path::Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
+        let child = Command::new(bin)
             .args(["-p", &dir.display().to_string(), "-c", &conf.display().to_string()])
             .args(["-g", "daemon off; master_process off;"])
             .stdout(Stdio::null())
