@@ -10,6 +10,9 @@
 //! every snapshot awaited by its own submitter, as transitions do), and the time to
 //! restore N attempts into a fresh engine (load + decode + one actor each, timers armed).
 
+// Test code: a failed unwrap is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -16,6 +16,9 @@ pub enum ApiError {
     InvalidCode { attempts_left: u32 },
     #[error("missing, malformed, expired or revoked token")]
     Unauthorized,
+    /// A browser POST from a page of another site (API.md "Requests from browsers of other sites").
+    #[error("requests from this origin are not allowed")]
+    Forbidden,
     #[error("no such app")]
     UnknownApp,
     #[error("{0}")]
@@ -46,6 +49,7 @@ impl ApiError {
             ApiError::InvalidPhone => "invalid_phone",
             ApiError::InvalidCode { .. } => "invalid_code",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
             ApiError::UnknownApp => "unknown_app",
             ApiError::WrongState(_) => "wrong_state",
             ApiError::PhoneTaken => "phone_taken",
@@ -83,6 +87,7 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::UnknownApp => StatusCode::NOT_FOUND,
             ApiError::WrongState(_) | ApiError::PhoneTaken => StatusCode::CONFLICT,
             ApiError::Expired => StatusCode::GONE,
@@ -129,6 +134,7 @@ mod tests {
             (ApiError::InvalidPhone, "invalid_phone", 400),
             (ApiError::InvalidCode { attempts_left: 1 }, "invalid_code", 400),
             (ApiError::Unauthorized, "unauthorized", 401),
+            (ApiError::Forbidden, "forbidden", 403),
             (ApiError::UnknownApp, "unknown_app", 404),
             (ApiError::WrongState("x".into()), "wrong_state", 409),
             (ApiError::PhoneTaken, "phone_taken", 409),

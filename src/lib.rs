@@ -1,17 +1,28 @@
 //! scanlogin: log in by scanning a WeChat Official Account QR code.
 //!
 //! # Layout
-//! - [`config`]: typed settings from TOML + `SCANLOGIN__SECTION__KEY` overrides.
-//! - [`startup`]: `Application`, the one real server that `main` and tests build.
-//! - [`engine`]: one actor per login attempt, the registry that routes to them, the
-//!   pure state machine they run, and `LoginsHandle`, the async façade.
-//! - [`login`]: the login flow composed from engine, users, WeChat, SMS and tokens.
+//! - [`config`]: typed settings from TOML + `SCANLOGIN__SECTION__KEY` overrides (model,
+//!   env overrides, validation; secrets that never print).
+//! - [`startup`]: `Application`, the one real server that `main` and tests build, in
+//!   steps: metrics, database, engine, shared services, login service, HTTP.
+//! - [`engine`]: the login engine behind `LoginsHandle` — the pure state machine, the
+//!   single-node engine (registry actor, one actor per attempt, snapshots through its
+//!   persistence seam `engine::persist`) and the cluster engine (versioned records in
+//!   Redis changed by compare-and-set, local view actors woken over pub/sub).
+//! - [`login`]: the login flow composed from engine, users, WeChat, SMS and tokens;
+//!   [`push`]: what each WeChat push does.
 //! - [`api`]: HTTP handlers of API.md, the WeChat callback, operations endpoints.
-//! - [`wechat`]: WeChat's protocol (signatures, AES message crypto, XML) and API client.
+//! - [`wechat`]: WeChat's protocol (signatures, AES message crypto, XML), its API client,
+//!   the access-token manager (shared by the nodes of a cluster) and push dedup.
 //! - [`pages`]: the demo login page at `/` and the sandbox phone's page, embedded.
 //! - [`sandbox`]: a fake WeChat platform mounted at `/_sandbox` for laptops and tests.
-//! - [`store`]: the user database (SQLite, PostgreSQL, MySQL) and migrations.
-//! - [`sms`], [`token`]: SMS providers; login tokens (HS256 JWT).
+//! - [`store`]: the user database (SQLite, PostgreSQL, MySQL), migrations, and the
+//!   durable snapshot stores (SQL table, Redis) that implement the engine's seam.
+//! - [`kv`]: the one Redis connection factory and key namespace (`sl:`).
+//! - [`limits`], [`breaker`]: abuse limits (in process or in Redis); the circuit breaker
+//!   of optional Redis calls.
+//! - [`sms`], [`token`]: SMS providers and the sandbox outbox; login tokens (HS256 JWT)
+//!   and revocations.
 //! - [`ids`], [`net`], [`error`], [`metrics`], [`telemetry`]: parsed domain values, client
 //!   identity, the API error enum, the metrics catalogue, logging.
 

@@ -2,8 +2,11 @@
 //!
 //! Rates are kept by `governor` (GCRA) in process, or by fixed windows in Redis when
 //! Redis is configured, so the limits that must agree across nodes (per phone, per IP,
-//! per app) do. Held long polls are a local resource and are counted locally. Every
-//! refusal counts in `scanlogin_limits_hit_total{kind}` and carries a retry delay.
+//! per app) do. While Redis is slow or down (the breaker is open) the same limits are
+//! kept in process instead: they are per node then, but never off. Held long polls are
+//! a local resource and are counted locally. Per-address limits take the client's
+//! [`crate::net::limit_bucket`] (an IPv6 /64). Every refusal counts in
+//! `scanlogin_limits_hit_total{kind}` and carries a retry delay.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,22 +27,40 @@ const MINUTE: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     QrPerIp,
+    QrPerIpPerDay,
     QrPerApp,
     SmsResend,
     SmsPerPhone,
     SmsPerIp,
     CodeFailuresPerPhone,
+    BindPerAttempt,
+    BindPerIp,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::QrPerIp,
+        Kind::QrPerIpPerDay,
+        Kind::QrPerApp,
+        Kind::SmsResend,
+        Kind::SmsPerPhone,
+        Kind::SmsPerIp,
+        Kind::CodeFailuresPerPhone,
+        Kind::BindPerAttempt,
+        Kind::BindPerIp,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::QrPerIp => "qr_per_ip",
+            Kind::QrPerIpPerDay => "qr_per_ip_per_day",
             Kind::QrPerApp => "qr_per_app",
             Kind::SmsResend => "sms_resend",
             Kind::SmsPerPhone => "sms_per_phone",
             Kind::SmsPerIp => "sms_per_ip",
             Kind::CodeFailuresPerPhone => "code_failures_per_phone",
+            Kind::BindPerAttempt => "bind_per_attempt",
+            Kind::BindPerIp => "bind_per_ip",
         }
     }
 
@@ -51,11 +72,14 @@ impl Kind {
     fn human(self) -> &'static str {
         match self {
             Kind::QrPerIp => "too many QR codes from this address",
+            Kind::QrPerIpPerDay => "too many QR codes from this address today",
             Kind::QrPerApp => "the QR code quota of this account is used up for now",
             Kind::SmsResend => "a code was just sent to this phone",
             Kind::SmsPerPhone => "too many codes for this phone today",
             Kind::SmsPerIp => "too many codes from this address today",
             Kind::CodeFailuresPerPhone => "too many wrong codes for this phone today",
+            Kind::BindPerAttempt => "too many tries for this login: start a new one",
+            Kind::BindPerIp => "too many phone bindings from this address today",
         }
     }
 }
@@ -85,13 +109,29 @@ struct Local {
     locked: Mutex<HashMap<String, u64>>,
 }
 
-enum Backend {
-    Local(Local),
-    Redis(crate::kv::Kv, crate::breaker::Breaker),
+/// The counters every node shares, and the breaker that sends calls to [`Local`] while
+/// Redis does not answer.
+struct Shared {
+    kv: crate::kv::Kv,
+    breaker: crate::breaker::Breaker,
+}
+
+impl Shared {
+    /// The shared store, unless it failed a moment ago.
+    fn usable(shared: &Option<Shared>) -> Option<&Shared> {
+        shared.as_ref().filter(|s| s.breaker.allows())
+    }
+
+    fn failed(&self, e: &redis::RedisError, what: &str) {
+        self.breaker.trip();
+        tracing::warn!(error = %e, limit = what, "limit store unavailable; node-local limits until it answers");
+    }
 }
 
 pub struct Limits {
-    backend: Backend,
+    /// Always there: the limits themselves without Redis, the fallback with it.
+    local: Local,
+    shared: Option<Shared>,
     settings: LimitSettings,
     holds: Mutex<HashMap<IpAddr, usize>>,
     metrics: Metrics,
@@ -110,38 +150,33 @@ impl Limits {
             Kind::SmsPerPhone => (s.sms_per_phone_per_day, DAY),
             Kind::SmsPerIp => (s.sms_per_ip_per_day, DAY),
             Kind::CodeFailuresPerPhone => (s.code_failures_per_phone_per_day, DAY),
+            Kind::QrPerIpPerDay => (s.qr_per_ip_per_day, DAY),
+            // An attempt lives minutes; a day-long window outlives any attempt.
+            Kind::BindPerAttempt => (s.bind_per_attempt, DAY),
+            Kind::BindPerIp => (s.bind_per_ip_per_day, DAY),
         }
     }
 
-    /// In-process limits.
-    pub fn local(settings: &LimitSettings, metrics: Metrics) -> Arc<Self> {
-        let kinds = [
-            Kind::QrPerIp,
-            Kind::QrPerApp,
-            Kind::SmsResend,
-            Kind::SmsPerPhone,
-            Kind::SmsPerIp,
-            Kind::CodeFailuresPerPhone,
-        ];
-        let limiters = kinds
+    fn build(settings: &LimitSettings, metrics: Metrics, shared: Option<Shared>) -> Arc<Self> {
+        let limiters = Kind::ALL
             .into_iter()
             .map(|k| {
                 let (n, period) = Self::rule(settings, k);
                 (k, RateLimiter::keyed(quota(n, period)))
             })
             .collect();
-        let backend = Backend::Local(Local { limiters, locked: Mutex::new(HashMap::new()) });
-        Arc::new(Self { backend, settings: settings.clone(), holds: Mutex::new(HashMap::new()), metrics })
+        let local = Local { limiters, locked: Mutex::new(HashMap::new()) };
+        Arc::new(Self { local, shared, settings: settings.clone(), holds: Mutex::new(HashMap::new()), metrics })
+    }
+
+    /// In-process limits.
+    pub fn local(settings: &LimitSettings, metrics: Metrics) -> Arc<Self> {
+        Self::build(settings, metrics, None)
     }
 
     /// Limits shared by every node through Redis (fixed windows).
     pub fn redis(kv: &crate::kv::Kv, settings: &LimitSettings, metrics: Metrics) -> Arc<Self> {
-        Arc::new(Self {
-            backend: Backend::Redis(kv.clone(), Default::default()),
-            settings: settings.clone(),
-            holds: Mutex::new(HashMap::new()),
-            metrics,
-        })
+        Self::build(settings, metrics, Some(Shared { kv: kv.clone(), breaker: Default::default() }))
     }
 
     fn refused(&self, kind: Kind, retry_after_secs: u64) -> Refused {
@@ -151,94 +186,88 @@ impl Limits {
 
     /// Counts one event of `kind` for `key`; refuses when over the limit.
     pub async fn hit(&self, kind: Kind, key: &str) -> Result<(), Refused> {
-        match &self.backend {
-            Backend::Local(l) => match l.limiters[&kind].check_key(&key.to_string()) {
-                Ok(()) => Ok(()),
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    Err(self.refused(kind, wait.as_secs_f64().ceil() as u64))
+        if let Some(shared) = Shared::usable(&self.shared) {
+            let (max, period) = Self::rule(&self.settings, kind);
+            let now = unix_secs();
+            let window = now / period.as_secs();
+            let kv = &shared.kv;
+            let subject = if kind.is_per_phone() { kv.phone_tag(key) } else { key.to_string() };
+            let k = kv.key(&["limit", kind.name(), &subject, &window.to_string()]);
+            let mut c = kv.conn(crate::kv::Class::Fast);
+            let r: Result<(u64, i64), _> =
+                redis::pipe().atomic().incr(&k, 1u64).expire(&k, period.as_secs() as i64).query_async(&mut c).await;
+            match r {
+                Ok((n, _)) if n > u64::from(max) => {
+                    return Err(self.refused(kind, (window + 1) * period.as_secs() - now));
                 }
-            },
-            Backend::Redis(kv, breaker) => {
-                if !breaker.allows() {
-                    return Ok(());
-                }
-                let (max, period) = Self::rule(&self.settings, kind);
-                let now = unix_secs();
-                let window = now / period.as_secs();
-                let subject = if kind.is_per_phone() { kv.phone_tag(key) } else { key.to_string() };
-                let k = kv.key(&["limit", kind.name(), &subject, &window.to_string()]);
-                let mut c = kv.conn(crate::kv::Class::Fast);
-                let r: Result<(u64, i64), _> =
-                    redis::pipe().atomic().incr(&k, 1u64).expire(&k, period.as_secs() as i64).query_async(&mut c).await;
-                match r {
-                    Ok((n, _)) if n > u64::from(max) => Err(self.refused(kind, (window + 1) * period.as_secs() - now)),
-                    Ok(_) => Ok(()),
-                    // A dead limiter store must not lock everyone out: fail open, loudly.
-                    Err(e) => {
-                        breaker.trip();
-                        tracing::warn!(error = %e, limit = kind.name(), "limit store unavailable; allowing");
-                        Ok(())
-                    }
-                }
+                Ok(_) => return Ok(()),
+                Err(e) => shared.failed(&e, kind.name()),
             }
         }
+        match self.local.limiters[&kind].check_key(&key.to_string()) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(self.refused(kind, wait.as_secs_f64().ceil() as u64))
+            }
+        }
+    }
+
+    /// Counts one event of a per-address `kind` for the client at `ip` (by its bucket).
+    pub async fn hit_address(&self, kind: Kind, ip: IpAddr) -> Result<(), Refused> {
+        self.hit(kind, &crate::net::limit_bucket(ip).to_string()).await
     }
 
     /// Is `phone` locked for wrong codes? (Does not count anything.)
     pub async fn phone_locked(&self, phone: &str) -> Option<Refused> {
         let now = unix_secs();
-        match &self.backend {
-            Backend::Local(l) => {
-                let mut locked = l.locked.lock().unwrap_or_else(|e| e.into_inner());
-                locked.retain(|_, until| *until > now);
-                locked.get(phone).map(|until| self.refused(Kind::CodeFailuresPerPhone, until - now))
-            }
-            Backend::Redis(kv, breaker) => {
-                if !breaker.allows() {
-                    return None;
-                }
-                let mut c = kv.conn(crate::kv::Class::Fast);
-                let ttl: Result<i64, _> =
-                    redis::cmd("TTL").arg(kv.key(&["locked", &kv.phone_tag(phone)])).query_async(&mut c).await;
-                match ttl {
-                    Ok(t) if t > 0 => Some(self.refused(Kind::CodeFailuresPerPhone, t as u64)),
-                    Ok(_) => None,
-                    Err(_) => {
-                        breaker.trip();
-                        None
-                    }
-                }
+        if let Some(shared) = Shared::usable(&self.shared) {
+            let kv = &shared.kv;
+            let mut c = kv.conn(crate::kv::Class::Fast);
+            let ttl: Result<i64, _> =
+                redis::cmd("TTL").arg(kv.key(&["locked", &kv.phone_tag(phone)])).query_async(&mut c).await;
+            match ttl {
+                Ok(t) if t > 0 => return Some(self.refused(Kind::CodeFailuresPerPhone, t as u64)),
+                Ok(_) => {}
+                Err(e) => shared.failed(&e, Kind::CodeFailuresPerPhone.name()),
             }
         }
+        let mut locked = self.local.locked.lock().unwrap_or_else(|e| e.into_inner());
+        locked.retain(|_, until| *until > now);
+        locked.get(phone).map(|until| self.refused(Kind::CodeFailuresPerPhone, until - now))
     }
 
-    /// Counts a wrong code for `phone`; past the daily limit the phone is locked for a day.
+    /// Counts a wrong code for `phone`; past the daily limit the phone is locked for a day
+    /// (on this node at once, and for every node in Redis when it answers).
     pub async fn wrong_code(&self, phone: &str) {
         if self.hit(Kind::CodeFailuresPerPhone, phone).await.is_ok() {
             return;
         }
         tracing::warn!(phone = %crate::ids::mask_phone(phone), "phone locked for the day after too many wrong codes");
-        match &self.backend {
-            Backend::Local(l) => {
-                let mut locked = l.locked.lock().unwrap_or_else(|e| e.into_inner());
-                locked.insert(phone.to_string(), unix_secs() + DAY.as_secs());
-            }
-            Backend::Redis(kv, _) => {
-                let mut c = kv.conn(crate::kv::Class::Fast);
-                let _: Result<(), _> = redis::cmd("SET")
-                    .arg(kv.key(&["locked", &kv.phone_tag(phone)]))
-                    .arg(1)
-                    .arg("EX")
-                    .arg(DAY.as_secs())
-                    .query_async(&mut c)
-                    .await;
+        self.local
+            .locked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(phone.to_string(), unix_secs() + DAY.as_secs());
+        if let Some(shared) = Shared::usable(&self.shared) {
+            let kv = &shared.kv;
+            let mut c = kv.conn(crate::kv::Class::Fast);
+            let r: Result<(), _> = redis::cmd("SET")
+                .arg(kv.key(&["locked", &kv.phone_tag(phone)]))
+                .arg(1)
+                .arg("EX")
+                .arg(DAY.as_secs())
+                .query_async(&mut c)
+                .await;
+            if let Err(e) = r {
+                shared.failed(&e, Kind::CodeFailuresPerPhone.name());
             }
         }
     }
 
-    /// Takes one of `ip`'s held-long-poll slots; `None` when it has none left.
+    /// Takes one of `ip`'s held-long-poll slots (shared by its /64); `None` when none is left.
     pub fn hold(self: &Arc<Self>, ip: IpAddr) -> Option<HoldSlot> {
+        let ip = crate::net::limit_bucket(ip);
         let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
         let n = holds.entry(ip).or_insert(0);
         if *n >= self.settings.long_polls_per_ip {
@@ -252,11 +281,9 @@ impl Limits {
 
     /// Forgets idle keys (call periodically so address churn cannot grow memory).
     pub fn sweep(&self) {
-        if let Backend::Local(l) = &self.backend {
-            for lim in l.limiters.values() {
-                lim.retain_recent();
-                lim.shrink_to_fit();
-            }
+        for lim in self.local.limiters.values() {
+            lim.retain_recent();
+            lim.shrink_to_fit();
         }
     }
 }
@@ -326,6 +353,13 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_is_pre_created_in_the_metrics() {
+        for k in Kind::ALL {
+            assert!(crate::metrics::metric_names::LIMIT_KINDS.contains(&k.name()), "{}", k.name());
+        }
+    }
+
+    #[test]
     fn holds_per_ip() {
         let l = Limits::local(&settings(), Metrics::new());
         let ip: IpAddr = "203.0.113.1".parse().unwrap();
@@ -335,5 +369,10 @@ mod tests {
         drop(a);
         assert!(l.hold(ip).is_some());
         assert!(l.hold("203.0.113.2".parse().unwrap()).is_some());
+        // One /64 is one client.
+        let _c = l.hold("2001:db8::1".parse().unwrap()).unwrap();
+        let _d = l.hold("2001:db8::2".parse().unwrap()).unwrap();
+        assert!(l.hold("2001:db8::ffff:3".parse().unwrap()).is_none());
+        assert!(l.hold("2001:db8:0:1::1".parse().unwrap()).is_some());
     }
 }

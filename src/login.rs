@@ -160,7 +160,10 @@ impl LoginService {
     /// Charges one QR request to `client`. Called before the request is even parsed, so
     /// requests refused for any reason (malformed, over a limit) count too.
     pub async fn charge_qr(&self, client: &ClientInfo) -> Result<(), ApiError> {
-        self.limits.hit(Kind::QrPerIp, &client.ip.to_string()).await.map_err(limited)
+        for kind in [Kind::QrPerIp, Kind::QrPerIpPerDay] {
+            self.limits.hit_address(kind, client.ip).await.map_err(limited)?;
+        }
+        Ok(())
     }
 
     /// `POST /api/v1/login/qrcode` (after [`LoginService::charge_qr`]).
@@ -181,6 +184,7 @@ impl LoginService {
             let _ = self.engine.apply(&created.poll, Event::Discard).await;
             return Err(limited(r));
         }
+        self.metrics.qr_quota_charged(&app.name);
         let result = async {
             let ticket = app.create_qr(created.scene.as_str(), ttl).await?;
             let qr_image = if image {
@@ -207,7 +211,7 @@ impl LoginService {
                 // No attempt is left behind for a QR code that does not exist.
                 let _ = self.engine.apply(&created.poll, Event::Discard).await;
                 tracing::warn!(app = %app.name, error = %e, "qrcode creation failed");
-                Err(ApiError::Wechat(e.to_string()))
+                Err(ApiError::Wechat(e.public()))
             }
         }
     }
@@ -237,7 +241,7 @@ impl LoginService {
         let _slot = if wait.is_zero() {
             None
         } else {
-            let slot = self.limits.hold(client.ip);
+            let slot = self.limits.hold(client.bucket());
             if slot.is_none() {
                 wait = Duration::ZERO;
             }
@@ -289,7 +293,9 @@ impl LoginService {
                 self.metrics.limit_hit("sms_per_attempt");
                 ApiError::RateLimited { what: "too many codes for this login; wait".into(), retry_after_secs }
             }
-            Reply::InvalidCode { attempts_left } => ApiError::InvalidCode { attempts_left },
+            Reply::InvalidCode { attempts_left } | Reply::NoCodeForPhone { attempts_left } => {
+                ApiError::InvalidCode { attempts_left }
+            }
             _ => ApiError::WrongState(format!("{what} is only possible after a scan by a user without an account")),
         }
     }
@@ -329,7 +335,7 @@ impl LoginService {
         if o.reply != Reply::Ok {
             return Err(self.refused(o.reply, "sending a code"));
         }
-        let ip = client.ip.to_string();
+        let ip = client.bucket().to_string();
         for (kind, key) in
             [(Kind::SmsResend, phone.as_str()), (Kind::SmsPerPhone, phone.as_str()), (Kind::SmsPerIp, &ip)]
         {
@@ -354,6 +360,7 @@ impl LoginService {
         code: &SmsCode,
         client: &ClientInfo,
     ) -> Result<StatusAnswer, ApiError> {
+        self.charge_bind(poll, client).await?;
         if let Some(r) = self.limits.phone_locked(phone.as_str()).await {
             return Err(limited(r));
         }
@@ -380,9 +387,10 @@ impl LoginService {
                 openid
             }
             other => {
-                let wrong = matches!(other, Reply::InvalidCode { .. });
+                let wrong = matches!(other, Reply::InvalidCode { .. } | Reply::NoCodeForPhone { .. });
                 self.metrics.code_check(if wrong { "wrong" } else { "refused" });
-                if wrong {
+                // Only a wrong guess at a code this attempt sent to that phone is charged to it.
+                if matches!(other, Reply::InvalidCode { .. }) {
                     self.limits.wrong_code(phone.as_str()).await;
                 }
                 return Err(self.refused(other, "binding a phone"));
@@ -399,6 +407,15 @@ impl LoginService {
             Reply::Token(user) => Ok(self.token_answer(user, "bind", &app.name, client).await),
             other => Err(self.refused(other, "binding a phone")),
         }
+    }
+
+    /// Charges one bind-phone call to the client's address and to the attempt (by a hash
+    /// of its poll id: limit keys never hold the secret itself), before anything is
+    /// looked up: every call can probe whether a phone is taken.
+    async fn charge_bind(&self, poll: &PollId, client: &ClientInfo) -> Result<(), ApiError> {
+        self.limits.hit_address(Kind::BindPerIp, client.ip).await.map_err(limited)?;
+        let attempt = hex::encode(&Sha256::digest(poll.as_str().as_bytes())[..16]);
+        self.limits.hit(Kind::BindPerAttempt, &attempt).await.map_err(limited)
     }
 
     async fn claims(&self, bearer: &str) -> Result<crate::token::Claims, ApiError> {

@@ -1,6 +1,27 @@
 //! Client identity: the peer address, or the forwarded one when the peer is a trusted proxy.
+//!
+//! Forwarding headers are believed only from a peer in `server.trusted_proxies`, read
+//! right to left (the right-most entries are the ones our own proxies wrote), and a
+//! header we cannot read (oversized, not ASCII) means "the peer", never "try the next
+//! header": the client writes the others. Limits count an IPv6 client by its /64
+//! ([`limit_bucket`]), since one subscriber usually holds a whole /64.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// The longest forwarding header read; a longer one is not believed at all.
+pub const MAX_FORWARDED_LEN: usize = 1024;
+
+/// The address per-address limits charge: an IPv4 address as is (an IPv4-mapped IPv6 one
+/// as IPv4), an IPv6 address by its /64 network.
+pub fn limit_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        },
+    }
+}
 
 /// An address block such as `10.0.0.0/8` or `::1/128` (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +57,41 @@ impl Cidr {
     }
 }
 
-/// Who is asking: the address limits are charged to, and the user agent for the audit.
+/// Who is asking: the client's address (for the audit), and the user agent.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub ip: IpAddr,
     pub user_agent: String,
+}
+
+impl ClientInfo {
+    /// The address per-address limits charge ([`limit_bucket`] of `ip`).
+    pub fn bucket(&self) -> IpAddr {
+        limit_bucket(self.ip)
+    }
+}
+
+/// The forwarding headers of a request, raw (all lines of each, joined by commas).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forwarding<'a> {
+    pub x_forwarded_for: Option<&'a [u8]>,
+    pub forwarded: Option<&'a [u8]>,
+}
+
+/// A header value we believe: short, ASCII.
+fn readable(raw: &[u8]) -> Option<&str> {
+    (raw.len() <= MAX_FORWARDED_LEN && raw.is_ascii()).then(|| std::str::from_utf8(raw).ok()).flatten()
+}
+
+/// `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]:4711` or `2001:db8::1`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim().trim_matches('"');
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    hop.parse()
+        .ok()
+        .or_else(|| hop.rsplit_once(':').and_then(|(a, _)| a.parse::<std::net::Ipv4Addr>().ok()).map(IpAddr::V4))
 }
 
 /// The `for=` addresses of a `Forwarded` header (RFC 7239), left to right.
@@ -82,6 +133,23 @@ impl ClientIpPolicy {
         self.trusted.iter().any(|c| c.contains(ip))
     }
 
+    /// The client behind `peer`: `X-Forwarded-For` when the peer is trusted, else its
+    /// `Forwarded` (only when there is no `X-Forwarded-For` at all), else the peer.
+    pub fn client(&self, peer: IpAddr, headers: Forwarding<'_>) -> IpAddr {
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let list = match (headers.x_forwarded_for, headers.forwarded) {
+            (Some(xff), _) => readable(xff).map(str::to_string),
+            (None, Some(fwd)) => readable(fwd).map(forwarded_for),
+            (None, None) => None,
+        };
+        match list {
+            Some(list) => self.client_ip(peer, Some(&list)),
+            None => peer,
+        }
+    }
+
     /// Walks `X-Forwarded-For` from the right, skipping trusted proxies, so a client
     /// cannot choose its identity by prepending addresses. Untrusted peers' headers are ignored.
     pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
@@ -93,14 +161,14 @@ impl ClientIpPolicy {
         };
         let mut last = peer;
         for hop in header.rsplit(',').take(16) {
-            match hop.trim().parse::<IpAddr>() {
-                Ok(ip) => {
+            match parse_hop(hop) {
+                Some(ip) => {
                     last = ip;
                     if !self.is_trusted(ip) {
                         return ip;
                     }
                 }
-                Err(_) => return last,
+                None => return last,
             }
         }
         last
@@ -145,5 +213,30 @@ mod tests {
         assert_eq!(p.client_ip(ip("127.0.0.1"), Some("1.1.1.1, 203.0.113.9")), ip("203.0.113.9"));
         assert_eq!(p.client_ip(ip("127.0.0.1"), Some("garbage")), ip("127.0.0.1"));
         assert_eq!(p.client_ip(ip("127.0.0.1"), None), ip("127.0.0.1"));
+        assert_eq!(p.client_ip(ip("127.0.0.1"), Some("203.0.113.9:4711")), ip("203.0.113.9"));
+        assert_eq!(p.client_ip(ip("127.0.0.1"), Some("[2001:db8::1]:80")), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn an_unreadable_forwarding_header_means_the_peer_never_the_other_header() {
+        let p = ClientIpPolicy::new(&["127.0.0.0/8".into()]);
+        let peer = ip("127.0.0.1");
+        let fwd = Some(&b"for=198.51.100.7"[..]);
+        let long = "1.1.1.1,".repeat(200);
+        for xff in [long.as_bytes(), "203.0.113.9\u{e9}".as_bytes(), &[0xff, 0xfe][..]] {
+            assert_eq!(p.client(peer, Forwarding { x_forwarded_for: Some(xff), forwarded: fwd }), peer);
+        }
+        assert_eq!(p.client(peer, Forwarding { x_forwarded_for: None, forwarded: fwd }), ip("198.51.100.7"));
+        let untrusted = ip("192.0.2.1");
+        assert_eq!(p.client(untrusted, Forwarding { x_forwarded_for: None, forwarded: fwd }), untrusted);
+    }
+
+    #[test]
+    fn ipv6_clients_are_bucketed_by_their_64() {
+        assert_eq!(limit_bucket(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(limit_bucket(ip("2001:db8:1:2:ffff::9")), limit_bucket(ip("2001:db8:1:2::1")));
+        assert_ne!(limit_bucket(ip("2001:db8:1:3::1")), limit_bucket(ip("2001:db8:1:2::1")));
+        assert_eq!(limit_bucket(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(limit_bucket(ip("192.0.2.1")), ip("192.0.2.1"));
     }
 }

@@ -73,8 +73,8 @@ struct EngineParts {
 }
 
 /// What the nodes of a deployment must agree on: push dedup keys, limit counters and
-/// revoked tokens — in Redis when it is configured, else in this process (and the
-/// database, for revocations).
+/// revoked tokens — in Redis when it is configured, else in this process (revocations
+/// are always in the database too: Redis is only their cache).
 struct Shared {
     dedup: Dedup,
     limits: Arc<Limits>,
@@ -103,6 +103,7 @@ fn metrics_for(settings: &Settings) -> Metrics {
     metrics.preset(&app_names, settings.sms.provider.name(), settings.storage.snapshots.name());
     metrics.capacity("live_attempts_max", settings.limits.live_attempts_max);
     metrics.capacity("long_polls_max", settings.limits.long_polls_max);
+    metrics.qr_quota_limit(&app_names, settings.limits.qr_per_app_per_day);
     metrics
 }
 
@@ -149,12 +150,12 @@ fn build_shared(settings: &Settings, kv: Option<&Kv>, users: &Users, metrics: &M
         Some(kv) => Shared {
             dedup: Dedup::redis(kv, dedup_ttl),
             limits: Limits::redis(kv, &settings.limits, metrics.clone()),
-            revocations: Revocations::Redis(kv.clone()),
+            revocations: Revocations::new(users.clone(), Some(kv.clone())),
         },
         None => Shared {
             dedup: Dedup::memory(dedup_ttl),
             limits: Limits::local(&settings.limits, metrics.clone()),
-            revocations: Revocations::Db(users.clone()),
+            revocations: Revocations::new(users.clone(), None),
         },
     };
     // Forget idle limiter keys, so churning addresses cannot grow memory without bound.
@@ -193,6 +194,7 @@ fn http_server(
             .max_age(600);
         App::new()
             .app_data(state.clone())
+            .wrap(from_fn(api::ops::metrics_port))
             .wrap(from_fn(api::observe))
             .wrap(cors)
             .configure(api::configure)
@@ -213,6 +215,9 @@ fn http_server(
     // period for flushing snapshots.
     .disable_signals()
     .shutdown_timeout(settings.server.shutdown_grace_secs.saturating_sub(1).max(1));
+    if !settings.server.metrics_bind.is_empty() {
+        server = server.listen(TcpListener::bind(&settings.server.metrics_bind)?)?;
+    }
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
@@ -263,9 +268,11 @@ impl Application {
         let state = web::Data::new(AppState {
             login,
             ip_policy: ClientIpPolicy::new(&settings.server.trusted_proxies),
+            origins: api::origin::OriginPolicy::new(&settings.server),
             dedup: shared.dedup,
             settings: Arc::new(settings.clone()),
             metrics,
+            node: node.clone(),
         });
         let server = http_server(&settings, listener, state.clone(), sandbox)?;
         Ok(Self {

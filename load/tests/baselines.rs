@@ -1,6 +1,9 @@
 //! The benchmark baselines serve what the load tool drives: logins, held polls woken by
 //! scans (lean), callbacks, short polls against the seed's Redis keys.
 
+// Test code: a failed unwrap is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use std::net::TcpListener;
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod login;
 pub mod ops;
+pub mod origin;
 pub mod wechat;
 
 use std::sync::Arc;
@@ -34,7 +35,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
     pub ip_policy: ClientIpPolicy,
+    pub origins: origin::OriginPolicy,
     pub dedup: crate::wechat::dedup::Dedup,
+    /// This node's id (`cluster.node_id`, or host name and pid), in every request span.
+    pub node: String,
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.
@@ -67,17 +71,22 @@ pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
         .map_err(|e| ApiError::InvalidRequest(format!("bad query: {e}")))
 }
 
+/// All lines of header `name`, joined by commas (RFC 9110: the same as one line).
+fn joined(req: &HttpRequest, name: header::HeaderName) -> Option<Vec<u8>> {
+    let mut lines = req.headers().get_all(name).peekable();
+    lines.peek()?;
+    Some(lines.map(HeaderValue::as_bytes).collect::<Vec<_>>().join(&b","[..]))
+}
+
 /// Who is asking: the socket peer, or the forwarded client when the peer is a trusted
-/// proxy (`X-Forwarded-For`, else `Forwarded`).
+/// proxy (`X-Forwarded-For`, else `Forwarded`; see [`crate::net`]).
 pub fn client(req: &HttpRequest, state: &AppState) -> crate::net::ClientInfo {
     let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).filter(|v| v.len() <= 1024);
-    let forwarded = match header("x-forwarded-for") {
-        Some(xff) => Some(xff.to_string()),
-        None => header("forwarded").map(crate::net::forwarded_for),
-    };
-    let ip = state.ip_policy.client_ip(peer, forwarded.as_deref());
-    let user_agent = header("user-agent").unwrap_or("").chars().take(256).collect();
+    let (xff, fwd) = (joined(req, header::X_FORWARDED_FOR), joined(req, header::FORWARDED));
+    let forwarding = crate::net::Forwarding { x_forwarded_for: xff.as_deref(), forwarded: fwd.as_deref() };
+    let ip = state.ip_policy.client(peer, forwarding);
+    let user_agent =
+        req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(256).collect();
     crate::net::ClientInfo { ip, user_agent }
 }
 
@@ -92,15 +101,36 @@ pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         .ok_or(ApiError::Unauthorized)
 }
 
-/// Counts every request by route pattern (never the raw path: no ids in labels) and
-/// adds the headers every answer carries.
+/// The request's id: the caller's `X-Request-Id` when it is a sane token (a proxy's id
+/// carries through), else a fresh one. Echoed in the answer and in every log line of
+/// the request.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+}
+
+/// Runs every request inside a `request` span (id, node, method, path), counts it by
+/// route pattern (never the raw path: no ids in labels) and adds the headers every
+/// answer carries.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument as _;
     let start = Instant::now();
-    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
-    let mut res = next.call(req).await?;
+    let state = req.app_data::<web::Data<AppState>>();
+    let metrics = state.map(|s| s.metrics.clone());
+    let node = state.map(|s| s.node.clone()).unwrap_or_default();
+    let id = request_id(&req);
+    let span = tracing::info_span!("request", id = %id, node = %node, method = %req.method(), path = %req.path());
+    let mut res = next.call(req).instrument(span).await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+    }
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     if let Some(m) = metrics {
         m.http(&route, res.status().as_u16(), start.elapsed().as_secs_f64());
@@ -125,6 +155,7 @@ pub async fn not_found() -> HttpResponse {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(origin::guard))
             .route("/login/qrcode", web::post().to(login::create_qr))
             .route("/login/status", web::get().to(login::status))
             .route("/login/sms-code", web::post().to(login::sms_code))

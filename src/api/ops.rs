@@ -1,5 +1,8 @@
 //! Operations endpoints: liveness, readiness (database and snapshot store), metrics.
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
@@ -43,4 +46,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
+}
+
+/// With `server.metrics_bind` set, the listener on that address serves `/metrics` and
+/// nothing else, and the API listener does not serve `/metrics`: scrapes stay internal.
+pub async fn metrics_port(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let metrics_addr = req.app_data::<web::Data<AppState>>().and_then(|s| s.settings.server.metrics_bind.parse().ok());
+    if let Some(addr) = metrics_addr {
+        let on_metrics_port = req.app_config().local_addr() == addr;
+        if on_metrics_port != (req.path() == "/metrics") {
+            let (req, _) = req.into_parts();
+            return Ok(ServiceResponse::new(req, super::not_found().await).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }

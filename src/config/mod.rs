@@ -7,6 +7,7 @@
 
 mod env;
 mod model;
+mod production;
 mod secret;
 mod validate;
 
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use model::*;
+pub use production::PLACEHOLDER_SECRETS;
 
 /// Why the settings could not be used; its `Display` is the one line printed at exit.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +98,12 @@ mod tests {
     #[test]
     fn production_example_loads() {
         let text = include_str!("../../config/production.example.toml");
-        let loaded = load_from_str(text, &env(&[])).expect("production example is valid");
+        let secrets = [
+            ("SCANLOGIN__TOKEN__SECRET", "a-random-value-of-at-least-32-bytes"),
+            ("SCANLOGIN__WECHAT__APPS__0__APP_SECRET", "a-real-app-secret"),
+            ("SCANLOGIN__WECHAT__APPS__0__TOKEN", "aRealToken"),
+        ];
+        let loaded = load_from_str(text, &env(&secrets)).expect("production example is valid");
         assert!(!loaded.settings.server.demo_page);
         assert!(!loaded.settings.wechat.sandbox);
     }
@@ -107,6 +114,7 @@ mod tests {
             DEFAULT,
             &env(&[
                 ("SCANLOGIN__SERVER__BIND", "0.0.0.0:9000"),
+                ("SCANLOGIN__WECHAT__SANDBOX_PUBLIC", "true"),
                 ("SCANLOGIN__LOGIN__QR_TTL_SECS", "60"),
                 ("SCANLOGIN__WECHAT__APPS__0__APP_SECRET", "12345"),
                 ("SCANLOGIN__SERVER__DEMO_PAGE", "false"),

@@ -34,6 +34,9 @@ pub struct ServerSettings {
     /// On SIGTERM/SIGINT: the most the ordered shutdown (answer held polls, finish
     /// requests, flush snapshots) may take before the process exits anyway.
     pub shutdown_grace_secs: u64,
+    /// Where `/metrics` is served: empty = on the API port; an address = only there, so
+    /// the scrape endpoint need not be public with the API.
+    pub metrics_bind: String,
 }
 
 impl Default for ServerSettings {
@@ -46,6 +49,7 @@ impl Default for ServerSettings {
             demo_page: true,
             workers: 0,
             shutdown_grace_secs: 10,
+            metrics_bind: String::new(),
         }
     }
 }
@@ -168,6 +172,8 @@ impl Default for TokenSettings {
 #[serde(default)]
 pub struct LimitSettings {
     pub qr_per_ip_per_minute: u32,
+    /// QR requests per client address per day: a slow drain stays under the per-minute cap.
+    pub qr_per_ip_per_day: u32,
     /// QR codes per official account per day (WeChat's own quota is ~100k).
     pub qr_per_app_per_day: u32,
     pub sms_resend_secs: u64,
@@ -178,6 +184,10 @@ pub struct LimitSettings {
     pub code_failures_per_phone_per_day: u32,
     /// SMS codes one login attempt may send.
     pub sms_per_attempt: u32,
+    /// bind-phone calls one login attempt may make (each can probe `phone_taken`).
+    pub bind_per_attempt: u32,
+    /// bind-phone calls per client address per day.
+    pub bind_per_ip_per_day: u32,
     pub long_polls_max: usize,
     pub long_polls_per_ip: usize,
     pub live_attempts_max: usize,
@@ -187,6 +197,7 @@ impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             qr_per_ip_per_minute: 10,
+            qr_per_ip_per_day: 100,
             qr_per_app_per_day: 90_000,
             sms_resend_secs: 60,
             sms_per_phone_per_day: 10,
@@ -194,6 +205,8 @@ impl Default for LimitSettings {
             code_attempts: 5,
             code_failures_per_phone_per_day: 20,
             sms_per_attempt: 3,
+            bind_per_attempt: 10,
+            bind_per_ip_per_day: 50,
             long_polls_max: 50_000,
             long_polls_per_ip: 20,
             live_attempts_max: 2_000_000,
@@ -243,7 +256,11 @@ impl SmsProvider {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct WechatSettings {
+    /// Mount the fake WeChat (`/_sandbox`). Off unless a config turns it on: with it anyone
+    /// can sign a push for any openid.
     pub sandbox: bool,
+    /// The sandbox on a non-loopback bind is meant (a demo host); otherwise the start stops.
+    pub sandbox_public: bool,
     pub apps: Vec<AppSettings>,
     /// Timeout of one call to WeChat's API.
     pub api_timeout_ms: u64,
@@ -257,7 +274,8 @@ pub struct WechatSettings {
 impl Default for WechatSettings {
     fn default() -> Self {
         Self {
-            sandbox: true,
+            sandbox: false,
+            sandbox_public: false,
             apps: vec![AppSettings::default()],
             api_timeout_ms: 5000,
             callback_budget_ms: 3000,

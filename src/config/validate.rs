@@ -81,6 +81,9 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("limits.qr_per_app_per_day", l.qr_per_app_per_day as u64),
         ("limits.code_failures_per_phone_per_day", l.code_failures_per_phone_per_day as u64),
         ("limits.sms_per_attempt", l.sms_per_attempt as u64),
+        ("limits.qr_per_ip_per_day", l.qr_per_ip_per_day as u64),
+        ("limits.bind_per_attempt", l.bind_per_attempt as u64),
+        ("limits.bind_per_ip_per_day", l.bind_per_ip_per_day as u64),
         ("limits.sms_resend_secs", l.sms_resend_secs),
         ("limits.live_attempts_max", l.live_attempts_max as u64),
     ] {
@@ -138,7 +141,7 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
             return Err(invalid(&key("app_id"), "is used twice"));
         }
     }
-    Ok(())
+    super::production::validate(s)
 }
 
 /// Cluster mode needs what several nodes can share: Redis for the attempts, and a SQL

@@ -151,16 +151,15 @@ pub enum Reply {
     /// Hand this user a token: the attempt is consumed.
     Token(UserRef),
     /// The code was right: bind the phone to this openid.
-    CodeAccepted {
-        openid: String,
-    },
-    InvalidCode {
-        attempts_left: u32,
-    },
+    CodeAccepted { openid: String },
+    /// A wrong code for the phone the live code was sent to: the caller charges that phone.
+    InvalidCode { attempts_left: u32 },
+    /// This attempt has no live code for the phone guessed (none sent to it, or the code
+    /// is dead or expired): answered like a wrong code, but charged to no phone, so
+    /// nobody can lock someone else's number by guessing.
+    NoCodeForPhone { attempts_left: u32 },
     /// Too soon or too many codes; retry after this many seconds.
-    RateLimited {
-        retry_after_secs: u64,
-    },
+    RateLimited { retry_after_secs: u64 },
     /// The event does not apply in the current phase.
     WrongState,
     /// The attempt is over.
@@ -236,12 +235,13 @@ pub fn step(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> 
             Reply::Ok
         }
         (Phase::NotReg, Event::CodeEntered { phone, hash }) => match &mut s.code {
-            None => Reply::InvalidCode { attempts_left: 0 },
+            None => Reply::NoCodeForPhone { attempts_left: 0 },
             Some(c) if c.wrong >= rules.code_attempts || now_ms >= c.expires_at_ms => {
-                Reply::InvalidCode { attempts_left: 0 }
+                Reply::NoCodeForPhone { attempts_left: 0 }
             }
             Some(c) => {
-                // A code sent to another phone is simply a wrong code.
+                // A code sent to another phone is a wrong code for this attempt's code,
+                // but the phone guessed got no code from us: it is not charged.
                 let same_phone = c.phone.as_bytes().ct_eq(phone.as_bytes());
                 let same_code = c.hash.ct_eq(hash);
                 if bool::from(same_phone & same_code) {
@@ -249,7 +249,12 @@ pub fn step(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> 
                     Reply::CodeAccepted { openid: s.openid.clone().expect("not_reg always holds its openid") }
                 } else {
                     c.wrong += 1;
-                    Reply::InvalidCode { attempts_left: rules.code_attempts.saturating_sub(c.wrong) }
+                    let attempts_left = rules.code_attempts.saturating_sub(c.wrong);
+                    if bool::from(same_phone) {
+                        Reply::InvalidCode { attempts_left }
+                    } else {
+                        Reply::NoCodeForPhone { attempts_left }
+                    }
                 }
             }
         },
@@ -383,7 +388,7 @@ mod tests {
                     (NotReg, "Ok"),
                     (NotReg, "Ok"),
                     (NotReg, "Ok"),
-                    (NotReg, "InvalidCode"),
+                    (NotReg, "NoCodeForPhone"),
                     (Expired, "Token"),
                     (NotReg, "Ok"),
                     (Expired, "Ok"),
@@ -508,14 +513,14 @@ mod tests {
             s = n;
         }
         let (_, r) = step(&s, &Event::CodeEntered { phone: "13800138000".into(), hash: H1 }, T0 + 1, &rules());
-        assert_eq!(r, Reply::InvalidCode { attempts_left: 0 });
+        assert_eq!(r, Reply::NoCodeForPhone { attempts_left: 0 }, "a dead code is no live code");
     }
 
     #[test]
     fn right_code_for_the_wrong_phone_is_wrong() {
         let (s, _) = issue(&in_phase(Phase::NotReg), H1, T0);
         let (s, r) = step(&s, &Event::CodeEntered { phone: "13900139000".into(), hash: H1 }, T0 + 1, &rules());
-        assert_eq!(r, Reply::InvalidCode { attempts_left: 4 });
+        assert_eq!(r, Reply::NoCodeForPhone { attempts_left: 4 }, "wrong for the code, not charged to 139…");
         let (s, r) = step(&s, &Event::CodeEntered { phone: "13800138000".into(), hash: H1 }, T0 + 1, &rules());
         assert_eq!(r, Reply::CodeAccepted { openid: "o1".into() });
         assert!(s.code.is_none(), "an accepted code is spent");
@@ -530,7 +535,7 @@ mod tests {
             &rules(),
         );
         let (_, r) = step(&s, &Event::CodeEntered { phone: "13800138000".into(), hash: H1 }, T0 + 1000, &rules());
-        assert_eq!(r, Reply::InvalidCode { attempts_left: 0 });
+        assert_eq!(r, Reply::NoCodeForPhone { attempts_left: 0 });
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub const TOKENS_WITHHELD: &str = "scanlogin_tokens_withheld_total";
 pub const SMS_SENT: &str = "scanlogin_sms_sent_total";
 pub const CODE_CHECKS: &str = "scanlogin_code_checks_total";
 pub const LIMITS_HIT: &str = "scanlogin_limits_hit_total";
+/// QR codes this node created for an app in the current UTC day (`limits.qr_per_app_per_day`
+/// counts per day too); summed over the nodes against [`QR_QUOTA_LIMIT`] by the 80 % alert.
+pub const QR_QUOTA_USED: &str = "scanlogin_qr_quota_used";
+/// The configured daily QR quota of an app (`limits.qr_per_app_per_day`).
+pub const QR_QUOTA_LIMIT: &str = "scanlogin_qr_quota_limit";
 pub const HTTP_REQUESTS: &str = "scanlogin_http_requests_total";
 pub const HTTP_DURATION: &str = "scanlogin_http_request_duration_seconds";
 /// Cluster mode: compare-and-set rounds lost to a concurrent writer (retried).
@@ -81,6 +86,8 @@ pub const ALL: &[&str] = &[
     SMS_SENT,
     CODE_CHECKS,
     LIMITS_HIT,
+    QR_QUOTA_USED,
+    QR_QUOTA_LIMIT,
     HTTP_REQUESTS,
     HTTP_DURATION,
 ];
@@ -114,10 +121,17 @@ pub const LIMIT_KINDS: &[&str] = &[
     "live_attempts_max",
     "long_polls_max",
     "long_polls_per_ip",
-    "qr_per_ip_per_minute",
     "sms_per_attempt",
-    "sms_per_phone_per_day",
-    "sms_per_ip_per_day",
+    // The names of `limits::Kind` (a test there keeps the two in step).
+    "qr_per_ip",
+    "qr_per_ip_per_day",
+    "qr_per_app",
+    "sms_resend",
+    "sms_per_phone",
+    "sms_per_ip",
+    "code_failures_per_phone",
+    "bind_per_attempt",
+    "bind_per_ip",
 ];
 /// Distinct `scene_type` values counted by name; later ones are counted as `other`
 /// (scene types come from requests, so their number must be capped).

@@ -54,6 +54,12 @@ struct Inner {
     sms_sent: IntCounterVec,
     code_checks: IntCounterVec,
     limits_hit: IntCounterVec,
+    qr_quota_used: IntGaugeVec,
+    qr_quota_limit: IntGaugeVec,
+    /// The UTC day `qr_quota_used` counts (days since the epoch).
+    qr_quota_day: std::sync::atomic::AtomicU64,
+    /// The apps whose quota series exist (set by [`Metrics::qr_quota_limit`]).
+    qr_quota_apps: Mutex<Vec<String>>,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     cluster_cas_conflicts: IntCounter,
@@ -109,6 +115,10 @@ impl State {
             State::Expired => "expired",
         }
     }
+}
+
+fn utc_day() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0)
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -236,6 +246,21 @@ impl Metrics {
             sms_sent: counter(&r, SMS_SENT, "SMS codes sent by provider and result", &["provider", "result"]),
             code_checks: counter(&r, CODE_CHECKS, "SMS code checks by result", &["result"]),
             limits_hit: counter(&r, LIMITS_HIT, "Requests refused by a limit, by kind", &["kind"]),
+            qr_quota_used: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(QR_QUOTA_USED, "QR codes created by this node today (UTC), by app"),
+                    &["app"],
+                )
+                .expect("valid metric"),
+            ),
+            qr_quota_limit: register(
+                &r,
+                IntGaugeVec::new(Opts::new(QR_QUOTA_LIMIT, "Configured QR codes per app per day"), &["app"])
+                    .expect("valid metric"),
+            ),
+            qr_quota_day: std::sync::atomic::AtomicU64::new(utc_day()),
+            qr_quota_apps: Mutex::new(Vec::new()),
             http_requests: counter(&r, HTTP_REQUESTS, "HTTP requests by route and status", &["route", "status"]),
             http_duration: histogram(&r, HTTP_DURATION, "HTTP request duration by route", LATENCY_BUCKETS, &["route"]),
             cluster_cas_conflicts: register(
@@ -297,6 +322,8 @@ impl Metrics {
             for result in ["ok", "error"] {
                 m.token_refreshes.with_label_values(&[app, result]);
             }
+            m.qr_quota_used.with_label_values(&[app]);
+            m.qr_quota_limit.with_label_values(&[app]);
         }
         for api in WECHAT_APIS {
             m.wechat_duration.with_label_values(&[api]);
@@ -327,6 +354,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of everything.
     pub fn render(&self) -> String {
+        self.roll_quota_day();
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.0.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
@@ -491,6 +519,34 @@ impl Metrics {
 
     pub fn code_check(&self, result: &str) {
         self.0.code_checks.with_label_values(&[result]).inc();
+    }
+
+    /// Publishes the configured daily QR quota of each app.
+    pub fn qr_quota_limit(&self, apps: &[&str], per_day: u32) {
+        for app in apps {
+            self.0.qr_quota_limit.with_label_values(&[app]).set(i64::from(per_day));
+            self.0.qr_quota_used.with_label_values(&[app]);
+        }
+        *self.0.qr_quota_apps.lock().unwrap_or_else(|e| e.into_inner()) = apps.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// One QR code of `app` charged to today's quota.
+    pub fn qr_quota_charged(&self, app: &str) {
+        self.roll_quota_day();
+        self.0.qr_quota_used.with_label_values(&[app]).inc();
+    }
+
+    /// A new UTC day starts every app's count at 0 again (as the quota windows do).
+    fn roll_quota_day(&self) {
+        use std::sync::atomic::Ordering;
+        let today = utc_day();
+        if self.0.qr_quota_day.swap(today, Ordering::Relaxed) != today {
+            // Resetting drops every series; the configured apps come back at 0.
+            self.0.qr_quota_used.reset();
+            for app in self.0.qr_quota_apps.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                self.0.qr_quota_used.with_label_values(&[app]);
+            }
+        }
     }
 
     pub fn limit_hit(&self, kind: &str) {

@@ -72,46 +72,55 @@ impl TokenIssuer {
     }
 }
 
-/// Where revoked token ids live until their token would have expired anyway: Redis when
-/// configured (shared by every node), else the database.
+/// Revoked token ids, until their token would have expired anyway. The database is the
+/// record (a flushed, evicted or restarted Redis must not bring a logged-out token back);
+/// Redis, when configured, is a cache in front of it shared by every node: a hit there
+/// answers "revoked" without a query, a miss or an unreachable Redis asks the database.
 #[derive(Clone)]
-pub enum Revocations {
-    Db(crate::store::Users),
-    Redis(crate::kv::Kv),
+pub struct Revocations {
+    db: crate::store::Users,
+    cache: Option<crate::kv::Kv>,
 }
 
 impl Revocations {
-    pub async fn revoke(&self, claims: &Claims) -> Result<(), String> {
-        match self {
-            Revocations::Db(users) => users.revoke(&claims.jti, claims.exp).await.map_err(|e| e.to_string()),
-            Revocations::Redis(kv) => {
-                let mut c = kv.conn(crate::kv::Class::Fast);
-                redis::cmd("SET")
-                    .arg(kv.key(&["revoked", &claims.jti]))
-                    .arg(1)
-                    .arg("EXAT")
-                    .arg(claims.exp.max(crate::store::unix_now() + 1))
-                    .query_async::<()>(&mut c)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        }
+    pub fn new(db: crate::store::Users, cache: Option<crate::kv::Kv>) -> Self {
+        Self { db, cache }
     }
 
-    /// Fails closed: if the store cannot answer, the token is treated as revoked.
-    pub async fn is_revoked(&self, jti: &str) -> bool {
-        match self {
-            Revocations::Db(users) => users.is_revoked(jti).await.unwrap_or(true),
-            Revocations::Redis(kv) => {
-                let mut c = kv.conn(crate::kv::Class::Fast);
-                redis::cmd("EXISTS")
-                    .arg(kv.key(&["revoked", jti]))
-                    .query_async::<i64>(&mut c)
-                    .await
-                    .map(|n| n > 0)
-                    .unwrap_or(true)
+    fn key(kv: &crate::kv::Kv, jti: &str) -> String {
+        kv.key(&["revoked", jti])
+    }
+
+    /// Written to the database first: only that makes the logout succeed.
+    pub async fn revoke(&self, claims: &Claims) -> Result<(), String> {
+        self.db.revoke(&claims.jti, claims.exp).await.map_err(|e| e.to_string())?;
+        if let Some(kv) = &self.cache {
+            let mut c = kv.conn(crate::kv::Class::Fast);
+            let r = redis::cmd("SET")
+                .arg(Self::key(kv, &claims.jti))
+                .arg(1)
+                .arg("EXAT")
+                .arg(claims.exp.max(crate::store::unix_now() + 1))
+                .query_async::<()>(&mut c)
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "revocation not cached in redis (the database has it)");
             }
         }
+        Ok(())
+    }
+
+    /// Fails closed: if the database cannot answer either, the token is treated as revoked.
+    pub async fn is_revoked(&self, jti: &str) -> bool {
+        if let Some(kv) = &self.cache {
+            let mut c = kv.conn(crate::kv::Class::Fast);
+            if let Ok(n) = redis::cmd("EXISTS").arg(Self::key(kv, jti)).query_async::<i64>(&mut c).await
+                && n > 0
+            {
+                return true;
+            }
+        }
+        self.db.is_revoked(jti).await.unwrap_or(true)
     }
 }
 

@@ -42,6 +42,16 @@ impl WechatError {
             WechatError::BadResponse(_) => "bad_response".into(),
         }
     }
+
+    /// What a client may be told: the errcode, never WeChat's `errmsg` or a transport
+    /// detail (they name our AppID, IP whitelist and hosts; the log has them).
+    pub fn public(&self) -> String {
+        match self {
+            WechatError::Transport(_) => "WeChat unreachable".into(),
+            WechatError::Api { errcode, .. } => format!("WeChat errcode {errcode}"),
+            WechatError::BadResponse(_) => "WeChat answered unexpectedly".into(),
+        }
+    }
 }
 
 pub(super) fn transport(e: reqwest::Error) -> WechatError {

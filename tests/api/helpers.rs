@@ -24,6 +24,8 @@ pub fn settings(tweak: impl FnOnce(&mut Settings)) -> Settings {
     // Tests make many requests from one address; the abuse tests set the limits they test.
     s.limits.qr_per_ip_per_minute = 100_000;
     s.limits.sms_per_ip_per_day = 100_000;
+    s.limits.qr_per_ip_per_day = 100_000;
+    s.limits.bind_per_ip_per_day = 100_000;
     tweak(&mut s);
     s
 }

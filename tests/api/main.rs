@@ -1,6 +1,9 @@
 //! Black-box tests of scanlogin over real HTTP, driven only by API.md: one binary,
 //! each test with its own server, database file and sandbox.
 
+// Test code: a failed unwrap is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 mod helpers;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
@@ -10,6 +13,7 @@ mod errors;
 mod login_flow;
 mod ops;
 mod pages;
+mod security;
 mod shared_token;
 mod wechat_callback;
 mod wechat_protocol;

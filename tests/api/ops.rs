@@ -35,3 +35,22 @@ async fn answers_carry_security_headers() {
     let nf = app.client.get(app.url("/no/such/route")).send().await.unwrap();
     assert_eq!(nf.status(), 404);
 }
+
+#[actix_web::test]
+async fn every_answer_names_its_request_id() {
+    let app = spawn_app().await;
+    let r =
+        app.client.get(format!("{}/healthz", app.address)).header("x-request-id", "lb-1234_ab.c").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "lb-1234_ab.c", "a proxy's id carries through");
+    let r = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "bad id with spaces and a very long tail that goes past sixty-four characters")
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "a fresh one replaces junk: {id}");
+    let r2 = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    assert_ne!(r2.headers()["x-request-id"].to_str().unwrap(), id);
+}

@@ -3,6 +3,9 @@
 //! shipped `config/nginx.example.conf`. Requests of one login hop from node to node;
 //! nodes are killed, restarted in turn under load, and Redis is frozen.
 
+// Test code: a failed unwrap is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../support/process.rs"]
 mod process;
 

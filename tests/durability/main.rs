@@ -3,6 +3,9 @@
 //! runs its own server, its own "WeChat" instance, files and (where needed) a private
 //! redis-server on free ports.
 
+// Test code: a failed unwrap is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../support/process.rs"]
 mod process;
 

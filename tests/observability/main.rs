@@ -2,6 +2,9 @@
 //! metrics`, and on a real Prometheus scraping a real server under a short load every
 //! dashboard panel query parses and returns data and every alert rule evaluates.
 
+// Test code: a failed unwrap is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 #[allow(dead_code)] // the API tests' helpers; this binary uses a few of them
 #[path = "../api/helpers.rs"]
 mod helpers;

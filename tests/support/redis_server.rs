@@ -73,6 +73,15 @@ impl RedisServer {
         self.signal("-CONT");
     }
 
+    /// Empties it (FLUSHALL), as an operator's mistake or an eviction storm would.
+    pub fn flush(&self) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut buf = [0u8; 5];
+        s.write_all(b"FLUSHALL\r\n").and_then(|_| s.read_exact(&mut buf)).expect("FLUSHALL");
+        assert_eq!(&buf, b"+OK\r\n");
+    }
+
     /// Kills it (SIGKILL): everything it held is gone, connections are refused.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
