@@ -105,7 +105,8 @@ async fn traffic(c: Arc<Cluster>, stop: Arc<AtomicBool>, seen: Arc<std::sync::Mu
             match (status, body["error"].as_str()) {
                 (200, _) => s.ok += 1,
                 (503, Some("overloaded")) if retry => s.overloaded += 1,
-                _ => s.other.push(format!("{status} {body}")),
+                _ if s.other.len() < 5 => s.other.push(format!("{status} {body}")),
+                _ => {}
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -130,7 +131,9 @@ async fn readyz_everywhere(c: &Cluster, want: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_frozen_for_ten_seconds_under_load_is_clean_503s_then_recovery() {
-    let c = Arc::new(Cluster::start(&[]).await);
+    // WeChat does not share our Redis: with the nodes' sandbox as WeChat, a QR request
+    // would fail at "WeChat" (502) before it reached the engine.
+    let c = Arc::new(Cluster::start_with_outside_wechat(&[]).await);
     register(&c, "o_frozen", "13200000000").await;
     // Attempts in each live state before the freeze.
     let (waiting, _) = c.api(0).new_login().await;

@@ -22,6 +22,9 @@ pub type Overrides<'a> = &'a [(&'a str, &'a str)];
 
 pub struct Cluster {
     pub nginx: Nginx,
+    /// WeChat outside the cluster (its own process and memory), when asked for; else the
+    /// nodes' own sandbox, through nginx.
+    wechat: Option<Instance>,
     pub nodes: Vec<Instance>,
     pub redis: RedisServer,
     pub http: Client,
@@ -32,23 +35,46 @@ pub struct Cluster {
 impl Cluster {
     /// Redis, a database, three nodes (started one after the other: the first runs the
     /// migrations), nginx in front; returns once every node and nginx answer `/readyz`.
+    /// WeChat is the nodes' own sandbox (its state in the cluster's Redis).
     pub async fn start(extra: Overrides<'_>) -> Self {
+        Self::start_with(extra, false).await
+    }
+
+    /// As [`Cluster::start`], with WeChat played by a sandbox process of its own, as the
+    /// real one is: up while the cluster's Redis is not.
+    pub async fn start_with_outside_wechat(extra: Overrides<'_>) -> Self {
+        Self::start_with(extra, true).await
+    }
+
+    async fn start_with(extra: Overrides<'_>, outside_wechat: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let redis = RedisServer::start();
         let db = create_database().await;
         let nginx_port = free_port();
         let public = format!("http://127.0.0.1:{nginx_port}");
+        let wechat = match outside_wechat {
+            true => {
+                let mut w = Instance::wechat(dir.path(), nginx_port);
+                w.start().await;
+                Some(w)
+            }
+            false => None,
+        };
+        let wechat_base = wechat.as_ref().map_or_else(|| public.clone(), |w| w.url(""));
         let mut env: Vec<(&str, String)> = vec![
             ("SCANLOGIN__CLUSTER__ENABLED", "true".into()),
             ("SCANLOGIN__STORAGE__SNAPSHOTS", redis.url()),
             ("SCANLOGIN__STORAGE__DATABASE_URL", format!("{PG_SERVER}/{db}")),
             ("SCANLOGIN__SERVER__TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#.into()),
-            // WeChat is the nodes' own sandbox, reached through nginx like any client would.
-            ("SCANLOGIN__WECHAT__APPS__0__API_BASE", format!("{public}/_sandbox")),
-            ("SCANLOGIN__WECHAT__APPS__0__MP_BASE", format!("{public}/_sandbox")),
+            // WeChat's API: the nodes' own sandbox reached through nginx, or the outside one.
+            ("SCANLOGIN__WECHAT__APPS__0__API_BASE", format!("{wechat_base}/_sandbox")),
+            ("SCANLOGIN__WECHAT__APPS__0__MP_BASE", format!("{wechat_base}/_sandbox")),
             ("SCANLOGIN__LOGIN__QR_TTL_SECS", "120".into()),
             ("SCANLOGIN__LOGIN__LONG_POLL_MAX_SECS", "20".into()),
+            // One test host is every client: per-address caps would stop the volume.
             ("SCANLOGIN__LIMITS__QR_PER_IP_PER_MINUTE", "100000".into()),
+            ("SCANLOGIN__LIMITS__QR_PER_IP_PER_DAY", "1000000".into()),
+            ("SCANLOGIN__LIMITS__BIND_PER_IP_PER_DAY", "1000000".into()),
             ("SCANLOGIN__LIMITS__SMS_PER_IP_PER_DAY", "100000".into()),
             ("SCANLOGIN__LIMITS__SMS_PER_PHONE_PER_DAY", "1000".into()),
             ("SCANLOGIN__LIMITS__LONG_POLLS_PER_IP", "10000".into()),
@@ -67,7 +93,7 @@ impl Cluster {
         }
         let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
         let nginx = Nginx::start(dir.path(), nginx_port, &ports);
-        let c = Self { nginx, nodes, redis, http: client(), db: Some(db), _dir: dir };
+        let c = Self { nginx, wechat, nodes, redis, http: client(), db: Some(db), _dir: dir };
         for i in 0..3 {
             c.until_ready(i).await;
         }
@@ -79,14 +105,19 @@ impl Cluster {
         self.nodes[i % 3].url("")
     }
 
-    /// The test client talking to node `i` (WeChat is the sandbox, through nginx).
+    /// Base URL of WeChat's sandbox (tickets, the phone's scan).
+    pub fn wechat(&self) -> String {
+        self.wechat.as_ref().map_or_else(|| self.nginx.url(), |w| w.url(""))
+    }
+
+    /// The test client talking to node `i`.
     pub fn api(&self, i: usize) -> Api {
-        Api::at(&self.node(i), &self.nginx.url())
+        Api::at(&self.node(i), &self.wechat())
     }
 
     /// The test client talking to nginx.
     pub fn front(&self) -> Api {
-        Api::at(&self.nginx.url(), &self.nginx.url())
+        Api::at(&self.nginx.url(), &self.wechat())
     }
 
     pub async fn until_ready(&self, i: usize) {
@@ -103,7 +134,7 @@ impl Cluster {
 
     /// The scene WeChat knows for `ticket` (what a scan of the QR code carries).
     pub async fn scene(&self, ticket: &str) -> String {
-        let r = self.http.get(format!("{}/_sandbox/tickets", self.nginx.url())).query(&[("ticket", ticket)]);
+        let r = self.http.get(format!("{}/_sandbox/tickets", self.wechat())).query(&[("ticket", ticket)]);
         let (status, body) = parts(r.send().await.unwrap()).await;
         assert_eq!(status, 200, "{body}");
         body["scene"].as_str().unwrap().to_string()
