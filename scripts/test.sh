@@ -27,6 +27,24 @@ if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
+# nginx (Debian's package): the cluster tests (tests/cluster) run their own nginx on the
+# shipped config/nginx.example.conf as a child process. Only the binary is needed: the
+# system service is never started (policy-rc.d in containers forbids it anyway, and a
+# leftover one is left alone; the tests listen on free ports).
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+  echo "== installing nginx-light (Debian package)"
+  apt-get update -qq
+  # policy-rc.d answering 101 keeps the package's postinst from starting the service.
+  printf '#!/bin/sh\nexit 101\n' >/tmp/scanlogin-policy-rc.d
+  chmod +x /tmp/scanlogin-policy-rc.d
+  restore_policy=""
+  if [[ -e /usr/sbin/policy-rc.d ]]; then restore_policy=$(mktemp); cp -p /usr/sbin/policy-rc.d "$restore_policy"; fi
+  cp /tmp/scanlogin-policy-rc.d /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+  if [[ -n $restore_policy ]]; then mv "$restore_policy" /usr/sbin/policy-rc.d; else rm -f /usr/sbin/policy-rc.d; fi
+fi
+export PATH="$PATH:/usr/sbin"
+
 # Prometheus and promtool (Debian's `prometheus` package): alert-rule unit tests here,
 # `promtool check metrics` and the every-panel-has-data proof in tests/observability.
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then

@@ -296,9 +296,12 @@ impl LoginService {
     pub async fn scanned(&self, app: &AppClient, scene: &Scene, openid: &str) -> Result<ScanResult, ApiError> {
         let user = self.users.find_by_openid(&app.app_id, openid).await?;
         let ev = Event::Scanned { openid: openid.to_string(), user };
-        Ok(match self.engine.apply_scene(&app.name, scene, ev).await? {
-            Some(o) if o.phase == Phase::Reg => ScanResult::Registered,
-            Some(o) if o.phase == Phase::NotReg => ScanResult::NeedsPhone,
+        let outcome = self.engine.apply_scene(&app.name, scene, ev).await?;
+        // Someone else scanned this code first: it is not this person's to go on with.
+        let theirs = |o: &Outcome| o.detail.as_ref().is_some_and(|d| d.openid.as_deref() == Some(openid));
+        Ok(match outcome {
+            Some(o) if o.phase == Phase::Reg && theirs(&o) => ScanResult::Registered,
+            Some(o) if o.phase == Phase::NotReg && theirs(&o) => ScanResult::NeedsPhone,
             _ => ScanResult::Unknown,
         })
     }

@@ -208,6 +208,9 @@ fn http_server(
             .default_service(api::default_service())
     })
     .listen(listener)?
+    // Idle keep-alive connections close after 5 s; a proxy's own idle timeout must be
+    // shorter (config/nginx.example.conf: 4 s), or it reuses a connection we are closing.
+    .keep_alive(Duration::from_secs(5))
     // Long polls hold connections: allow many more than actix's default 25k/worker.
     .max_connections(100_000)
     // Signals are ours: the shutdown order matters (see the module doc). The HTTP
@@ -313,9 +316,11 @@ impl Application {
         let deadline = tokio::time::Instant::now() + grace;
         tracing::info!(grace_secs = grace.as_secs(), "shutting down: answering held polls");
         engine.close();
+        // The stop command is handled by the server future itself: poll both together
+        // (awaiting the stop before the server would leave the listener accepting, and
+        // every request served, until the grace period ran out and cut them).
         let stopped = async {
-            handle.stop(true).await;
-            let _ = server.await;
+            let _ = futures_util::future::join(handle.stop(true), server).await;
         };
         if tokio::time::timeout_at(deadline, stopped).await.is_err() {
             tracing::warn!("requests still running at the end of the grace period");

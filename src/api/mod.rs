@@ -131,12 +131,20 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     use tracing::Instrument as _;
     let start = Instant::now();
-    let state = req.app_data::<web::Data<AppState>>();
-    let metrics = state.map(|s| s.metrics.clone());
-    let node = state.map(|s| s.node.clone()).unwrap_or_default();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let metrics = state.as_ref().map(|s| s.metrics.clone());
+    let node = state.as_ref().map(|s| s.node.clone()).unwrap_or_default();
     let id = request_id(&req);
     let span = tracing::info_span!("request", id = %id, node = %node, method = %req.method(), path = %req.path());
+    let closing = |s: &Option<web::Data<AppState>>| s.as_ref().is_some_and(|s| s.login.engine.is_closing());
     let mut res = next.call(req).instrument(span).await?;
+    // Draining (SIGTERM): no connection outlives its current answer, so a proxy sends its
+    // next request to another node (this one no longer accepts), and the stop never has
+    // to cut a request on a kept-alive connection — which the proxy would then retry
+    // elsewhere as if it had not been done.
+    if closing(&state) {
+        res.response_mut().head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
     }

@@ -21,6 +21,8 @@ pub const MIN_SECRET_BYTES: usize = 32;
 const SHIPPED: &[(&str, &str)] = &[
     ("default.toml", include_str!("../../config/default.toml")),
     ("production.example.toml", include_str!("../../config/production.example.toml")),
+    // Not TOML (it holds no secrets): listed so every file in config/ is accounted for.
+    ("nginx.example.conf", include_str!("../../config/nginx.example.conf")),
 ];
 
 /// The secrets written in the shipped files (`token.secret`, and each app's `app_secret`

@@ -158,8 +158,9 @@ impl Attempt {
     }
 
     fn outcome(&self, reply: Reply) -> Outcome {
-        // A token answer says which app it logs into (for the audit and metrics).
-        let detail = matches!(reply, Reply::Token(_))
+        // A token answer says which app it logs into (for the audit and metrics); a scan
+        // answer says who owns the attempt, so a second scanner is not told to go on.
+        let detail = matches!(reply, Reply::Token(_) | Reply::Ok)
             .then(|| Detail { app: self.app.clone(), openid: self.state.openid.clone() });
         let expires_in = self.state.expires_in(self.clock.now_ms());
         Outcome { reply, actions: Actions::default(), phase: self.state.phase, expires_in, detail }

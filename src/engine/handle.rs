@@ -135,7 +135,7 @@ impl LoginsHandle {
     }
 
     /// Whether [`LoginsHandle::close`] was called.
-    pub(super) fn is_closing(&self) -> bool {
+    pub fn is_closing(&self) -> bool {
         match self {
             LoginsHandle::Local(e) => e.is_closing(),
             LoginsHandle::Cluster(e) => e.is_closing(),

@@ -439,7 +439,8 @@ mod tests {
     fn transition_table_is_exhaustive() {
         use Phase::*;
         let none = "";
-        let expect: Vec<(&str, AttemptState, [(Phase, &str, &str); 9])> = vec![
+        type Row = (&'static str, AttemptState, [(Phase, &'static str, &'static str); 9]);
+        let expect: Vec<Row> = vec![
             (
                 "loop",
                 in_phase(Loop),

@@ -66,6 +66,22 @@ async fn signed_push_for_an_unknown_scene_answers_expired_text() {
     assert_eq!(r.text().await.unwrap(), "success");
 }
 
+/// A second person scanning a code someone else already scanned is told it has expired,
+/// not to bind a phone on a page that is not theirs; the first scanner keeps it.
+#[actix_web::test]
+async fn a_second_scanner_of_one_code_is_told_it_expired() {
+    let app = spawn_app().await;
+    let (uuid, ticket) = app.new_login().await;
+    let (_, first) = app.scan(&ticket, "o_first", false).await;
+    assert!(first["reply"]["content"].as_str().is_some_and(|c| c.contains("bind")), "{first}");
+    let (_, second) = app.scan(&ticket, "o_second", false).await;
+    assert!(second["reply"]["content"].as_str().is_some_and(|c| c.contains("expired")), "{second}");
+    // The owner scanning again (a second tap) is still the owner.
+    let (_, again) = app.scan(&ticket, "o_first", false).await;
+    assert!(again["reply"]["content"].as_str().is_some_and(|c| c.contains("bind")), "{again}");
+    assert_eq!(app.status(&uuid, None).await.1["state"], "not_reg");
+}
+
 #[actix_web::test]
 async fn dtd_is_400_and_huge_body_is_413() {
     let app = spawn_app().await;

@@ -6,6 +6,7 @@
 // Test code: a failed unwrap is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../support/process.rs"]
 mod process;
 
 mod outage;

@@ -122,8 +122,9 @@ impl ClusterEngine {
     }
 
     fn outcome(&self, s: &Snapshot, reply: Reply, now: u64) -> Outcome {
-        let detail =
-            matches!(reply, Reply::Token(_)).then(|| Detail { app: s.app.clone(), openid: s.state.openid.clone() });
+        // As the local engine: token answers name the app, scan answers the owner.
+        let detail = matches!(reply, Reply::Token(_) | Reply::Ok)
+            .then(|| Detail { app: s.app.clone(), openid: s.state.openid.clone() });
         Outcome {
             reply,
             actions: Actions::default(),

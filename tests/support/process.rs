@@ -1,7 +1,10 @@
 //! The built `scanlogin` binary as a real process: started with env overrides, killed
 //! with SIGKILL or stopped with SIGTERM, restarted on the same port and files; plus a
 //! second instance that plays WeChat (its sandbox) so that "WeChat" survives the crash
-//! of the server under test, as the real one would.
+//! of the server under test, as the real one would. One HTTP test client ([`Api`]) for
+//! it. Shared by the durability and cluster tests (included by path).
+
+#![allow(dead_code)] // each includer uses a different part
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::Client;
 use serde_json::{Value, json};
 
-#[path = "../support/redis_server.rs"]
+#[path = "redis_server.rs"]
 pub mod redis_server;
 pub use redis_server::{RedisServer, free_port};
 
@@ -27,7 +30,7 @@ pub struct Instance {
     pub port: u16,
     env: Vec<(String, String)>,
     dir: PathBuf,
-    name: &'static str,
+    name: String,
     child: Option<Child>,
     starts: u32,
 }
@@ -41,7 +44,7 @@ impl Instance {
         env.push(("SCANLOGIN__STORAGE__DATABASE_URL".into(), format!("sqlite://{}/server.db?mode=rwc", dir.display())));
         env.push(("SCANLOGIN__STORAGE__SNAPSHOTS".into(), snapshots.into()));
         env.push(("SCANLOGIN__LOGIN__QR_TTL_SECS".into(), qr_ttl_secs.to_string()));
-        Self { port, env, dir: dir.to_path_buf(), name: "server", child: None, starts: 0 }
+        Self { port, env, dir: dir.to_path_buf(), name: "server".into(), child: None, starts: 0 }
     }
 
     /// WeChat's API is the sandbox of the instance on `port`.
@@ -57,7 +60,28 @@ impl Instance {
         let mut env = base_env(port, &format!("http://127.0.0.1:{server_port}"));
         env.push(("SCANLOGIN__STORAGE__DATABASE_URL".into(), format!("sqlite://{}/wechat.db?mode=rwc", dir.display())));
         env.push(("SCANLOGIN__STORAGE__SNAPSHOTS".into(), "memory".into()));
-        Self { port, env, dir: dir.to_path_buf(), name: "wechat", child: None, starts: 0 }
+        Self { port, env, dir: dir.to_path_buf(), name: "wechat".into(), child: None, starts: 0 }
+    }
+
+    /// A node of its own name on a free port; `env` is added to the base settings.
+    pub fn named(dir: &std::path::Path, name: &str, public_url: &str, env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let mut i = Self {
+            port,
+            env: base_env(port, public_url),
+            dir: dir.to_path_buf(),
+            name: name.into(),
+            child: None,
+            starts: 0,
+        };
+        for (k, v) in env {
+            i.set(k, v);
+        }
+        i
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn set(&mut self, key: &str, value: &str) {
@@ -172,7 +196,16 @@ pub async fn parts(r: reqwest::Response) -> (u16, Value) {
 
 impl Api {
     pub fn new(server: &Instance, wechat: &Instance) -> Self {
-        Self { http: client(), server: server.url(""), wechat: wechat.url("") }
+        Self::at(&server.url(""), &wechat.url(""))
+    }
+
+    /// The server at base URL `server`, WeChat's sandbox at base URL `wechat`.
+    pub fn at(server: &str, wechat: &str) -> Self {
+        Self {
+            http: client(),
+            server: server.trim_end_matches('/').into(),
+            wechat: wechat.trim_end_matches('/').into(),
+        }
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

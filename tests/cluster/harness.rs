@@ -1,0 +1,370 @@
+//! Three real `scanlogin` nodes in cluster mode on one private `redis-server` and one
+//! fresh PostgreSQL database, behind Debian's nginx running `config/nginx.example.conf`
+//! (only its `# test:` lines rewritten). Everything on 127.0.0.1, free ports, one temp
+//! dir per cluster; dropped in order (nginx, nodes, Redis, then the database).
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Client;
+use serde_json::{Value, json};
+
+use crate::process::{Api, Instance, RedisServer, client, free_port, parts};
+
+pub const APP: &str = "wxsandbox0000000001";
+const WECHAT_TOKEN: &str = "sandbox-token";
+const PG_SERVER: &str = "postgres://scanlogin_test:scanlogin_test@127.0.0.1:5432";
+const NGINX_EXAMPLE: &str = include_str!("../../config/nginx.example.conf");
+
+/// Per-test settings on top of the common ones (`SCANLOGIN__…` keys).
+pub type Overrides<'a> = &'a [(&'a str, &'a str)];
+
+pub struct Cluster {
+    pub nginx: Nginx,
+    /// WeChat outside the cluster (its own process and memory), when asked for; else the
+    /// nodes' own sandbox, through nginx.
+    wechat: Option<Instance>,
+    pub nodes: Vec<Instance>,
+    pub redis: RedisServer,
+    pub http: Client,
+    db: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Redis, a database, three nodes (started one after the other: the first runs the
+    /// migrations), nginx in front; returns once every node and nginx answer `/readyz`.
+    /// WeChat is the nodes' own sandbox (its state in the cluster's Redis).
+    pub async fn start(extra: Overrides<'_>) -> Self {
+        Self::start_with(extra, false).await
+    }
+
+    /// As [`Cluster::start`], with WeChat played by a sandbox process of its own, as the
+    /// real one is: up while the cluster's Redis is not.
+    pub async fn start_with_outside_wechat(extra: Overrides<'_>) -> Self {
+        Self::start_with(extra, true).await
+    }
+
+    async fn start_with(extra: Overrides<'_>, outside_wechat: bool) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("scanlogin-cluster-")
+            .disable_cleanup(std::env::var_os("KEEP_CLUSTER_LOGS").is_some())
+            .tempdir()
+            .unwrap();
+        let redis = RedisServer::start();
+        let db = create_database().await;
+        let nginx_port = free_port();
+        let public = format!("http://127.0.0.1:{nginx_port}");
+        let wechat = match outside_wechat {
+            true => {
+                let mut w = Instance::wechat(dir.path(), nginx_port);
+                w.start().await;
+                Some(w)
+            }
+            false => None,
+        };
+        let wechat_base = wechat.as_ref().map_or_else(|| public.clone(), |w| w.url(""));
+        let mut env: Vec<(&str, String)> = vec![
+            ("SCANLOGIN__CLUSTER__ENABLED", "true".into()),
+            ("SCANLOGIN__STORAGE__SNAPSHOTS", redis.url()),
+            ("SCANLOGIN__STORAGE__DATABASE_URL", format!("{PG_SERVER}/{db}")),
+            ("SCANLOGIN__SERVER__TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#.into()),
+            // WeChat's API: the nodes' own sandbox reached through nginx, or the outside one.
+            ("SCANLOGIN__WECHAT__APPS__0__API_BASE", format!("{wechat_base}/_sandbox")),
+            ("SCANLOGIN__WECHAT__APPS__0__MP_BASE", format!("{wechat_base}/_sandbox")),
+            ("SCANLOGIN__LOGIN__QR_TTL_SECS", "120".into()),
+            ("SCANLOGIN__LOGIN__LONG_POLL_MAX_SECS", "20".into()),
+            // One test host is every client: per-address caps would stop the volume.
+            ("SCANLOGIN__LIMITS__QR_PER_IP_PER_MINUTE", "100000".into()),
+            ("SCANLOGIN__LIMITS__QR_PER_IP_PER_DAY", "1000000".into()),
+            ("SCANLOGIN__LIMITS__BIND_PER_IP_PER_DAY", "1000000".into()),
+            ("SCANLOGIN__LIMITS__SMS_PER_IP_PER_DAY", "100000".into()),
+            ("SCANLOGIN__LIMITS__SMS_PER_PHONE_PER_DAY", "1000".into()),
+            ("SCANLOGIN__LIMITS__LONG_POLLS_PER_IP", "10000".into()),
+        ];
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push((k, v.to_string()));
+        }
+        let mut nodes = Vec::new();
+        for i in 1..=3 {
+            let mut node_env = env.clone();
+            node_env.push(("SCANLOGIN__CLUSTER__NODE_ID", format!("node{i}")));
+            let mut node = Instance::named(dir.path(), &format!("node{i}"), &public, &node_env);
+            node.start().await;
+            nodes.push(node);
+        }
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+        let nginx = Nginx::start(dir.path(), nginx_port, &ports);
+        let c = Self { nginx, wechat, nodes, redis, http: client(), db: Some(db), _dir: dir };
+        for i in 0..3 {
+            c.until_ready(i).await;
+        }
+        c
+    }
+
+    /// Base URL of node `i` (0-based), straight, not through nginx.
+    pub fn node(&self, i: usize) -> String {
+        self.nodes[i % 3].url("")
+    }
+
+    /// Base URL of WeChat's sandbox (tickets, the phone's scan).
+    pub fn wechat(&self) -> String {
+        self.wechat.as_ref().map_or_else(|| self.nginx.url(), |w| w.url(""))
+    }
+
+    /// The test client talking to node `i`.
+    pub fn api(&self, i: usize) -> Api {
+        Api::at(&self.node(i), &self.wechat())
+    }
+
+    /// The test client talking to nginx.
+    pub fn front(&self) -> Api {
+        Api::at(&self.nginx.url(), &self.wechat())
+    }
+
+    pub async fn until_ready(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.http.get(format!("{}/readyz", self.node(i))).send().await;
+            if r.as_ref().is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node{} never ready; log:\n{}", i + 1, self.nodes[i].log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The scene WeChat knows for `ticket` (what a scan of the QR code carries).
+    pub async fn scene(&self, ticket: &str) -> String {
+        let r = self.http.get(format!("{}/_sandbox/tickets", self.wechat())).query(&[("ticket", ticket)]);
+        let (status, body) = parts(r.send().await.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        body["scene"].as_str().unwrap().to_string()
+    }
+
+    /// Posts a signed scan push (as WeChat does) straight to node `i`'s callback; answers
+    /// the HTTP status and the passive reply's text.
+    pub async fn push_to(&self, i: usize, push: &scanlogin::sandbox::SignedPush) -> (u16, String) {
+        let r = self
+            .http
+            .post(format!("{}/wechat/{APP}/callback", self.node(i)))
+            .query(&push.params)
+            .header("content-type", "text/xml")
+            .body(push.body.clone())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// A scan push by `openid`: `subscribe` for a new follower, `SCAN` for one.
+    pub fn scan_push(openid: &str, scene: &str, following: bool) -> scanlogin::sandbox::SignedPush {
+        scanlogin_load::wechat::Wechat::new(APP, WECHAT_TOKEN, "").unwrap().scan(openid, scene, following)
+    }
+
+    /// A metric summed over every series of `name` (optionally only lines containing
+    /// `filter`) on every running node.
+    pub async fn metric_sum(&self, name: &str, filter: &str) -> f64 {
+        let mut sum = 0.0;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !n.is_running() {
+                continue;
+            }
+            let text = self.http.get(format!("{}/metrics", self.node(i))).send().await.unwrap().text().await.unwrap();
+            sum += metric_in(&text, name, filter);
+        }
+        sum
+    }
+}
+
+/// `name`'s value summed over its series in one exposition text.
+pub fn metric_in(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Every token handed out in a test: a second sighting of one is a failure.
+#[derive(Default)]
+pub struct Tokens(std::sync::Mutex<HashSet<String>>);
+
+impl Tokens {
+    pub fn record(&self, token: &str) {
+        assert!(self.0.lock().unwrap().insert(token.to_string()), "a token was handed out twice");
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// After its token was handed out, the attempt answers `expired` (no token) on every node.
+pub async fn assert_spent(c: &Cluster, uuid: &str) {
+    for i in 0..3 {
+        if !c.nodes[i].is_running() {
+            continue;
+        }
+        let (status, body) = c.api(i).status(uuid).await;
+        assert_eq!((status, body["state"].as_str()), (200, Some("expired")), "node{}: {body}", i + 1);
+        assert!(body.get("token").is_none(), "{body}");
+    }
+}
+
+pub async fn me(http: &Client, base: &str, token: &str) -> (u16, Value) {
+    parts(http.get(format!("{base}/api/v1/me")).bearer_auth(token).send().await.unwrap()).await
+}
+
+pub async fn logout(http: &Client, base: &str, token: &str) -> u16 {
+    http.post(format!("{base}/api/v1/logout"))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nginx.stop();
+        self.nodes.clear(); // SIGKILLs the nodes still running
+        if let Some(db) = self.db.take() {
+            // Dropping happens outside the test's runtime: a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(drop_database(&db));
+            })
+            .join();
+        }
+    }
+}
+
+async fn admin() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let url = std::env::var("SCANLOGIN_TEST_POSTGRES").unwrap_or_else(|_| format!("{PG_SERVER}/postgres"));
+    match tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(&url)).await {
+        Ok(Ok(c)) => c,
+        other => panic!(
+            "PostgreSQL on 127.0.0.1:5432 does not answer ({:?}); run scripts/services.sh",
+            other.map(|r| r.err())
+        ),
+    }
+}
+
+/// A fresh database named like `src/store/testdb.rs` names its scratch databases, so
+/// the unit tests' sweep drops it if a crashed run leaves it behind.
+async fn create_database() -> String {
+    use sqlx::Executor;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let name = format!("scanlogin_test_{now}_{}_{:08x}", std::process::id(), rand::random::<u32>());
+    let mut conn = admin().await;
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create the test database");
+    name
+}
+
+async fn drop_database(name: &str) {
+    use sqlx::Executor;
+    let mut conn = admin().await;
+    let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+}
+
+/// Debian's nginx as a child process (no daemon, no master), on the example config.
+pub struct Nginx {
+    pub port: u16,
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+}
+
+/// The example config with its `# test:` lines pointed at this run's ports and files.
+/// Every marked line must be found, so the example and the test cannot drift apart.
+pub fn render_nginx_conf(dir: &std::path::Path, port: u16, nodes: &[u16]) -> String {
+    let d = dir.display();
+    let mut node_ports = nodes.iter();
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    let mut out = String::new();
+    for line in NGINX_EXAMPLE.lines() {
+        let Some((code, tag)) = line.split_once("# test: ") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let indent = &code[..code.len() - code.trim_start().len()];
+        let tag = tag.trim();
+        *seen
+            .entry(match tag {
+                "pid" | "error_log" | "temp" | "node" | "listen" => tag,
+                other => panic!("unknown `# test: {other}` in nginx.example.conf"),
+            })
+            .or_default() += 1;
+        let new = match tag {
+            "pid" => format!("pid {d}/nginx.pid;"),
+            "error_log" => format!("error_log {d}/nginx-error.log warn;"),
+            "temp" => {
+                let directive = code.split_whitespace().next().unwrap();
+                format!("{directive} {d}/{};", directive.trim_end_matches("_temp_path"))
+            }
+            "node" => {
+                let port = node_ports.next().expect("the example has one `server` line per test node");
+                // `server ADDRESS PARAMETERS…;`: only the address changes.
+                let words: Vec<&str> = code.split_whitespace().collect();
+                assert_eq!(words[0], "server", "a `# test: node` line is an upstream `server` line");
+                match words.len() {
+                    2 => format!("server 127.0.0.1:{port};"),
+                    _ => format!("server 127.0.0.1:{port} {}", words[2..].join(" ")),
+                }
+            }
+            "listen" => format!("listen 127.0.0.1:{port};"),
+            _ => unreachable!(),
+        };
+        out.push_str(&format!("{indent}{new}\n"));
+    }
+    assert!(node_ports.next().is_none(), "the example has fewer `server` lines than the test has nodes");
+    for tag in ["pid", "error_log", "temp", "node", "listen"] {
+        assert!(seen.contains_key(tag), "nginx.example.conf lost its `# test: {tag}` line");
+    }
+    out
+}
+
+impl Nginx {
+    pub fn start(dir: &std::path::Path, port: u16, nodes: &[u16]) -> Self {
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, render_nginx_conf(dir, port, nodes)).unwrap();
+        let log = std::fs::File::create(dir.join("nginx-stderr.log")).unwrap();
+        // Debian puts it in /usr/sbin, which a non-root PATH may lack.
+        let bin = if std::path::Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
+        let child = Command::new(bin)
+            .args(["-p", &dir.display().to_string(), "-c", &conf.display().to_string()])
+            .args(["-g", "daemon off; master_process off;"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nginx runs (scripts/test.sh installs Debian's nginx-light)");
+        let n = Self { port, child: Some(child), dir: dir.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx does not listen; stderr:\n{}", n.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        format!("{}{}", read("nginx-stderr.log"), read("nginx-error.log"))
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

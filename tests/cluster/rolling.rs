@@ -1,0 +1,70 @@
+//! A rolling restart, the reason to run several nodes: the load tool's login scenario
+//! runs through nginx while each node in turn is stopped (SIGTERM), started again and
+//! waited for until ready. No login fails, no token is handed out twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Cluster, Tokens};
+use crate::process::Api;
+
+/// Logins through nginx with the sandbox playing the phone (its scan posts the callback
+/// through nginx too); each token is recorded, and a second poll must not see it again.
+async fn checked_logins(api: Api, stop: Arc<AtomicBool>, tokens: Arc<Tokens>, who: usize) -> usize {
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let openid = format!("o_roll_{who}_{n}");
+        let (uuid, ticket) = api.new_login().await;
+        api.scan(&ticket, &openid, false).await;
+        let phone = format!("1380{who:03}{n:04}");
+        let code = api.send_code(&uuid, &phone).await;
+        let (status, body) = api.bind(&uuid, &phone, &code).await;
+        assert_eq!(status, 200, "{body}");
+        tokens.record(body["token"].as_str().unwrap());
+        let (_, again) = api.status(&uuid).await;
+        assert!(again.get("token").is_none(), "{again}");
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_through_nginx_fails_no_login() {
+    let mut c = Cluster::start(&[]).await;
+    let mut opts = scanlogin_load::Options::new(scanlogin_load::Scenario::Login, &c.nginx.url());
+    opts.users = 6;
+    opts.rate = 15.0;
+    opts.wait = 5;
+    opts.duration = Duration::from_secs(20);
+    opts.quiet = true;
+    let started = Instant::now();
+    let load = tokio::spawn(scanlogin_load::run(opts));
+    let (stop, tokens) = (Arc::new(AtomicBool::new(false)), Arc::new(Tokens::default()));
+    let checkers: Vec<_> =
+        (0..2).map(|w| tokio::spawn(checked_logins(c.front(), stop.clone(), tokens.clone(), w))).collect();
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..3 {
+        let t = Instant::now();
+        let status = c.nodes[i].terminate(Duration::from_secs(8)).await;
+        assert!(status.success(), "node{} exits cleanly on SIGTERM: {status}", i + 1);
+        c.nodes[i].start().await;
+        c.until_ready(i).await;
+        eprintln!("node{} restarted in {:?}", i + 1, t.elapsed());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let restarts_done = started.elapsed();
+    let report = load.await.unwrap().expect("the load tool runs");
+    stop.store(true, Ordering::Relaxed);
+    let mut checked = 0;
+    for ch in checkers {
+        checked += ch.await.unwrap();
+    }
+    assert!(restarts_done < Duration::from_secs(20), "the restarts happened under load: {restarts_done:?}");
+    let logins = report.step("login total").map_or(0, |s| s.count);
+    assert!(report.total_errors == 0, "no failed request during the rolling restart:\n{}", report.to_text());
+    assert!(logins >= 100, "the load went on: {logins} logins\n{}", report.to_text());
+    assert!(checked >= 20 && tokens.len() == checked, "{checked} checked logins, {} tokens", tokens.len());
+    eprintln!("rolling restart: {logins} load logins, {checked} checked logins, 0 errors");
+}
