@@ -199,6 +199,26 @@ class Walkthrough:
             fail(f"a README line this check does not cover: {line}")
 
 
+def fresh_data_dir():
+    """A fresh clone has no `data/`: move an existing one aside for the run (restored by
+    the caller), so the walk-through's "new follower" is new here too."""
+    data = os.path.join(ROOT, "data")
+    if not os.path.exists(data):
+        return None
+    aside = os.path.join(ROOT, f"data.readme-check-{os.getpid()}")
+    os.rename(data, aside)
+    print(f"readme-check: moved data/ aside to {os.path.basename(aside)} for the run", flush=True)
+    return aside
+
+
+def restore_data_dir(aside):
+    data = os.path.join(ROOT, "data")
+    if os.path.exists(data):
+        subprocess.run(["rm", "-rf", data], check=True)
+    if aside:
+        os.rename(aside, data)
+
+
 def first_screen(readme):
     screen = readme.split("\n---\n", 1)[0]
     blocks = sh_blocks(screen)
@@ -282,7 +302,11 @@ def load_block(readme):
 def main():
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
-    first_screen(readme)
+    aside = fresh_data_dir()
+    try:
+        first_screen(readme)
+    finally:
+        restore_data_dir(aside)
     load_block(readme)
     print("readme-check: 2 passed, 0 failed")
 
