@@ -2,6 +2,7 @@
 //! middleware every answer passes (metrics, security headers).
 
 pub mod account;
+pub mod answers;
 pub mod events;
 pub mod login;
 pub mod openapi;
@@ -39,7 +40,6 @@ pub struct AppState {
     pub metrics: Metrics,
     pub ip_policy: ClientIpPolicy,
     pub origins: origin::OriginPolicy,
-    pub dedup: crate::wechat::dedup::Dedup,
     /// This node's id (`cluster.node_id`, or host name and pid), in every request span.
     pub node: String,
 }
