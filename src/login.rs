@@ -341,7 +341,8 @@ impl LoginService {
         let hash = self.code_hash(poll, phone, &code);
         let ttl_ms = self.login.sms_code_ttl_secs * 1000;
         let o = self.engine.apply(poll, Event::CodeIssued { phone: phone.as_str().to_string(), hash, ttl_ms }).await?;
-        if o.reply != Reply::Ok {
+        // The machine reserved a code only when it says to send one.
+        if !o.actions.send_sms {
             return Err(self.refused(o.reply, "sending a code"));
         }
         let ip = client.bucket().to_string();

@@ -47,6 +47,9 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.login.long_poll_max_secs > 120 {
         return Err(invalid("login.long_poll_max_secs", "must be 0..=120"));
     }
+    if s.limits.sms_per_attempt > 100 {
+        return Err(invalid("limits.sms_per_attempt", "must be 1..=100"));
+    }
     if !(1..=300).contains(&s.login.events_ping_secs) {
         return Err(invalid("login.events_ping_secs", "must be 1..=300"));
     }

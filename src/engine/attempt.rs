@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use super::EngineError;
 use super::clock::Clock;
 use super::persist::{Persister, Snapshot, Stored};
-use super::state::{AttemptState, Event, Phase, Reply, Rules, step, token_owed};
+use super::state::{Actions, AttemptState, Event, Phase, Reply, Rules, Step, step, token_owed};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
 
@@ -35,6 +35,9 @@ const MAX_WAITERS: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub reply: Reply,
+    /// What the step that answered did (nothing for a read): the caller performs the
+    /// parts that live outside the engine, such as sending the code.
+    pub actions: Actions,
     pub phase: Phase,
     pub expires_in: u64,
     /// Filled by [`Cmd::Peek`] and on token replies: who scanned, and the attempt's app.
@@ -49,7 +52,7 @@ pub struct Detail {
 
 impl Outcome {
     pub fn expired() -> Self {
-        Self { reply: Reply::Expired, phase: Phase::Expired, expires_in: 0, detail: None }
+        Self { reply: Reply::Expired, actions: Actions::default(), phase: Phase::Expired, expires_in: 0, detail: None }
     }
 }
 
@@ -166,14 +169,17 @@ impl Attempt {
         // A token answer says which app it logs into (for the audit and metrics).
         let detail = matches!(reply, Reply::Token(_))
             .then(|| Detail { app: self.app.clone(), openid: self.state.openid.clone() });
-        Outcome { reply, phase: self.state.phase, expires_in: self.state.expires_in(self.clock.now_ms()), detail }
+        let expires_in = self.state.expires_in(self.clock.now_ms());
+        Outcome { reply, actions: Actions::default(), phase: self.state.phase, expires_in, detail }
     }
 
+    /// Runs the machine and performs its actions: persist (the answer waits for it),
+    /// then hand out the token, wake the waiters, stop if the attempt ended.
     fn apply(&mut self, event: Event) -> Answer {
         let now = self.clock.now_ms();
-        let (next, reply) = step(&self.state, &event, now, &self.rules);
+        let Step { state: next, reply, actions } = step(&self.state, &event, now, &self.rules);
         let acknowledges = matches!(event, Event::Scanned { .. } | Event::CodeIssued { .. });
-        if next.version == self.state.version {
+        if !actions.persist {
             // A repeated scan (WeChat's retry) acknowledges what the first one did.
             if acknowledges && self.stored != Some(self.state.version) && self.state.phase != Phase::Expired {
                 return self.when_stored(reply);
@@ -181,30 +187,32 @@ impl Attempt {
             return Answer::Now(Ok(self.outcome(reply)));
         }
         let before = std::mem::replace(&mut self.state, next);
-        let token = matches!(reply, Reply::Token(_));
         let persister = self.persister.clone();
         let snap = self.snapshot();
         let version = snap.version();
-        let stored = async move { persister.persist(snap, token).await };
+        let stored = async move { persister.persist(snap, actions.hand_out).await };
         Answer::AfterPersist(Box::pin(stored.into_actor(self).map(move |stored, act, ctx| {
             if stored.is_durable() {
                 act.stored = act.stored.max(Some(version));
             }
-            if token && !stored.is_durable() {
+            if actions.hand_out && !stored.is_durable() {
                 act.metrics.token_withheld();
                 tracing::warn!(poll = ?act.poll, "token withheld: its consumed state could not be stored");
                 act.state = token_owed(&before, &act.state);
                 // Replaces the queued consumed state (same version) for when the store
                 // is back; should that one land first, the store keeps it instead.
                 act.persister.submit(act.snapshot(), None);
-                act.committed(before.phase, &event, now, false, ctx);
+                let owed = Actions { hand_out: false, end: None, ..actions };
+                act.committed(before.phase, &event, now, owed, ctx);
                 return Err(EngineError::Unavailable);
             }
-            act.committed(before.phase, &event, now, token, ctx);
+            act.committed(before.phase, &event, now, actions, ctx);
             if acknowledges && stored == Stored::Late {
                 return Err(EngineError::Overloaded);
             }
-            Ok(act.outcome(reply))
+            let mut o = act.outcome(reply);
+            o.actions = actions;
+            Ok(o)
         })))
     }
 
@@ -226,22 +234,22 @@ impl Attempt {
     }
 
     /// After a change is stored (or given up on): metrics, wake held polls, stop if over.
-    fn committed(&mut self, before: Phase, event: &Event, now: u64, token: bool, ctx: &mut Context<Self>) {
+    fn committed(&mut self, before: Phase, event: &Event, now: u64, actions: Actions, ctx: &mut Context<Self>) {
         if before != self.state.phase {
             self.metrics.transition(&self.app, before.into(), self.state.phase.into());
             if before == Phase::Loop && self.state.phase != Phase::Expired {
                 self.timeline.scanned_ms = Some(now);
             }
         }
-        if token {
+        if actions.hand_out {
             self.observe_login(event, now);
         }
-        // Dropping the senders wakes every held poll; they re-read the state.
-        self.waiters.clear();
-        if self.state.phase == Phase::Expired {
-            if let Some(why) = self.state.ending {
-                self.metrics.finished(&self.app, super::labels::finish(why, event, self.state.openid.is_some()));
-            }
+        if actions.wake {
+            // Dropping the senders wakes every held poll; they re-read the state.
+            self.waiters.clear();
+        }
+        if let Some(why) = actions.end {
+            self.metrics.finished(&self.app, super::labels::finish(why, event, self.state.openid.is_some()));
             ctx.stop();
         }
     }

@@ -1,8 +1,11 @@
-//! The pure state machine of one login attempt: `step(state, event, now) -> (state, reply)`.
+//! The pure state machine of one login attempt: `step(state, event, now) -> Step`, the
+//! next state, the reply to the caller and the [`Actions`] to perform.
 //!
-//! No actix, no I/O, no clock reads: the actor executes it, tests table-drive it, and
-//! the planned cluster mode can run the same function over a Redis snapshot. Times are
-//! absolute milliseconds since the Unix epoch, as snapshots store them.
+//! No actix, no I/O, no clock reads: the single-node actor executes it, the cluster
+//! engine runs the same function over a Redis record, tests table-drive it. The machine
+//! says what to do (persist, wake waiters, send the code, hand out the token, end); the
+//! executors only do it. Times are absolute milliseconds since the Unix epoch, as
+//! snapshots store them.
 
 use subtle::ConstantTimeEq;
 
@@ -83,6 +86,8 @@ pub struct AttemptState {
     pub code: Option<PendingCode>,
     /// Codes sent for this attempt (bounded by `Rules::sms_per_attempt`).
     pub sms_sent: u32,
+    /// A code was accepted: only now may the phone be bound (`Event::Bound`).
+    pub verified: bool,
     pub ending: Option<Ending>,
     /// Bumped on every change; snapshots and the planned compare-and-set use it.
     pub version: u64,
@@ -97,6 +102,7 @@ impl AttemptState {
             user: None,
             code: None,
             sms_sent: 0,
+            verified: false,
             ending: None,
             version: 0,
         }
@@ -166,6 +172,45 @@ pub enum Reply {
     Expired,
 }
 
+/// What the executor of a step must do, in this order: store the new state (before
+/// anyone learns of it), then send the code / hand out the token the reply carries, wake
+/// the waiters, and stop the attempt if it ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Actions {
+    /// The state changed: store it before the answer.
+    pub persist: bool,
+    /// Held polls and streams must read the state again.
+    pub wake: bool,
+    /// A code was reserved: send it (and report a failure with `Event::CodeFailed`).
+    pub send_sms: bool,
+    /// The reply carries the token: it leaves the engine with this answer, once.
+    pub hand_out: bool,
+    /// The attempt is over, for this reason.
+    pub end: Option<Ending>,
+}
+
+/// One step of the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub state: AttemptState,
+    pub reply: Reply,
+    pub actions: Actions,
+}
+
+impl Step {
+    fn of(before: &AttemptState, state: AttemptState, reply: Reply, event: &Event) -> Self {
+        let changed = state.version != before.version;
+        let actions = Actions {
+            persist: changed,
+            wake: changed,
+            send_sms: changed && matches!(event, Event::CodeIssued { .. }) && reply == Reply::Ok,
+            hand_out: matches!(reply, Reply::Token(_)),
+            end: (changed && state.phase == Phase::Expired).then_some(state.ending).flatten(),
+        };
+        Self { state, reply, actions }
+    }
+}
+
 fn end(s: &mut AttemptState, why: Ending) {
     s.phase = Phase::Expired;
     s.ending = Some(why);
@@ -173,8 +218,13 @@ fn end(s: &mut AttemptState, why: Ending) {
 }
 
 /// Applies `event` at time `now_ms`. The returned state equals the input (same
-/// version) when nothing changed, so the caller can skip snapshots and wake-ups.
-pub fn step(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> (AttemptState, Reply) {
+/// version) when nothing changed; the actions say what the executor must do.
+pub fn step(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> Step {
+    let (next, reply) = next(state, event, now_ms, rules);
+    Step::of(state, next, reply, event)
+}
+
+fn next(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> (AttemptState, Reply) {
     let mut s = state.clone();
     // Every event past the deadline sees an expired attempt, even if the timer is late.
     if s.phase != Phase::Expired && now_ms >= s.expires_at_ms {
@@ -246,6 +296,7 @@ pub fn step(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> 
                 let same_code = c.hash.ct_eq(hash);
                 if bool::from(same_phone & same_code) {
                     s.code = None;
+                    s.verified = true;
                     Reply::CodeAccepted { openid: s.openid.clone().expect("not_reg always holds its openid") }
                 } else {
                     c.wrong += 1;
@@ -258,6 +309,8 @@ pub fn step(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> 
                 }
             }
         },
+        // Bound only after an accepted code: the machine, not the caller's order, says so.
+        (Phase::NotReg, Event::Bound { .. }) if !s.verified => Reply::WrongState,
         (Phase::NotReg, Event::Bound { user }) => {
             s.user = Some(user.clone());
             end(&mut s, Ending::Consumed);
@@ -296,11 +349,15 @@ pub fn token_owed(before: &AttemptState, failed: &AttemptState) -> AttemptState 
 mod tests {
     use super::*;
 
+    /// The state and reply of a step (most tests look at those two).
+    fn step(s: &AttemptState, e: &Event, now: u64, r: &Rules) -> (AttemptState, Reply) {
+        let st = super::step(s, e, now, r);
+        (st.state, st.reply)
+    }
+
     #[test]
     fn a_withheld_token_stays_owed_and_is_claimed_once() {
-        for (before, ev) in
-            [(in_phase(Phase::Reg), Event::Claim), (in_phase(Phase::NotReg), Event::Bound { user: user() })]
-        {
+        for (before, ev) in [(in_phase(Phase::Reg), Event::Claim), (verified(), Event::Bound { user: user() })] {
             let (failed, r) = step(&before, &ev, T0, &rules());
             assert_eq!(r, Reply::Token(user()));
             let owed = token_owed(&before, &failed);
@@ -360,77 +417,127 @@ mod tests {
         ]
     }
 
-    /// Every phase × every event, before the deadline: the resulting phase and reply kind.
+    /// Actions as letters: persist, wake, send the code, hand out the token, end.
+    fn letters(a: &Actions) -> String {
+        [(a.persist, 'p'), (a.wake, 'w'), (a.send_sms, 's'), (a.hand_out, 'h'), (a.end.is_some(), 'e')]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, c)| *c)
+            .collect()
+    }
+
+    /// A `not_reg` attempt whose code was accepted: ready to be bound.
+    fn verified() -> AttemptState {
+        let mut s = in_phase(Phase::NotReg);
+        s.verified = true;
+        s
+    }
+
+    /// Every state × every event, before the deadline: the resulting phase, the reply
+    /// kind and the actions the executor must perform.
     #[test]
     fn transition_table_is_exhaustive() {
         use Phase::*;
-        // (phase, event index) -> (new phase, reply discriminant name)
-        let expect: &[(Phase, [(Phase, &str); 9])] = &[
+        let none = "";
+        let expect: Vec<(&str, AttemptState, [(Phase, &str, &str); 9])> = vec![
             (
-                Loop,
+                "loop",
+                in_phase(Loop),
                 [
-                    (NotReg, "Ok"),
-                    (Reg, "Ok"),
-                    (Loop, "Ok"),
-                    (Loop, "WrongState"),
-                    (Loop, "WrongState"),
-                    (Loop, "WrongState"),
-                    (Loop, "WrongState"),
-                    (Loop, "Ok"),
-                    (Expired, "Ok"),
+                    (NotReg, "Ok", "pw"),
+                    (Reg, "Ok", "pw"),
+                    (Loop, "Ok", none),
+                    (Loop, "WrongState", none),
+                    (Loop, "WrongState", none),
+                    (Loop, "WrongState", none),
+                    (Loop, "WrongState", none),
+                    (Loop, "Ok", none),
+                    (Expired, "Ok", "pwe"),
                 ],
             ),
             (
-                NotReg,
+                "not_reg",
+                in_phase(NotReg),
                 [
-                    (NotReg, "Ok"),
-                    (NotReg, "Ok"),
-                    (NotReg, "Ok"),
-                    (NotReg, "Ok"),
-                    (NotReg, "Ok"),
-                    (NotReg, "NoCodeForPhone"),
-                    (Expired, "Token"),
-                    (NotReg, "Ok"),
-                    (Expired, "Ok"),
+                    (NotReg, "Ok", none),
+                    (NotReg, "Ok", none),
+                    (NotReg, "Ok", none),
+                    (NotReg, "Ok", "pws"),
+                    (NotReg, "Ok", none),
+                    (NotReg, "NoCodeForPhone", none),
+                    (NotReg, "WrongState", none),
+                    (NotReg, "Ok", none),
+                    (Expired, "Ok", "pwe"),
                 ],
             ),
             (
-                Reg,
+                "not_reg, code accepted",
+                verified(),
                 [
-                    (Reg, "Ok"),
-                    (Reg, "Ok"),
-                    (Expired, "Token"),
-                    (Reg, "WrongState"),
-                    (Reg, "WrongState"),
-                    (Reg, "WrongState"),
-                    (Reg, "WrongState"),
-                    (Reg, "Ok"),
-                    (Expired, "Ok"),
+                    (NotReg, "Ok", none),
+                    (NotReg, "Ok", none),
+                    (NotReg, "Ok", none),
+                    (NotReg, "Ok", "pws"),
+                    (NotReg, "Ok", none),
+                    (NotReg, "NoCodeForPhone", none),
+                    (Expired, "Token", "pwhe"),
+                    (NotReg, "Ok", none),
+                    (Expired, "Ok", "pwe"),
                 ],
             ),
             (
-                Expired,
+                "reg",
+                in_phase(Reg),
                 [
-                    (Expired, "Expired"),
-                    (Expired, "Expired"),
-                    (Expired, "Expired"),
-                    (Expired, "Expired"),
-                    (Expired, "Expired"),
-                    (Expired, "Expired"),
-                    (Expired, "Expired"),
-                    (Expired, "Ok"),
-                    (Expired, "Ok"),
+                    (Reg, "Ok", none),
+                    (Reg, "Ok", none),
+                    (Expired, "Token", "pwhe"),
+                    (Reg, "WrongState", none),
+                    (Reg, "WrongState", none),
+                    (Reg, "WrongState", none),
+                    (Reg, "WrongState", none),
+                    (Reg, "Ok", none),
+                    (Expired, "Ok", "pwe"),
+                ],
+            ),
+            (
+                "expired",
+                in_phase(Expired),
+                [
+                    (Expired, "Expired", none),
+                    (Expired, "Expired", none),
+                    (Expired, "Expired", none),
+                    (Expired, "Expired", none),
+                    (Expired, "Expired", none),
+                    (Expired, "Expired", none),
+                    (Expired, "Expired", none),
+                    (Expired, "Ok", none),
+                    (Expired, "Ok", none),
                 ],
             ),
         ];
-        for (phase, row) in expect {
-            for (ev, (want_phase, want_reply)) in events().iter().zip(row.iter()) {
-                let (s, r) = step(&in_phase(*phase), ev, T0 + 1000, &rules());
-                let name = format!("{r:?}");
-                let name = name.split([' ', '{', '(']).next().unwrap();
-                assert_eq!((s.phase, name), (*want_phase, *want_reply), "{phase:?} × {ev:?}");
+        for (name, state, row) in &expect {
+            for (ev, (want_phase, want_reply, want_actions)) in events().iter().zip(row.iter()) {
+                let st = super::step(state, ev, T0 + 1000, &rules());
+                let reply = format!("{:?}", st.reply);
+                let reply = reply.split([' ', '{', '(']).next().unwrap();
+                assert_eq!(
+                    (st.state.phase, reply, letters(&st.actions).as_str()),
+                    (*want_phase, *want_reply, *want_actions),
+                    "{name} × {ev:?}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn a_phone_is_bound_only_after_an_accepted_code() {
+        let (s, _) = issue(&in_phase(Phase::NotReg), H1, T0);
+        assert_eq!(step(&s, &Event::Bound { user: user() }, T0 + 1, &rules()).1, Reply::WrongState);
+        let (s, r) = step(&s, &Event::CodeEntered { phone: "13800138000".into(), hash: H1 }, T0 + 1, &rules());
+        assert!(matches!(r, Reply::CodeAccepted { .. }));
+        assert!(s.verified);
+        assert_eq!(step(&s, &Event::Bound { user: user() }, T0 + 2, &rules()).1, Reply::Token(user()));
     }
 
     #[test]
@@ -540,7 +647,7 @@ mod tests {
 
     #[test]
     fn bind_ends_with_a_token() {
-        let (s, r) = step(&in_phase(Phase::NotReg), &Event::Bound { user: user() }, T0, &rules());
+        let (s, r) = step(&verified(), &Event::Bound { user: user() }, T0, &rules());
         assert_eq!(r, Reply::Token(user()));
         assert_eq!(s.ending, Some(Ending::Consumed));
     }

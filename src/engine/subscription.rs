@@ -161,6 +161,8 @@ mod tests {
             e.apply(&poll, code).await.unwrap();
         });
         assert_eq!(sub.next().await.unwrap(), None);
+        let entered = Event::CodeEntered { phone: "13800138000".into(), hash: [7; 32] };
+        assert!(matches!(e.apply(&poll, entered).await.unwrap().reply, Reply::CodeAccepted { .. }));
         let bound = e.apply(&poll, Event::Bound { user: user() }).await.unwrap();
         assert!(matches!(bound.reply, Reply::Token(_)));
         let o = told(&mut sub).await;

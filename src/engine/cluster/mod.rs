@@ -31,7 +31,7 @@ use super::attempt::{Detail, Outcome};
 use super::clock::Clock;
 use super::persist::{Health, Snapshot};
 use super::registry::Created;
-use super::state::{AttemptState, Event, Phase, Reply, Rules, step};
+use super::state::{Actions, AttemptState, Event, Phase, Reply, Rules, Step, step};
 use super::{EngineConfig, EngineError};
 use crate::ids::{PollId, Scene};
 use crate::kv::Kv;
@@ -124,7 +124,13 @@ impl ClusterEngine {
     fn outcome(&self, s: &Snapshot, reply: Reply, now: u64) -> Outcome {
         let detail =
             matches!(reply, Reply::Token(_)).then(|| Detail { app: s.app.clone(), openid: s.state.openid.clone() });
-        Outcome { reply, phase: s.state.phase, expires_in: s.state.expires_in(now), detail }
+        Outcome {
+            reply,
+            actions: Actions::default(),
+            phase: s.state.phase,
+            expires_in: s.state.expires_in(now),
+            detail,
+        }
     }
 
     /// Live attempts created on this node (its share of the cap).
@@ -172,8 +178,8 @@ impl ClusterEngine {
             if now >= snap.state.expires_at_ms {
                 return Ok((Outcome::expired(), None));
             }
-            let (next, reply) = step(&snap.state, event, now, &rules);
-            if next.version == snap.state.version {
+            let Step { state: next, reply, actions } = step(&snap.state, event, now, &rules);
+            if !actions.persist {
                 let deadline = (next.phase != Phase::Expired).then_some(next.expires_at_ms);
                 return Ok((self.outcome(&snap, reply, now), deadline));
             }
@@ -182,9 +188,12 @@ impl ClusterEngine {
             let new = Snapshot { state: next, ..snap };
             match self.seen(self.0.records.cas(Some(expected), &new).await)? {
                 Cas::Written => {
-                    self.committed(&new, before, event);
+                    // Persisted; the commit's announcement wakes the waiters of every node.
+                    self.committed(&new, before, event, actions);
                     let deadline = (new.state.phase != Phase::Expired).then_some(new.state.expires_at_ms);
-                    return Ok((self.outcome(&new, reply, now), deadline));
+                    let mut o = self.outcome(&new, reply, now);
+                    o.actions = actions;
+                    return Ok((o, deadline));
                 }
                 Cas::Conflict => self.0.metrics.cluster_cas_conflict(),
             }
@@ -193,12 +202,12 @@ impl ClusterEngine {
         Err(EngineError::Overloaded)
     }
 
-    fn committed(&self, s: &Snapshot, before: Phase, event: &Event) {
+    fn committed(&self, s: &Snapshot, before: Phase, event: &Event, actions: Actions) {
         let m = &self.0.metrics;
         if before != s.state.phase {
             m.transition_counted(&s.app, before.into(), s.state.phase.into());
         }
-        if let (Phase::Expired, Some(why)) = (s.state.phase, s.state.ending) {
+        if let Some(why) = actions.end {
             m.finished(&s.app, super::labels::finish(why, event, s.state.openid.is_some()));
         }
     }

@@ -203,6 +203,10 @@ async fn an_event_stream_on_one_node_follows_scans_and_binds_on_others() {
     };
     b.apply_scene(APP, &made.scene, scan("o_new", None)).await.unwrap();
     assert_eq!(told(&mut sub).await.phase, Phase::NotReg);
+    let code = Event::CodeIssued { phone: "13800138000".into(), hash: [7; 32], ttl_ms: 60_000 };
+    assert!(a.apply(&made.poll, code).await.unwrap().actions.send_sms);
+    let entered = Event::CodeEntered { phone: "13800138000".into(), hash: [7; 32] };
+    assert!(matches!(b.apply(&made.poll, entered).await.unwrap().reply, Reply::CodeAccepted { .. }));
     let bound = c.apply(&made.poll, Event::Bound { user: user() }).await;
     assert!(matches!(bound.unwrap().reply, Reply::Token(_)));
     let last = told(&mut sub).await;

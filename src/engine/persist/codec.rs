@@ -8,7 +8,7 @@
 //! str8    app, scene
 //! str8    openid                            if flagged
 //! str8    user id, str8 masked user phone   if flagged
-//! u8      sms_sent
+//! u8      sms_sent:7 | verified (a code was accepted: the phone may be bound)
 //! str8    code phone, [32] code hash, varint sent_at_ms, varint expires_at_ms, u8 wrong
 //! ```
 //! `str8` is a length byte and the bytes. The poll id is not inside: every store keys the
@@ -23,6 +23,12 @@ use crate::ids::{PollId, Scene, mask_phone};
 use super::Snapshot;
 
 pub const FORMAT: u8 = 1;
+
+/// The `sms_sent` byte: the count in the low 7 bits (`limits.sms_per_attempt` is at most
+/// 100), the "verified" mark in the high one (format 1 snapshots of older versions have
+/// it clear, which is what they meant).
+const SMS_SENT_MAX: u8 = 0x7f;
+const VERIFIED: u8 = 0x80;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
@@ -106,7 +112,9 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, CodecError> {
             put_str(&mut out, &mask_phone(p), "user phone")?;
         }
     }
-    out.push(u8::try_from(st.sms_sent).unwrap_or(u8::MAX));
+    out.push(
+        u8::try_from(st.sms_sent).unwrap_or(SMS_SENT_MAX).min(SMS_SENT_MAX) | if st.verified { VERIFIED } else { 0 },
+    );
     if let Some(c) = &st.code {
         put_str(&mut out, &c.phone, "code phone")?;
         out.extend_from_slice(&c.hash);
@@ -192,7 +200,8 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
     } else {
         None
     };
-    let sms_sent = u32::from(r.u8()?);
+    let sent = r.u8()?;
+    let (sms_sent, verified) = (u32::from(sent & SMS_SENT_MAX), sent & VERIFIED != 0);
     let code = if flags & F_CODE != 0 {
         let phone = r.str("code phone")?;
         let hash: [u8; 32] = r.take(32)?.try_into().map_err(|_| CodecError::Truncated)?;
@@ -216,8 +225,17 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
     if !consistent {
         return Err(CodecError::Malformed("phase"));
     }
-    let state =
-        AttemptState { phase, expires_at_ms, openid, user, code, sms_sent, ending, version: u64::from(version) };
+    let state = AttemptState {
+        phase,
+        expires_at_ms,
+        openid,
+        user,
+        code,
+        sms_sent,
+        verified,
+        ending,
+        version: u64::from(version),
+    };
     Ok(Snapshot { poll, scene, app, state })
 }
 
