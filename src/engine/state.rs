@@ -435,11 +435,14 @@ mod tests {
 
     /// Every state × every event, before the deadline: the resulting phase, the reply
     /// kind and the actions the executor must perform.
+    /// One row of the table: a state's name, the state, and per event (phase, reply, actions).
+    type Row = (&'static str, AttemptState, [(Phase, &'static str, &'static str); 9]);
+
     #[test]
     fn transition_table_is_exhaustive() {
         use Phase::*;
         let none = "";
-        let expect: Vec<(&str, AttemptState, [(Phase, &str, &str); 9])> = vec![
+        let expect: Vec<Row> = vec![
             (
                 "loop",
                 in_phase(Loop),

@@ -6,8 +6,11 @@
 // Test code: a failed unwrap is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+mod player;
 mod process;
 
+mod chaos;
 mod outage;
+mod push_crash;
 mod restart;
 mod shutdown;
