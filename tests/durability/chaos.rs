@@ -137,7 +137,10 @@ impl Worker {
         else {
             return Some(seen);
         };
-        let (_, out) = self.api.get(&format!("/_sandbox/sms?phone={phone}")).await;
+        // The server's outbox: the request fails when the process was just killed.
+        let outbox = self.api.http.get(format!("{}/_sandbox/sms", self.api.server)).query(&[("phone", phone)]);
+        let Ok(out) = outbox.timeout(Duration::from_secs(5)).send().await else { return Some(seen) };
+        let out = parts(out).await.1;
         let Some(code) = out["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["code"].as_str()) else {
             return Some(seen); // the outbox died with the process
         };
