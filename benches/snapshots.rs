@@ -76,7 +76,7 @@ async fn throughput(store: Arc<dyn SnapshotStore>, snaps: Vec<Snapshot>) -> f64 
         })
         .collect();
     for t in tasks {
-        assert!(t.await.unwrap(), "every snapshot is acknowledged");
+        assert!(t.await.unwrap().is_durable(), "every snapshot is acknowledged");
     }
     let secs = start.elapsed().as_secs_f64();
     let batches: f64 = metrics

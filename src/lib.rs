@@ -9,9 +9,10 @@
 //!   single-node engine (registry actor, one actor per attempt, snapshots through its
 //!   persistence seam `engine::persist`) and the cluster engine (versioned records in
 //!   Redis changed by compare-and-set, local view actors woken over pub/sub).
-//! - [`login`]: the login flow composed from engine, users, WeChat, SMS and tokens;
-//!   [`push`]: what each WeChat push does.
-//! - [`api`]: HTTP handlers of API.md, the WeChat callback, operations endpoints.
+//! - [`login`]: the login flow composed from engine, users, WeChat, SMS and tokens, in
+//!   domain results; `login::push`: WeChat pushes — dedup, the budget, what each does.
+//! - [`api`]: HTTP handlers of API.md and their answer bodies, the WeChat callback (open,
+//!   verify, seal), operations endpoints.
 //! - [`wechat`]: WeChat's protocol (signatures, AES message crypto, XML), its API client,
 //!   the access-token manager (shared by the nodes of a cluster) and push dedup.
 //! - [`pages`]: the demo login page at `/` and the sandbox phone's page, embedded.
@@ -38,7 +39,6 @@ pub mod login;
 pub mod metrics;
 pub mod net;
 pub mod pages;
-pub mod push;
 pub mod sandbox;
 pub mod sms;
 pub mod startup;

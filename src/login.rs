@@ -1,5 +1,7 @@
-//! The login flow: what each API call and each WeChat scan does, composed from the
-//! engine (attempt state), the user store, WeChat's API, SMS and tokens.
+//! The login flow: what each API call and each WeChat push does, composed from the
+//! engine (attempt state), the user store, WeChat's API, SMS and tokens. It answers in
+//! domain terms ([`QrCode`], [`LoginStatus`], …); `crate::api` shapes the HTTP bodies.
+//! Pushes, their dedup and reply-time budget are in [`push`].
 //!
 //! Order matters for money and safety: the attempt is created before WeChat is asked
 //! for a QR code (a full engine spends no quota); `phone_taken` is checked before a
@@ -11,7 +13,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{LoginSettings, Settings};
@@ -22,80 +23,60 @@ use crate::limits::{Kind, Limits, Refused};
 use crate::metrics::Metrics;
 use crate::net::ClientInfo;
 use crate::sms::SmsSender;
-use crate::store::{BindError, Users, rfc3339, unix_now};
+use crate::store::{BindError, LoginRow, Users, unix_now};
 use crate::token::{Revocations, TokenIssuer};
+use crate::wechat::dedup::Dedup;
 use crate::wechat::{AppClient, WechatClient};
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct QrAnswer {
+mod push;
+
+pub use push::{PushAnswer, PushOutcome, PushPolicy, kind as push_kind};
+
+/// A new attempt's QR code, as WeChat made it.
+#[derive(Debug, Clone)]
+pub struct QrCode {
     /// The browser's secret poll key.
-    #[schema(pattern = "^[A-Za-z0-9_-]{22,64}$", example = "nq2uTBv3JXbWQm5Pq1hkOM7o3bRzA8a4fH0lX2rS9dE")]
-    pub uuid: String,
-    #[schema(example = 300)]
+    pub poll: PollId,
     pub expires_in: u64,
-    #[schema(example = "http://weixin.qq.com/q/02abcdEFgh")]
-    pub qr_content: String,
-    #[schema(example = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH47joAAAAAAAAAASxodHRw")]
-    pub qr_image_url: String,
-    /// The picture as a data URI; absent with `image: false`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "data:image/png;base64,iVBORw0KGgo=")]
-    pub qr_image: Option<String>,
+    pub content: String,
+    pub image_url: String,
+    /// The picture as a data URI, when asked for.
+    pub image: Option<String>,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct UserView {
-    pub id: String,
+/// A token handed out now, and whose it is (phone masked).
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub token: String,
+    pub expires_in: u64,
+    pub user_id: String,
     pub phone: Option<String>,
 }
 
-/// The body of a status answer (and of a successful bind).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"status": 2, "state": "loop", "expires_in": 287}))]
-pub struct StatusAnswer {
-    /// 2 `loop`, 4 `not_reg`, 3 `reg`, 1 `expired` (the original Java design's codes).
-    #[schema(minimum = 1, maximum = 4)]
-    pub status: u8,
-    #[schema(value_type = crate::api::openapi::LoginState)]
-    pub state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+/// Where an attempt stands, as a poll, an event stream or a bind learns it.
+#[derive(Debug, Clone)]
+pub struct LoginStatus {
+    pub phase: Phase,
+    /// Seconds left while the login is still in progress (`loop`, `not_reg`).
     pub expires_in: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, example = "Bearer")]
-    pub token_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_expires_in: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<UserView>,
+    pub login: Option<LoggedIn>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"resend_after": 60, "expires_in": 300}))]
-pub struct SmsAnswer {
+/// A code sent by SMS.
+#[derive(Debug, Clone, Copy)]
+pub struct SmsSent {
     pub resend_after: u64,
     pub expires_in: u64,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MeAnswer {
+/// A token holder's account (phone masked) and its latest logins, newest first.
+#[derive(Debug, Clone)]
+pub struct Account {
     pub id: String,
     pub phone: Option<String>,
-    #[schema(format = DateTime, example = "2026-05-01T08:00:00Z")]
-    pub created_at: String,
-    /// The last 5 logins, newest first, so a user can notice one that was not theirs.
-    pub recent_logins: Vec<LoginView>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct LoginView {
-    pub at: String,
-    pub app: String,
-    /// `scan` or `bind`.
-    pub how: String,
-    pub ip: String,
-    pub user_agent: String,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    pub recent_logins: Vec<LoginRow>,
 }
 
 /// What a scan did, for the passive reply text.
@@ -108,14 +89,15 @@ pub enum ScanResult {
 }
 
 pub struct LoginService {
-    pub engine: LoginsHandle,
-    pub users: Users,
-    pub wechat: Arc<WechatClient>,
-    pub tokens: TokenIssuer,
-    pub sms: SmsSender,
-    pub metrics: Metrics,
-    pub limits: Arc<Limits>,
-    pub revocations: Revocations,
+    engine: LoginsHandle,
+    users: Users,
+    wechat: Arc<WechatClient>,
+    tokens: TokenIssuer,
+    sms: SmsSender,
+    metrics: Metrics,
+    limits: Arc<Limits>,
+    revocations: Revocations,
+    push: PushPolicy,
     login: LoginSettings,
     sms_resend_secs: u64,
     /// Key of the SMS-code HMAC: a stolen snapshot does not reveal codes by brute force
@@ -134,6 +116,7 @@ impl LoginService {
         metrics: Metrics,
         limits: Arc<Limits>,
         revocations: Revocations,
+        dedup: Dedup,
     ) -> Self {
         let code_key: [u8; 32] = Sha256::digest(format!("scanlogin/sms-code/v1/{}", settings.token.secret)).into();
         Self {
@@ -145,6 +128,13 @@ impl LoginService {
             metrics,
             limits,
             revocations,
+            push: PushPolicy {
+                dedup,
+                budget: Duration::from_millis(settings.wechat.callback_budget_ms),
+                // A test's window between claim and processing; never outside the sandbox.
+                test_delay: (settings.wechat.sandbox && settings.wechat.test_push_delay_ms > 0)
+                    .then(|| Duration::from_millis(settings.wechat.test_push_delay_ms)),
+            },
             login: settings.login.clone(),
             sms_resend_secs: settings.limits.sms_resend_secs,
             code_key,
@@ -158,6 +148,26 @@ impl LoginService {
             mac.update(&[0]);
         }
         mac.finalize().into_bytes().into()
+    }
+
+    /// The login engine (operations: readiness, event streams).
+    pub fn engine(&self) -> &LoginsHandle {
+        &self.engine
+    }
+
+    /// The user database.
+    pub fn users(&self) -> &Users {
+        &self.users
+    }
+
+    /// The configured official accounts.
+    pub fn wechat(&self) -> &WechatClient {
+        &self.wechat
+    }
+
+    /// Request limits and held-poll shares.
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
     }
 
     pub fn long_poll_max(&self) -> Duration {
@@ -181,12 +191,7 @@ impl LoginService {
     }
 
     /// `POST /api/v1/login/qrcode` (after [`LoginService::charge_qr`]).
-    pub async fn create_qr(
-        &self,
-        app: Option<&str>,
-        scene_type: &SceneType,
-        image: bool,
-    ) -> Result<QrAnswer, ApiError> {
+    pub async fn create_qr(&self, app: Option<&str>, scene_type: &SceneType, image: bool) -> Result<QrCode, ApiError> {
         let app = self.app(app)?;
         let ttl = self.login.qr_ttl_secs;
         let created = self
@@ -213,12 +218,12 @@ impl LoginService {
         match result {
             Ok((ticket, qr_image)) => {
                 self.metrics.created(&app.name, scene_type.as_str());
-                Ok(QrAnswer {
-                    uuid: created.poll.as_str().to_string(),
+                Ok(QrCode {
+                    poll: created.poll,
                     expires_in: ttl,
-                    qr_content: ticket.url,
-                    qr_image_url: app.show_qr_url(&ticket.ticket),
-                    qr_image,
+                    content: ticket.url,
+                    image_url: app.show_qr_url(&ticket.ticket),
+                    image: qr_image,
                 })
             }
             Err(e) => {
@@ -231,26 +236,27 @@ impl LoginService {
     }
 
     /// The answer that hands out a token: written to the login audit first.
-    async fn token_answer(&self, user: UserRef, how: &str, app: &str, client: &ClientInfo) -> StatusAnswer {
+    async fn token_answer(&self, user: UserRef, how: &str, app: &str, client: &ClientInfo) -> LoginStatus {
         let issued = self.tokens.issue(&user.id, unix_now());
         self.metrics.login(app, how);
         if let Err(e) = self.users.record_login(&user.id, app, how, &client.ip.to_string(), &client.user_agent).await {
             // The attempt is already consumed: losing the audit row beats losing the login.
             tracing::error!(error = %e, "could not record a login in the audit");
         }
-        StatusAnswer {
-            status: Phase::Reg.code(),
-            state: Phase::Reg.name(),
+        LoginStatus {
+            phase: Phase::Reg,
             expires_in: None,
-            token: Some(issued.token),
-            token_type: Some("Bearer"),
-            token_expires_in: Some(issued.expires_in),
-            user: Some(UserView { id: user.id, phone: user.phone.as_deref().map(mask_phone) }),
+            login: Some(LoggedIn {
+                token: issued.token,
+                expires_in: issued.expires_in,
+                user_id: user.id,
+                phone: user.phone.as_deref().map(mask_phone),
+            }),
         }
     }
 
     /// `GET /api/v1/login/status`. A client over its held-poll share is answered at once.
-    pub async fn status(&self, poll: &PollId, wait: Duration, client: &ClientInfo) -> Result<StatusAnswer, ApiError> {
+    pub async fn status(&self, poll: &PollId, wait: Duration, client: &ClientInfo) -> Result<LoginStatus, ApiError> {
         let mut wait = wait.min(self.long_poll_max());
         let _slot = if wait.is_zero() {
             None
@@ -265,35 +271,21 @@ impl LoginService {
         Ok(self.answer(o, client).await)
     }
 
-    /// The status body of what the engine told a poll or an event stream (a token
-    /// answer is issued here, and audited).
-    pub async fn answer(&self, o: Outcome, client: &ClientInfo) -> StatusAnswer {
+    /// The status of what the engine told a poll or an event stream (a token answer is
+    /// issued here, and audited).
+    pub async fn answer(&self, o: Outcome, client: &ClientInfo) -> LoginStatus {
         let app = o.detail.as_ref().map(|d| d.app.clone()).unwrap_or_default();
         match (o.reply, o.phase) {
             (Reply::Token(user), _) => self.token_answer(user, "scan", &app, client).await,
-            (_, phase @ (Phase::Loop | Phase::NotReg)) => StatusAnswer {
-                status: phase.code(),
-                state: phase.name(),
-                expires_in: Some(o.expires_in),
-                token: None,
-                token_type: None,
-                token_expires_in: None,
-                user: None,
-            },
-            (_, phase) => StatusAnswer {
-                status: phase.code(),
-                state: phase.name(),
-                expires_in: None,
-                token: None,
-                token_type: None,
-                token_expires_in: None,
-                user: None,
-            },
+            (_, phase @ (Phase::Loop | Phase::NotReg)) => {
+                LoginStatus { phase, expires_in: Some(o.expires_in), login: None }
+            }
+            (_, phase) => LoginStatus { phase, expires_in: None, login: None },
         }
     }
 
     /// A `subscribe`/`SCAN` for `scene` by `openid` arrived on the callback of `app`.
-    pub async fn scanned(&self, app: &AppClient, scene: &Scene, openid: &str) -> Result<ScanResult, ApiError> {
+    async fn scanned(&self, app: &AppClient, scene: &Scene, openid: &str) -> Result<ScanResult, ApiError> {
         let user = self.users.find_by_openid(&app.app_id, openid).await?;
         let ev = Event::Scanned { openid: openid.to_string(), user };
         let outcome = self.engine.apply_scene(&app.name, scene, ev).await?;
@@ -322,7 +314,7 @@ impl LoginService {
 
     /// Fetches `user/info` in the background and stores the `unionid` when WeChat gives
     /// one, once per identity; never delays the caller (the callback must answer fast).
-    pub fn enrich_later(self: &Arc<Self>, app: &Arc<AppClient>, openid: &str) {
+    fn enrich_later(self: &Arc<Self>, app: &Arc<AppClient>, openid: &str) {
         let (me, app, openid) = (Arc::clone(self), Arc::clone(app), openid.to_string());
         actix_web::rt::spawn(async move {
             if !me.users.lacks_unionid(&app.app_id, &openid).await.unwrap_or(false) {
@@ -344,7 +336,7 @@ impl LoginService {
     /// `POST /api/v1/login/sms-code`: the attempt reserves the code (state and
     /// per-attempt limits), then the per-phone and per-address limits are charged; any
     /// refusal or a failed send un-reserves it.
-    pub async fn send_sms(&self, poll: &PollId, phone: &Phone, client: &ClientInfo) -> Result<SmsAnswer, ApiError> {
+    pub async fn send_sms(&self, poll: &PollId, phone: &Phone, client: &ClientInfo) -> Result<SmsSent, ApiError> {
         if let Some(r) = self.limits.phone_locked(phone.as_str()).await {
             return Err(limited(r));
         }
@@ -370,7 +362,7 @@ impl LoginService {
             let _ = self.engine.apply(poll, Event::CodeFailed { hash }).await;
             return Err(ApiError::SmsFailed);
         }
-        Ok(SmsAnswer { resend_after: self.sms_resend_secs, expires_in })
+        Ok(SmsSent { resend_after: self.sms_resend_secs, expires_in })
     }
 
     /// `POST /api/v1/login/bind-phone`.
@@ -380,7 +372,7 @@ impl LoginService {
         phone: &Phone,
         code: &SmsCode,
         client: &ClientInfo,
-    ) -> Result<StatusAnswer, ApiError> {
+    ) -> Result<LoginStatus, ApiError> {
         self.charge_bind(poll, client).await?;
         if let Some(r) = self.limits.phone_locked(phone.as_str()).await {
             return Err(limited(r));
@@ -448,18 +440,15 @@ impl LoginService {
     }
 
     /// `GET /api/v1/me`.
-    pub async fn me(&self, bearer: &str) -> Result<MeAnswer, ApiError> {
+    pub async fn me(&self, bearer: &str) -> Result<Account, ApiError> {
         let claims = self.claims(bearer).await?;
         let user = self.users.get(&claims.sub).await?.ok_or(ApiError::Unauthorized)?;
-        let recent = self.users.recent_logins(&user.id, 5).await?;
-        Ok(MeAnswer {
+        let recent_logins = self.users.recent_logins(&user.id, 5).await?;
+        Ok(Account {
             id: user.id,
             phone: user.phone.as_deref().map(mask_phone),
-            created_at: rfc3339(user.created_at),
-            recent_logins: recent
-                .into_iter()
-                .map(|r| LoginView { at: rfc3339(r.at), app: r.app, how: r.how, ip: r.ip, user_agent: r.user_agent })
-                .collect(),
+            created_at: user.created_at,
+            recent_logins,
         })
     }
 

@@ -263,6 +263,7 @@ impl Application {
             metrics.clone(),
             shared.limits,
             shared.revocations,
+            shared.dedup,
         ));
         let sandbox = settings.wechat.sandbox.then(|| {
             let state = cluster_kv.map_or_else(SandboxState::memory, |kv| SandboxState::Redis(kv.clone()));
@@ -272,7 +273,6 @@ impl Application {
             login,
             ip_policy: ClientIpPolicy::new(&settings.server.trusted_proxies),
             origins: api::origin::OriginPolicy::new(&settings.server),
-            dedup: shared.dedup,
             settings: Arc::new(settings.clone()),
             metrics,
             node: node.clone(),

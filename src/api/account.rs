@@ -11,11 +11,11 @@ use crate::error::ApiError;
     tag = "account",
     summary = "Who holds this token",
     security(("bearer" = [])),
-    responses((status = 200, description = "The account, phone masked, with its recent logins", body = crate::login::MeAnswer))
+    responses((status = 200, description = "The account, phone masked, with its recent logins", body = super::answers::MeAnswer))
 )]
 pub async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let token = bearer(&req)?;
-    Ok(HttpResponse::Ok().json(state.login.me(token).await?))
+    Ok(HttpResponse::Ok().json(super::answers::MeAnswer::from(state.login.me(token).await?)))
 }
 
 #[utoipa::path(

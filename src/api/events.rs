@@ -17,12 +17,13 @@ use futures_util::{Stream, stream};
 use serde::Deserialize;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use super::answers::StatusAnswer;
 use super::login::poll_id;
 use super::{AppState, client, query};
 use crate::engine::Subscription;
 use crate::error::ApiError;
 use crate::limits::HoldSlot;
-use crate::login::{LoginService, StatusAnswer};
+use crate::login::LoginService;
 use crate::net::ClientInfo;
 
 /// `Retry-After` of a stream refused for the address's held-poll cap. Held streams end
@@ -64,13 +65,13 @@ pub async fn events(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     let q: EventsQuery = query(&req)?;
     let poll = poll_id(&q.uuid)?;
     let client = client(&req, &state);
-    let slot = state.login.limits.hold(client.ip).ok_or_else(|| ApiError::RateLimited {
+    let slot = state.login.limits().hold(client.ip).ok_or_else(|| ApiError::RateLimited {
         what: "too many held polls and event streams from this address".into(),
         retry_after_secs: HELD_RETRY_AFTER_SECS,
     })?;
-    let mut sub = state.login.engine.subscribe(&poll)?;
+    let mut sub = state.login.engine().subscribe(&poll)?;
     let first = sub.next().await?.ok_or_else(|| ApiError::internal("a new subscription tells nothing"))?;
-    let first = frame(&state.login.answer(first, &client).await);
+    let first = frame(&state.login.answer(first, &client).await.into());
     let period = Duration::from_secs(state.settings.login.events_ping_secs);
     let mut ping = tokio::time::interval_at(Instant::now() + period, period);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -117,7 +118,7 @@ impl Feed {
                 _ = self.ping.tick() => return Some(web::Bytes::from_static(PING)),
             }
             if let Some(o) = self.sub.next().await.ok()? {
-                return Some(frame(&self.login.answer(o, &self.client).await));
+                return Some(frame(&self.login.answer(o, &self.client).await.into()));
             }
         }
     }

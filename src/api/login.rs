@@ -5,10 +5,10 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use super::answers::{QrAnswer, SmsAnswer, StatusAnswer};
 use super::{AppState, client, json_body, query};
 use crate::error::ApiError;
 use crate::ids::{Phone, PollId, SceneType, SmsCode};
-use crate::login::{QrAnswer, SmsAnswer, StatusAnswer};
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(default)]
@@ -53,7 +53,7 @@ pub async fn create_qr(
             .ok_or_else(|| ApiError::InvalidRequest("scene_type must match ^[a-z0-9_-]{1,16}$".into()))?,
     };
     let answer = state.login.create_qr(body.app.as_deref(), &scene_type, body.image.unwrap_or(true)).await?;
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(HttpResponse::Ok().json(QrAnswer::from(answer)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -89,7 +89,7 @@ pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
         }
     };
     let answer = state.login.status(&poll, Duration::from_secs(wait), &client(&req, &state)).await?;
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(HttpResponse::Ok().json(StatusAnswer::from(answer)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -120,7 +120,7 @@ pub async fn sms_code(
     let poll = poll_id(&body.uuid)?;
     let phone = phone(&body.phone)?;
     let answer = state.login.send_sms(&poll, &phone, &client(&req, &state)).await?;
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(HttpResponse::Ok().json(SmsAnswer::from(answer)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -154,5 +154,5 @@ pub async fn bind_phone(
     // A malformed code is a wrong code: it must not bypass the attempt counter's view.
     let code = SmsCode::parse(&body.code).ok_or(ApiError::InvalidRequest("code must be 6 digits".into()))?;
     let answer = state.login.bind_phone(&poll, &phone, &code, &client(&req, &state)).await?;
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(HttpResponse::Ok().json(StatusAnswer::from(answer)))
 }

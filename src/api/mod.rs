@@ -2,6 +2,7 @@
 //! middleware every answer passes (metrics, security headers).
 
 pub mod account;
+pub mod answers;
 pub mod events;
 pub mod login;
 pub mod openapi;
@@ -39,7 +40,6 @@ pub struct AppState {
     pub metrics: Metrics,
     pub ip_policy: ClientIpPolicy,
     pub origins: origin::OriginPolicy,
-    pub dedup: crate::wechat::dedup::Dedup,
     /// This node's id (`cluster.node_id`, or host name and pid), in every request span.
     pub node: String,
 }
@@ -136,7 +136,7 @@ pub async fn observe(
     let node = state.as_ref().map(|s| s.node.clone()).unwrap_or_default();
     let id = request_id(&req);
     let span = tracing::info_span!("request", id = %id, node = %node, method = %req.method(), path = %req.path());
-    let closing = |s: &Option<web::Data<AppState>>| s.as_ref().is_some_and(|s| s.login.engine.is_closing());
+    let closing = |s: &Option<web::Data<AppState>>| s.as_ref().is_some_and(|s| s.login.engine().is_closing());
     let mut res = next.call(req).instrument(span).await?;
     // Draining (SIGTERM): no connection outlives its current answer, so a proxy sends its
     // next request to another node (this one no longer accepts), and the stop never has

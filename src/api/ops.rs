@@ -16,7 +16,7 @@ pub async fn healthz() -> HttpResponse {
 /// store by its name: `redis`, `sqlite`), or says how many attempts a restore has
 /// brought back so far while it runs.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let engine = &state.login.engine;
+    let engine = state.login.engine();
     let store = engine.store_health();
     let mut failing = Vec::new();
     if !store.up {
@@ -27,7 +27,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .insert_header(("Retry-After", "1"))
             .json(json!({"status": "recovering", "recovering": n, "failing": failing}));
     }
-    let db_ok = state.login.users.db().ping().await;
+    let db_ok = state.login.users().db().ping().await;
     let engine_ok = engine.live().await.is_ok();
     if !db_ok {
         failing.push("database");

@@ -1,4 +1,9 @@
 //! WeChat's side of the HTTP API: server URL verification (GET) and pushes (POST).
+//!
+//! The handler authenticates, opens and seals; what a push does, its dedup and the
+//! reply-time budget are the login service's ([`crate::login::LoginService::on_push`]).
+//! A push whose work is not stored within the budget is not acknowledged: no answer
+//! until WeChat's 5 s are over (then 503), so WeChat sends it again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,14 +12,17 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{AppState, CALLBACK_LIMIT, query, read_body};
 use crate::error::ApiError;
-use crate::push;
+use crate::login::{self, PushAnswer};
 use crate::wechat::AppClient;
 use crate::wechat::callback::{self, OpenError, PushQuery};
-use crate::wechat::dedup::Claim;
 use crate::wechat::xml::XmlError;
 
+/// How long WeChat waits for an answer before it gives up and sends the push again
+/// (WECHAT.md §4), plus a margin for its clock.
+const WECHAT_WAIT: Duration = Duration::from_millis(5_200);
+
 fn app<'a>(state: &'a AppState, appid: &str) -> Result<&'a Arc<AppClient>, ApiError> {
-    state.login.wechat.by_app_id(appid).ok_or(ApiError::UnknownApp)
+    state.login.wechat().by_app_id(appid).ok_or(ApiError::UnknownApp)
 }
 
 /// `GET /wechat/{appid}/callback`: answer `echostr` exactly as it came.
@@ -37,7 +45,7 @@ pub async fn verify_url(
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(echo))
 }
 
-/// `POST /wechat/{appid}/callback`: authenticate, dedupe, act within the budget, reply.
+/// `POST /wechat/{appid}/callback`: authenticate, hand the push to the login service, seal.
 pub async fn callback(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -75,54 +83,31 @@ pub async fn callback(
             return Err(ApiError::Unauthorized);
         }
     };
-    let env = opened.envelope;
-    let kind = crate::push::kind(&env.push);
-    let key = format!("{}|{}", app.app_id, env.dedup_key(&opened.fields));
-    let budget = Duration::from_millis(state.settings.wechat.callback_budget_ms);
+    let kind = login::push_kind(&opened.envelope.push);
+    let key = opened.envelope.dedup_key(&opened.fields);
     let seal = |reply: Option<&str>| {
         let body = callback::seal(&app.keys, &opened.mode, reply, &q.timestamp, &q.nonce);
         HttpResponse::Ok().content_type("application/xml; charset=utf-8").body(body)
     };
-    match state.dedup.claim(&key, budget).await {
-        Claim::Done(reply) => {
-            done(kind, "duplicate");
-            return Ok(seal(reply.as_deref()));
-        }
-        Claim::InFlight => {
-            done(kind, "duplicate");
-            return Ok(seal(None));
-        }
-        Claim::First => {}
-    }
-    // The work runs in its own task: if it outlasts the budget, WeChat still gets an
-    // answer in time and the transition still completes.
-    let work = {
-        let (login, app, dedup, key) = (state.login.clone(), app.clone(), state.dedup.clone(), key.clone());
-        actix_web::rt::spawn(async move {
-            let result = push::handle(&login, &app, &env).await;
-            match &result {
-                Ok(reply) => dedup.complete(&key, reply.as_deref()).await,
-                Err(_) => dedup.release(&key).await,
-            }
-            result
-        })
-    };
-    match tokio::time::timeout(budget, work).await {
-        Ok(Ok(Ok(reply))) => {
+    match state.login.on_push(app, opened.envelope.clone(), &key).await {
+        Ok(PushAnswer::Done(reply)) => {
             done(kind, "ok");
             Ok(seal(reply.as_deref()))
         }
-        Ok(Ok(Err(e))) => {
+        Ok(PushAnswer::Duplicate(reply)) => {
+            done(kind, "duplicate");
+            Ok(seal(reply.as_deref()))
+        }
+        Ok(PushAnswer::NotStored) => {
+            done(kind, "late");
+            // No `success`: WeChat's documented resend is for "no answer within 5 s", so
+            // none comes before that; a client that waits longer learns it was refused.
+            tokio::time::sleep_until((start + WECHAT_WAIT).into()).await;
+            Err(ApiError::Overloaded { retry_after_secs: 1 })
+        }
+        Err(e) => {
             done(kind, "error");
             Err(e)
-        }
-        Ok(Err(join)) => {
-            done(kind, "error");
-            Err(ApiError::internal(format!("push task failed: {join}")))
-        }
-        Err(_) => {
-            done(kind, "late");
-            Ok(seal(None))
         }
     }
 }

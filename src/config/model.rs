@@ -266,11 +266,16 @@ pub struct WechatSettings {
     pub apps: Vec<AppSettings>,
     /// Timeout of one call to WeChat's API.
     pub api_timeout_ms: u64,
-    /// The callback answers within this budget (WeChat gives up after 5 s); slower work
-    /// finishes in the background after a `success` answer.
+    /// A push is acknowledged only if its transition is stored within this budget
+    /// (WeChat gives up after 5 s); past it WeChat gets no `success` and sends it again,
+    /// while the work finishes in the background for the retry to find. It is also the
+    /// lease of a push's dedup claim.
     pub callback_budget_ms: u64,
     /// How long a push's dedup key is remembered (WeChat retries within ~15 s).
     pub dedup_ttl_secs: u64,
+    /// Test-only: a pause between a push's dedup claim and its processing, so a test can
+    /// kill the process in between. Honoured only with `sandbox` on; not documented.
+    pub test_push_delay_ms: u64,
 }
 
 impl Default for WechatSettings {
@@ -282,6 +287,7 @@ impl Default for WechatSettings {
             api_timeout_ms: 5000,
             callback_budget_ms: 3000,
             dedup_ttl_secs: 300,
+            test_push_delay_ms: 0,
         }
     }
 }

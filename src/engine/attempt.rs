@@ -7,9 +7,14 @@
 //! Write before answer: a transition is snapshotted before anyone learns of it. The
 //! handler answers through [`Answer::AfterPersist`], which holds the actor (no other
 //! message, no timer) until the snapshot is acknowledged or the ack budget passes; the
-//! I/O itself runs in the snapshot writer, never on this thread. A store that cannot take
-//! an ordinary transition is waited for only that long: memory stays the truth. A token is
-//! the exception: it is handed out only once its "consumed" state is stored (see
+//! I/O itself runs in the snapshot writer, never on this thread.
+//!
+//! An answer that acknowledges a step (a scan, a code sent) goes only once the step is
+//! stored: a store that is up but did not take it within the ack budget makes the answer
+//! [`EngineError::Overloaded`] (the state stays in memory and queued; the caller's retry
+//! finds it and waits for it to be stored, see [`Attempt::stored`]). Only a store known
+//! to be down lets the answer go with the state in memory alone (degraded mode). A token
+//! is stricter still: it is handed out only once its "consumed" state is stored (see
 //! [`token_owed`]), otherwise the caller gets [`EngineError::Unavailable`].
 
 use actix::dev::{MessageResponse, OneshotSender};
@@ -18,7 +23,7 @@ use tokio::sync::oneshot;
 
 use super::EngineError;
 use super::clock::Clock;
-use super::persist::{Persister, Snapshot};
+use super::persist::{Persister, Snapshot, Stored};
 use super::state::{Actions, AttemptState, Event, Phase, Reply, Rules, Step, step, token_owed};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
@@ -111,6 +116,9 @@ pub struct Attempt {
     pub(super) scene: Scene,
     pub(super) app: String,
     pub(super) state: AttemptState,
+    /// The highest version the store acknowledged (`None`: nothing yet). A repeated scan
+    /// of a state not yet stored waits for it instead of acknowledging it blindly.
+    pub(super) stored: Option<u64>,
     pub(super) rules: Rules,
     pub(super) clock: Clock,
     pub(super) waiters: Vec<oneshot::Sender<()>>,
@@ -171,15 +179,24 @@ impl Attempt {
     fn apply(&mut self, event: Event) -> Answer {
         let now = self.clock.now_ms();
         let Step { state: next, reply, actions } = step(&self.state, &event, now, &self.rules);
+        let acknowledges = matches!(event, Event::Scanned { .. } | Event::CodeIssued { .. });
         if !actions.persist {
+            // A repeated scan (WeChat's retry) acknowledges what the first one did.
+            if acknowledges && self.stored != Some(self.state.version) && self.state.phase != Phase::Expired {
+                return self.when_stored(reply);
+            }
             return Answer::Now(Ok(self.outcome(reply)));
         }
         let before = std::mem::replace(&mut self.state, next);
         let persister = self.persister.clone();
         let snap = self.snapshot();
+        let version = snap.version();
         let stored = async move { persister.persist(snap, actions.hand_out).await };
         Answer::AfterPersist(Box::pin(stored.into_actor(self).map(move |stored, act, ctx| {
-            if actions.hand_out && !stored {
+            if stored.is_durable() {
+                act.stored = act.stored.max(Some(version));
+            }
+            if actions.hand_out && !stored.is_durable() {
                 act.metrics.token_withheld();
                 tracing::warn!(poll = ?act.poll, "token withheld: its consumed state could not be stored");
                 act.state = token_owed(&before, &act.state);
@@ -191,9 +208,29 @@ impl Attempt {
                 return Err(EngineError::Unavailable);
             }
             act.committed(before.phase, &event, now, actions, ctx);
+            if acknowledges && stored == Stored::Late {
+                return Err(EngineError::Overloaded);
+            }
             let mut o = act.outcome(reply);
             o.actions = actions;
             Ok(o)
+        })))
+    }
+
+    /// Answers `reply` once the current state is stored (submitted again: the store keeps
+    /// one copy of a version), or at once while the store is known down.
+    fn when_stored(&mut self, reply: Reply) -> Answer {
+        let persister = self.persister.clone();
+        let snap = self.snapshot();
+        let version = snap.version();
+        let stored = async move { persister.persist(snap, false).await };
+        Answer::AfterPersist(Box::pin(stored.into_actor(self).map(move |stored, act, _| match stored {
+            Stored::Durable => {
+                act.stored = act.stored.max(Some(version));
+                Ok(act.outcome(reply))
+            }
+            Stored::StoreDown => Ok(act.outcome(reply)),
+            Stored::Late => Err(EngineError::Overloaded),
         })))
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::persist::memory::MemoryStore;
-use super::persist::{SnapshotStore, WriterConfig};
+use super::persist::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError, WriterConfig};
 use super::tests::{engine_on, settle, user};
 use super::*;
 use crate::ids::PollId;
@@ -160,4 +160,70 @@ async fn closing_answers_held_polls_at_once() {
     let t = tokio::time::Instant::now();
     e.poll(&c.poll, Duration::from_secs(25)).await.unwrap();
     assert!(t.elapsed() < Duration::from_secs(1), "no new poll is held while closing");
+}
+
+/// The memory store with a write latency: a store that is up (probes answer at once)
+/// but slow to take writes.
+#[derive(Default)]
+struct SlowStore {
+    inner: MemoryStore,
+    write_ms: std::sync::atomic::AtomicU64,
+}
+
+impl SlowStore {
+    fn set(&self, ms: u64) {
+        self.write_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl SnapshotStore for SlowStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+    fn write<'a>(&'a self, batch: &'a [Snapshot]) -> BoxFuture<'a, Result<(), StoreError>> {
+        let ms = self.write_ms.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            self.inner.write(batch).await
+        })
+    }
+    fn load_page(&self, cursor: Option<String>) -> BoxFuture<'_, Result<Page, StoreError>> {
+        self.inner.load_page(cursor)
+    }
+    fn load<'a>(&'a self, poll: &'a PollId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
+        self.inner.load(poll)
+    }
+    fn probe(&self) -> BoxFuture<'_, Result<Probe, StoreError>> {
+        self.inner.probe()
+    }
+    fn purge(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.purge(now_ms)
+    }
+}
+
+#[actix::test]
+async fn a_store_that_is_up_but_slow_gets_no_acknowledgement_ahead_of_it() {
+    tokio::time::pause();
+    let s = Arc::new(SlowStore::default());
+    let cfg = WriterConfig { ack_budget: Duration::from_millis(500), ..WriterConfig::default() };
+    let (e, metrics) = engine_on(s.clone(), 10, cfg, Clock::new());
+    s.set(1_000);
+    assert_eq!(e.create(APP, Duration::from_secs(300)).await.unwrap_err(), EngineError::Overloaded, "no QR unstored");
+    s.set(0);
+    tokio::time::sleep(Duration::from_secs(1)).await; // the refused one's write lands
+    let c = e.create(APP, Duration::from_secs(300)).await.unwrap();
+    s.set(1_000);
+    let scan = e.apply_scene(APP, &c.scene, newcomer()).await;
+    assert_eq!(scan.unwrap_err(), EngineError::Overloaded, "a scan is not acknowledged before it is stored");
+    assert_eq!(e.peek(&c.poll).await.unwrap().phase, Phase::NotReg, "memory has it; the store will");
+    // WeChat's retry while that write is still under way: it waits, and is refused too.
+    let retry = e.apply_scene(APP, &c.scene, newcomer()).await;
+    assert_eq!(retry.unwrap_err(), EngineError::Overloaded, "a duplicate does not acknowledge blindly");
+    s.set(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let o = e.apply_scene(APP, &c.scene, newcomer()).await.unwrap().unwrap();
+    assert_eq!(o.phase, Phase::NotReg, "the retry finds the state, stored");
+    assert_eq!(stored(&s.inner, &c.poll).await.0, Phase::NotReg);
+    assert!(e.store_health().up, "slow is not down: no degraded mode");
+    assert!(metrics.render().contains("scanlogin_snapshot_errors_total{op=\"late\",store=\"memory\"} 3"));
 }

@@ -100,13 +100,9 @@ impl LocalEngine {
     }
 
     /// A new attempt in `loop` for `app`, living `ttl`; answered once its snapshot is
-    /// stored (or the store had its bounded chance).
+    /// stored (or the store is known down), else `Overloaded`.
     pub async fn create(&self, app: &str, ttl: Duration) -> Result<Created, EngineError> {
-        let created = self
-            .ask(Create { app: app.to_string(), ttl_ms: ttl.as_millis() as u64 })
-            .await?
-            .ok_or(EngineError::Overloaded)?;
-        Ok(created)
+        self.ask(Create { app: app.to_string(), ttl_ms: ttl.as_millis() as u64 }).await?
     }
 
     /// Feeds `event` to the attempt polled by `poll`; an unknown one answers expired.

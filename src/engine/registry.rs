@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use super::EngineError;
 use super::attempt::{Attempt, Cmd, Ended, Outcome, Timeline};
 use super::clock::Clock;
-use super::persist::{Persister, Snapshot};
+use super::persist::{Persister, Snapshot, Stored};
 use super::recovery::Recovery;
 use super::state::{AttemptState, Rules};
 use crate::ids::{PollId, Scene};
@@ -71,13 +71,14 @@ impl Registry {
         }
     }
 
-    /// Starts the actor of `snap` and indexes it.
-    /// Starts the actor of `snap`; `created_ms` is known for fresh attempts only.
+    /// Starts the actor of `snap` and indexes it; `created_ms` is known for fresh attempts
+    /// only (the others were loaded from the store, so their version is stored).
     fn spawn(&mut self, snap: Snapshot, created_ms: Option<u64>, ctx: &mut Context<Self>) -> Addr<Attempt> {
         let attempt = Attempt {
             poll: snap.poll.clone(),
             scene: snap.scene.clone(),
             app: snap.app.clone(),
+            stored: created_ms.is_none().then_some(snap.state.version),
             state: snap.state,
             rules: self.rules,
             clock: self.clock,
@@ -123,16 +124,16 @@ pub struct Create {
 }
 
 impl Message for Create {
-    /// `None`: the live-attempt cap is reached.
-    type Result = Option<Created>;
+    /// `Overloaded`: the live-attempt cap is reached, or the store did not take it in time.
+    type Result = Result<Created, EngineError>;
 }
 
 impl Handler<Create> for Registry {
-    type Result = ResponseFuture<Option<Created>>;
+    type Result = ResponseFuture<Result<Created, EngineError>>;
 
     fn handle(&mut self, msg: Create, ctx: &mut Self::Context) -> Self::Result {
         if self.by_poll.len() >= self.max_live {
-            return Box::pin(async { None });
+            return Box::pin(async { Err(EngineError::Overloaded) });
         }
         let now = self.clock.now_ms();
         let expires_at_ms = now + msg.ttl_ms;
@@ -144,12 +145,15 @@ impl Handler<Create> for Registry {
         };
         let created = Created { poll: snap.poll.clone(), scene: snap.scene.clone(), expires_at_ms };
         self.spawn(snap.clone(), Some(now), ctx);
-        // The QR code reaches the screen only once the attempt would survive a crash
-        // (or the store had its bounded chance).
+        // The QR code reaches the screen only once the attempt would survive a crash (or
+        // the store is known down: degraded mode). A store that is up but slow gets its
+        // bounded chance, then the create is refused; the attempt expires unseen.
         let persister = self.persister.clone();
         Box::pin(async move {
-            persister.persist(snap, false).await;
-            Some(created)
+            match persister.persist(snap, false).await {
+                Stored::Durable | Stored::StoreDown => Ok(created),
+                Stored::Late => Err(EngineError::Overloaded),
+            }
         })
     }
 }

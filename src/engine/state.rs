@@ -433,13 +433,15 @@ mod tests {
         s
     }
 
+    /// One row of the table: a state's name, the state, and per event (phase, reply, actions).
+    type Row = (&'static str, AttemptState, [(Phase, &'static str, &'static str); 9]);
+
     /// Every state × every event, before the deadline: the resulting phase, the reply
     /// kind and the actions the executor must perform.
     #[test]
     fn transition_table_is_exhaustive() {
         use Phase::*;
         let none = "";
-        type Row = (&'static str, AttemptState, [(Phase, &'static str, &'static str); 9]);
         let expect: Vec<Row> = vec![
             (
                 "loop",

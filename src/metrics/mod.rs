@@ -334,7 +334,9 @@ impl Metrics {
         for r in SNAPSHOT_RESULTS {
             m.snapshot_writes.with_label_values(&[r]);
         }
-        m.snapshot_errors.with_label_values(&[snapshot_store, "write"]);
+        for op in ["write", "late"] {
+            m.snapshot_errors.with_label_values(&[snapshot_store, op]);
+        }
         // Up until the writer says otherwise (it reports every change).
         m.snapshot_store_up.with_label_values(&[snapshot_store]).set(1);
         for outcome in ["restored", "expired", "ended", "corrupt"] {

@@ -89,7 +89,7 @@ async fn five_wrong_codes_kill_the_code_and_other_phones_do_not_bind() {
 async fn phone_taken_spends_no_code() {
     let app = spawn_app().await;
     // The owner's account exists already (bound earlier; no code to this phone now).
-    app.state.login.users.bind("wxsandbox0000000001", "o_owner", "13800138000").await.unwrap();
+    app.state.login.users().bind("wxsandbox0000000001", "o_owner", "13800138000").await.unwrap();
     let (uuid, ticket) = app.new_login().await;
     app.scan(&ticket, "o_intruder", false).await;
     assert_eq!(app.sms_code(&uuid, "13800138000").await.0, 200);

@@ -6,9 +6,12 @@
 // Test code: a failed unwrap is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+mod player;
 #[path = "../support/process.rs"]
 mod process;
 
+mod chaos;
 mod outage;
+mod push_crash;
 mod restart;
 mod shutdown;

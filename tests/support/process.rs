@@ -229,6 +229,14 @@ impl Api {
         self.get(&format!("/api/v1/login/status?uuid={uuid}")).await
     }
 
+    /// The scene WeChat knows for `ticket` (what a push for it carries).
+    pub async fn scene_of(&self, ticket: &str) -> String {
+        let r = self.http.get(format!("{}/_sandbox/tickets", self.wechat)).query(&[("ticket", ticket)]).send().await;
+        let (status, body) = parts(r.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        body["scene"].as_str().unwrap().to_string()
+    }
+
     /// The phone scans through "WeChat", which pushes the event to the server.
     pub async fn scan(&self, ticket: &str, openid: &str, subscribed: bool) {
         let r = self

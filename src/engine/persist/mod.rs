@@ -24,7 +24,7 @@ use std::pin::Pin;
 use super::state::{AttemptState, Phase};
 use crate::ids::{PollId, Scene};
 
-pub use writer::{Health, Persister, WriterConfig};
+pub use writer::{Health, Persister, Stored, WriterConfig};
 
 /// One attempt as a store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,13 @@
 //!   it in one round trip per `max_batch` snapshots, then acknowledges each submitter.
 //!   Under load many transitions share a round trip; memory stays bounded by the number
 //!   of live attempts, whatever the store does.
-//! - **Bounded waits.** A submitter waits at most `ack_budget` for its acknowledgement; a
-//!   store known to be down acknowledges "not persisted" at once. The attempt in memory
-//!   stays the truth and its snapshot stays queued.
+//! - **Acknowledged means stored.** [`Persister::persist`] answers [`Stored::Durable`]
+//!   only once the store took the snapshot. A store that is up but slow is waited for up
+//!   to `ack_budget`, then answered [`Stored::Late`]: the caller must not acknowledge the
+//!   step (the engine answers `overloaded`), though the snapshot stays queued.
+//! - **Degraded mode.** Only a store *known* down (a write or probe failed; `/readyz`,
+//!   `scanlogin_snapshot_store_up` and the log say so) answers [`Stored::StoreDown`] at
+//!   once: the attempt in memory stays the truth and its snapshot stays queued.
 //! - **Outages.** A failed write marks the store down, counts an error, and keeps the
 //!   snapshots queued; the writer probes with exponential backoff, and when the store
 //!   answers again (or a probe finds it emptied) it asks the engine, through
@@ -32,7 +36,10 @@ use crate::metrics::Metrics;
 /// Tuning of the writer; `Default` is what production uses.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
-    /// The longest a transition's answer waits for its snapshot to be acknowledged.
+    /// The longest a transition's answer waits for its snapshot to be acknowledged by a
+    /// store that is up; past it the answer is `overloaded`, never an acknowledgement.
+    /// Above `call_budget`, so a store that hangs is marked down (degraded mode) before a
+    /// submitter that found it up gives up.
     pub ack_budget: Duration,
     /// The longest one store call may take before it counts as failed.
     pub call_budget: Duration,
@@ -50,7 +57,7 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {
-            ack_budget: Duration::from_millis(250),
+            ack_budget: Duration::from_millis(2_500),
             call_budget: Duration::from_secs(2),
             max_batch: 1_000,
             probe_every: Duration::from_secs(1),
@@ -58,6 +65,23 @@ impl Default for WriterConfig {
             backoff_max: Duration::from_secs(5),
             purge_every: Duration::from_secs(60),
         }
+    }
+}
+
+/// What became of a snapshot by the time its answer may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The store has it (or a newer version of the same attempt).
+    Durable,
+    /// The store is known to be down: degraded mode, memory is the truth for now.
+    StoreDown,
+    /// The store is up but did not acknowledge within the ack budget: not stored yet.
+    Late,
+}
+
+impl Stored {
+    pub fn is_durable(self) -> bool {
+        self == Stored::Durable
     }
 }
 
@@ -103,6 +127,13 @@ impl Shared {
                 tracing::info!(store = self.primary.name(), "snapshot store answers again");
             } else {
                 tracing::warn!(store = self.primary.name(), "snapshot store is down; attempts live in memory only");
+                // Whoever waits on a queued snapshot learns it now (degraded mode), not at
+                // the end of the ack budget; the snapshots stay queued.
+                for job in self.pending().values_mut() {
+                    for a in job.acks.drain(..) {
+                        let _ = a.send(false);
+                    }
+                }
             }
         }
         was
@@ -198,29 +229,38 @@ impl Persister {
 
     /// Writes `snap` and waits (at most the ack budget) until it is stored. With
     /// `critical` (the "consumed" state of a handed-out token) a primary that cannot take
-    /// it is replaced by the fallback store, if there is one. `true`: durable.
-    pub async fn persist(&self, snap: Snapshot, critical: bool) -> bool {
+    /// it is replaced by the fallback store, if there is one.
+    pub async fn persist(&self, snap: Snapshot, critical: bool) -> Stored {
         let (tx, rx) = oneshot::channel();
         let copy = (critical && self.0.fallback.is_some()).then(|| snap.clone());
         self.submit(snap, Some(tx));
-        let ok = matches!(tokio::time::timeout(self.0.cfg.ack_budget, rx).await, Ok(Ok(true)));
-        if ok {
-            return true;
-        }
-        let (Some(fb), Some(snap)) = (&self.0.fallback, copy) else { return false };
+        let stored = match tokio::time::timeout(self.0.cfg.ack_budget, rx).await {
+            Ok(Ok(true)) => return Stored::Durable,
+            // `false` is only ever sent once the store is marked down (at submit, or by
+            // the write that failed).
+            Ok(Ok(false)) => Stored::StoreDown,
+            // The writer is gone (the runtime is stopping): nothing says it was stored.
+            Ok(Err(_)) => Stored::Late,
+            Err(_) => {
+                self.0.metrics.snapshot_error(self.0.primary.name(), "late");
+                tracing::warn!(store = self.0.primary.name(), "snapshot not acknowledged within the ack budget");
+                Stored::Late
+            }
+        };
+        let (Some(fb), Some(snap)) = (&self.0.fallback, copy) else { return stored };
         match tokio::time::timeout(self.0.cfg.call_budget, fb.write(std::slice::from_ref(&snap))).await {
             Ok(Ok(())) => {
                 self.0.metrics.snapshot_written(fb.name(), "fallback", 1);
-                true
+                Stored::Durable
             }
             Ok(Err(e)) => {
                 self.0.metrics.snapshot_error(fb.name(), "fallback");
                 tracing::warn!(store = fb.name(), error = %e, "fallback write failed");
-                false
+                stored
             }
             Err(_) => {
                 self.0.metrics.snapshot_error(fb.name(), "fallback");
-                false
+                stored
             }
         }
     }

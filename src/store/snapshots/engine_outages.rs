@@ -31,7 +31,7 @@ async fn stored(s: &dyn SnapshotStore, poll: &PollId) -> (Phase, u64, Option<End
 /// Short budgets so the outage tests run in seconds of real time.
 fn quick() -> WriterConfig {
     WriterConfig {
-        ack_budget: Duration::from_millis(200),
+        ack_budget: Duration::from_millis(600),
         call_budget: Duration::from_millis(400),
         probe_every: Duration::from_millis(100),
         backoff_min: Duration::from_millis(50),
