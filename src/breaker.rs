@@ -3,7 +3,7 @@
 //! Redis costs each request at most one short timeout per second, not one per call.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How long a failed store is skipped.
 const OPEN_FOR: Duration = Duration::from_secs(1);
@@ -11,7 +11,7 @@ const OPEN_FOR: Duration = Duration::from_secs(1);
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(200);
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    crate::wall::unix_ms()
 }
 
 #[derive(Debug, Default)]

@@ -45,6 +45,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod wall;
 pub mod wechat;
 
 /// A private `redis-server` per test (shared with the integration tests).

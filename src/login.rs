@@ -21,6 +21,7 @@ use crate::error::ApiError;
 use crate::ids::{Phone, PollId, Scene, SceneType, SmsCode, mask_phone};
 use crate::limits::{Kind, Limits, Refused};
 use crate::metrics::Metrics;
+use crate::metrics::labels::CodeCheck;
 use crate::net::ClientInfo;
 use crate::sms::SmsSender;
 use crate::store::{BindError, LoginRow, Users, unix_now};
@@ -396,12 +397,12 @@ impl LoginService {
         let o = self.engine.apply(poll, Event::CodeEntered { phone: phone.as_str().to_string(), hash }).await?;
         let openid = match o.reply {
             Reply::CodeAccepted { openid } => {
-                self.metrics.code_check("ok");
+                self.metrics.code_check(CodeCheck::Ok);
                 openid
             }
             other => {
                 let wrong = matches!(other, Reply::InvalidCode { .. } | Reply::NoCodeForPhone { .. });
-                self.metrics.code_check(if wrong { "wrong" } else { "refused" });
+                self.metrics.code_check(if wrong { CodeCheck::Wrong } else { CodeCheck::Refused });
                 // Only a wrong guess at a code this attempt sent to that phone is charged to it.
                 if matches!(other, Reply::InvalidCode { .. }) {
                     self.limits.wrong_code(phone.as_str()).await;

@@ -3,7 +3,7 @@
 //! Snapshots need absolute times, tests need tokio's paused clock: so the wall time is
 //! read once at start and advanced by `tokio::time::Instant`, which pauses in tests.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -15,7 +15,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        let base_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let base_ms = crate::wall::unix_ms();
         Self { base_ms, base: Instant::now() }
     }
 

@@ -111,7 +111,7 @@ impl LoginsHandle {
             LoginsHandle::Local(e) => e.metrics(),
             LoginsHandle::Cluster(e) => e.metrics(),
         };
-        metrics.poll("long");
+        metrics.poll(crate::metrics::labels::PollKind::Long);
         let held = metrics.hold();
         Ok(Subscription::new(self.clone(), poll.clone(), permit, held))
     }

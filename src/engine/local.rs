@@ -21,6 +21,7 @@ use super::state::{Event, Phase};
 use super::{EngineConfig, EngineError};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
+use crate::metrics::labels::PollKind;
 
 /// The longest a caller waits for the registry to accept a message.
 const SEND_BUDGET: Duration = Duration::from_secs(2);
@@ -122,13 +123,13 @@ impl LocalEngine {
     pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
         let first = self.apply(poll, Event::Claim).await?;
         if first.phase != Phase::Loop || wait.is_zero() || self.is_closing() {
-            self.metrics.poll("short");
+            self.metrics.poll(PollKind::Short);
             return Ok(first);
         }
         let Some(_permit) = self.hold_permit() else {
             return Ok(first);
         };
-        self.metrics.poll("long");
+        self.metrics.poll(PollKind::Long);
         let _held = self.metrics.hold();
         let (seen, woken) = self.watch(poll).await?;
         if seen.is_some_and(|o| o.phase == Phase::Loop) {

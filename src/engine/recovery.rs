@@ -97,7 +97,7 @@ pub(super) async fn restore(
             Ok(w) => break w,
             Err(e) => {
                 tracing::warn!(store, error = %e, "cannot read snapshots yet; retrying");
-                metrics.snapshot_error(store, "load");
+                metrics.snapshot_error(store, crate::metrics::labels::SnapshotOp::Load);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -111,7 +111,7 @@ pub(super) async fn restore(
             Ok(None) => break,
             Err(e) => {
                 tracing::warn!(store, error = %e, "reading snapshots failed; retrying");
-                metrics.snapshot_error(store, "load");
+                metrics.snapshot_error(store, crate::metrics::labels::SnapshotOp::Load);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;

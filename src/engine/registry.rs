@@ -289,13 +289,13 @@ impl Registry {
             let alive = match loaded {
                 Ok(Some(snap)) if snap.is_live(now) && snap.poll == poll => {
                     act.spawn(snap, None, ctx);
-                    act.metrics.attempt_restart("restarted");
+                    act.metrics.attempt_restart(crate::metrics::labels::Restart::Restarted);
                     tracing::warn!(poll = ?poll, "attempt died unexpectedly; restarted from its snapshot");
                     true
                 }
                 other => {
                     act.forget(&poll);
-                    act.metrics.attempt_restart("lost");
+                    act.metrics.attempt_restart(crate::metrics::labels::Restart::Lost);
                     let found = other.map(|s| s.map(|s| s.state.phase));
                     tracing::error!(poll = ?poll, ?found, "attempt died unexpectedly and has no live snapshot");
                     false

@@ -106,16 +106,12 @@ pub const TRANSITION_PAIRS: &[(&str, &str)] =
 pub const OUTCOMES: &[&str] = &["reg", "bound", "expired", "abandoned", "discarded"];
 /// How a token was handed out: in the answer to a poll after a scan, or to a bind.
 pub const LOGIN_HOWS: &[&str] = &["scan", "bind"];
-pub const POLL_KINDS: &[&str] = &["short", "long"];
 /// Kinds of WeChat push; `unknown` when the push was refused before it was read.
 pub const CALLBACK_KINDS: &[&str] = &["verify", "subscribe", "scan", "unsubscribe", "text", "other", "unknown"];
 pub const CALLBACK_RESULTS: &[&str] =
     &["ok", "bad_signature", "duplicate", "decrypt_error", "late", "bad_xml", "dtd", "error"];
 /// The WeChat APIs the client calls.
 pub const WECHAT_APIS: &[&str] = &["token", "qrcode_create", "showqrcode", "user_info"];
-pub const SNAPSHOT_RESULTS: &[&str] = &["ok", "error"];
-pub const SMS_RESULTS: &[&str] = &["ok", "failed"];
-pub const CODE_RESULTS: &[&str] = &["ok", "wrong", "refused"];
 /// Limits that refuse requests, named like their configuration keys.
 pub const LIMIT_KINDS: &[&str] = &[
     "live_attempts_max",

@@ -6,6 +6,7 @@
 //! label sets are created at start ([`Metrics::preset`]) so every series is exported
 //! at 0 before its first event: dashboards and alerts see "zero", not "no data".
 
+pub mod labels;
 pub mod metric_names;
 
 use std::collections::HashSet;
@@ -118,7 +119,7 @@ impl State {
 }
 
 fn utc_day() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0)
+    crate::wall::unix_secs() / 86_400
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -328,26 +329,28 @@ impl Metrics {
         for api in WECHAT_APIS {
             m.wechat_duration.with_label_values(&[api]);
         }
-        for k in POLL_KINDS {
-            m.polls.with_label_values(&[k]);
+        for k in labels::PollKind::ALL {
+            m.polls.with_label_values(&[k.label()]);
         }
-        for r in SNAPSHOT_RESULTS {
-            m.snapshot_writes.with_label_values(&[r]);
+        for r in labels::SnapshotWrite::ALL {
+            m.snapshot_writes.with_label_values(&[r.label()]);
         }
-        for op in ["write", "late"] {
-            m.snapshot_errors.with_label_values(&[snapshot_store, op]);
+        for op in labels::SnapshotOp::ALL {
+            m.snapshot_errors.with_label_values(&[snapshot_store, op.label()]);
         }
         // Up until the writer says otherwise (it reports every change).
         m.snapshot_store_up.with_label_values(&[snapshot_store]).set(1);
         for outcome in ["restored", "expired", "ended", "corrupt"] {
             m.restore_outcomes.with_label_values(&[outcome]);
         }
-        m.attempt_restarts.with_label_values(&["restarted"]);
-        for r in SMS_RESULTS {
-            m.sms_sent.with_label_values(&[sms_provider, r]);
+        for r in labels::Restart::ALL {
+            m.attempt_restarts.with_label_values(&[r.label()]);
         }
-        for r in CODE_RESULTS {
-            m.code_checks.with_label_values(&[r]);
+        for r in labels::SmsResult::ALL {
+            m.sms_sent.with_label_values(&[sms_provider, r.label()]);
+        }
+        for r in labels::CodeCheck::ALL {
+            m.code_checks.with_label_values(&[r.label()]);
         }
         for k in LIMIT_KINDS {
             m.limits_hit.with_label_values(&[k]);
@@ -437,8 +440,8 @@ impl Metrics {
         }
     }
 
-    pub fn poll(&self, kind: &str) {
-        self.0.polls.with_label_values(&[kind]).inc();
+    pub fn poll(&self, kind: labels::PollKind) {
+        self.0.polls.with_label_values(&[kind.label()]).inc();
     }
 
     /// Publishes a configured capacity (`limit`: `live_attempts_max`, `long_polls_max`).
@@ -473,13 +476,13 @@ impl Metrics {
     }
 
     /// `n` snapshots stored in one round trip of `store` (or failed to be).
-    pub fn snapshot_written(&self, _store: &str, result: &str, n: usize) {
-        self.0.snapshot_writes.with_label_values(&[result]).inc_by(n as u64);
+    pub fn snapshot_written(&self, _store: &str, result: labels::SnapshotWrite, n: usize) {
+        self.0.snapshot_writes.with_label_values(&[result.label()]).inc_by(n as u64);
     }
 
     /// A snapshot store error of operation `op` (retried).
-    pub fn snapshot_error(&self, store: &str, op: &str) {
-        self.0.snapshot_errors.with_label_values(&[store, op]).inc();
+    pub fn snapshot_error(&self, store: &str, op: labels::SnapshotOp) {
+        self.0.snapshot_errors.with_label_values(&[store, op.label()]).inc();
     }
 
     pub fn snapshot_pending(&self, n: usize) {
@@ -507,20 +510,20 @@ impl Metrics {
         self.0.restore_duration.set(secs);
     }
 
-    pub fn attempt_restart(&self, result: &str) {
-        self.0.attempt_restarts.with_label_values(&[result]).inc();
+    pub fn attempt_restart(&self, result: labels::Restart) {
+        self.0.attempt_restarts.with_label_values(&[result.label()]).inc();
     }
 
     pub fn token_withheld(&self) {
         self.0.tokens_withheld.inc();
     }
 
-    pub fn sms(&self, provider: &str, result: &str) {
-        self.0.sms_sent.with_label_values(&[provider, result]).inc();
+    pub fn sms(&self, provider: &str, result: labels::SmsResult) {
+        self.0.sms_sent.with_label_values(&[provider, result.label()]).inc();
     }
 
-    pub fn code_check(&self, result: &str) {
-        self.0.code_checks.with_label_values(&[result]).inc();
+    pub fn code_check(&self, result: labels::CodeCheck) {
+        self.0.code_checks.with_label_values(&[result.label()]).inc();
     }
 
     /// Publishes the configured daily QR quota of each app.

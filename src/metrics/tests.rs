@@ -93,7 +93,7 @@ fn token_latency_and_snapshot_hooks_record() {
     m.token_latency("default", "scan", Some(2.0), Some(0.004));
     m.token_latency("default", "bind", None, Some(30.0));
     m.snapshot_write("ok", 0.0002);
-    m.snapshot_error("sqlite", "write");
+    m.snapshot_error("sqlite", super::labels::SnapshotOp::Write);
     m.restored(7);
     let text = m.render();
     for line in [
@@ -108,5 +108,36 @@ fn token_latency_and_snapshot_hooks_record() {
         "scanlogin_restored_attempts_total 7",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}`");
+    }
+}
+
+/// Each typed label set: every value has a series after `preset()` and is named in the
+/// README's row of its metric, so the table and the catalogue cannot drift apart.
+#[test]
+fn typed_label_sets_are_pre_created_and_listed_in_the_readme() {
+    use super::labels::*;
+    let readme = include_str!("../../README.md");
+    let text = preset().render();
+    let sets: Vec<(&str, Vec<&str>)> = vec![
+        ("scanlogin_polls_total", PollKind::ALL.iter().map(|l| l.label()).collect()),
+        ("scanlogin_code_checks_total", CodeCheck::ALL.iter().map(|l| l.label()).collect()),
+        ("scanlogin_snapshot_writes_total", SnapshotWrite::ALL.iter().map(|l| l.label()).collect()),
+        ("scanlogin_snapshot_errors_total", SnapshotOp::ALL.iter().map(|l| l.label()).collect()),
+        ("scanlogin_attempt_restarts_total", Restart::ALL.iter().map(|l| l.label()).collect()),
+        ("scanlogin_sms_sent_total", SmsResult::ALL.iter().map(|l| l.label()).collect()),
+    ];
+    for (metric, values) in sets {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{metric}`")))
+            .unwrap_or_else(|| panic!("README has no row for {metric}"));
+        for v in values {
+            assert!(row.contains(&format!("`{v}`")), "README row of {metric} lacks `{v}`: {row}");
+            let series = format!("=\"{v}\"");
+            assert!(
+                text.lines().any(|l| l.starts_with(metric) && l.contains(&series) && l.ends_with(" 0")),
+                "{metric} with {v} is not pre-created at 0"
+            );
+        }
     }
 }

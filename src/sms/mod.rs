@@ -12,6 +12,7 @@ use sha2::Sha256;
 use crate::config::SmsSettings;
 use crate::ids::{Phone, SmsCode};
 use crate::metrics::Metrics;
+use crate::metrics::labels::SmsResult;
 
 /// Codes the outbox keeps per phone, and phones it keeps at all.
 const OUTBOX_PER_PHONE: usize = 10;
@@ -153,7 +154,7 @@ impl SmsSender {
             SmsSender::Log { outbox, metrics } => {
                 outbox.push(phone.as_str(), code.as_str(), crate::store::unix_now()).await;
                 tracing::info!(phone = %phone.masked(), "sms code sent (log provider)");
-                metrics.sms("log", "ok");
+                metrics.sms("log", SmsResult::Ok);
                 Ok(())
             }
             SmsSender::Webhook { http, url, secret, metrics } => {
@@ -173,7 +174,7 @@ impl SmsSender {
                     Ok(r) => Err(SmsError::Failed(format!("status {}", r.status().as_u16()))),
                     Err(e) => Err(SmsError::Failed(e.without_url().to_string())),
                 };
-                metrics.sms("webhook", if result.is_ok() { "ok" } else { "failed" });
+                metrics.sms("webhook", if result.is_ok() { SmsResult::Ok } else { SmsResult::Failed });
                 if let Err(e) = &result {
                     tracing::warn!(phone = %phone.masked(), error = %e, "sms webhook failed");
                 }

@@ -200,7 +200,7 @@ fn split_statements(sql: &str) -> Vec<String> {
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    crate::wall::unix_secs() as i64
 }
 
 /// `2026-11-24T11:53:37Z` for Unix seconds (UTC), without a date crate.

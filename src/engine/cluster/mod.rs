@@ -36,6 +36,7 @@ use super::{EngineConfig, EngineError};
 use crate::ids::{PollId, Scene};
 use crate::kv::Kv;
 use crate::metrics::Metrics;
+use crate::metrics::labels::PollKind;
 
 /// Compare-and-set rounds one transition may take before it gives up (`overloaded`).
 /// Conflicts need concurrent writers to one attempt; a handful of rounds covers any
@@ -228,14 +229,14 @@ impl ClusterEngine {
         let (first, deadline) = self.transition(poll, &Event::Claim).await?;
         let Some(expires_at_ms) = deadline else { return Ok(first) };
         if first.phase != Phase::Loop || wait.is_zero() || *self.0.closing.borrow() {
-            self.0.metrics.poll("short");
+            self.0.metrics.poll(PollKind::Short);
             return Ok(first);
         }
         let Ok(_permit) = self.0.holds.clone().try_acquire_owned() else {
             self.0.metrics.limit_hit("long_polls_max");
             return Ok(first);
         };
-        self.0.metrics.poll("long");
+        self.0.metrics.poll(PollKind::Long);
         let _held = self.0.metrics.hold();
         let until = tokio::time::Instant::now() + wait;
         let mut closing = self.0.closing.subscribe();

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use super::{Page, Probe, Snapshot, SnapshotStore, StoreError};
 use crate::ids::PollId;
 use crate::metrics::Metrics;
+use crate::metrics::labels::{SnapshotOp, SnapshotWrite};
 
 /// Tuning of the writer; `Default` is what production uses.
 #[derive(Debug, Clone, Copy)]
@@ -242,7 +243,7 @@ impl Persister {
             // The writer is gone (the runtime is stopping): nothing says it was stored.
             Ok(Err(_)) => Stored::Late,
             Err(_) => {
-                self.0.metrics.snapshot_error(self.0.primary.name(), "late");
+                self.0.metrics.snapshot_error(self.0.primary.name(), SnapshotOp::Late);
                 tracing::warn!(store = self.0.primary.name(), "snapshot not acknowledged within the ack budget");
                 Stored::Late
             }
@@ -250,16 +251,16 @@ impl Persister {
         let (Some(fb), Some(snap)) = (&self.0.fallback, copy) else { return stored };
         match tokio::time::timeout(self.0.cfg.call_budget, fb.write(std::slice::from_ref(&snap))).await {
             Ok(Ok(())) => {
-                self.0.metrics.snapshot_written(fb.name(), "fallback", 1);
+                self.0.metrics.snapshot_written(fb.name(), SnapshotWrite::Fallback, 1);
                 Stored::Durable
             }
             Ok(Err(e)) => {
-                self.0.metrics.snapshot_error(fb.name(), "fallback");
+                self.0.metrics.snapshot_error(fb.name(), SnapshotOp::Fallback);
                 tracing::warn!(store = fb.name(), error = %e, "fallback write failed");
                 stored
             }
             Err(_) => {
-                self.0.metrics.snapshot_error(fb.name(), "fallback");
+                self.0.metrics.snapshot_error(fb.name(), SnapshotOp::Fallback);
                 stored
             }
         }
@@ -370,7 +371,7 @@ async fn run(s: Arc<Shared>) {
                     s.store_back();
                 }
                 Err(_) => {
-                    s.metrics.snapshot_error(name, "probe");
+                    s.metrics.snapshot_error(name, SnapshotOp::Probe);
                     backoff = (backoff * 2).min(s.cfg.backoff_max);
                 }
             }
@@ -399,7 +400,7 @@ async fn run(s: Arc<Shared>) {
                 }
                 Err(e) => {
                     tracing::warn!(store = name, error = %e, "snapshot store probe failed");
-                    s.metrics.snapshot_error(name, "probe");
+                    s.metrics.snapshot_error(name, SnapshotOp::Probe);
                     s.set_up(false);
                     continue;
                 }
@@ -433,7 +434,7 @@ async fn write_jobs(s: &Shared, jobs: Vec<Job>) {
         let result = bounded(s.cfg.call_budget, s.primary.write(&snaps)).await;
         match result {
             Ok(()) => {
-                s.metrics.snapshot_written(name, "ok", snaps.len());
+                s.metrics.snapshot_written(name, SnapshotWrite::Ok, snaps.len());
                 for j in chunk {
                     for a in j.acks {
                         let _ = a.send(true);
@@ -442,7 +443,7 @@ async fn write_jobs(s: &Shared, jobs: Vec<Job>) {
             }
             Err(e) => {
                 tracing::warn!(store = name, error = %e, batch = snaps.len(), "snapshot write failed; will retry");
-                s.metrics.snapshot_error(name, "write");
+                s.metrics.snapshot_error(name, SnapshotOp::Write);
                 s.set_up(false);
                 let mut pending = s.pending();
                 for j in chunk.into_iter().chain(jobs) {
