@@ -119,9 +119,9 @@ impl Cluster {
         Api::with_client(self.http.clone(), &self.node(i), &self.wechat())
     }
 
-    /// The test client talking to nginx.
+    /// A test client of its own (its own connections) talking to nginx.
     pub fn front(&self) -> Api {
-        Api::with_client(self.http.clone(), &self.nginx.url(), &self.wechat())
+        Api::at(&self.nginx.url(), &self.wechat())
     }
 
     pub async fn until_ready(&self, i: usize) {
@@ -138,7 +138,7 @@ impl Cluster {
 
     /// The scene WeChat knows for `ticket` (what a scan of the QR code carries).
     pub async fn scene(&self, ticket: &str) -> String {
-        self.front().scene_of(ticket).await
+        Api::with_client(self.http.clone(), &self.nginx.url(), &self.wechat()).scene_of(ticket).await
     }
 
     /// Posts a signed scan push (as WeChat does) straight to node `i`'s callback; answers
