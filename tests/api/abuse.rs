@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{metric, parts, spawn_app_with};
+use crate::client::{metric, parts};
+use crate::helpers::spawn_app_with;
 
 #[actix_web::test]
 async fn the_eleventh_qr_request_in_a_minute_is_429() {
@@ -33,7 +34,7 @@ async fn trusted_proxy_forwards_the_client_address_and_others_cannot() {
     })
     .await;
     let qr = |ip: &'static str| {
-        app.client
+        app.http
             .post(app.url("/api/v1/login/qrcode"))
             .header("x-forwarded-for", ip)
             .json(&json!({"image": false}))
@@ -48,7 +49,7 @@ async fn trusted_proxy_forwards_the_client_address_and_others_cannot() {
     let app = spawn_app_with(|s| s.limits.qr_per_ip_per_minute = 2).await;
     for (i, ip) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"].iter().enumerate() {
         let r = app
-            .client
+            .http
             .post(app.url("/api/v1/login/qrcode"))
             .header("x-forwarded-for", *ip)
             .json(&json!({"image": false}))
@@ -94,11 +95,11 @@ async fn too_many_wrong_codes_lock_the_phone() {
     let code = app.last_code("13800138000").await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..4 {
-        let (s, _) = app.bind_phone(&uuid, "13800138000", wrong).await;
+        let (s, _) = app.bind(&uuid, "13800138000", wrong).await;
         assert!(s == 400 || s == 429);
     }
     // Locked: even the right code is refused, and no new code is sent.
-    let (s, b) = app.bind_phone(&uuid, "13800138000", &code).await;
+    let (s, b) = app.bind(&uuid, "13800138000", &code).await;
     assert_eq!((s, b["error"].as_str()), (429, Some("rate_limited")), "{b}");
     let (s, _) = app.sms_code(&uuid, "13800138000").await;
     assert_eq!(s, 429);
@@ -108,11 +109,11 @@ async fn too_many_wrong_codes_lock_the_phone() {
 async fn held_polls_per_address_are_capped() {
     let app = spawn_app_with(|s| s.limits.long_polls_per_ip = 1).await;
     let (uuid, _) = app.new_login().await;
-    let first = app.status(&uuid, Some(2));
+    let first = app.status_wait(&uuid, 2);
     let second = async {
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;
         let start = std::time::Instant::now();
-        let r = app.status(&uuid, Some(2)).await;
+        let r = app.status_wait(&uuid, 2).await;
         (r, start.elapsed())
     };
     let (_, ((s, b), took)) = futures_util::future::join(first, second).await;
@@ -125,7 +126,7 @@ async fn held_polls_per_address_are_capped() {
 async fn cors_allows_only_listed_origins() {
     let app = spawn_app_with(|s| s.server.cors_origins = vec!["https://app.example.com".into()]).await;
     let pre = |origin: &'static str| {
-        app.client
+        app.http
             .request(reqwest::Method::OPTIONS, app.url("/api/v1/login/qrcode"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
@@ -146,7 +147,7 @@ async fn me_shows_the_login_audit() {
     let (uuid, ticket) = app.new_login().await;
     app.scan(&ticket, "o_audit", true).await;
     let r = app
-        .client
+        .http
         .get(app.url("/api/v1/login/status"))
         .query(&[("uuid", &uuid)])
         .header("user-agent", "TV/1.0")
@@ -198,7 +199,7 @@ async fn the_log_of_a_full_login_holds_no_secret() {
     let qr: serde_json::Value =
         http.post(format!("{base}/api/v1/login/qrcode")).json(&json!({})).send().await.unwrap().json().await.unwrap();
     let uuid = qr["uuid"].as_str().unwrap().to_string();
-    let ticket = crate::helpers::ticket_of(&qr);
+    let ticket = crate::client::ticket_of(&qr);
     http.post(format!("{base}/_sandbox/scan"))
         .json(&json!({"ticket": ticket, "openid": "o_logs"}))
         .send()

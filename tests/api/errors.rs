@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{parts, spawn_app, spawn_app_with};
+use crate::client::parts;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 fn assert_error(got: &(u16, Value), status: u16, code: &str) {
     assert_eq!(got.0, status, "{}", got.1);
@@ -14,11 +15,11 @@ fn assert_error(got: &(u16, Value), status: u16, code: &str) {
 #[actix_web::test]
 async fn malformed_requests_are_invalid_request() {
     let app = spawn_app().await;
-    assert_error(&app.status("short", None).await, 400, "invalid_request");
-    assert_error(&app.status(&format!("{}!", "a".repeat(30)), None).await, 400, "invalid_request");
+    assert_error(&app.status("short").await, 400, "invalid_request");
+    assert_error(&app.status(&format!("{}!", "a".repeat(30))).await, 400, "invalid_request");
     let (uuid, _) = app.new_login().await;
     let bad_wait = parts(
-        app.client
+        app.http
             .get(app.url("/api/v1/login/status"))
             .query(&[("uuid", uuid.as_str()), ("wait", "soon")])
             .send()
@@ -27,17 +28,16 @@ async fn malformed_requests_are_invalid_request() {
     )
     .await;
     assert_error(&bad_wait, 400, "invalid_request");
-    let no_uuid = parts(app.client.get(app.url("/api/v1/login/status")).send().await.unwrap()).await;
+    let no_uuid = parts(app.http.get(app.url("/api/v1/login/status")).send().await.unwrap()).await;
     assert_error(&no_uuid, 400, "invalid_request");
-    let bad_json =
-        parts(app.client.post(app.url("/api/v1/login/qrcode")).body("{not json").send().await.unwrap()).await;
+    let bad_json = parts(app.http.post(app.url("/api/v1/login/qrcode")).body("{not json").send().await.unwrap()).await;
     assert_error(&bad_json, 400, "invalid_request");
     assert_error(&app.create_qr(json!({"scene_type": "Bad Type"})).await, 400, "invalid_request");
     // Unknown fields are ignored.
     assert_eq!(app.create_qr(json!({"image": false, "future_field": 1})).await.0, 200);
-    assert_error(&app.bind_phone(&uuid, "13800138000", "12ab").await, 400, "invalid_request");
+    assert_error(&app.bind(&uuid, "13800138000", "12ab").await, 400, "invalid_request");
     // An unknown (well-formed) uuid is simply expired.
-    let (s, b) = app.status(&"A".repeat(43), None).await;
+    let (s, b) = app.status(&"A".repeat(43)).await;
     assert_eq!((s, b["state"].as_str(), b["status"].as_u64()), (200, Some("expired"), Some(1)));
 }
 
@@ -49,10 +49,10 @@ async fn phone_and_state_errors() {
     assert_error(&app.sms_code(&uuid, "+1 415 555 0100").await, 400, "invalid_phone");
     // Before a scan there is nothing to bind.
     assert_error(&app.sms_code(&uuid, "13800138000").await, 409, "wrong_state");
-    assert_error(&app.bind_phone(&uuid, "13800138000", "123456").await, 409, "wrong_state");
+    assert_error(&app.bind(&uuid, "13800138000", "123456").await, 409, "wrong_state");
     // Unknown or ended attempts are gone.
     assert_error(&app.sms_code(&"B".repeat(43), "13800138000").await, 410, "expired");
-    assert_error(&app.bind_phone(&"B".repeat(43), "13800138000", "123456").await, 410, "expired");
+    assert_error(&app.bind(&"B".repeat(43), "13800138000", "123456").await, 410, "expired");
 
     app.scan(&ticket, "o_err", false).await;
     assert_eq!(app.sms_code(&uuid, "13800138000").await.0, 200);
@@ -71,16 +71,16 @@ async fn five_wrong_codes_kill_the_code_and_other_phones_do_not_bind() {
     assert_eq!(app.sms_code(&uuid, "13800138000").await.0, 200);
     let code = app.last_code("13800138000").await;
     // The right code for another phone is a wrong code.
-    let got = app.bind_phone(&uuid, "13900139000", &code).await;
+    let got = app.bind(&uuid, "13900139000", &code).await;
     assert_error(&got, 400, "invalid_code");
     assert_eq!(got.1["attempts_left"], 4);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for left in (0..4).rev() {
-        let got = app.bind_phone(&uuid, "13800138000", wrong).await;
+        let got = app.bind(&uuid, "13800138000", wrong).await;
         assert_error(&got, 400, "invalid_code");
         assert_eq!(got.1["attempts_left"], left);
     }
-    let dead = app.bind_phone(&uuid, "13800138000", &code).await;
+    let dead = app.bind(&uuid, "13800138000", &code).await;
     assert_error(&dead, 400, "invalid_code");
     assert_eq!(dead.1["attempts_left"], 0);
 }
@@ -94,17 +94,17 @@ async fn phone_taken_spends_no_code() {
     app.scan(&ticket, "o_intruder", false).await;
     assert_eq!(app.sms_code(&uuid, "13800138000").await.0, 200);
     let code = app.last_code("13800138000").await;
-    assert_error(&app.bind_phone(&uuid, "13800138000", &code).await, 409, "phone_taken");
+    assert_error(&app.bind(&uuid, "13800138000", &code).await, 409, "phone_taken");
     // The code was not spent: a free phone still needs its own code, and a wrong
     // guess there still has the full count left.
-    let got = app.bind_phone(&uuid, "13900139000", if code == "000000" { "111111" } else { "000000" }).await;
+    let got = app.bind(&uuid, "13900139000", if code == "000000" { "111111" } else { "000000" }).await;
     assert_eq!(got.1["attempts_left"], 4, "{}", got.1);
 }
 
 #[actix_web::test]
 async fn unauthorized_tokens() {
     let app = spawn_app().await;
-    let none = parts(app.client.get(app.url("/api/v1/me")).send().await.unwrap()).await;
+    let none = parts(app.http.get(app.url("/api/v1/me")).send().await.unwrap()).await;
     assert_error(&none, 401, "unauthorized");
     assert_error(&app.me("garbage").await, 401, "unauthorized");
     let other_key = scanlogin::token::TokenIssuer::new(&scanlogin::config::TokenSettings {
@@ -148,8 +148,8 @@ async fn wechat_failure_is_502_and_leaves_no_attempt() {
     assert_eq!(fault.status(), 200);
     assert_error(&app.create_qr(json!({})).await, 502, "wechat_error");
     let m = app.metrics().await;
-    assert_eq!(crate::helpers::metric(&m, "scanlogin_live_attempts", &[]), 0.0);
-    assert_eq!(crate::helpers::metric(&m, "scanlogin_attempts_finished_total", &["outcome=\"discarded\""]), 2.0);
+    assert_eq!(crate::client::metric(&m, "scanlogin_live_attempts", &[]), 0.0);
+    assert_eq!(crate::client::metric(&m, "scanlogin_attempts_finished_total", &["outcome=\"discarded\""]), 2.0);
     // Faults are used up: the next request works.
     assert_eq!(app.create_qr(json!({})).await.0, 200);
 }

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::helpers::{metric, spawn_app, spawn_app_with, ticket_of};
+use crate::client::{metric, ticket_of};
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[actix_web::test]
 async fn new_user_binds_phone_and_logs_in() {
     let app = spawn_app().await;
     let (uuid, ticket) = app.new_login().await;
-    let (s, b) = app.status(&uuid, None).await;
+    let (s, b) = app.status(&uuid).await;
     assert_eq!((s, b["status"].as_u64(), b["state"].as_str()), (200, Some(2), Some("loop")));
     assert!(b["expires_in"].as_u64().unwrap() > 290);
 
@@ -20,7 +21,7 @@ async fn new_user_binds_phone_and_logs_in() {
     assert_eq!(s, 200, "{reply}");
     assert!(reply["reply"]["content"].as_str().unwrap().contains("绑定手机号"), "{reply}");
 
-    let (_, b) = app.status(&uuid, None).await;
+    let (_, b) = app.status(&uuid).await;
     assert_eq!((b["status"].as_u64(), b["state"].as_str()), (Some(4), Some("not_reg")));
 
     let (s, b) = app.sms_code(&uuid, "+86 138-0013-8000").await;
@@ -30,10 +31,10 @@ async fn new_user_binds_phone_and_logs_in() {
     let code = app.last_code("13800138000").await;
 
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    let (s, b) = app.bind_phone(&uuid, "13800138000", wrong).await;
+    let (s, b) = app.bind(&uuid, "13800138000", wrong).await;
     assert_eq!((s, b["error"].as_str(), b["attempts_left"].as_u64()), (400, Some("invalid_code"), Some(4)));
 
-    let (s, b) = app.bind_phone(&uuid, "13800138000", &code).await;
+    let (s, b) = app.bind(&uuid, "13800138000", &code).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(
         (b["status"].as_u64(), b["state"].as_str(), b["token_type"].as_str()),
@@ -50,10 +51,10 @@ async fn new_user_binds_phone_and_logs_in() {
     assert!(me["created_at"].as_str().unwrap().ends_with('Z'));
 
     // The attempt is over: the token never comes out again.
-    let (_, b) = app.status(&uuid, None).await;
+    let (_, b) = app.status(&uuid).await;
     assert_eq!((b["status"].as_u64(), b["state"].as_str()), (Some(1), Some("expired")));
     assert!(b.get("token").is_none());
-    assert_eq!(app.bind_phone(&uuid, "13800138000", &code).await.0, 410);
+    assert_eq!(app.bind(&uuid, "13800138000", &code).await.0, 410);
 
     assert_eq!(app.logout(token).await, 204);
     assert_eq!(app.me(token).await.0, 401);
@@ -70,12 +71,12 @@ async fn returning_user_logs_in_by_scan_and_gets_the_token_once() {
     // A WeChat retry or second tap changes nothing.
     app.scan(&ticket, "o_back", true).await;
 
-    let (_, b) = app.status(&uuid, None).await;
+    let (_, b) = app.status(&uuid).await;
     assert_eq!((b["status"].as_u64(), b["state"].as_str()), (Some(3), Some("reg")));
     assert_eq!(b["user"]["phone"], "139****9000");
     let token = b["token"].as_str().expect("token").to_string();
     assert_eq!(app.me(&token).await.0, 200);
-    let (_, again) = app.status(&uuid, None).await;
+    let (_, again) = app.status(&uuid).await;
     assert_eq!(again["state"], "expired");
     assert!(again.get("token").is_none());
     let m = app.metrics().await;
@@ -88,7 +89,7 @@ async fn concurrent_polls_share_one_token() {
     let app = spawn_app().await;
     app.register("o_twice", "13700137000").await;
     let (uuid, ticket) = app.new_login().await;
-    let polls: Vec<_> = (0..4).map(|_| app.status(&uuid, Some(10))).collect();
+    let polls: Vec<_> = (0..4).map(|_| app.status_wait(&uuid, 10)).collect();
     let scan = async {
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;
         app.scan(&ticket, "o_twice", true).await
@@ -104,7 +105,7 @@ async fn long_poll_is_woken_by_a_scan() {
     let app = spawn_app().await;
     let (uuid, ticket) = app.new_login().await;
     let start = Instant::now();
-    let poll = app.status(&uuid, Some(20));
+    let poll = app.status_wait(&uuid, 20);
     let scan = async {
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;
         app.scan(&ticket, "o_waiter", false).await
@@ -120,7 +121,7 @@ async fn long_poll_times_out_in_loop_and_wait_is_clamped() {
     let (uuid, _) = app.new_login().await;
     let start = Instant::now();
     // wait=30 is clamped to long_poll_max_secs = 1.
-    let (s, b) = app.status(&uuid, Some(30)).await;
+    let (s, b) = app.status_wait(&uuid, 30).await;
     assert_eq!((s, b["state"].as_str()), (200, Some("loop")));
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
@@ -132,11 +133,11 @@ async fn an_attempt_expires_end_to_end() {
     // A real process is timed here, so the TTL is short (1 s).
     let app = spawn_app_with(|s| s.login.qr_ttl_secs = 1).await;
     let (uuid, ticket) = app.new_login().await;
-    let (s, b) = app.status(&uuid, None).await;
+    let (s, b) = app.status(&uuid).await;
     assert_eq!((s, b["status"].as_u64()), (200, Some(2)), "still loop before the deadline: {b}");
     // A held poll is answered by the expiry itself, not by its own 5 s wait.
     let start = Instant::now();
-    let (_, b) = app.status(&uuid, Some(5)).await;
+    let (_, b) = app.status_wait(&uuid, 5).await;
     assert_eq!((b["status"].as_u64(), b["state"].as_str()), (Some(1), Some("expired")));
     assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
     // A scan of the expired code tells the person so and changes nothing.
@@ -163,7 +164,7 @@ async fn qr_answer_carries_a_real_picture() {
     let png = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // The same picture is served at qr_image_url (the ticket was encoded exactly once).
-    let served = app.client.get(b["qr_image_url"].as_str().unwrap()).send().await.unwrap();
+    let served = app.http.get(b["qr_image_url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(served.status(), 200);
     assert_eq!(served.bytes().await.unwrap().as_ref(), png.as_slice());
     assert!(!ticket_of(&b).is_empty());
@@ -178,11 +179,11 @@ async fn the_cli_scans_through_the_sandbox() {
     let app = spawn_app().await;
     let (uuid, ticket) = app.new_login().await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scanlogin"))
-        .args(["sandbox", "scan", "--ticket", &ticket, "--openid", "o_cli", "--server", &app.address])
+        .args(["sandbox", "scan", "--ticket", &ticket, "--openid", "o_cli", "--server", &app.server])
         .output()
         .await
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("http_status"));
-    assert_eq!(app.status(&uuid, None).await.1["state"], "not_reg");
+    assert_eq!(app.status(&uuid).await.1["state"], "not_reg");
 }

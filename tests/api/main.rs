@@ -4,6 +4,8 @@
 // Test code: a failed unwrap is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../support/client.rs"]
+mod client;
 mod helpers;
 #[path = "../support/redis_server.rs"]
 mod redis_server;

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::helpers::{parts, spawn_app};
+use crate::client::parts;
+use crate::helpers::spawn_app;
 
 /// `(METHOD, path)` of every `/api/v1/` row of the README's API summary table.
 fn readme_endpoints() -> BTreeSet<(String, String)> {
@@ -28,7 +29,7 @@ fn readme_endpoints() -> BTreeSet<(String, String)> {
 #[actix_web::test]
 async fn the_document_and_the_readme_table_list_the_same_endpoints() {
     let app = spawn_app().await;
-    let r = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap();
+    let r = app.http.get(app.url("/api/v1/openapi.json")).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "application/json");
     let (s, doc) = parts(r).await;
     assert_eq!(s, 200);
@@ -63,7 +64,7 @@ async fn a_wrong_method_on_a_known_route_is_405_with_allow_in_the_error_shape() 
         (reqwest::Method::PUT, "/api/v1/me", "GET"),
         (reqwest::Method::PATCH, "/api/v1/openapi.json", "GET"),
     ] {
-        let r = app.client.request(method.clone(), app.url(path)).send().await.unwrap();
+        let r = app.http.request(method.clone(), app.url(path)).send().await.unwrap();
         assert_eq!(r.headers().get("allow").map(|v| v.to_str().unwrap()), Some(allow), "{method} {path}");
         let (s, b) = parts(r).await;
         assert_eq!((s, b["error"].as_str()), (405, Some("method_not_allowed")), "{method} {path}");

@@ -1,12 +1,13 @@
 //! Operations endpoints: health, readiness, metrics, security headers.
 
-use crate::helpers::{metric, spawn_app};
+use crate::client::metric;
+use crate::helpers::spawn_app;
 
 #[actix_web::test]
 async fn health_ready_and_metrics() {
     let app = spawn_app().await;
-    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     app.new_login().await;
     let m = app.metrics().await;
@@ -16,23 +17,18 @@ async fn health_ready_and_metrics() {
     assert!(m.contains("scanlogin_process_resident_memory_bytes"), "process metrics exported");
     // No label carries an id: the poll uuid never appears in the exposition.
     let (uuid, _) = app.new_login().await;
-    app.status(&uuid, None).await;
+    app.status(&uuid).await;
     assert!(!app.metrics().await.contains(&uuid));
 }
 
 #[actix_web::test]
 async fn answers_carry_security_headers() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .post(app.url("/api/v1/login/qrcode"))
-        .json(&serde_json::json!({"image": false}))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        app.http.post(app.url("/api/v1/login/qrcode")).json(&serde_json::json!({"image": false})).send().await.unwrap();
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     assert_eq!(r.headers()["cache-control"], "no-store");
-    let nf = app.client.get(app.url("/no/such/route")).send().await.unwrap();
+    let nf = app.http.get(app.url("/no/such/route")).send().await.unwrap();
     assert_eq!(nf.status(), 404);
 }
 
@@ -40,17 +36,17 @@ async fn answers_carry_security_headers() {
 async fn every_answer_names_its_request_id() {
     let app = spawn_app().await;
     let r =
-        app.client.get(format!("{}/healthz", app.address)).header("x-request-id", "lb-1234_ab.c").send().await.unwrap();
+        app.http.get(format!("{}/healthz", app.server)).header("x-request-id", "lb-1234_ab.c").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "lb-1234_ab.c", "a proxy's id carries through");
     let r = app
-        .client
-        .get(format!("{}/healthz", app.address))
+        .http
+        .get(format!("{}/healthz", app.server))
         .header("x-request-id", "bad id with spaces and a very long tail that goes past sixty-four characters")
         .send()
         .await
         .unwrap();
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "a fresh one replaces junk: {id}");
-    let r2 = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    let r2 = app.http.get(format!("{}/healthz", app.server)).send().await.unwrap();
     assert_ne!(r2.headers()["x-request-id"].to_str().unwrap(), id);
 }

@@ -4,7 +4,7 @@
 use crate::helpers::{spawn_app, spawn_app_with};
 
 async fn get(app: &crate::helpers::TestApp, path: &str) -> reqwest::Response {
-    app.client.get(app.url(path)).send().await.expect("request")
+    app.http.get(app.url(path)).send().await.expect("request")
 }
 
 fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {

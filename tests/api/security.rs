@@ -8,12 +8,13 @@ use std::time::Duration;
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, metric, parts, spawn_app_with};
+use crate::client::{metric, parts};
+use crate::helpers::{TestApp, spawn_app_with};
 use crate::redis_server::{RedisServer, free_port};
 
 /// A QR request as a proxy forwards it: `X-Forwarded-For` (raw bytes) and/or `Forwarded`.
 async fn qr_via(app: &TestApp, xff: Option<&[u8]>, forwarded: Option<&str>) -> u16 {
-    let mut r = app.client.post(app.url("/api/v1/login/qrcode")).json(&json!({"image": false}));
+    let mut r = app.http.post(app.url("/api/v1/login/qrcode")).json(&json!({"image": false}));
     if let Some(x) = xff {
         r = r.header("x-forwarded-for", HeaderValue::from_bytes(x).expect("header bytes"));
     }
@@ -24,7 +25,7 @@ async fn qr_via(app: &TestApp, xff: Option<&[u8]>, forwarded: Option<&str>) -> u
 }
 
 async fn post_from(app: &TestApp, path: &str, xff: &str, body: &Value) -> (u16, Value) {
-    parts(app.client.post(app.url(path)).header("x-forwarded-for", xff).json(body).send().await.unwrap()).await
+    parts(app.http.post(app.url(path)).header("x-forwarded-for", xff).json(body).send().await.unwrap()).await
 }
 
 /// A login attempt scanned by a new WeChat user (`not_reg`), created from `xff`.
@@ -46,7 +47,7 @@ async fn the_sandbox_is_off_unless_a_config_turns_it_on() {
     assert!(!parsed.wechat.sandbox);
     let app = spawn_app_with(|s| s.wechat.sandbox = parsed.wechat.sandbox).await;
     for path in ["/_sandbox/tickets", "/_sandbox/"] {
-        assert_eq!(app.client.get(app.url(path)).send().await.unwrap().status(), 404, "{path}");
+        assert_eq!(app.http.get(app.url(path)).send().await.unwrap().status(), 404, "{path}");
     }
     let scan = app.post_json("/_sandbox/scan", &json!({"ticket": "t", "openid": "o"})).await;
     assert_eq!(scan.status(), 404);
@@ -124,7 +125,7 @@ async fn guesses_for_a_phone_that_got_no_code_lock_nothing() {
     let attacker = not_reg(&app, "o_attacker").await;
     assert_eq!(app.sms_code(&attacker, "13800138000").await.0, 200);
     for _ in 0..8 {
-        let (s, b) = app.bind_phone(&attacker, victim, "000000").await;
+        let (s, b) = app.bind(&attacker, victim, "000000").await;
         assert_eq!((s, b["error"].as_str()), (400, Some("invalid_code")), "{b}");
     }
     // The victim logs in as usual: their number is not locked.
@@ -132,7 +133,7 @@ async fn guesses_for_a_phone_that_got_no_code_lock_nothing() {
     let (s, b) = app.sms_code(&own, victim).await;
     assert_eq!(s, 200, "{b}");
     let code = app.last_code(victim).await;
-    let (s, b) = app.bind_phone(&own, victim, &code).await;
+    let (s, b) = app.bind(&own, victim, &code).await;
     assert_eq!(s, 200, "{b}");
 }
 
@@ -151,7 +152,7 @@ async fn bind_phone_calls_are_capped_per_attempt_and_per_address() {
         assert_eq!(post_from(&app, bind, "2001:db8:7:7::1", &body).await.0, 400);
     }
     let r = app
-        .client
+        .http
         .post(app.url(bind))
         .header("x-forwarded-for", "2001:db8:7:7::1")
         .json(&json!({"uuid": uuid, "phone": "13800138009", "code": "123456"}))
@@ -205,7 +206,7 @@ async fn cross_site_posts_are_forbidden_before_any_cost() {
     })
     .await;
     let post = |origin: &'static str, path: &'static str, body: Value| {
-        app.client.post(app.url(path)).header("origin", origin).json(&body).send()
+        app.http.post(app.url(path)).header("origin", origin).json(&body).send()
     };
     for origin in ["https://evil.example.net", "null", "https://app.example.com.evil.net"] {
         for path in ["/api/v1/login/qrcode", "/api/v1/login/sms-code", "/api/v1/login/bind-phone", "/api/v1/logout"] {
@@ -218,8 +219,8 @@ async fn cross_site_posts_are_forbidden_before_any_cost() {
     assert_eq!(metric(&m, "scanlogin_wechat_api_calls_total", &[]), 0.0);
     assert_eq!(metric(&m, "scanlogin_limits_hit_total", &[]), 0.0);
     // Nothing was charged: the per-address limit still has both its QR codes.
-    let own = app.address.clone();
-    let r = app.client.post(app.url("/api/v1/login/qrcode")).header("origin", own).json(&json!({"image": false}));
+    let own = app.server.clone();
+    let r = app.http.post(app.url("/api/v1/login/qrcode")).header("origin", own).json(&json!({"image": false}));
     assert_eq!(r.send().await.unwrap().status(), 200, "the page's own origin");
     assert_eq!(
         post("https://app.example.com", "/api/v1/login/qrcode", json!({"image": false})).await.unwrap().status(),
@@ -243,7 +244,7 @@ async fn wechat_errmsg_does_not_reach_the_client() {
 async fn metrics_bind_serves_metrics_only_there() {
     let port = free_port();
     let app = spawn_app_with(|s| s.server.metrics_bind = format!("127.0.0.1:{port}")).await;
-    let get = |url: String| app.client.get(url).send();
+    let get = |url: String| app.http.get(url).send();
     assert_eq!(get(app.url("/metrics")).await.unwrap().status(), 404, "not on the API port");
     let r = get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap();
     assert_eq!(r.status(), 200);

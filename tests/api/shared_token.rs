@@ -9,7 +9,8 @@ use scanlogin::kv::Kv;
 use scanlogin::metrics::Metrics;
 use scanlogin::wechat::token::{Shared, TokenManager, TokenSource};
 
-use crate::helpers::{metric, spawn_app};
+use crate::client::metric;
+use crate::helpers::spawn_app;
 use crate::redis_server::RedisServer;
 
 fn node(base: &str, kv: &Kv, name: &str) -> (Arc<TokenManager>, Metrics) {
@@ -34,7 +35,7 @@ async fn three_nodes_fetch_one_token_and_invalidate_it_once_for_all() {
     let wechat = spawn_app().await;
     let redis = RedisServer::start();
     let kv = Kv::new(&redis.url(), "test").unwrap();
-    let base = format!("{}/_sandbox", wechat.address);
+    let base = format!("{}/_sandbox", wechat.server);
     let nodes: Vec<_> = ["n1", "n2", "n3"].iter().map(|n| node(&base, &kv, n)).collect();
     let calls: Vec<_> = (0..30).map(|i| nodes[i % 3].0.get()).collect();
     let tokens: Vec<String> =
@@ -59,7 +60,7 @@ async fn with_redis_down_each_node_fetches_for_itself() {
     let mut redis = RedisServer::start();
     let kv = Kv::new(&redis.url(), "test").unwrap();
     redis.kill();
-    let base = format!("{}/_sandbox", wechat.address);
+    let base = format!("{}/_sandbox", wechat.server);
     let nodes: Vec<_> = ["n1", "n2"].iter().map(|n| node(&base, &kv, n)).collect();
     for (n, _) in &nodes {
         n.get().await.expect("logins go on without Redis");

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, parts, spawn_app, spawn_app_with};
+use crate::client::parts;
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 /// The longest any single frame may take to arrive in these tests.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,7 +89,7 @@ async fn the_state_comes_at_once_then_each_change_and_a_bind_ends_it_without_a_t
     // A code sent changes nothing the stream tells; the bind's answer carries the token.
     assert_eq!(app.sms_code(&uuid, "13800138001").await.0, 200);
     let code = app.last_code("13800138001").await;
-    let (s, bound) = app.bind_phone(&uuid, "13800138001", &code).await;
+    let (s, bound) = app.bind(&uuid, "13800138001", &code).await;
     assert_eq!(s, 200, "{bound}");
     assert!(bound["token"].is_string());
     let ev = sse.status().await.unwrap();
@@ -105,7 +106,7 @@ async fn a_token_goes_to_exactly_one_of_a_stream_and_a_concurrent_poll() {
     let mut sse = Sse::open(&app, &uuid).await;
     assert_eq!(state(&sse.status().await.unwrap()), "loop");
 
-    let poll = app.status(&uuid, Some(10));
+    let poll = app.status_wait(&uuid, 10);
     let scan = async {
         // Let the long poll be held before the scan lands.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -124,7 +125,7 @@ async fn a_token_goes_to_exactly_one_of_a_stream_and_a_concurrent_poll() {
         assert_eq!(me, 200, "the streamed token works");
     }
     assert_eq!(sse.frame().await, None, "closed after the terminal answer");
-    assert_eq!(state(&app.status(&uuid, None).await.1), "expired");
+    assert_eq!(state(&app.status(&uuid).await.1), "expired");
 }
 
 #[actix_web::test]
@@ -140,7 +141,7 @@ async fn an_unknown_uuid_is_one_expired_event_and_a_malformed_one_is_400_without
         let (s, b) = parts(r).await;
         assert_eq!((s, b["error"].as_str()), (400, Some("invalid_request")), "{bad}");
     }
-    let (s, b) = parts(app.client.get(app.url("/api/v1/login/events")).send().await.unwrap()).await;
+    let (s, b) = parts(app.http.get(app.url("/api/v1/login/events")).send().await.unwrap()).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_request")));
 }
 
@@ -175,7 +176,7 @@ async fn streams_count_against_the_addresss_held_polls() {
     assert_eq!((s, body["error"].as_str()), (429, Some("rate_limited")), "{body}");
     // A long poll from the same address is answered at once instead of held.
     let t0 = Instant::now();
-    assert_eq!(state(&app.status(&uuid, Some(5)).await.1), "loop");
+    assert_eq!(state(&app.status_wait(&uuid, 5).await.1), "loop");
     assert!(t0.elapsed() < Duration::from_secs(2));
 
     // A closed stream gives its slot back (the server notices at its next ping).

@@ -16,7 +16,7 @@ fn signed_query(token: &str) -> Vec<(&'static str, String)> {
 /// POSTs `body` to the default app's callback, signed with `token`.
 async fn push(app: &TestApp, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
     let url = app.url(&format!("/wechat/{APP_ID}/callback"));
-    app.client.post(url).query(&signed_query(token)).body(body).send().await.unwrap()
+    app.http.post(url).query(&signed_query(token)).body(body).send().await.unwrap()
 }
 
 #[actix_web::test]
@@ -25,13 +25,13 @@ async fn url_verification_echoes_exactly() {
     let url = app.url(&format!("/wechat/{APP_ID}/callback"));
     let mut q = signed_query(TOKEN);
     q.push(("echostr", "5927782489442352469".into()));
-    let r = app.client.get(&url).query(&q).send().await.unwrap();
+    let r = app.http.get(&url).query(&q).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "5927782489442352469");
     let mut bad = signed_query("wrong-token");
     bad.push(("echostr", "x".into()));
-    assert_eq!(app.client.get(&url).query(&bad).send().await.unwrap().status(), 401);
-    let unknown = app.client.get(app.url("/wechat/wxnope/callback")).query(&q).send().await.unwrap();
+    assert_eq!(app.http.get(&url).query(&bad).send().await.unwrap().status(), 401);
+    let unknown = app.http.get(app.url("/wechat/wxnope/callback")).query(&q).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
 }
 
@@ -45,11 +45,11 @@ async fn forged_push_is_401_and_changes_nothing() {
     let url = app.url(&format!("/wechat/{APP_ID}/callback"));
     let r = push(&app, "not-the-token", body.clone()).await;
     assert_eq!(r.status(), 401);
-    let r = app.client.post(&url).body(body).send().await.unwrap();
+    let r = app.http.post(&url).body(body).send().await.unwrap();
     assert_eq!(r.status(), 401, "no signature at all");
-    assert_eq!(app.status(&uuid, None).await.1["state"], "loop");
+    assert_eq!(app.status(&uuid).await.1["state"], "loop");
     let m = app.metrics().await;
-    assert!(crate::helpers::metric(&m, "scanlogin_callbacks_total", &["result=\"bad_signature\""]) >= 2.0);
+    assert!(crate::client::metric(&m, "scanlogin_callbacks_total", &["result=\"bad_signature\""]) >= 2.0);
 }
 
 #[actix_web::test]
@@ -79,7 +79,7 @@ async fn a_second_scanner_of_one_code_is_told_it_expired() {
     // The owner scanning again (a second tap) is still the owner.
     let (_, again) = app.scan(&ticket, "o_first", false).await;
     assert!(again["reply"]["content"].as_str().is_some_and(|c| c.contains("bind")), "{again}");
-    assert_eq!(app.status(&uuid, None).await.1["state"], "not_reg");
+    assert_eq!(app.status(&uuid).await.1["state"], "not_reg");
 }
 
 #[actix_web::test]
@@ -103,12 +103,12 @@ async fn safe_mode_login_through_the_sandbox_and_plaintext_refused() {
     assert_eq!(s, 200, "{reply}");
     assert_eq!(reply["encrypted"], true, "{reply}");
     assert!(reply["reply"]["content"].as_str().unwrap().contains("绑定手机号"), "{reply}");
-    assert_eq!(app.status(&uuid, None).await.1["state"], "not_reg");
+    assert_eq!(app.status(&uuid).await.1["state"], "not_reg");
 
     // The same event in plaintext, correctly signed, must not get through.
     let (uuid2, _) = app.new_login().await;
     let body = event_xml("gh_x", "o_bypass", 1, "subscribe", Some("qrscene_whatever"), None);
     let r = push(&app, TOKEN, body).await;
     assert_eq!(r.status(), 401);
-    assert_eq!(app.status(&uuid2, None).await.1["state"], "loop");
+    assert_eq!(app.status(&uuid2).await.1["state"], "loop");
 }

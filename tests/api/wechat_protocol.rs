@@ -7,7 +7,8 @@ use scanlogin::wechat::crypto::{self, AesKey};
 use scanlogin::wechat::xml::{self, event_xml};
 use serde_json::json;
 
-use crate::helpers::{metric, spawn_app, spawn_app_with};
+use crate::client::metric;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 const APP_ID: &str = "wxsandbox0000000001";
 const TOKEN: &str = "sandbox-token";
@@ -30,7 +31,7 @@ async fn same_event_four_times_is_one_transition_and_four_identical_answers() {
     let m = app.metrics().await;
     assert_eq!(metric(&m, "scanlogin_transitions_total", &["from=\"loop\"", "to=\"not_reg\""]), 1.0);
     assert_eq!(metric(&m, "scanlogin_callbacks_total", &["result=\"duplicate\""]), 3.0);
-    assert_eq!(app.status(&uuid, None).await.1["state"], "not_reg");
+    assert_eq!(app.status(&uuid).await.1["state"], "not_reg");
 }
 
 #[actix_web::test]
@@ -55,10 +56,10 @@ async fn slow_work_is_not_acknowledged_and_the_retry_gets_the_stored_result() {
         assert_ne!(r.text().await.unwrap(), "success");
     }
     assert!(start.elapsed() >= Duration::from_secs(5), "no answer within WeChat's 5 s: {:?}", start.elapsed());
-    assert_eq!(app.status(&uuid, None).await.1["state"], "loop", "the work is still stalled");
+    assert_eq!(app.status(&uuid).await.1["state"], "loop", "the work is still stalled");
     stall.rollback().await.unwrap();
     // The work finishes in the background; WeChat's next retry gets its stored reply.
-    let (_, b) = app.status(&uuid, Some(5)).await;
+    let (_, b) = app.status_wait(&uuid, 5).await;
     assert_eq!(b["state"], "not_reg");
     let r = app.push_plain(APP_ID, TOKEN, event).await;
     assert_eq!(r.status(), 200);
@@ -132,10 +133,10 @@ async fn several_accounts_each_with_their_own_callback() {
     let (s, b) = app.create_qr(json!({"app": "second", "image": false})).await;
     assert_eq!(s, 200, "{b}");
     let uuid = b["uuid"].as_str().unwrap().to_string();
-    let ticket = crate::helpers::ticket_of(&b);
+    let ticket = crate::client::ticket_of(&b);
     let (_, reply) = app.scan(&ticket, "o_second", false).await;
     assert_eq!(reply["encrypted"], true, "the second account is in safe mode: {reply}");
-    assert_eq!(app.status(&uuid, None).await.1["state"], "not_reg");
+    assert_eq!(app.status(&uuid).await.1["state"], "not_reg");
     // The first account's token does not sign for the second.
     let scene = "sl_whatever";
     let r = app.push_plain("wxsandbox0000000002", TOKEN, event_xml("gh", "o", 1, "SCAN", Some(scene), None)).await;
@@ -165,14 +166,14 @@ async fn key_rotation_accepts_the_previous_key_and_answers_with_it() {
         ("encrypt_type", "aes".into()),
         ("msg_signature", crypto::msg_signature(TOKEN, ts, nonce, &enc)),
     ];
-    let r = app.client.post(app.url(&format!("/wechat/{APP_ID}/callback"))).query(&q).body(body).send().await.unwrap();
+    let r = app.http.post(app.url(&format!("/wechat/{APP_ID}/callback"))).query(&q).body(body).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let reply = xml::parse_fields(&r.text().await.unwrap()).unwrap();
     let renc = reply.get("Encrypt").unwrap();
     let decrypted = crypto::decrypt(&old, APP_ID, renc).expect("reply sealed with the key that worked");
     assert!(String::from_utf8(decrypted).unwrap().contains("绑定手机号"));
     assert!(crypto::decrypt(&AesKey::from_encoding_key(new_key).unwrap(), APP_ID, renc).is_err());
-    assert_eq!(app.status(&uuid, None).await.1["state"], "not_reg");
+    assert_eq!(app.status(&uuid).await.1["state"], "not_reg");
 }
 
 #[actix_web::test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Cluster, Tokens, assert_spent, me};
+use crate::harness::{Cluster, Tokens, assert_spent};
 
 /// One login whose requests rotate over the nodes from `first`: create on `first`,
 /// the callback on the next, the poll on the third, SMS on `first`, bind on the next.
@@ -50,7 +50,7 @@ async fn two_hundred_logins_with_each_request_on_another_node() {
                     let (token, uuid) = hop_login(&c, u + returning as usize, &openid, &phone, returning).await;
                     tokens.record(&token);
                     for i in 0..3 {
-                        let (status, body) = me(&c.http, &c.node(i), &token).await;
+                        let (status, body) = c.api(i).me(&token).await;
                         assert_eq!(status, 200, "node{}: {body}", i + 1);
                         assert_eq!(body["phone"], format!("139****{:04}", u % 10_000), "{body}");
                     }
@@ -66,7 +66,7 @@ async fn two_hundred_logins_with_each_request_on_another_node() {
     // Every node played every role: each created a third of the attempts.
     for i in 0..3 {
         let text = c.http.get(format!("{}/metrics", c.node(i))).send().await.unwrap().text().await.unwrap();
-        let made = crate::harness::metric_in(&text, "scanlogin_attempts_created_total", "");
+        let made = crate::client::metric(&text, "scanlogin_attempts_created_total", &[]);
         assert!(made >= 60.0, "node{} created {made} attempts", i + 1);
     }
     eprintln!("200 hopping logins in {:?}", started.elapsed());

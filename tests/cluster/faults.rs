@@ -98,7 +98,7 @@ async fn traffic(c: Arc<Cluster>, stop: Arc<AtomicBool>, seen: Arc<std::sync::Mu
             c.http.post(format!("{url}/api/v1/login/qrcode")).json(&serde_json::json!({"image": false})).send().await;
         let r = r.expect("nginx answers");
         let retry = r.headers().get("retry-after").is_some();
-        let (status, body) = crate::process::parts(r).await;
+        let (status, body) = crate::client::parts(r).await;
         {
             let mut s = seen.lock().unwrap();
             s.slowest = s.slowest.max(t.elapsed());

@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::Client;
-use serde_json::{Value, json};
 
-use crate::process::{Api, Instance, RedisServer, client, free_port, parts};
+use crate::client::{Api, client, metric};
+use crate::process::{Instance, RedisServer, free_port};
 
 pub const APP: &str = "wxsandbox0000000001";
 const WECHAT_TOKEN: &str = "sandbox-token";
@@ -116,10 +116,10 @@ impl Cluster {
 
     /// The test client talking to node `i`.
     pub fn api(&self, i: usize) -> Api {
-        Api::at(&self.node(i), &self.wechat())
+        Api::with_client(self.http.clone(), &self.node(i), &self.wechat())
     }
 
-    /// The test client talking to nginx.
+    /// A test client of its own (its own connections) talking to nginx.
     pub fn front(&self) -> Api {
         Api::at(&self.nginx.url(), &self.wechat())
     }
@@ -138,10 +138,7 @@ impl Cluster {
 
     /// The scene WeChat knows for `ticket` (what a scan of the QR code carries).
     pub async fn scene(&self, ticket: &str) -> String {
-        let r = self.http.get(format!("{}/_sandbox/tickets", self.wechat())).query(&[("ticket", ticket)]);
-        let (status, body) = parts(r.send().await.unwrap()).await;
-        assert_eq!(status, 200, "{body}");
-        body["scene"].as_str().unwrap().to_string()
+        Api::with_client(self.http.clone(), &self.nginx.url(), &self.wechat()).scene_of(ticket).await
     }
 
     /// Posts a signed scan push (as WeChat does) straight to node `i`'s callback; answers
@@ -173,18 +170,10 @@ impl Cluster {
                 continue;
             }
             let text = self.http.get(format!("{}/metrics", self.node(i))).send().await.unwrap().text().await.unwrap();
-            sum += metric_in(&text, name, filter);
+            sum += metric(&text, name, &[filter]);
         }
         sum
     }
-}
-
-/// `name`'s value summed over its series in one exposition text.
-pub fn metric_in(text: &str, name: &str, filter: &str) -> f64 {
-    text.lines()
-        .filter(|l| (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))) && l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Every token handed out in a test: a second sighting of one is a failure.
@@ -211,21 +200,6 @@ pub async fn assert_spent(c: &Cluster, uuid: &str) {
         assert_eq!((status, body["state"].as_str()), (200, Some("expired")), "node{}: {body}", i + 1);
         assert!(body.get("token").is_none(), "{body}");
     }
-}
-
-pub async fn me(http: &Client, base: &str, token: &str) -> (u16, Value) {
-    parts(http.get(format!("{base}/api/v1/me")).bearer_auth(token).send().await.unwrap()).await
-}
-
-pub async fn logout(http: &Client, base: &str, token: &str) -> u16 {
-    http.post(format!("{base}/api/v1/logout"))
-        .bearer_auth(token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 impl Drop for Cluster {

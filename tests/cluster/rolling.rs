@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::client::{Api, delivered};
 use crate::harness::{Cluster, Tokens};
-use crate::process::Api;
 
 /// Logins through nginx with the sandbox playing the phone (its scan posts the callback
 /// through nginx too); each token is recorded, and a second poll must not see it again.
@@ -16,7 +16,7 @@ async fn checked_logins(api: Api, stop: Arc<AtomicBool>, tokens: Arc<Tokens>, wh
     while !stop.load(Ordering::Relaxed) {
         let openid = format!("o_roll_{who}_{n}");
         let (uuid, ticket) = api.new_login().await;
-        api.scan(&ticket, &openid, false).await;
+        delivered(api.scan(&ticket, &openid, false).await);
         let phone = format!("1380{who:03}{n:04}");
         let code = api.send_code(&uuid, &phone).await;
         let (status, body) = api.bind(&uuid, &phone, &code).await;

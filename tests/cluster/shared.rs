@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Cluster, logout, me};
+use crate::harness::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_cooldown_and_access_token_are_shared_by_the_nodes() {
@@ -30,7 +30,7 @@ async fn logout_cooldown_and_access_token_are_shared_by_the_nodes() {
             c.http.post(format!("{}/api/v1/login/sms-code", c.node(i))).json(&json!({"uuid": uuid, "phone": phone}));
         let r = r.send().await.unwrap();
         let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        let (status, body) = crate::process::parts(r).await;
+        let (status, body) = crate::client::parts(r).await;
         assert_eq!((status, body["error"].as_str()), (429, Some("rate_limited")), "node{}: {body}", i + 1);
         assert!(retry.is_some_and(|s| (1..=60).contains(&s)), "Retry-After {retry:?}");
     }
@@ -44,12 +44,12 @@ async fn logout_cooldown_and_access_token_are_shared_by_the_nodes() {
     assert_eq!(status, 200, "{body}");
     let token = body["token"].as_str().unwrap().to_string();
     for i in 0..3 {
-        assert_eq!(me(&c.http, &c.node(i), &token).await.0, 200);
+        assert_eq!(c.api(i).me(&token).await.0, 200);
     }
     // Logout on node 3: refused on every node from then on.
-    assert_eq!(logout(&c.http, &c.node(2), &token).await, 204);
+    assert_eq!(c.api(2).logout(&token).await, 204);
     for i in 0..3 {
-        let (status, body) = me(&c.http, &c.node(i), &token).await;
+        let (status, body) = c.api(i).me(&token).await;
         assert_eq!(status, 401, "node{} still takes a logged-out token: {body}", i + 1);
     }
 

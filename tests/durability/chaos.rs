@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::client::{Api, parts};
 use crate::player::Player;
-use crate::process::{Api, Instance, RedisServer, parts};
+use crate::process::{Instance, RedisServer};
 
 const WORKERS: u64 = 8;
 const TTL: Duration = Duration::from_secs(20);
@@ -201,7 +202,7 @@ async fn experiment(snapshots: &str) {
     }
     wechat.start().await;
     server.start().await;
-    let api = Api::new(&server, &wechat);
+    let api = server.api(&wechat);
     api.until_ready().await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -209,7 +210,7 @@ async fn experiment(snapshots: &str) {
     let workers: Vec<_> = (0..WORKERS)
         .map(|id| {
             let w = Arc::new(Worker {
-                api: Api::new(&server, &wechat),
+                api: server.api(&wechat),
                 player: Player::new(&api.server),
                 id,
                 users: AtomicU64::new(0),

@@ -6,6 +6,8 @@
 // Test code: a failed unwrap is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../support/client.rs"]
+mod client;
 mod player;
 #[path = "../support/process.rs"]
 mod process;

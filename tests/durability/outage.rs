@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 
-use crate::process::{Api, RedisServer, server_and_wechat};
+use crate::client::{Api, delivered};
+use crate::process::{RedisServer, server_and_wechat};
 
 /// The most any request may take while Redis does not answer.
 const BOUND: Duration = Duration::from_millis(1500);
@@ -46,15 +47,15 @@ async fn logins_survive_a_redis_outage_and_a_crash_after_it() {
     let frozen = Instant::now();
     until_readyz_names_redis(&api).await;
     // A new user binds a phone, a registered one scans: both get their token.
-    timed("scan", api.scan(&t1, "o_one", false)).await;
+    delivered(timed("scan", api.scan(&t1, "o_one", false)).await);
     let code = timed("sms-code", api.send_code(&a1, "13900139000")).await;
     let (status, body) = timed("bind-phone", api.bind(&a1, "13900139000", &code)).await;
     assert!(status == 200 && body["token"].is_string(), "{body}");
-    timed("scan", api.scan(&t2, "o_reg", true)).await;
+    delivered(timed("scan", api.scan(&t2, "o_reg", true)).await);
     let (_, body) = timed("status", api.status(&a2)).await;
     assert!(body["token"].is_string(), "{body}");
     // Another stops half-way; a new QR code is handed out.
-    timed("scan", api.scan(&t3, "o_three", false)).await;
+    delivered(timed("scan", api.scan(&t3, "o_three", false)).await);
     let (a5, _) = timed("qrcode", api.new_login()).await;
     let m = api.metrics().await;
     let errors =
@@ -106,7 +107,7 @@ async fn a_token_answered_while_redis_is_frozen_stays_spent_after_a_crash() {
     let (mut server, _wechat, api) = server_and_wechat(dir.path(), &redis.url(), 120).await;
     api.register("o_reg", "13800138000").await;
     let (uuid, ticket) = api.new_login().await;
-    api.scan(&ticket, "o_reg", true).await;
+    delivered(api.scan(&ticket, "o_reg", true).await);
     redis.pause();
     // Once the server knows Redis is gone it sends it nothing (a write stuck in a frozen
     // Redis's socket would still land when it thaws).
@@ -133,7 +134,7 @@ async fn the_server_starts_while_redis_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = crate::process::Instance::server(dir.path(), &redis.url(), 60);
     server.start().await;
-    let api = Api::new(&server, &server);
+    let api = server.api(&server);
     let deadline = Instant::now() + Duration::from_secs(8);
     loop {
         let (status, body) = api.get("/readyz").await;

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::player::Player;
-use crate::process::{Api, Instance, RedisServer};
+use crate::process::{Instance, RedisServer};
 
 async fn scenario(snapshots: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -18,7 +18,7 @@ async fn scenario(snapshots: &str) {
     server.set("SCANLOGIN__WECHAT__TEST_PUSH_DELAY_MS", "1000");
     wechat.start().await;
     server.start().await;
-    let api = Api::new(&server, &wechat);
+    let api = server.api(&wechat);
     api.until_ready().await;
 
     let (uuid, ticket) = api.new_login().await;

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::client::delivered;
 use crate::process::{RedisServer, server_and_wechat};
 
 const PHONE_REG: &str = "13800138000";
@@ -39,16 +40,16 @@ async fn scenario(snapshots: &str) {
     let t_loop = Instant::now();
     let (not_reg, ticket) = api.new_login().await;
     let t_not_reg = Instant::now();
-    api.scan(&ticket, "o_new", false).await;
+    delivered(api.scan(&ticket, "o_new", false).await);
     let code = api.send_code(&not_reg, PHONE_NEW).await;
     let (reg, ticket) = api.new_login().await;
-    api.scan(&ticket, "o_reg", true).await;
+    delivered(api.scan(&ticket, "o_reg", true).await);
     let (taken, ticket) = api.new_login().await;
-    api.scan(&ticket, "o_reg", true).await;
+    delivered(api.scan(&ticket, "o_reg", true).await);
     let (_, body) = api.status(&taken).await;
     assert!(body["token"].is_string(), "{body}");
     let (bound, ticket) = api.new_login().await;
-    api.scan(&ticket, "o_bind", false).await;
+    delivered(api.scan(&ticket, "o_bind", false).await);
     let bind_code = api.send_code(&bound, PHONE_BIND).await;
     let (status, body) = api.bind(&bound, PHONE_BIND, &bind_code).await;
     assert!(status == 200 && body["token"].is_string(), "{body}");
@@ -84,7 +85,7 @@ async fn scenario(snapshots: &str) {
     assert!(body["state"] == "reg" && body["token"].is_string(), "{body}");
     let (status, body) = api.bind(&not_reg, PHONE_NEW, &code).await;
     assert!(status == 200 && body["token"].is_string(), "{body}");
-    api.scan(&loop_ticket, "o_reg", true).await;
+    delivered(api.scan(&loop_ticket, "o_reg", true).await);
     let (_, body) = api.status(&looping).await;
     assert!(body["state"] == "reg" && body["token"].is_string(), "{body}");
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::process::{Api, Instance};
+use crate::process::Instance;
 
 #[tokio::test]
 async fn sigterm_answers_held_polls_flushes_and_exits_0() {
@@ -11,7 +11,7 @@ async fn sigterm_answers_held_polls_flushes_and_exits_0() {
     // WeChat is the server's own sandbox here: no scans needed.
     let mut server = Instance::server(dir.path(), "sqlite", 120);
     server.start().await;
-    let api = Api::new(&server, &server);
+    let api = server.api(&server);
     api.until_ready().await;
     let mut uuids = Vec::new();
     for _ in 0..3 {
@@ -21,7 +21,7 @@ async fn sigterm_answers_held_polls_flushes_and_exits_0() {
     for uuid in &uuids {
         let (http, url) = (api.http.clone(), server.url(&format!("/api/v1/login/status?uuid={uuid}&wait=20")));
         held.push(tokio::spawn(async move {
-            let answer = crate::process::parts(http.get(url).send().await.unwrap()).await;
+            let answer = crate::client::parts(http.get(url).send().await.unwrap()).await;
             (answer, Instant::now())
         }));
     }

@@ -5,6 +5,8 @@
 // Test code: a failed unwrap is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../support/client.rs"]
+mod client;
 #[allow(dead_code)] // the API tests' helpers; this binary uses a few of them
 #[path = "../api/helpers.rs"]
 mod helpers;
@@ -43,7 +45,7 @@ async fn drive(app: &TestApp) {
     for (openid, _) in users {
         let (uuid, ticket) = app.new_login().await;
         let poll = {
-            let client = app.client.clone();
+            let client = app.http.clone();
             let url = app.url(&format!("/api/v1/login/status?uuid={uuid}&wait=10"));
             actix_web::rt::spawn(async move { client.get(url).send().await.unwrap().json::<Value>().await })
         };
@@ -54,14 +56,14 @@ async fn drive(app: &TestApp) {
     }
     // A new user types a wrong code and asks for a second code too soon.
     let (uuid, ticket) = app.new_login().await;
-    app.status(&uuid, None).await;
+    app.status(&uuid).await;
     assert_eq!(app.scan(&ticket, "o_obs_d", false).await.0, 200);
     assert_eq!(app.sms_code(&uuid, "13800138004").await.0, 200);
     assert_eq!(app.sms_code(&uuid, "13800138004").await.0, 429);
-    assert_eq!(app.bind_phone(&uuid, "13800138004", "000000").await.0, 400);
+    assert_eq!(app.bind(&uuid, "13800138004", "000000").await.0, 400);
     // A forged push.
     let r = app
-        .client
+        .http
         .post(app.url(&format!("/wechat/{APP_ID}/callback?signature=bad&timestamp=1&nonce=1")))
         .body("<xml></xml>")
         .send()
@@ -135,7 +137,7 @@ fn dashboard_is_importable_grafana_json() {
 async fn every_panel_and_alert_works_on_a_real_prometheus() {
     let app = spawn_app().await;
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/alerts.yml");
-    let prom = Prometheus::start(app.address.trim_start_matches("http://"), &rules).await;
+    let prom = Prometheus::start(app.server.trim_start_matches("http://"), &rules).await;
     prom.wait_scrapes(1).await;
     drive(&app).await;
     prom.wait_scrapes(3).await;

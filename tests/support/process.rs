@@ -1,8 +1,9 @@
 //! The built `scanlogin` binary as a real process: started with env overrides, killed
 //! with SIGKILL or stopped with SIGTERM, restarted on the same port and files; plus a
 //! second instance that plays WeChat (its sandbox) so that "WeChat" survives the crash
-//! of the server under test, as the real one would. One HTTP test client ([`Api`]) for
-//! it. Shared by the durability and cluster tests (included by path).
+//! of the server under test, as the real one would. Only process control: the tests talk
+//! to the instances with the one test client, [`Api`] (`client.rs`). Shared by the
+//! durability and cluster tests (included by path).
 
 #![allow(dead_code)] // each includer uses a different part
 
@@ -10,20 +11,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::Client;
-use serde_json::{Value, json};
+use crate::client::{Api, client};
 
 #[path = "redis_server.rs"]
 pub mod redis_server;
 pub use redis_server::{RedisServer, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_scanlogin");
-
-/// An HTTP client (the crate's TLS provider installed first, as the binary does).
-pub fn client() -> Client {
-    scanlogin::install_crypto();
-    Client::new()
-}
 
 /// One configured instance: its port, files and settings, and the process when running.
 pub struct Instance {
@@ -93,6 +87,11 @@ impl Instance {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The test client talking to this instance, with WeChat played by `wechat`.
+    pub fn api(&self, wechat: &Instance) -> Api {
+        Api::at(&self.url(""), &wechat.url(""))
+    }
+
     /// Starts the process (stderr to `<dir>/<name>-<n>.log`) and waits until it listens.
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
@@ -159,7 +158,7 @@ pub async fn server_and_wechat(dir: &std::path::Path, snapshots: &str, qr_ttl_se
     server.use_wechat(wechat.port);
     wechat.start().await;
     server.start().await;
-    let api = Api::new(&server, &wechat);
+    let api = server.api(&wechat);
     api.until_ready().await;
     (server, wechat, api)
 }
@@ -180,112 +179,4 @@ fn base_env(port: u16, public_url: &str) -> Vec<(String, String)> {
         ("SCANLOGIN__SERVER__WORKERS".into(), "2".into()),
         ("SCANLOGIN__SERVER__SHUTDOWN_GRACE_SECS".into(), "5".into()),
     ]
-}
-
-/// Talks HTTP to the server under test and to "WeChat".
-pub struct Api {
-    pub http: Client,
-    pub server: String,
-    pub wechat: String,
-}
-
-pub async fn parts(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    (status, r.json::<Value>().await.unwrap_or(Value::Null))
-}
-
-impl Api {
-    pub fn new(server: &Instance, wechat: &Instance) -> Self {
-        Self::at(&server.url(""), &wechat.url(""))
-    }
-
-    /// The server at base URL `server`, WeChat's sandbox at base URL `wechat`.
-    pub fn at(server: &str, wechat: &str) -> Self {
-        Self {
-            http: client(),
-            server: server.trim_end_matches('/').into(),
-            wechat: wechat.trim_end_matches('/').into(),
-        }
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        parts(self.http.get(format!("{}{path}", self.server)).send().await.expect("request")).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        parts(self.http.post(format!("{}{path}", self.server)).json(&body).send().await.expect("request")).await
-    }
-
-    /// A QR code; returns (uuid, ticket).
-    pub async fn new_login(&self) -> (String, String) {
-        let (status, body) = self.post("/api/v1/login/qrcode", json!({"image": false})).await;
-        assert_eq!(status, 200, "{body}");
-        let url = url::Url::parse(body["qr_image_url"].as_str().unwrap()).unwrap();
-        let ticket = url.query_pairs().find(|(k, _)| k == "ticket").unwrap().1.into_owned();
-        (body["uuid"].as_str().unwrap().to_string(), ticket)
-    }
-
-    pub async fn status(&self, uuid: &str) -> (u16, Value) {
-        self.get(&format!("/api/v1/login/status?uuid={uuid}")).await
-    }
-
-    /// The scene WeChat knows for `ticket` (what a push for it carries).
-    pub async fn scene_of(&self, ticket: &str) -> String {
-        let r = self.http.get(format!("{}/_sandbox/tickets", self.wechat)).query(&[("ticket", ticket)]).send().await;
-        let (status, body) = parts(r.unwrap()).await;
-        assert_eq!(status, 200, "{body}");
-        body["scene"].as_str().unwrap().to_string()
-    }
-
-    /// The phone scans through "WeChat", which pushes the event to the server.
-    pub async fn scan(&self, ticket: &str, openid: &str, subscribed: bool) {
-        let r = self
-            .http
-            .post(format!("{}/_sandbox/scan", self.wechat))
-            .json(&json!({"ticket": ticket, "openid": openid, "subscribed": subscribed}))
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = parts(r).await;
-        assert_eq!((status, body["http_status"].as_u64()), (200, Some(200)), "{body}");
-    }
-
-    /// Sends a code to `phone` and reads it from the server's SMS outbox.
-    pub async fn send_code(&self, uuid: &str, phone: &str) -> String {
-        let (status, body) = self.post("/api/v1/login/sms-code", json!({"uuid": uuid, "phone": phone})).await;
-        assert_eq!(status, 200, "{body}");
-        let (_, out) = self.get(&format!("/_sandbox/sms?phone={phone}")).await;
-        out["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["code"].as_str()).unwrap().to_string()
-    }
-
-    pub async fn bind(&self, uuid: &str, phone: &str, code: &str) -> (u16, Value) {
-        self.post("/api/v1/login/bind-phone", json!({"uuid": uuid, "phone": phone, "code": code})).await
-    }
-
-    /// A new WeChat user registers through the phone flow.
-    pub async fn register(&self, openid: &str, phone: &str) {
-        let (uuid, ticket) = self.new_login().await;
-        self.scan(&ticket, openid, false).await;
-        let code = self.send_code(&uuid, phone).await;
-        let (status, body) = self.bind(&uuid, phone, &code).await;
-        assert_eq!(status, 200, "{body}");
-    }
-
-    pub async fn metrics(&self) -> String {
-        self.http.get(format!("{}/metrics", self.server)).send().await.unwrap().text().await.unwrap()
-    }
-
-    /// Waits until `/readyz` answers 200 (after a restore); answers what it said first.
-    pub async fn until_ready(&self) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let first = self.get("/readyz").await.1;
-        loop {
-            let (status, body) = self.get("/readyz").await;
-            if status == 200 {
-                return first;
-            }
-            assert!(Instant::now() < deadline, "never ready: {body}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
 }

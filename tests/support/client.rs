@@ -1,0 +1,203 @@
+//! The one HTTP test client: one method per endpoint, so tests read like a front end
+//! (or WeChat) talking. It talks to a server under test at `server` and to WeChat's API
+//! (a sandbox) at `wechat`, which is the same base URL when the server plays WeChat
+//! itself. Used by the in-process API tests and by the process (durability, cluster)
+//! tests alike (included by path).
+
+#![allow(dead_code)] // each includer uses a different part
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Response};
+use serde_json::{Value, json};
+
+/// An HTTP client (the crate's TLS provider installed first, as the binary does).
+pub fn client() -> Client {
+    scanlogin::install_crypto();
+    Client::new()
+}
+
+/// Talks HTTP to the server under test and to "WeChat".
+pub struct Api {
+    pub http: Client,
+    /// Base URL of the server under test.
+    pub server: String,
+    /// Base URL of WeChat's sandbox (tickets, the phone's scan).
+    pub wechat: String,
+}
+
+/// A response's status and JSON body (Null when the body is not JSON).
+pub async fn parts(r: Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let body = r.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// The ticket inside a QR answer's `qr_image_url` (percent-decoded once).
+pub fn ticket_of(qr: &Value) -> String {
+    let url = url::Url::parse(qr["qr_image_url"].as_str().expect("qr_image_url")).unwrap();
+    url.query_pairs().find(|(k, _)| k == "ticket").map(|(_, v)| v.into_owned()).expect("ticket param")
+}
+
+/// The value of a metric line `name{labels} value`, summed over lines containing all `parts`.
+pub fn metric(text: &str, name: &str, parts: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+        .filter(|l| parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+impl Api {
+    /// The server at base URL `server`, WeChat's sandbox at base URL `wechat`.
+    pub fn at(server: &str, wechat: &str) -> Self {
+        Self::with_client(client(), server, wechat)
+    }
+
+    /// As [`Api::at`], with a client of the caller's making.
+    pub fn with_client(http: Client, server: &str, wechat: &str) -> Self {
+        Self { http, server: server.trim_end_matches('/').into(), wechat: wechat.trim_end_matches('/').into() }
+    }
+
+    /// The server's URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        parts(self.http.get(self.url(path)).send().await.expect("request")).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        parts(self.post_json(path, &body).await).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.http.post(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    pub async fn create_qr(&self, body: Value) -> (u16, Value) {
+        self.post("/api/v1/login/qrcode", body).await
+    }
+
+    /// A QR code with the picture skipped; returns (uuid, ticket).
+    pub async fn new_login(&self) -> (String, String) {
+        let (status, body) = self.create_qr(json!({"image": false})).await;
+        assert_eq!(status, 200, "{body}");
+        let uuid = body["uuid"].as_str().unwrap().to_string();
+        (uuid, ticket_of(&body))
+    }
+
+    /// `GET /api/v1/login/status?uuid=…`, answered at once.
+    pub async fn status(&self, uuid: &str) -> (u16, Value) {
+        self.status_query(&[("uuid", uuid.to_string())]).await
+    }
+
+    /// `GET /api/v1/login/status?uuid=…&wait=secs`, a held poll.
+    pub async fn status_wait(&self, uuid: &str, secs: u64) -> (u16, Value) {
+        self.status_query(&[("uuid", uuid.to_string()), ("wait", secs.to_string())]).await
+    }
+
+    async fn status_query(&self, q: &[(&str, String)]) -> (u16, Value) {
+        parts(self.http.get(self.url("/api/v1/login/status")).query(q).send().await.unwrap()).await
+    }
+
+    /// `GET /api/v1/login/events?uuid=…`, the response as it starts (the body streams).
+    pub async fn events(&self, uuid: &str) -> Response {
+        self.http.get(self.url("/api/v1/login/events")).query(&[("uuid", uuid)]).send().await.expect("request")
+    }
+
+    pub async fn sms_code(&self, uuid: &str, phone: &str) -> (u16, Value) {
+        self.post("/api/v1/login/sms-code", json!({"uuid": uuid, "phone": phone})).await
+    }
+
+    /// Sends a code to `phone` and reads it from the server's SMS outbox.
+    pub async fn send_code(&self, uuid: &str, phone: &str) -> String {
+        let (status, body) = self.sms_code(uuid, phone).await;
+        assert_eq!(status, 200, "{body}");
+        self.last_code(phone).await
+    }
+
+    pub async fn bind(&self, uuid: &str, phone: &str, code: &str) -> (u16, Value) {
+        self.post("/api/v1/login/bind-phone", json!({"uuid": uuid, "phone": phone, "code": code})).await
+    }
+
+    pub async fn me(&self, token: &str) -> (u16, Value) {
+        parts(self.http.get(self.url("/api/v1/me")).bearer_auth(token).send().await.unwrap()).await
+    }
+
+    pub async fn logout(&self, token: &str) -> u16 {
+        self.http.post(self.url("/api/v1/logout")).bearer_auth(token).send().await.unwrap().status().as_u16()
+    }
+
+    /// The phone scans through "WeChat" (the sandbox), which pushes a real signed event
+    /// to the server; answers the sandbox's reply (`http_status` is the server's).
+    pub async fn scan(&self, ticket: &str, openid: &str, subscribed: bool) -> (u16, Value) {
+        let body = json!({"ticket": ticket, "openid": openid, "subscribed": subscribed});
+        parts(self.http.post(format!("{}/_sandbox/scan", self.wechat)).json(&body).send().await.unwrap()).await
+    }
+
+    /// The scene WeChat knows for `ticket` (what a push for it carries).
+    pub async fn scene_of(&self, ticket: &str) -> String {
+        let r = self.http.get(format!("{}/_sandbox/tickets", self.wechat)).query(&[("ticket", ticket)]).send().await;
+        let (status, body) = parts(r.unwrap()).await;
+        assert_eq!(status, 200, "ticket is live: {body}");
+        body["scene"].as_str().unwrap().to_string()
+    }
+
+    /// The newest code the `log` SMS provider sent to `phone`.
+    pub async fn last_code(&self, phone: &str) -> String {
+        let r = self.http.get(self.url("/_sandbox/sms")).query(&[("phone", phone)]).send().await.unwrap();
+        let (_, body) = parts(r).await;
+        body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["code"].as_str())
+            .expect("a code was sent")
+            .to_string()
+    }
+
+    /// Logs a new WeChat user in through the phone flow; returns the token.
+    pub async fn register(&self, openid: &str, phone: &str) -> String {
+        let (uuid, ticket) = self.new_login().await;
+        delivered(self.scan(&ticket, openid, false).await);
+        let code = self.send_code(&uuid, phone).await;
+        let (status, body) = self.bind(&uuid, phone, &code).await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Waits until `/readyz` answers 200 (after a restore); answers what it said first.
+    pub async fn until_ready(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let first = self.get("/readyz").await.1;
+        loop {
+            let (status, body) = self.get("/readyz").await;
+            if status == 200 {
+                return first;
+            }
+            assert!(Instant::now() < deadline, "never ready: {body}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// POSTs a push to `/wechat/{app_id}/callback`, signed with `token` (plaintext mode).
+    pub async fn push_plain(&self, app_id: &str, token: &str, body: String) -> Response {
+        let (ts, nonce) = (scanlogin::store::unix_now().to_string(), "20240501".to_string());
+        let q = [
+            ("signature", scanlogin::wechat::crypto::sign(&[token, &ts, &nonce])),
+            ("timestamp", ts),
+            ("nonce", nonce),
+        ];
+        self.http.post(self.url(&format!("/wechat/{app_id}/callback"))).query(&q).body(body).send().await.unwrap()
+    }
+}
+
+/// A scan's answer: the sandbox took it and the server answered WeChat's push with 200.
+pub fn delivered((status, body): (u16, Value)) {
+    assert_eq!((status, body["http_status"].as_u64()), (200, Some(200)), "{body}");
+}
