@@ -12,8 +12,9 @@ use crate::api::json_body;
 use crate::config::AppSettings;
 use crate::error::ApiError;
 use crate::store::unix_now;
-use crate::wechat::crypto::{self, AesKey};
-use crate::wechat::xml::{self, event_xml};
+use crate::wechat::callback;
+use crate::wechat::crypto::AesKey;
+use crate::wechat::xml::event_xml;
 
 #[derive(Deserialize)]
 struct ScanRequest {
@@ -51,16 +52,12 @@ pub(super) async fn scan(sb: web::Data<Sandbox>, payload: web::Payload) -> Resul
     Ok(HttpResponse::Ok().json(reply))
 }
 
-/// A push as WeChat sends it: the callback's query parameters and body.
-#[derive(Debug, Clone)]
-pub struct SignedPush {
-    pub params: Vec<(&'static str, String)>,
-    pub body: String,
-}
+/// A push as WeChat sends it (sealed by `wechat::callback`, the one place that does).
+pub use crate::wechat::callback::SealedPush as SignedPush;
 
 /// Signs `plain` with the account's Token and, for a safe-mode account (`key`), encrypts
-/// it into WeChat's envelope — what WeChat does before posting a push. Shared with the
-/// load tool, which also plays WeChat.
+/// it — what WeChat does before posting a push; a fresh timestamp and nonce each time.
+/// Shared with the load tool, which also plays WeChat.
 pub fn sign_push(
     token: &str,
     app_id: &str,
@@ -71,27 +68,7 @@ pub fn sign_push(
 ) -> SignedPush {
     let timestamp = unix_now().to_string();
     let nonce = rand::random_range(100_000_000u64..1_000_000_000).to_string();
-    let signature = crypto::sign(&[token, &timestamp, &nonce]);
-    let mut params = vec![
-        ("signature", signature),
-        ("timestamp", timestamp.clone()),
-        ("nonce", nonce.clone()),
-        ("openid", openid.into()),
-    ];
-    let body = match key {
-        None => plain.to_string(),
-        Some(k) => {
-            let enc = crypto::encrypt_random(k, app_id, plain.as_bytes());
-            params.push(("encrypt_type", "aes".into()));
-            params.push(("msg_signature", crypto::msg_signature(token, &timestamp, &nonce, &enc)));
-            format!(
-                "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
-                xml::cdata(account),
-                xml::cdata(&enc)
-            )
-        }
-    };
-    SignedPush { params, body }
+    callback::seal_push(token, app_id, key, account, openid, plain, (&timestamp, &nonce))
 }
 
 /// Posts one push to `public_url/wechat/{appid}/callback` as WeChat does and decodes
@@ -126,23 +103,8 @@ pub async fn deliver(
     if text.is_empty() || text == "success" {
         return Ok(json!({"http_status": status, "reply": "success"}));
     }
-    let fields = xml::parse_fields(&text).map_err(|e| ApiError::Wechat(format!("reply is not XML: {e}")))?;
-    let fields = match (&key, fields.get("Encrypt")) {
-        (Some(k), Some(enc)) => {
-            let ts = fields.get("TimeStamp").unwrap_or_default();
-            let n = fields.get("Nonce").unwrap_or_default();
-            let sig_ok = fields
-                .get("MsgSignature")
-                .is_some_and(|s| crypto::verify_signature(s, &[app.token.expose(), ts, n, enc]));
-            if !sig_ok {
-                return Err(ApiError::Wechat("reply MsgSignature does not verify".into()));
-            }
-            let plain = crypto::decrypt(k, &app.app_id, enc)
-                .map_err(|e| ApiError::Wechat(format!("reply does not decrypt: {e}")))?;
-            xml::parse_fields(&String::from_utf8_lossy(&plain)).map_err(|e| ApiError::Wechat(e.to_string()))?
-        }
-        _ => fields,
-    };
+    let fields = callback::open_reply(app.token.expose(), &app.app_id, key.as_ref(), &text)
+        .map_err(|e| ApiError::Wechat(format!("the reply does not open: {e}")))?;
     Ok(json!({
         "http_status": status,
         "encrypted": key.is_some(),

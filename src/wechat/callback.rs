@@ -1,4 +1,6 @@
-//! Opening a callback push and sealing its reply (pure protocol, no I/O).
+//! Opening a callback push and sealing its reply (pure protocol, no I/O) — and the two
+//! mirror images WeChat's side needs, which the sandbox and the load tool use: sealing a
+//! push ([`seal_push`]) and opening a reply ([`open_reply`]). One place signs and seals.
 //!
 //! Order per WECHAT.md §10: the URL `signature` first; then, for an app with an AES key,
 //! `msg_signature` over `Encrypt` and the decryption with its appid check. An app with
@@ -128,9 +130,88 @@ pub fn encrypted_envelope(token: &str, encrypt: &str, timestamp: &str, nonce: &s
     )
 }
 
+/// A push sealed as WeChat sends it: the callback's query parameters and body.
+#[derive(Debug, Clone)]
+pub struct SealedPush {
+    pub params: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// What WeChat does before posting `plain` to the account's callback: sign the URL with
+/// the Token and, for a safe-mode account (`key`), encrypt the message into the
+/// `<ToUserName/><Encrypt/>` envelope with its `msg_signature`.
+pub fn seal_push(
+    token: &str,
+    app_id: &str,
+    key: Option<&AesKey>,
+    account: &str,
+    openid: &str,
+    plain: &str,
+    (timestamp, nonce): (&str, &str),
+) -> SealedPush {
+    let mut params = vec![
+        ("signature", crypto::sign(&[token, timestamp, nonce])),
+        ("timestamp", timestamp.to_string()),
+        ("nonce", nonce.to_string()),
+        ("openid", openid.to_string()),
+    ];
+    let body = match key {
+        None => plain.to_string(),
+        Some(k) => {
+            let enc = crypto::encrypt_random(k, app_id, plain.as_bytes());
+            params.push(("encrypt_type", "aes".into()));
+            params.push(("msg_signature", crypto::msg_signature(token, timestamp, nonce, &enc)));
+            format!(
+                "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
+                xml::cdata(account),
+                xml::cdata(&enc)
+            )
+        }
+    };
+    SealedPush { params, body }
+}
+
+/// What WeChat does with a passive reply (a non-empty body other than `success`): with a
+/// key, check the envelope's `MsgSignature` and decrypt it; then read its fields.
+pub fn open_reply(token: &str, app_id: &str, key: Option<&AesKey>, body: &str) -> Result<Fields, OpenError> {
+    let outer = xml::parse_fields(body)?;
+    let (Some(k), Some(enc)) = (key, outer.get("Encrypt")) else { return Ok(outer) };
+    let (ts, nonce) = (outer.get("TimeStamp").unwrap_or_default(), outer.get("Nonce").unwrap_or_default());
+    let signed = outer.get("MsgSignature").is_some_and(|s| crypto::verify_signature(s, &[token, ts, nonce, enc]));
+    if !signed {
+        return Err(OpenError::BadSignature);
+    }
+    let plain = crypto::decrypt(k, app_id, enc).map_err(|_| OpenError::Decrypt)?;
+    Ok(xml::parse_fields(&String::from_utf8(plain).map_err(|_| OpenError::Decrypt)?)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_push_opens_and_a_sealed_reply_opens_back() {
+        let k = keys(true);
+        let key = &k.aes_keys[0];
+        let plain = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[SCAN]]></Event><EventKey><![CDATA[s1]]></EventKey></xml>";
+        let sealed = seal_push(k.token.expose(), &k.app_id, Some(key), "gh_1", "o1", plain, ("1700000000", "42"));
+        let q = |name: &str| sealed.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        let query = PushQuery {
+            signature: q("signature").unwrap(),
+            timestamp: q("timestamp").unwrap(),
+            nonce: q("nonce").unwrap(),
+            echostr: None,
+            encrypt_type: q("encrypt_type"),
+            msg_signature: q("msg_signature"),
+        };
+        let opened = open(&k, &query, &sealed.body).expect("the callback opens what the sandbox sealed");
+        let reply = "<xml><Content><![CDATA[hi]]></Content></xml>";
+        let body = seal(&k, &opened.mode, Some(reply), "1700000001", "43");
+        let fields = open_reply(k.token.expose(), &k.app_id, Some(key), &body).expect("and WeChat opens the reply");
+        assert_eq!(fields.get("Content"), Some("hi"));
+        let tampered = body.replace("<Nonce><![CDATA[43]]>", "<Nonce><![CDATA[44]]>");
+        assert_eq!(open_reply(k.token.expose(), &k.app_id, Some(key), &tampered).unwrap_err(), OpenError::BadSignature);
+    }
 
     fn keys(aes: bool) -> AppKeys {
         AppKeys {
