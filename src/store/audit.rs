@@ -5,8 +5,10 @@
 //! answer queues its row and goes on; one writer task stores everything queued in one
 //! transaction, so many logins share a commit (group commit, as the snapshot writer does).
 //!
-//! - **Read your writes.** [`AuditLog::recent`] merges queued rows with the stored ones;
-//!   a gate keeps a reader from running between "committed" and "dropped from the queue".
+//! - **Read your writes.** [`AuditLog::recent`] merges queued rows with the stored ones,
+//!   without waiting for a commit: it looks at the queue before its query, so a row is
+//!   never missed; a row stored meanwhile comes back from both and is shown once
+//!   (identical rows of one user in the same second may then show as one).
 //! - **Bounded.** Past `cap` queued rows a caller writes its own row (the old path):
 //!   memory stays bounded and a slow disk slows logins instead of losing rows.
 //! - **Not lost on shutdown.** [`AuditLog::flush`] waits until the queue is empty; a
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
-use tokio::sync::{Notify, RwLock};
+use tokio::sync::Notify;
 
 use super::{Db, LoginRow};
 
@@ -28,7 +30,7 @@ const QUEUE_CAP: usize = 50_000;
 const MAX_BATCH: usize = 2_000;
 const ROWS_PER_STATEMENT: usize = 100;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Queued {
     pub user_id: String,
     pub row: LoginRow,
@@ -38,9 +40,6 @@ struct Inner {
     queue: Mutex<Vec<Queued>>,
     wake: Notify,
     drained: Notify,
-    /// Held for writing from a commit until its rows leave the queue; for reading by
-    /// [`AuditLog::recent`] around its query and its look at the queue.
-    gate: RwLock<()>,
     running: AtomicBool,
     cap: usize,
 }
@@ -60,7 +59,6 @@ impl AuditLog {
             queue: Mutex::new(Vec::new()),
             wake: Notify::new(),
             drained: Notify::new(),
-            gate: RwLock::new(()),
             running: AtomicBool::new(false),
             cap,
         }))
@@ -91,10 +89,17 @@ impl AuditLog {
 
     /// The newest `n` rows of `user_id`, stored or queued, newest first.
     pub(super) async fn recent(&self, db: &Db, user_id: &str, n: i64) -> Result<Vec<LoginRow>, sqlx::Error> {
-        let _gate = self.0.gate.read().await;
-        let stored = stored_recent(db, user_id, n).await?;
-        let mut rows: Vec<LoginRow> =
-            self.queue().iter().rev().filter(|q| q.user_id == user_id).map(|q| q.row.clone()).collect();
+        // The queue first: a row leaves it only once stored, so the query then sees it.
+        let queued: Vec<LoginRow> =
+            self.queue().iter().rev().filter(|r| r.user_id == user_id).map(|r| r.row.clone()).collect();
+        let mut stored = stored_recent(db, user_id, n).await?;
+        // Rows stored since the look at the queue are in both: once each.
+        for w in &queued {
+            if let Some(i) = stored.iter().position(|s| s == w) {
+                stored.remove(i);
+            }
+        }
+        let mut rows = queued;
         rows.extend(stored);
         // Stable: among rows of the same second, queued ones (newer) stay first.
         rows.sort_by_key(|r| std::cmp::Reverse(r.at));
@@ -102,8 +107,8 @@ impl AuditLog {
         Ok(rows)
     }
 
-    /// The writer task: run it on a runtime that outlives the HTTP workers. From its
-    /// first poll on, rows are queued.
+    /// The writer task: run it on a runtime that outlives the HTTP workers. Once this is
+    /// called, rows are queued.
     pub fn writer(&self, db: Db) -> impl Future<Output = ()> + Send + 'static {
         self.0.running.store(true, Ordering::SeqCst);
         let inner = self.0.clone();
@@ -115,24 +120,22 @@ impl AuditLog {
                 wake.as_mut().enable();
                 let batch: Vec<Queued> = {
                     let q = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-                    q.iter().take(MAX_BATCH).cloned().collect()
+                    q[..q.len().min(MAX_BATCH)].to_vec()
                 };
                 if batch.is_empty() {
                     inner.drained.notify_waiters();
                     wake.await;
                     continue;
                 }
-                let gate = inner.gate.write().await;
-                match insert(&db, &batch).await {
-                    Ok(()) => {
-                        // Only this task removes rows, and callers only append: the batch
-                        // is still the queue's head.
-                        inner.queue.lock().unwrap_or_else(|e| e.into_inner()).drain(..batch.len());
-                        drop(gate);
-                        backoff = Duration::from_millis(100);
-                    }
+                let stored = insert(&db, &batch).await;
+                if stored.is_ok() {
+                    // Only this task removes rows, and callers only append: the batch is
+                    // still the queue's head.
+                    inner.queue.lock().unwrap_or_else(|e| e.into_inner()).drain(..batch.len());
+                }
+                match stored {
+                    Ok(()) => backoff = Duration::from_millis(100),
                     Err(e) => {
-                        drop(gate);
                         tracing::error!(error = %e, rows = batch.len(), "could not store login audit rows; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -267,5 +270,10 @@ mod tests {
         assert_eq!(n.0, 7);
         let recent = log.recent(&db, "u", 10).await.unwrap();
         assert_eq!(recent.iter().map(|r| r.at).collect::<Vec<_>>(), (0..10).rev().collect::<Vec<_>>());
+        // A queued row that reached the database meanwhile is shown once.
+        let q = log.queue()[0].clone();
+        insert(&db, std::slice::from_ref(&q)).await.unwrap();
+        let recent = log.recent(&db, "u", 20).await.unwrap();
+        assert_eq!(recent.len(), 10, "{recent:?}");
     }
 }
