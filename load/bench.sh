@@ -7,6 +7,12 @@
 #   bash load/bench.sh                 # full run (~15 min on 2 cores)
 #   QUICK=1 bash load/bench.sh         # small sizes, to try the script (~3 min)
 #
+# Regression guard: our figures are compared with the ones of the last committed
+# load/REPORT.md; one more than 30 % worse (a rate below 0.7× the old one, a latency
+# above old ÷ 0.7) fails the run loudly, and the report then goes to the raw directory
+# instead of replacing load/REPORT.md. QUICK runs only warn (their sizes differ).
+# Other work on the host skews every figure: the host load is printed and recorded.
+#
 # Needs: Redis on 127.0.0.1:6379 (baseline a uses database 15 and flushes it), jq, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +41,12 @@ fi
 redis-cli -p 6379 ping >/dev/null
 
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+host_load() { # what else runs here: figures from a busy host are not comparable
+  echo "   host load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; busiest processes now (%CPU):"
+  # top's second sample: the first one averages since each process started.
+  top -b -n2 -d0.5 -o %CPU -w 120 2>/dev/null | awk '/^ *PID/ {n++; next} n == 2 && shown++ < 5 {print "     " $9 " " $12}' || true
+}
+echo "== host before the run"; host_load
 PID=""
 stop() { if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi; }
 trap stop EXIT
@@ -55,6 +67,7 @@ start() {
       SCANLOGIN__LIMITS__QR_PER_IP_PER_MINUTE=1000000000 SCANLOGIN__LIMITS__LONG_POLLS_PER_IP=1000000 \
       SCANLOGIN__LIMITS__SMS_PER_IP_PER_DAY=1000000000 SCANLOGIN__LIMITS__LONG_POLLS_MAX=200000 \
       SCANLOGIN__LIMITS__QR_PER_IP_PER_DAY=1000000000 SCANLOGIN__LIMITS__BIND_PER_IP_PER_DAY=1000000000 \
+      SCANLOGIN__LIMITS__QR_PER_APP_PER_DAY=1000000000 SCANLOGIN__LIMITS__SMS_PER_PHONE_PER_DAY=1000000000 \
       SCANLOGIN__LOGIN__LONG_POLL_MAX_SECS=60 RUST_LOG=warn \
         "$BIN/scanlogin" >"$OUT/ours.log" 2>&1 &
       PID=$! ;;
@@ -173,12 +186,63 @@ table() {
 TABLE=$(table)
 echo
 echo "$TABLE"
+echo "== host after the run"; host_load
+
+# The regression guard (see the top of this file), against the committed report.
+GUARD_FAILED=0
+if git show HEAD:load/REPORT.md > "$OUT/committed-REPORT.md" 2>/dev/null; then
+  NEW="mem=$(v mem,ours) pollrps=$(v pollrps,ours) pollp99=$(v pollp99,ours) held=$(v held,ours) wake=$(v wake,ours) cbp99=$(v cbp99,ours) logins=$(v logins,ours)"
+  echo "== regression guard: ours now against the last committed load/REPORT.md"
+  python3 - "$NEW" "$OUT/committed-REPORT.md" <<'PY' || GUARD_FAILED=1
+import re, sys
+rows = {  # figure: (row label prefix in REPORT.md, higher is better)
+    "mem": ("live attempts per GiB", True), "pollrps": ("poll req/s at", True),
+    "pollp99": ("poll p99 ms at half", False), "held": ("held long polls at once", True),
+    "wake": ("scan→answer wake p99", False), "cbp99": ("callback p99 ms", False),
+    "logins": ("full logins per second", True),
+}
+text = open(sys.argv[2]).read()
+block = re.search(r"<!-- bench:begin -->(.*?)<!-- bench:end -->", text, re.S)
+old = {}
+for line in (block.group(1) if block else "").splitlines():
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    for key, (label, _) in rows.items():
+        if len(cells) > 2 and cells[0].startswith(label):
+            m = re.match(r"[\d.]+", cells[2])
+            if m:
+                old[key] = float(m.group(0))
+new = dict(kv.split("=", 1) for kv in sys.argv[1].split())
+bad = []
+for key, (label, higher) in rows.items():
+    if key not in old or not re.fullmatch(r"[\d.]+", new.get(key, "")):
+        print(f"   {label}: no figure to compare (old {old.get(key, 'n/a')}, now {new.get(key, 'n/a')})")
+        continue
+    o, n = old[key], float(new[key])
+    # As a rate: a latency that doubles is a rate that halves.
+    ratio = (n / o if higher else o / n) if o > 0 and n > 0 else 1.0
+    verdict = "REGRESSED" if ratio < 0.7 else "ok"
+    print(f"   {label}: {n:g} now, {o:g} in REPORT.md ({ratio:.2f}× as good) {verdict}")
+    if ratio < 0.7:
+        bad.append(label)
+if bad:
+    print("!! REGRESSION: more than 30 % worse than the committed load/REPORT.md: " + "; ".join(bad))
+    sys.exit(1)
+PY
+  if (( GUARD_FAILED )) && [[ -z "${QUICK:-}" ]]; then
+    REPORT=$OUT/REPORT.md; cp "$ROOT/load/REPORT.md" "$REPORT"
+  else
+    REPORT=$ROOT/load/REPORT.md
+    (( GUARD_FAILED )) && echo "   (QUICK=1: smaller sizes than the report's, so only a warning)"
+  fi
+else
+  REPORT=$ROOT/load/REPORT.md
+fi
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 HEAD="Run $(date -u '+%Y-%m-%d %H:%M UTC') · commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty') ·
 $(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB · \`$( [[ -n "${QUICK:-}" ]] && echo 'QUICK=1 ')bash load/bench.sh\` ·
 load tool and server on the same cores, loopback. Open-file limit $FDS. Machine load average (other work on the host) at start: $LOADAVG_START, at end: $(cut -d' ' -f1-3 /proc/loadavg). Raw reports: \`$OUT\`."
-python3 - "$ROOT/load/REPORT.md" "$HEAD" "$TABLE" <<'PY'
+python3 - "$REPORT" "$HEAD" "$TABLE" <<'PY'
 import sys, re
 path, head, table = sys.argv[1], sys.argv[2], sys.argv[3]
 try:
@@ -189,4 +253,8 @@ block = "<!-- bench:begin -->\n" + head + "\n\n" + table + "\n<!-- bench:end -->
 text = re.sub(r"<!-- bench:begin -->.*?<!-- bench:end -->", lambda m: block, text, flags=re.S)
 open(path, "w").write(text)
 PY
-echo "results written to load/REPORT.md (raw: $OUT)"
+echo "results written to $REPORT (raw: $OUT)"
+if (( GUARD_FAILED )) && [[ -z "${QUICK:-}" ]]; then
+  echo "!! bench failed: a figure regressed by more than 30 % (see the guard above); load/REPORT.md left as it was" >&2
+  exit 1
+fi

@@ -64,6 +64,27 @@ impl Kind {
         }
     }
 
+    /// The `[limits]` setting that sets this limit (`SCANLOGIN__LIMITS__` + it in
+    /// capitals in the environment): what a refused client's operator raises.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Kind::QrPerIp => "qr_per_ip_per_minute",
+            Kind::QrPerIpPerDay => "qr_per_ip_per_day",
+            Kind::QrPerApp => "qr_per_app_per_day",
+            Kind::SmsResend => "sms_resend_secs",
+            Kind::SmsPerPhone => "sms_per_phone_per_day",
+            Kind::SmsPerIp => "sms_per_ip_per_day",
+            Kind::CodeFailuresPerPhone => "code_failures_per_phone_per_day",
+            Kind::BindPerAttempt => "bind_per_attempt",
+            Kind::BindPerIp => "bind_per_ip_per_day",
+        }
+    }
+
+    /// The `message` of a refusal's error body (the load tool maps it back to the kind).
+    pub fn message(self) -> &'static str {
+        self.human()
+    }
+
     /// Keyed by a phone number (which then never appears in a Redis key name).
     fn is_per_phone(self) -> bool {
         matches!(self, Kind::SmsResend | Kind::SmsPerPhone | Kind::CodeFailuresPerPhone)
@@ -307,6 +328,18 @@ impl Drop for HoldSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every limit names a setting that `config/default.toml` really has, and its own message.
+    #[test]
+    fn every_kind_names_a_real_setting_and_a_distinct_message() {
+        let default: toml::Value = toml::from_str(include_str!("../config/default.toml")).unwrap();
+        let limits = default["limits"].as_table().unwrap();
+        let mut messages = std::collections::HashSet::new();
+        for k in Kind::ALL {
+            assert!(limits.contains_key(k.setting()), "{:?} names {} which is not a setting", k, k.setting());
+            assert!(messages.insert(k.message()), "{:?} shares its message", k);
+        }
+    }
 
     fn settings() -> LimitSettings {
         LimitSettings {

@@ -248,6 +248,9 @@ impl Application {
         tracing::info!(node = %node, cluster = settings.cluster.enabled, store = settings.storage.snapshots.name(), "starting");
         let engine = build_engine(&settings, &db, kv.as_ref(), &metrics)?;
         let users = Users::new(db);
+        // The login audit is written behind the answers, on the thread that outlives the
+        // HTTP workers (so shutdown can flush it).
+        engine.store_thread.spawn(users.audit_writer());
         let shared = build_shared(&settings, kv.as_ref(), &users, &metrics);
         // The nodes of a cluster share one sandbox: its tickets, tokens and outbox.
         let cluster_kv = kv.as_ref().filter(|_| settings.cluster.enabled);
@@ -306,7 +309,7 @@ impl Application {
     /// Serves until `stop` resolves, then shuts down in order. An error means the grace
     /// period ended with snapshots still unwritten.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
-        let Self { server, engine, grace, _engine_thread, _store_thread, .. } = self;
+        let Self { server, engine, grace, _engine_thread, _store_thread, state, .. } = self;
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
         tokio::select! {
@@ -324,6 +327,10 @@ impl Application {
         };
         if tokio::time::timeout_at(deadline, stopped).await.is_err() {
             tracing::warn!("requests still running at the end of the grace period");
+        }
+        if !state.login.users().flush(deadline).await {
+            let n = state.login.users().audit_pending();
+            tracing::error!(rows = n, "grace period over with login audit rows unwritten");
         }
         if engine.flush(deadline).await {
             tracing::info!("snapshots flushed; bye");

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
+use crate::limits::{Hints, backoff};
 use crate::report::Recorder;
 
 /// Live counters for the progress line.
@@ -40,6 +41,7 @@ pub struct Api {
     pub http: Client,
     pub base: String,
     pub progress: Arc<Progress>,
+    hints: Hints,
 }
 
 /// A fresh QR code: the poll id and WeChat's ticket.
@@ -69,7 +71,7 @@ impl Api {
             .tcp_nodelay(true)
             .build()
             .expect("HTTP client");
-        Self { http, base: base.trim_end_matches('/').to_string(), progress }
+        Self { http, base: base.trim_end_matches('/').to_string(), progress, hints: Hints::default() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -84,16 +86,22 @@ impl Api {
             Err(e) => return self.fail(rec, step, transport_kind(&e)),
         };
         let status = r.status().as_u16();
+        let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
         let text = match r.text().await {
             Ok(t) => t,
             Err(e) => return self.fail(rec, step, transport_kind(&e)),
         };
         if !(200..300).contains(&status) {
-            let code = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            return self.fail(rec, step, format!("http_{status} {code}").trim_end());
+            let body = serde_json::from_str::<Value>(&text).ok();
+            let field = |k: &str| body.as_ref().and_then(|v| v[k].as_str()).unwrap_or_default().to_string();
+            let code = field("error");
+            let failed = self.fail(rec, step, format!("http_{status} {code}").trim_end());
+            if status == 429 || status == 503 {
+                // A limit: say which one (once), and wait as the server asks.
+                self.hints.once(status, step, &field("message"));
+                tokio::time::sleep(backoff(retry_after.as_deref())).await;
+            }
+            return failed;
         }
         rec.ok(step, start.elapsed());
         self.progress.requests.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,8 @@
 //! - [`api`]: one timed call per endpoint of the service and its sandbox.
 //! - [`wechat`]: plays WeChat: signs (and for a safe-mode app encrypts) pushes and posts
 //!   them straight to `/wechat/{appid}/callback`.
+//! - [`limits`]: a 429/503 names the server limit and the setting that lifts it; the
+//!   tool backs off for `Retry-After` instead of spinning.
 //! - [`driver`]: pacing (`--rate`), the deadline, the progress line, merging reports.
 //! - [`scenarios`]: `login`, `poll-storm`, `hold`, `callbacks`.
 //! - [`baseline`]: the designs the benchmarks compare against (the seed's Redis keys; a
@@ -15,6 +17,7 @@
 pub mod api;
 pub mod baseline;
 pub mod driver;
+pub mod limits;
 pub mod options;
 pub mod report;
 pub mod scenarios;

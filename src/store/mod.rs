@@ -5,9 +5,11 @@
 //! Most migrations are one portable file; where the dialects really differ (binary
 //! columns, upserts, case-sensitive ids on MySQL) a migration has one file per backend.
 
+mod audit;
 pub mod snapshots;
 #[cfg(test)]
 pub(crate) mod testdb;
+pub mod user_cache;
 pub mod users;
 
 use std::time::Duration;

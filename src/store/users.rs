@@ -1,8 +1,15 @@
 //! The user repository: accounts (one phone each), their WeChat identities (at most one
 //! openid per official account), and revoked token ids.
+//!
+//! The reads of every login go through [`UserCache`] and the login audit is written
+//! behind ([`AuditLog`]): a login answer waits for neither a query nor a commit.
+
+use std::sync::Arc;
 
 use sqlx::Row;
 
+use super::audit::{AuditLog, Queued};
+use super::user_cache::UserCache;
 use super::{Db, unix_now};
 use crate::engine::UserRef;
 
@@ -35,6 +42,8 @@ pub enum BindError {
 #[derive(Clone)]
 pub struct Users {
     db: Db,
+    cache: Arc<UserCache>,
+    audit: AuditLog,
 }
 
 fn user_ref(id: String, phone: Option<String>) -> UserRef {
@@ -43,7 +52,23 @@ fn user_ref(id: String, phone: Option<String>) -> UserRef {
 
 impl Users {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, cache: Arc::default(), audit: AuditLog::default() }
+    }
+
+    /// The login audit's writer task (see [`AuditLog::writer`]); until it runs, audit
+    /// rows are written as they come.
+    pub fn audit_writer(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.audit.writer(self.db.clone())
+    }
+
+    /// Waits until every queued audit row is stored, at most until `deadline`.
+    pub async fn flush(&self, deadline: tokio::time::Instant) -> bool {
+        self.audit.flush(deadline).await
+    }
+
+    /// Audit rows queued and not yet stored.
+    pub fn audit_pending(&self) -> usize {
+        self.audit.pending()
     }
 
     pub fn db(&self) -> &Db {
@@ -52,6 +77,17 @@ impl Users {
 
     /// The account this WeChat user (of `app_id`) belongs to, if any.
     pub async fn find_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<UserRef>, sqlx::Error> {
+        if let Some(u) = self.cache.account_of(app_id, openid) {
+            return Ok(Some(u));
+        }
+        let found = self.load_by_openid(app_id, openid).await?;
+        if let Some(u) = &found {
+            self.cache.remember_account(app_id, openid, u);
+        }
+        Ok(found)
+    }
+
+    async fn load_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<UserRef>, sqlx::Error> {
         let row = sqlx::query(self.db.sql(
             "SELECT u.id, u.phone FROM wechat_identities w JOIN users u ON u.id = w.user_id WHERE w.app_id = ? AND w.openid = ?",
         ))
@@ -63,11 +99,22 @@ impl Users {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+        if let Some(u) = self.cache.user(id) {
+            return Ok(Some(u));
+        }
         let row = sqlx::query(self.db.sql("SELECT id, phone, created_at FROM users WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.db.pool)
             .await?;
-        row.map(|r| Ok(UserRow { id: r.try_get(0)?, phone: r.try_get(1)?, created_at: r.try_get(2)? })).transpose()
+        let row: Option<UserRow> = row
+            .map(|r| {
+                Ok::<_, sqlx::Error>(UserRow { id: r.try_get(0)?, phone: r.try_get(1)?, created_at: r.try_get(2)? })
+            })
+            .transpose()?;
+        if let Some(u) = &row {
+            self.cache.remember_user(u);
+        }
+        Ok(row)
     }
 
     async fn find_by_phone(&self, phone: &str) -> Result<Option<String>, sqlx::Error> {
@@ -104,10 +151,14 @@ impl Users {
     pub async fn bind(&self, app_id: &str, openid: &str, phone: &str) -> Result<UserRef, BindError> {
         // One retry: a concurrent bind of the same new phone loses the unique race once,
         // then finds the account the other one created.
-        match self.bind_once(app_id, openid, phone).await {
+        let r = match self.bind_once(app_id, openid, phone).await {
             Err(BindError::Db(e)) if is_unique_violation(&e) => self.bind_once(app_id, openid, phone).await,
             other => other,
+        };
+        if let Ok(u) = &r {
+            self.cache.invalidate(app_id, openid, &u.id);
         }
+        r
     }
 
     async fn bind_once(&self, app_id: &str, openid: &str, phone: &str) -> Result<UserRef, BindError> {
@@ -192,6 +243,9 @@ impl Users {
 
     /// True when the identity exists and has no `unionid` yet (worth a `user/info` call).
     pub async fn lacks_unionid(&self, app_id: &str, openid: &str) -> Result<bool, sqlx::Error> {
+        if self.cache.has_unionid(app_id, openid) {
+            return Ok(false);
+        }
         let row = sqlx::query(
             self.db.sql("SELECT 1 FROM wechat_identities WHERE app_id = ? AND openid = ? AND unionid IS NULL"),
         )
@@ -199,6 +253,10 @@ impl Users {
         .bind(openid)
         .fetch_optional(&self.db.pool)
         .await?;
+        if row.is_none() && self.cache.account_of(app_id, openid).is_some() {
+            // Known identity without the "no unionid" row: it has one.
+            self.cache.remember_unionid(app_id, openid);
+        }
         Ok(row.is_some())
     }
 
@@ -209,6 +267,7 @@ impl Users {
             .bind(openid)
             .execute(&self.db.pool)
             .await?;
+        self.cache.remember_unionid(app_id, openid);
         Ok(())
     }
 
@@ -221,7 +280,8 @@ impl Users {
         Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
     }
 
-    /// Appends a login to the audit trail (fields truncated to their columns).
+    /// Appends a login to the audit trail (fields truncated to their columns); queued
+    /// behind the answer while the audit writer runs.
     pub async fn record_login(
         &self,
         user_id: &str,
@@ -231,40 +291,14 @@ impl Users {
         user_agent: &str,
     ) -> Result<(), sqlx::Error> {
         let ua: String = user_agent.chars().filter(|c| !c.is_control()).take(256).collect();
-        sqlx::query(
-            self.db.sql("INSERT INTO logins (user_id, app, how, ip, user_agent, at) VALUES (?, ?, ?, ?, ?, ?)"),
-        )
-        .bind(user_id)
-        .bind(app)
-        .bind(how)
-        .bind(ip)
-        .bind(ua)
-        .bind(unix_now())
-        .execute(&self.db.pool)
-        .await?;
-        Ok(())
+        let row =
+            LoginRow { app: app.to_string(), how: how.to_string(), ip: ip.to_string(), user_agent: ua, at: unix_now() };
+        self.audit.record(&self.db, Queued { user_id: user_id.to_string(), row }).await
     }
 
-    /// The newest `n` logins of a user, newest first.
+    /// The newest `n` logins of a user (stored or still queued), newest first.
     pub async fn recent_logins(&self, user_id: &str, n: i64) -> Result<Vec<LoginRow>, sqlx::Error> {
-        let rows = sqlx::query(
-            self.db.sql("SELECT app, how, ip, user_agent, at FROM logins WHERE user_id = ? ORDER BY at DESC LIMIT ?"),
-        )
-        .bind(user_id)
-        .bind(n)
-        .fetch_all(&self.db.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(LoginRow {
-                    app: r.try_get(0)?,
-                    how: r.try_get(1)?,
-                    ip: r.try_get(2)?,
-                    user_agent: r.try_get(3)?,
-                    at: r.try_get(4)?,
-                })
-            })
-            .collect()
+        self.audit.recent(&self.db, user_id, n).await
     }
 
     /// Records that token `jti` is revoked until `expires_at` (Unix seconds).

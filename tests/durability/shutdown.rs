@@ -47,3 +47,30 @@ async fn sigterm_answers_held_polls_flushes_and_exits_0() {
         assert_eq!(body["state"], "loop", "restored after a clean stop");
     }
 }
+
+/// SIGTERM right after logins: every login's audit row (written behind the answers) is
+/// in the database once the process has exited.
+#[tokio::test]
+async fn sigterm_flushes_the_login_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Instance::server(dir.path(), "sqlite", 120);
+    server.start().await;
+    let api = server.api(&server);
+    api.until_ready().await;
+    api.register("o_audit", "13800138077").await;
+    let mut tokens = 1;
+    for _ in 0..5 {
+        let (uuid, ticket) = api.new_login().await;
+        crate::client::delivered(api.scan(&ticket, "o_audit", true).await);
+        let (status, body) = api.status(&uuid).await;
+        assert_eq!((status, body["state"].as_str()), (200, Some("reg")), "{body}");
+        tokens += 1;
+    }
+    let status = server.terminate(Duration::from_secs(6)).await;
+    assert_eq!(status.code(), Some(0), "exit 0; log:\n{}", server.log());
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}/server.db", dir.path().display());
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM logins").fetch_one(&pool).await.unwrap();
+    assert_eq!(n, tokens, "one audit row per token handed out");
+}
