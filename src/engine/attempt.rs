@@ -165,10 +165,11 @@ impl Attempt {
         }
     }
 
-    fn outcome(&self, reply: Reply) -> Outcome {
-        // A token answer says which app it logs into (for the audit and metrics); a scan
-        // answer says who owns the attempt, so a second scanner is not told to go on.
-        let detail = matches!(reply, Reply::Token(_) | Reply::Ok)
+    /// The answer; `detail` asks for who owns the attempt (a scan's answer needs it, so a
+    /// second scanner is not told to go on). A token answer always says which app it
+    /// logs into (for the audit and metrics); other answers skip the copies.
+    fn outcome(&self, reply: Reply, detail: bool) -> Outcome {
+        let detail = (detail || matches!(reply, Reply::Token(_)))
             .then(|| Detail { app: self.app.clone(), openid: self.state.openid.clone() });
         let expires_in = self.state.expires_in(self.clock.now_ms());
         Outcome { reply, actions: Actions::default(), phase: self.state.phase, expires_in, detail }
@@ -180,12 +181,13 @@ impl Attempt {
         let now = self.clock.now_ms();
         let Step { state: next, reply, actions } = step(&self.state, &event, now, &self.rules);
         let acknowledges = matches!(event, Event::Scanned { .. } | Event::CodeIssued { .. });
+        let detail = matches!(event, Event::Scanned { .. });
         if !actions.persist {
             // A repeated scan (WeChat's retry) acknowledges what the first one did.
             if acknowledges && self.stored != Some(self.state.version) && self.state.phase != Phase::Expired {
-                return self.when_stored(reply);
+                return self.when_stored(reply, detail);
             }
-            return Answer::Now(Ok(self.outcome(reply)));
+            return Answer::Now(Ok(self.outcome(reply, detail)));
         }
         let before = std::mem::replace(&mut self.state, next);
         let persister = self.persister.clone();
@@ -211,7 +213,7 @@ impl Attempt {
             if acknowledges && stored == Stored::Late {
                 return Err(EngineError::Overloaded);
             }
-            let mut o = act.outcome(reply);
+            let mut o = act.outcome(reply, detail);
             o.actions = actions;
             Ok(o)
         })))
@@ -219,7 +221,7 @@ impl Attempt {
 
     /// Answers `reply` once the current state is stored (submitted again: the store keeps
     /// one copy of a version), or at once while the store is known down.
-    fn when_stored(&mut self, reply: Reply) -> Answer {
+    fn when_stored(&mut self, reply: Reply, detail: bool) -> Answer {
         let persister = self.persister.clone();
         let snap = self.snapshot();
         let version = snap.version();
@@ -227,9 +229,9 @@ impl Attempt {
         Answer::AfterPersist(Box::pin(stored.into_actor(self).map(move |stored, act, _| match stored {
             Stored::Durable => {
                 act.stored = act.stored.max(Some(version));
-                Ok(act.outcome(reply))
+                Ok(act.outcome(reply, detail))
             }
-            Stored::StoreDown => Ok(act.outcome(reply)),
+            Stored::StoreDown => Ok(act.outcome(reply, detail)),
             Stored::Late => Err(EngineError::Overloaded),
         })))
     }
@@ -270,7 +272,7 @@ impl Actor for Attempt {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
-        self.metrics.live_changed(&self.app, None, Some(self.state.phase.into()));
+        // Counted live by the registry when it listed the attempt (idle or not).
         let delay = self.clock.until(self.state.expires_at_ms);
         ctx.run_later(delay, |act, ctx| {
             if let Answer::AfterPersist(fut) = act.apply(Event::Timeout) {
@@ -297,16 +299,12 @@ impl Handler<Cmd> for Attempt {
                 if self.state.phase != Phase::Expired && self.waiters.len() < MAX_WAITERS {
                     self.waiters.push(tx);
                 }
-                Answer::Now(Ok(self.outcome(Reply::Ok)))
+                Answer::Now(Ok(self.outcome(Reply::Ok, false)))
             }
-            Cmd::Peek => {
-                let mut o = self.outcome(Reply::Ok);
-                o.detail = Some(Detail { app: self.app.clone(), openid: self.state.openid.clone() });
-                Answer::Now(Ok(o))
-            }
+            Cmd::Peek => Answer::Now(Ok(self.outcome(Reply::Ok, true))),
             Cmd::Resnapshot => {
                 self.persister.submit(self.snapshot(), None);
-                Answer::Now(Ok(self.outcome(Reply::Ok)))
+                Answer::Now(Ok(self.outcome(Reply::Ok, false)))
             }
             #[cfg(test)]
             Cmd::Crash => panic!("planted failure in an attempt actor"),

@@ -227,3 +227,67 @@ async fn a_store_that_is_up_but_slow_gets_no_acknowledgement_ahead_of_it() {
     assert!(e.store_health().up, "slow is not down: no degraded mode");
     assert!(metrics.render().contains("scanlogin_snapshot_errors_total{op=\"late\",store=\"memory\"} 3"));
 }
+
+#[actix::test]
+async fn a_waiting_attempt_is_no_actor_until_it_acts() {
+    tokio::time::pause();
+    let s = memory();
+    let (e, _) = engine_on(s.clone(), 10, WriterConfig::default(), Clock::new());
+    let (a, b, c) = (
+        e.create(APP, Duration::from_secs(60)).await.unwrap(),
+        e.create(APP, Duration::from_secs(60)).await.unwrap(),
+        e.create(APP, Duration::from_secs(60)).await.unwrap(),
+    );
+    settle().await;
+    // Reads are answered from the idle records.
+    for p in [&a.poll, &b.poll, &c.poll] {
+        let o = e.poll(p, Duration::ZERO).await.unwrap();
+        assert_eq!((o.phase, o.expires_in), (Phase::Loop, 60));
+        assert_eq!(e.peek(p).await.unwrap().detail.unwrap().app, APP);
+    }
+    assert_eq!(e.active_actors().await, 0, "polls and peeks start no actor");
+    // A scan is an act: the attempt is an actor from then on, and stored first.
+    let o = e.apply_scene(APP, &a.scene, newcomer()).await.unwrap().unwrap();
+    assert_eq!(o.phase, Phase::NotReg);
+    assert_eq!(o.detail.unwrap().openid.as_deref(), Some("o_new"), "a scan answer names its owner");
+    assert_eq!(stored(&*s, &a.poll).await, (Phase::NotReg, 1, None));
+    assert_eq!(e.active_actors().await, 1);
+    // A held poll waits on the actor, which wakes it on the scan.
+    let (e2, bp) = (e.clone(), b.poll.clone());
+    let held = tokio::spawn(async move { e2.poll(&bp, Duration::from_secs(30)).await });
+    settle().await;
+    assert_eq!(e.active_actors().await, 2);
+    e.apply_scene(APP, &b.scene, registered()).await.unwrap();
+    assert!(matches!(held.await.unwrap().unwrap().reply, Reply::Token(_)));
+    settle().await;
+    assert_eq!((e.active_actors().await, e.live().await.unwrap()), (1, 2), "the consumed one ended");
+}
+
+#[actix::test]
+async fn an_idle_attempt_expires_on_the_registry_timer() {
+    tokio::time::pause();
+    let s = memory();
+    let (e, metrics) = engine_on(s.clone(), 10, WriterConfig::default(), Clock::new());
+    let short = e.create(APP, Duration::from_secs(5)).await.unwrap();
+    let long = e.create(APP, Duration::from_secs(50)).await.unwrap();
+    settle().await;
+    // (Timers tick in whole milliseconds: a few either side of the deadline.)
+    tokio::time::advance(Duration::from_millis(4_990)).await;
+    settle().await;
+    assert_eq!(e.live().await.unwrap(), 2, "not before its deadline");
+    tokio::time::advance(Duration::from_millis(20)).await;
+    settle().await;
+    assert_eq!(e.live().await.unwrap(), 1, "at its deadline");
+    assert_eq!(e.poll(&short.poll, Duration::ZERO).await.unwrap().phase, Phase::Expired);
+    e.flush(tokio::time::Instant::now() + Duration::from_secs(1)).await;
+    assert_eq!(stored(&*s, &short.poll).await, (Phase::Expired, 1, Some(Ending::Timeout)));
+    let m = metrics.render();
+    assert!(m.contains("scanlogin_attempts_finished_total{app=\"app\",outcome=\"expired\"} 1"), "{m}");
+    assert!(m.contains("scanlogin_live_attempts{app=\"app\",state=\"loop\"} 1"), "{m}");
+    assert_eq!(e.active_actors().await, 0, "expiry needs no actor");
+    // The timer re-arms for the next deadline.
+    tokio::time::advance(Duration::from_secs(45)).await;
+    settle().await;
+    assert_eq!(e.live().await.unwrap(), 0);
+    assert_eq!(e.poll(&long.poll, Duration::ZERO).await.unwrap().phase, Phase::Expired);
+}

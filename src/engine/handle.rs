@@ -216,4 +216,13 @@ impl LoginsHandle {
             LoginsHandle::Cluster(_) => Ok(None),
         }
     }
+
+    /// How many attempts have a running actor (the others are idle records).
+    #[cfg(test)]
+    pub async fn active_actors(&self) -> usize {
+        match self {
+            LoginsHandle::Local(e) => e.active_actors().await,
+            LoginsHandle::Cluster(_) => 0,
+        }
+    }
 }

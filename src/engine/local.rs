@@ -217,6 +217,12 @@ impl LocalEngine {
         self.route(Target::Poll(poll.clone()), Cmd::Crash).await
     }
 
+    /// How many attempts have a running actor.
+    #[cfg(test)]
+    pub async fn active_actors(&self) -> usize {
+        self.ask(super::registry::CountActive).await.unwrap_or(usize::MAX)
+    }
+
     /// Waits until every submitted snapshot is stored, at most until `deadline`.
     pub async fn flush(&self, deadline: tokio::time::Instant) -> bool {
         self.persister.flush(deadline).await

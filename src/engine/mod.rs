@@ -13,6 +13,7 @@ mod recovery;
 mod registry;
 pub mod state;
 pub mod subscription;
+mod table;
 
 pub use attempt::{Detail, Outcome};
 pub use clock::Clock;

@@ -11,18 +11,18 @@
 //! and the command that found it dead is retried once. Without a live snapshot the
 //! attempt is dropped. Both are counted (`scanlogin_attempt_restarts_total`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::EngineError;
-use super::attempt::{Attempt, Cmd, Ended, Outcome, Timeline};
+use super::attempt::{Attempt, Cmd, Detail, Ended, Outcome, Timeline};
 use super::clock::Clock;
 use super::persist::{Persister, Snapshot, Stored};
 use super::recovery::Recovery;
-use super::state::{AttemptState, Rules};
+use super::state::{AttemptState, Event, Phase, Rules, Step, step};
+use super::table::{Body, Idle, Key, Table};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
 
@@ -30,17 +30,12 @@ use crate::metrics::Metrics;
 /// `overloaded` answers instead of memory.
 pub const REGISTRY_MAILBOX: usize = 16_384;
 
-struct Entry {
-    addr: Addr<Attempt>,
-    app: String,
-    scene: Scene,
-}
-
 pub struct Registry {
-    by_poll: HashMap<PollId, Entry>,
-    by_scene: HashMap<(String, Scene), PollId>,
+    table: Table,
     /// Restarts under way: who waits for each.
-    reviving: HashMap<PollId, Vec<oneshot::Sender<bool>>>,
+    reviving: std::collections::HashMap<PollId, Vec<oneshot::Sender<bool>>>,
+    /// The one timer for all idle attempts: when it fires, and its handle.
+    armed: Option<(u64, SpawnHandle)>,
     max_live: usize,
     rules: Rules,
     clock: Clock,
@@ -59,9 +54,9 @@ impl Registry {
         recovery: Arc<Recovery>,
     ) -> Self {
         Self {
-            by_poll: HashMap::new(),
-            by_scene: HashMap::new(),
-            reviving: HashMap::new(),
+            table: Table::new(),
+            reviving: Default::default(),
+            armed: None,
             max_live,
             rules,
             clock,
@@ -71,14 +66,19 @@ impl Registry {
         }
     }
 
-    /// Starts the actor of `snap` and indexes it; `created_ms` is known for fresh attempts
-    /// only (the others were loaded from the store, so their version is stored).
-    fn spawn(&mut self, snap: Snapshot, created_ms: Option<u64>, ctx: &mut Context<Self>) -> Addr<Attempt> {
-        let attempt = Attempt {
-            poll: snap.poll.clone(),
-            scene: snap.scene.clone(),
-            app: snap.app.clone(),
-            stored: created_ms.is_none().then_some(snap.state.version),
+    /// Starts an actor for the attempt of `snap`.
+    fn start_actor(
+        &self,
+        snap: Snapshot,
+        stored: Option<u64>,
+        timeline: Timeline,
+        ctx: &mut Context<Self>,
+    ) -> Addr<Attempt> {
+        Attempt {
+            poll: snap.poll,
+            scene: snap.scene,
+            app: snap.app,
+            stored,
             state: snap.state,
             rules: self.rules,
             clock: self.clock,
@@ -86,17 +86,131 @@ impl Registry {
             registry: ctx.address().recipient(),
             metrics: self.metrics.clone(),
             persister: self.persister.clone(),
-            timeline: Timeline { created_ms, scanned_ms: None },
+            timeline,
+        }
+        .start()
+    }
+
+    /// Lists a snapshot's attempt: a `loop` one as an idle record, any other as an actor.
+    /// `created_ms` is known for fresh attempts only (the others came from the store, so
+    /// their version is stored).
+    fn admit(&mut self, snap: Snapshot, created_ms: Option<u64>, ctx: &mut Context<Self>) {
+        self.metrics.live_changed(&snap.app, None, Some(snap.state.phase.into()));
+        self.list(snap, created_ms, ctx);
+    }
+
+    /// [`Registry::admit`] without counting it live (a restore counts a page at once).
+    fn list(&mut self, snap: Snapshot, created_ms: Option<u64>, ctx: &mut Context<Self>) {
+        let stored = created_ms.is_none();
+        if snap.state.phase == Phase::Loop {
+            let at = snap.state.expires_at_ms;
+            self.arm(at, ctx);
+            let idle = Idle { expires_at_ms: at, version: snap.state.version, created_ms, stored };
+            self.table.insert(snap.poll, snap.scene, &snap.app, Body::Idle(idle));
+        } else {
+            let timeline = Timeline { created_ms, scanned_ms: None };
+            let version = stored.then_some(snap.state.version);
+            let (poll, scene, app) = (snap.poll.clone(), snap.scene.clone(), snap.app.clone());
+            let addr = self.start_actor(snap, version, timeline, ctx);
+            self.table.insert(poll, scene, &app, Body::Active(addr));
+        }
+    }
+
+    /// The idle attempt at `key` starts acting: its actor starts from the record.
+    fn activate(&mut self, key: Key, ctx: &mut Context<Self>) -> Option<Addr<Attempt>> {
+        let rec = self.table.get(key)?;
+        let i = match &rec.body {
+            Body::Active(a) => return Some(a.clone()),
+            Body::Idle(i) => *i,
         };
-        let addr = attempt.start();
-        self.by_scene.insert((snap.app.clone(), snap.scene.clone()), snap.poll.clone());
-        self.by_poll.insert(snap.poll, Entry { addr: addr.clone(), app: snap.app, scene: snap.scene });
-        addr
+        let state = AttemptState { version: i.version, ..AttemptState::new(i.expires_at_ms) };
+        let timeline = Timeline { created_ms: i.created_ms, scanned_ms: None };
+        let stored = i.stored.then_some(i.version);
+        let snap = Snapshot { poll: rec.poll.clone(), scene: rec.scene.clone(), app: rec.app.to_string(), state };
+        let addr = self.start_actor(snap, stored, timeline, ctx);
+        self.table.activate(key, addr.clone());
+        Some(addr)
+    }
+
+    /// Makes sure the idle timer fires by `at_ms`.
+    fn arm(&mut self, at_ms: u64, ctx: &mut Context<Self>) {
+        if let Some((armed_at, handle)) = self.armed {
+            if armed_at <= at_ms {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(self.clock.until(at_ms), |act, ctx| {
+            act.armed = None;
+            act.expire_due(ctx);
+        });
+        self.armed = Some((at_ms, handle));
+    }
+
+    /// Idle attempts past their deadline end here, without an actor: nothing waits on
+    /// them (a waiter would have made them active), so the registry runs the machine's
+    /// timeout step, submits the ended state and counts it as the actor would. Nobody is
+    /// answered from it, so the write need not be awaited: a crash before it lands
+    /// restores a snapshot whose deadline has passed, which the restore drops.
+    fn expire_due(&mut self, ctx: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        for key in self.table.due(now) {
+            let Some(rec) = self.table.remove(key) else { continue };
+            let Body::Idle(i) = rec.body else { continue };
+            let state = AttemptState { version: i.version, ..AttemptState::new(i.expires_at_ms) };
+            let Step { state: next, actions, .. } = step(&state, &Event::Timeout, now, &self.rules);
+            self.metrics.transition(&rec.app, Phase::Loop.into(), next.phase.into());
+            if let Some(why) = actions.end {
+                self.metrics.finished(&rec.app, super::labels::finish(why, &Event::Timeout, false));
+            }
+            let snap = Snapshot { poll: rec.poll, scene: rec.scene, app: rec.app.to_string(), state: next };
+            self.persister.submit(snap, None);
+        }
+        if let Some(next) = self.table.next_deadline() {
+            self.arm(next, ctx);
+        }
+    }
+
+    /// What an idle attempt answers to `cmd` without acting, if it can: a read that
+    /// changes nothing. `None`: the command makes it act (its actor must start).
+    fn answer_idle(&self, key: Key, cmd: &Cmd) -> Option<Outcome> {
+        let rec = self.table.get(key)?;
+        let Body::Idle(i) = &rec.body else { return None };
+        let now = self.clock.now_ms();
+        if now >= i.expires_at_ms {
+            return None;
+        }
+        let state = AttemptState { version: i.version, ..AttemptState::new(i.expires_at_ms) };
+        let expires_in = state.expires_in(now);
+        let read = |reply| Outcome { reply, actions: Default::default(), phase: Phase::Loop, expires_in, detail: None };
+        match cmd {
+            Cmd::Peek => {
+                let mut o = read(super::state::Reply::Ok);
+                o.detail = Some(Detail { app: rec.app.to_string(), openid: None });
+                Some(o)
+            }
+            Cmd::Apply(ev) => {
+                let Step { state: next, reply, actions } = step(&state, ev, now, &self.rules);
+                // A repeated scan must wait for the stored state: that is the actor's job.
+                let acknowledges = matches!(ev, Event::Scanned { .. } | Event::CodeIssued { .. });
+                let quiet = actions == Default::default() && next.phase == Phase::Loop;
+                (quiet && (i.stored || !acknowledges)).then(|| read(reply))
+            }
+            Cmd::Resnapshot => {
+                let snap =
+                    Snapshot { poll: rec.poll.clone(), scene: rec.scene.clone(), app: rec.app.to_string(), state };
+                self.persister.submit(snap, None);
+                Some(read(super::state::Reply::Ok))
+            }
+            Cmd::Watch(_) => None,
+            #[cfg(test)]
+            Cmd::Crash => None,
+        }
     }
 
     fn forget(&mut self, poll: &PollId) {
-        if let Some(e) = self.by_poll.remove(poll) {
-            self.by_scene.remove(&(e.app, e.scene));
+        if let Some(k) = self.table.find_poll(poll) {
+            self.table.remove(k);
         }
     }
 }
@@ -132,7 +246,7 @@ impl Handler<Create> for Registry {
     type Result = ResponseFuture<Result<Created, EngineError>>;
 
     fn handle(&mut self, msg: Create, ctx: &mut Self::Context) -> Self::Result {
-        if self.by_poll.len() >= self.max_live {
+        if self.table.len() >= self.max_live {
             return Box::pin(async { Err(EngineError::Overloaded) });
         }
         let now = self.clock.now_ms();
@@ -144,7 +258,7 @@ impl Handler<Create> for Registry {
             state: AttemptState::new(expires_at_ms),
         };
         let created = Created { poll: snap.poll.clone(), scene: snap.scene.clone(), expires_at_ms };
-        self.spawn(snap.clone(), Some(now), ctx);
+        self.admit(snap.clone(), Some(now), ctx);
         // The QR code reaches the screen only once the attempt would survive a crash (or
         // the store is known down: degraded mode). A store that is up but slow gets its
         // bounded chance, then the create is refused; the attempt expires unseen.
@@ -188,11 +302,17 @@ impl Handler<Route> for Registry {
     type Result = ResponseFuture<Result<Option<Outcome>, EngineError>>;
 
     fn handle(&mut self, msg: Route, ctx: &mut Self::Context) -> Self::Result {
-        let poll = match &msg.target {
-            Target::Poll(p) => Some(p.clone()),
-            Target::Scene { app, scene } => self.by_scene.get(&(app.clone(), scene.clone())).cloned(),
+        let key = match &msg.target {
+            Target::Poll(p) => self.table.find_poll(p),
+            Target::Scene { app, scene } => self.table.find_scene(app, scene),
         };
-        let found = poll.and_then(|p| self.by_poll.get(&p).map(|e| (p, e.addr.clone())));
+        if let Some(o) = key.and_then(|k| self.answer_idle(k, &msg.cmd)) {
+            return Box::pin(std::future::ready(Ok(Some(o))));
+        }
+        let found = key.and_then(|k| {
+            let poll = self.table.get(k)?.poll.clone();
+            Some((poll, self.activate(k, ctx)?))
+        });
         let me = ctx.address();
         let recovery = self.recovery.clone();
         Box::pin(async move {
@@ -264,17 +384,23 @@ impl Registry {
     /// however many callers found it dead). The receiver learns whether it lives.
     fn revive(&mut self, poll: PollId, dead: Addr<Attempt>, ctx: &mut Context<Self>) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
-        match self.by_poll.get(&poll) {
+        let listed = self.table.find_poll(&poll).and_then(|k| self.table.get(k));
+        match listed.map(|r| &r.body) {
             None => {
                 let _ = tx.send(false);
                 return rx;
             }
             // Already replaced by an earlier revive.
-            Some(e) if e.addr != dead => {
+            Some(Body::Active(a)) if *a != dead => {
                 let _ = tx.send(true);
                 return rx;
             }
-            Some(_) => {}
+            // An idle record cannot die: it was replaced too.
+            Some(Body::Idle(_)) => {
+                let _ = tx.send(true);
+                return rx;
+            }
+            Some(Body::Active(_)) => {}
         }
         if let Some(waiters) = self.reviving.get_mut(&poll) {
             waiters.push(tx);
@@ -288,7 +414,8 @@ impl Registry {
             let now = act.clock.now_ms();
             let alive = match loaded {
                 Ok(Some(snap)) if snap.is_live(now) && snap.poll == poll => {
-                    act.spawn(snap, None, ctx);
+                    act.forget(&poll);
+                    act.admit(snap, None, ctx);
                     act.metrics.attempt_restart(crate::metrics::labels::Restart::Restarted);
                     tracing::warn!(poll = ?poll, "attempt died unexpectedly; restarted from its snapshot");
                     true
@@ -309,8 +436,8 @@ impl Registry {
     }
 }
 
-/// Start actors for restored snapshots (live ones; an attempt already running is kept).
-/// Answers how many were started.
+/// List restored snapshots (live ones; an attempt already listed is kept): `loop` ones
+/// as idle records, the others as actors. Answers how many were listed.
 pub struct Restore(pub Vec<Snapshot>);
 
 impl Message for Restore {
@@ -323,11 +450,21 @@ impl Handler<Restore> for Registry {
     fn handle(&mut self, msg: Restore, ctx: &mut Self::Context) -> usize {
         let now = self.clock.now_ms();
         let mut started = 0;
+        // The live gauge moves once per (app, phase) of the page, not once per attempt.
+        let mut counted: Vec<(String, Phase, i64)> = Vec::new();
+        self.table.reserve(msg.0.len());
         for snap in msg.0 {
-            if snap.is_live(now) && !self.by_poll.contains_key(&snap.poll) {
-                self.spawn(snap, None, ctx);
+            if snap.is_live(now) && self.table.find_poll(&snap.poll).is_none() {
+                match counted.iter_mut().find(|(a, p, _)| *a == snap.app && *p == snap.state.phase) {
+                    Some(c) => c.2 += 1,
+                    None => counted.push((snap.app.clone(), snap.state.phase, 1)),
+                }
+                self.list(snap, None, ctx);
                 started += 1;
             }
+        }
+        for (app, phase, n) in counted {
+            self.metrics.live_added(&app, phase.into(), n);
         }
         started
     }
@@ -342,11 +479,18 @@ impl Handler<RewriteAll> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _: RewriteAll, _ctx: &mut Self::Context) -> usize {
-        for e in self.by_poll.values() {
-            // `do_send` queues even into a full mailbox: a rewrite must not be dropped.
-            e.addr.do_send(Cmd::Resnapshot);
+        for r in self.table.records() {
+            match &r.body {
+                // `do_send` queues even into a full mailbox: a rewrite must not be dropped.
+                Body::Active(a) => a.do_send(Cmd::Resnapshot),
+                Body::Idle(i) => {
+                    let state = AttemptState { version: i.version, ..AttemptState::new(i.expires_at_ms) };
+                    let snap = Snapshot { poll: r.poll.clone(), scene: r.scene.clone(), app: r.app.to_string(), state };
+                    self.persister.submit(snap, None);
+                }
+            }
         }
-        self.by_poll.len()
+        self.table.len()
     }
 }
 
@@ -359,6 +503,21 @@ impl Handler<CountLive> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _: CountLive, _ctx: &mut Self::Context) -> usize {
-        self.by_poll.len()
+        self.table.len()
+    }
+}
+
+/// How many attempts have a running actor (the passivation tests).
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountActive;
+
+#[cfg(test)]
+impl Handler<CountActive> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountActive, _ctx: &mut Self::Context) -> usize {
+        self.table.records().filter(|r| matches!(r.body, Body::Active(_))).count()
     }
 }

@@ -397,6 +397,13 @@ impl Metrics {
         }
     }
 
+    /// `n` attempts of `app` became live in state `to` at once (a restored page).
+    pub fn live_added(&self, app: &str, to: State, n: i64) {
+        if to != State::Expired {
+            self.0.live.with_label_values(&[app, to.label()]).add(n);
+        }
+    }
+
     pub fn transition(&self, app: &str, from: State, to: State) {
         self.0.transitions.with_label_values(&[app, from.label(), to.label()]).inc();
         self.live_changed(app, Some(from), Some(to));

@@ -12,6 +12,7 @@
 //! the QR code (the ticket *is* the scene) nor looks a user up (every scanner counts as
 //! registered): that favours them in `create` and logins, and the report says so.
 
+pub mod fill;
 pub mod lean;
 pub mod memory;
 pub mod seed;

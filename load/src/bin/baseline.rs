@@ -1,5 +1,6 @@
 //! `baseline`: the benchmark baselines — serve one (`serve --design seed|lean`) or
-//! measure memory per live attempt (`memory --design engine|lean|seed`).
+//! measure memory per live attempt (`memory --design engine|lean|seed`), or fill a
+//! snapshot store for the restore benchmark (`fill --url …`).
 
 use std::net::TcpListener;
 
@@ -7,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use scanlogin::config::TokenSettings;
 use scanlogin::token::TokenIssuer;
 use scanlogin::wechat::callback::AppKeys;
-use scanlogin_load::baseline::{State, Store, lean::Lean, memory, seed::Seed, serve};
+use scanlogin_load::baseline::{State, Store, fill, lean::Lean, memory, seed::Seed, serve};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Design {
@@ -45,6 +46,22 @@ enum Cmd {
         #[arg(long, default_value = "redis://127.0.0.1:6379/15")]
         redis: String,
     },
+    /// Write `n` live `loop` snapshots into a store (SQL database URL, or `redis://…`)
+    /// for a restore benchmark; the poll ids of a sample go to `--sample-file`.
+    Fill {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        n: usize,
+        #[arg(long, default_value = "default")]
+        app: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        #[arg(long)]
+        sample_file: String,
+        #[arg(long, default_value_t = 200)]
+        sample: usize,
+    },
 }
 
 fn main() -> std::io::Result<()> {
@@ -63,6 +80,20 @@ fn main() -> std::io::Result<()> {
                     "{}",
                     serde_json::json!({"design": format!("{design:?}").to_lowercase(), "n": n,
                         "bytes_per_attempt": per, "attempts_per_gib": per_gib})
+                );
+                Ok(())
+            }
+            Cmd::Fill { url, n, app, ttl, sample_file, sample } => {
+                let target = if url.starts_with("redis") { fill::Target::Redis(url) } else { fill::Target::Sql(url) };
+                let started = std::time::Instant::now();
+                let f = fill::fill(&target, &app, n, std::time::Duration::from_secs(ttl), sample)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                fill::write_sample(&sample_file, &f)?;
+                println!(
+                    "{}",
+                    serde_json::json!({"n": n, "expires_at_ms": f.expires_at_ms,
+                        "fill_secs": started.elapsed().as_secs_f64(), "sample": f.sample.len()})
                 );
                 Ok(())
             }

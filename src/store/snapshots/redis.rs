@@ -41,7 +41,7 @@ return 1
 ";
 
 /// Index entries read per restore page (each page is one HSCAN and one MGET).
-const PAGE: usize = 2_000;
+const PAGE: usize = 5_000;
 /// Bound of one command or pipeline; the writer adds its own budget on top.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -83,14 +83,30 @@ impl SqlStore {
     }
 
     async fn page(&self, cursor: Option<String>) -> Result<Page, StoreError> {
-        // Expired rows come too (until purged): restore counts what it drops.
-        let rows =
+        // Expired rows come too (until purged): restore counts what it drops. SQLite
+        // walks its table in rowid order: that is the file's own order, read
+        // sequentially, where the poll-id order fetches every row from a random page
+        // (1M rows: ~0.3 s against several seconds). Rows written during the walk get
+        // higher rowids; their attempts are in the registry already.
+        let by_rowid = self.db.backend == Backend::Sqlite;
+        let rows = if by_rowid {
+            let after: i64 = cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+            sqlx::query(
+                self.db.sql("SELECT poll, data, rowid FROM attempt_snapshots WHERE rowid > ? ORDER BY rowid LIMIT ?"),
+            )
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(&self.db.pool)
+            .await?
+        } else {
             sqlx::query(self.db.sql("SELECT poll, data FROM attempt_snapshots WHERE poll > ? ORDER BY poll LIMIT ?"))
                 .bind(cursor.unwrap_or_default())
                 .bind(PAGE)
                 .fetch_all(&self.db.pool)
-                .await?;
+                .await?
+        };
         let mut page = Page::default();
+        page.snapshots.reserve(rows.len());
         let mut last = None;
         for r in &rows {
             let poll: String = r.try_get(0)?;
@@ -99,7 +115,7 @@ impl SqlStore {
                 Some(Ok(s)) => page.snapshots.push(s),
                 _ => page.corrupt += 1,
             }
-            last = Some(poll);
+            last = Some(if by_rowid { r.try_get::<i64, _>(2)?.to_string() } else { poll });
         }
         if rows.len() as i64 == PAGE {
             page.next = last;

@@ -1,0 +1,324 @@
+//! The registry's table of live attempts: one compact record per attempt, found by poll
+//! id or by (app, scene), and the deadlines of the idle ones.
+//!
+//! Passivation: a `loop` attempt that only waits (no scan yet, nobody holding a poll on
+//! it) is not an actor. It is an [`Idle`] record here — its expiry, version and creation
+//! time; the rest of a `loop` state is empty by definition — and the registry answers
+//! reads of it (status polls, peeks) itself, in one hop. The first event that would make
+//! it act (a scan, a held poll, its deadline) starts its actor from the record, and from
+//! then on the attempt is an actor until it ends. That is what keeps a live attempt to a
+//! few hundred bytes and a restore to inserting records (no actor per snapshot).
+//!
+//! Records sit in a slab addressed by [`Key`]; the two indexes map a keyed hash of the
+//! poll id / of (app, scene) to the key, and every hit is checked against the record's
+//! own ids, so neither index stores an id twice. The hash is keyed per process
+//! (`RandomState`), so nobody outside can aim for a collision; a collision anyway (two
+//! live attempts, one hash) goes to a small spill list and is still found.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::Arc;
+
+use actix::Addr;
+
+use super::attempt::Attempt;
+use crate::ids::{PollId, Scene};
+
+/// An app name, shared by all its attempts.
+pub type AppName = Arc<str>;
+
+/// A passive `loop` attempt: what its actor needs to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Idle {
+    pub expires_at_ms: u64,
+    pub version: u64,
+    /// Known for attempts created by this process (the login-latency histograms).
+    pub created_ms: Option<u64>,
+    /// The store acknowledged this version (restored ones, or a create that waited).
+    pub stored: bool,
+}
+
+pub enum Body {
+    Idle(Idle),
+    Active(Addr<Attempt>),
+}
+
+pub struct Record {
+    pub poll: PollId,
+    pub scene: Scene,
+    pub app: AppName,
+    pub body: Body,
+}
+
+/// One record's place; stale (finds nothing) once that record is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    idx: u32,
+    epoch: u32,
+}
+
+struct Slot {
+    epoch: u32,
+    rec: Option<Record>,
+}
+
+/// The hashes are already keyed SipHash output: the inner maps use them as they are.
+#[derive(Default)]
+struct Passthrough(u64);
+
+impl Hasher for Passthrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ByHash<V> = HashMap<u64, V, BuildHasherDefault<Passthrough>>;
+
+/// hash → key, with a spill list for the (keyed, so accidental) collision.
+#[derive(Default)]
+struct HashIndex {
+    first: ByHash<Key>,
+    spill: ByHash<Vec<Key>>,
+}
+
+impl HashIndex {
+    fn insert(&mut self, h: u64, key: Key) {
+        match self.first.entry(h) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(key);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.spill.entry(h).or_default().push(key),
+        }
+    }
+
+    fn find(&self, h: u64, is: impl Fn(Key) -> bool) -> Option<Key> {
+        if let Some(k) = self.first.get(&h).copied().filter(|k| is(*k)) {
+            return Some(k);
+        }
+        self.spill.get(&h)?.iter().copied().find(|k| is(*k))
+    }
+
+    fn remove(&mut self, h: u64, key: Key) {
+        if self.first.get(&h) == Some(&key) {
+            self.first.remove(&h);
+            if let Some(v) = self.spill.get_mut(&h) {
+                if let Some(k) = v.pop() {
+                    self.first.insert(h, k);
+                }
+                if v.is_empty() {
+                    self.spill.remove(&h);
+                }
+            }
+        } else if let Some(v) = self.spill.get_mut(&h) {
+            v.retain(|k| *k != key);
+            if v.is_empty() {
+                self.spill.remove(&h);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Table {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    len: usize,
+    by_poll: HashIndex,
+    by_scene: HashIndex,
+    apps: HashSet<AppName>,
+    /// Records that were idle when listed, by deadline (ms). Entries are not taken out
+    /// when a record goes active or away: `due` skips those (a key of a removed record
+    /// never matches again), which keeps listing and ending a record cheap.
+    deadlines: BTreeMap<u64, Vec<Key>>,
+    hasher: RandomState,
+}
+
+impl Table {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn poll_hash(&self, poll: &PollId) -> u64 {
+        self.hasher.hash_one(poll.as_str())
+    }
+
+    fn scene_hash(&self, app: &str, scene: &Scene) -> u64 {
+        self.hasher.hash_one((app, scene.as_str()))
+    }
+
+    fn app(&mut self, app: &str) -> AppName {
+        if let Some(a) = self.apps.get(app) {
+            return a.clone();
+        }
+        let a: AppName = Arc::from(app);
+        self.apps.insert(a.clone());
+        a
+    }
+
+    /// Adds a record (the caller checked the poll id is not in the table).
+    pub fn insert(&mut self, poll: PollId, scene: Scene, app: &str, body: Body) -> Key {
+        let (ph, sh) = (self.poll_hash(&poll), self.scene_hash(app, &scene));
+        let deadline = match &body {
+            Body::Idle(i) => Some(i.expires_at_ms),
+            Body::Active(_) => None,
+        };
+        let rec = Record { poll, scene, app: self.app(app), body };
+        let key = match self.free.pop() {
+            Some(idx) => {
+                let slot = &mut self.slots[idx as usize];
+                slot.rec = Some(rec);
+                Key { idx, epoch: slot.epoch }
+            }
+            None => {
+                let idx = u32::try_from(self.slots.len()).expect("fewer than 2^32 live attempts");
+                self.slots.push(Slot { epoch: 0, rec: Some(rec) });
+                Key { idx, epoch: 0 }
+            }
+        };
+        self.len += 1;
+        self.by_poll.insert(ph, key);
+        self.by_scene.insert(sh, key);
+        if let Some(d) = deadline {
+            self.deadlines.entry(d).or_default().push(key);
+        }
+        key
+    }
+
+    pub fn get(&self, key: Key) -> Option<&Record> {
+        self.slots.get(key.idx as usize).filter(|s| s.epoch == key.epoch).and_then(|s| s.rec.as_ref())
+    }
+
+    pub fn get_mut(&mut self, key: Key) -> Option<&mut Record> {
+        self.slots.get_mut(key.idx as usize).filter(|s| s.epoch == key.epoch).and_then(|s| s.rec.as_mut())
+    }
+
+    pub fn find_poll(&self, poll: &PollId) -> Option<Key> {
+        let h = self.poll_hash(poll);
+        self.by_poll.find(h, |k| self.get(k).is_some_and(|r| r.poll == *poll))
+    }
+
+    pub fn find_scene(&self, app: &str, scene: &Scene) -> Option<Key> {
+        let h = self.scene_hash(app, scene);
+        self.by_scene.find(h, |k| self.get(k).is_some_and(|r| &*r.app == app && r.scene == *scene))
+    }
+
+    pub fn remove(&mut self, key: Key) -> Option<Record> {
+        let slot = self.slots.get_mut(key.idx as usize).filter(|s| s.epoch == key.epoch)?;
+        let rec = slot.rec.take()?;
+        slot.epoch = slot.epoch.wrapping_add(1);
+        self.free.push(key.idx);
+        self.len -= 1;
+        let (ph, sh) = (self.poll_hash(&rec.poll), self.scene_hash(&rec.app, &rec.scene));
+        self.by_poll.remove(ph, key);
+        self.by_scene.remove(sh, key);
+        Some(rec)
+    }
+
+    /// Idle records whose deadline is at or before `now_ms`, taken off the deadline list.
+    pub fn due(&mut self, now_ms: u64) -> Vec<Key> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.deadlines.first_entry() {
+            if *entry.key() > now_ms {
+                break;
+            }
+            let keys = entry.remove();
+            out.extend(keys.into_iter().filter(|k| self.get(*k).is_some_and(|r| matches!(r.body, Body::Idle(_)))));
+        }
+        out
+    }
+
+    /// The earliest deadline still listed.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.first_key_value().map(|(at, _)| *at)
+    }
+
+    /// Marks an idle record active (from now on the actor keeps its own timer).
+    pub fn activate(&mut self, key: Key, addr: Addr<Attempt>) -> Option<Idle> {
+        let rec = self.get_mut(key)?;
+        match std::mem::replace(&mut rec.body, Body::Active(addr)) {
+            Body::Idle(i) => Some(i),
+            Body::Active(_) => None,
+        }
+    }
+
+    /// Room for `n` more records without growing on the way (a restored page).
+    pub fn reserve(&mut self, n: usize) {
+        let spare = self.free.len();
+        self.slots.reserve(n.saturating_sub(spare));
+        self.by_poll.first.reserve(n);
+        self.by_scene.first.reserve(n);
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.slots.iter().filter_map(|s| s.rec.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle(at: u64) -> Body {
+        Body::Idle(Idle { expires_at_ms: at, version: 0, created_ms: None, stored: false })
+    }
+
+    #[test]
+    fn finds_by_poll_and_scene_and_forgets() {
+        let mut t = Table::new();
+        let (p, s) = (PollId::generate(), Scene::generate());
+        let k = t.insert(p.clone(), s.clone(), "web", idle(10));
+        assert_eq!(t.find_poll(&p), Some(k));
+        assert_eq!(t.find_scene("web", &s), Some(k));
+        assert_eq!(t.find_scene("tv", &s), None, "the scene belongs to its app");
+        assert_eq!(t.find_poll(&PollId::generate()), None);
+        assert_eq!(t.len(), 1);
+        assert!(t.remove(k).is_some());
+        assert_eq!((t.find_poll(&p), t.find_scene("web", &s), t.len()), (None, None, 0));
+        // The slot is reused; the old key stays dead.
+        let k2 = t.insert(PollId::generate(), Scene::generate(), "web", idle(10));
+        assert_eq!(k2.idx, k.idx);
+        assert!(t.get(k).is_none() && t.get(k2).is_some());
+    }
+
+    #[test]
+    fn colliding_hashes_are_still_told_apart() {
+        let mut idx = HashIndex::default();
+        let (a, b, c) = (Key { idx: 1, epoch: 0 }, Key { idx: 2, epoch: 0 }, Key { idx: 3, epoch: 0 });
+        idx.insert(7, a);
+        idx.insert(7, b);
+        idx.insert(7, c);
+        assert_eq!(idx.find(7, |k| k == b), Some(b));
+        idx.remove(7, a);
+        assert_eq!(idx.find(7, |k| k == c), Some(c));
+        assert_eq!(idx.find(7, |k| k == b), Some(b));
+        assert_eq!(idx.find(7, |k| k == a), None);
+        idx.remove(7, c);
+        idx.remove(7, b);
+        assert!(idx.first.is_empty() && idx.spill.is_empty());
+    }
+
+    #[test]
+    fn due_returns_idle_records_in_deadline_order() {
+        let mut t = Table::new();
+        let late = t.insert(PollId::generate(), Scene::generate(), "web", idle(30));
+        let early = t.insert(PollId::generate(), Scene::generate(), "web", idle(10));
+        let gone = t.insert(PollId::generate(), Scene::generate(), "web", idle(20));
+        t.remove(gone);
+        assert_eq!(t.next_deadline(), Some(10));
+        assert_eq!(t.due(5), vec![]);
+        assert_eq!(t.due(30), vec![early, late]);
+        assert_eq!(t.next_deadline(), None);
+    }
+}
