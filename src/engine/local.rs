@@ -17,7 +17,8 @@ use super::clock::Clock;
 use super::persist::{Health, Persister};
 use super::recovery::{self, Recovery, RestoreReport};
 use super::registry::{CountLive, Create, Created, Registry, RewriteAll, Route, Target};
-use super::state::{Event, Phase};
+use super::state::{Event, Phase, Rules};
+use super::table::Shared;
 use super::{EngineConfig, EngineError};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
@@ -29,6 +30,10 @@ const SEND_BUDGET: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct LocalEngine {
     registry: Addr<Registry>,
+    /// The registry's table: a read of an idle attempt is answered from here, on the
+    /// caller's thread; everything else goes to the registry.
+    table: Arc<Shared>,
+    rules: Rules,
     clock: Clock,
     /// Permits for held long polls, server-wide.
     holds: Arc<Semaphore>,
@@ -59,6 +64,7 @@ impl LocalEngine {
             persister.clone(),
             recovery.clone(),
         );
+        let table = registry.table();
         let registry = match arbiter {
             Some(a) => Registry::start_in_arbiter(a, move |_| registry),
             None => registry.start(),
@@ -71,6 +77,8 @@ impl LocalEngine {
         });
         Self {
             registry,
+            table,
+            rules: cfg.rules,
             clock,
             holds: Arc::new(Semaphore::new(cfg.long_polls_max)),
             metrics,
@@ -108,8 +116,18 @@ impl LocalEngine {
 
     /// Feeds `event` to the attempt polled by `poll`; an unknown one answers expired.
     pub async fn apply(&self, poll: &PollId, event: Event) -> Result<Outcome, EngineError> {
-        let r = self.route(Target::Poll(poll.clone()), Cmd::Apply(event)).await?;
+        let cmd = Cmd::Apply(event);
+        if let Some(o) = self.read(poll, &cmd) {
+            return Ok(o);
+        }
+        let r = self.route(Target::Poll(poll.clone()), cmd).await?;
         Ok(r.unwrap_or_else(Outcome::expired))
+    }
+
+    /// The answer to `cmd` if it is a read of an idle attempt (a status poll of a `loop`
+    /// attempt, a peek), taken from the table without a hop to the registry.
+    fn read(&self, poll: &PollId, cmd: &Cmd) -> Option<Outcome> {
+        self.table.read(poll, cmd, self.clock.now_ms(), &self.rules)
     }
 
     /// Feeds `event` to the attempt of (`app`, `scene`); `None` if there is none.
@@ -177,6 +195,9 @@ impl LocalEngine {
 
     /// The attempt's state and detail, unchanged; an unknown one answers expired.
     pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
+        if let Some(o) = self.read(poll, &Cmd::Peek) {
+            return Ok(o);
+        }
         let r = self.route(Target::Poll(poll.clone()), Cmd::Peek).await?;
         Ok(r.unwrap_or_else(Outcome::expired))
     }

@@ -17,12 +17,12 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::EngineError;
-use super::attempt::{Attempt, Cmd, Detail, Ended, Outcome, Timeline};
+use super::attempt::{Attempt, Cmd, Ended, Outcome, Timeline};
 use super::clock::Clock;
 use super::persist::{Persister, Snapshot, Stored};
 use super::recovery::Recovery;
-use super::state::{AttemptState, Event, Phase, Rules, Step, step};
-use super::table::{Body, Idle, Key, Table};
+use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
+use super::table::{Body, Idle, Key, Shared};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
 
@@ -31,7 +31,8 @@ use crate::metrics::Metrics;
 pub const REGISTRY_MAILBOX: usize = 16_384;
 
 pub struct Registry {
-    table: Table,
+    /// Shared with [`super::LocalEngine`], which reads idle attempts without a hop.
+    table: Arc<Shared>,
     /// Restarts under way: who waits for each.
     reviving: std::collections::HashMap<PollId, Vec<oneshot::Sender<bool>>>,
     /// The one timer for all idle attempts: when it fires, and its handle.
@@ -54,7 +55,7 @@ impl Registry {
         recovery: Arc<Recovery>,
     ) -> Self {
         Self {
-            table: Table::new(),
+            table: Arc::default(),
             reviving: Default::default(),
             armed: None,
             max_live,
@@ -64,6 +65,11 @@ impl Registry {
             persister,
             recovery,
         }
+    }
+
+    /// The table, for reads of idle attempts from other threads.
+    pub fn table(&self) -> Arc<Shared> {
+        self.table.clone()
     }
 
     /// Starts an actor for the attempt of `snap`.
@@ -106,29 +112,37 @@ impl Registry {
             let at = snap.state.expires_at_ms;
             self.arm(at, ctx);
             let idle = Idle { expires_at_ms: at, version: snap.state.version, created_ms, stored };
-            self.table.insert(snap.poll, snap.scene, &snap.app, Body::Idle(idle));
+            self.table.lock().insert(snap.poll, snap.scene, &snap.app, Body::Idle(idle));
         } else {
             let timeline = Timeline { created_ms, scanned_ms: None };
             let version = stored.then_some(snap.state.version);
             let (poll, scene, app) = (snap.poll.clone(), snap.scene.clone(), snap.app.clone());
             let addr = self.start_actor(snap, version, timeline, ctx);
-            self.table.insert(poll, scene, &app, Body::Active(addr));
+            self.table.lock().insert(poll, scene, &app, Body::Active(addr));
         }
     }
 
     /// The idle attempt at `key` starts acting: its actor starts from the record.
     fn activate(&mut self, key: Key, ctx: &mut Context<Self>) -> Option<Addr<Attempt>> {
-        let rec = self.table.get(key)?;
-        let i = match &rec.body {
-            Body::Active(a) => return Some(a.clone()),
-            Body::Idle(i) => *i,
+        let (snap, i) = {
+            let t = self.table.lock();
+            let rec = t.get(key)?;
+            let i = match &rec.body {
+                Body::Active(a) => return Some(a.clone()),
+                Body::Idle(i) => *i,
+            };
+            let snap = Snapshot {
+                poll: rec.poll.clone(),
+                scene: rec.scene.clone(),
+                app: rec.app.to_string(),
+                state: i.state(),
+            };
+            (snap, i)
         };
-        let state = AttemptState { version: i.version, ..AttemptState::new(i.expires_at_ms) };
         let timeline = Timeline { created_ms: i.created_ms, scanned_ms: None };
-        let stored = i.stored.then_some(i.version);
-        let snap = Snapshot { poll: rec.poll.clone(), scene: rec.scene.clone(), app: rec.app.to_string(), state };
-        let addr = self.start_actor(snap, stored, timeline, ctx);
-        self.table.activate(key, addr.clone());
+        let addr = self.start_actor(snap, i.stored.then_some(i.version), timeline, ctx);
+        // Only the registry changes the table, so the record is still the idle one.
+        self.table.lock().activate(key, addr.clone());
         Some(addr)
     }
 
@@ -154,10 +168,14 @@ impl Registry {
     /// restores a snapshot whose deadline has passed, which the restore drops.
     fn expire_due(&mut self, ctx: &mut Context<Self>) {
         let now = self.clock.now_ms();
-        for key in self.table.due(now) {
-            let Some(rec) = self.table.remove(key) else { continue };
+        let ended: Vec<_> = {
+            let mut t = self.table.lock();
+            let due = t.due(now);
+            due.into_iter().filter_map(|k| t.remove(k)).collect()
+        };
+        for rec in ended {
             let Body::Idle(i) = rec.body else { continue };
-            let state = AttemptState { version: i.version, ..AttemptState::new(i.expires_at_ms) };
+            let state = i.state();
             let Step { state: next, actions, .. } = step(&state, &Event::Timeout, now, &self.rules);
             self.metrics.transition(&rec.app, Phase::Loop.into(), next.phase.into());
             if let Some(why) = actions.end {
@@ -166,52 +184,30 @@ impl Registry {
             let snap = Snapshot { poll: rec.poll, scene: rec.scene, app: rec.app.to_string(), state: next };
             self.persister.submit(snap, None);
         }
-        if let Some(next) = self.table.next_deadline() {
+        let next = self.table.lock().next_deadline();
+        if let Some(next) = next {
             self.arm(next, ctx);
         }
     }
 
-    /// What an idle attempt answers to `cmd` without acting, if it can: a read that
-    /// changes nothing. `None`: the command makes it act (its actor must start).
-    fn answer_idle(&self, key: Key, cmd: &Cmd) -> Option<Outcome> {
-        let rec = self.table.get(key)?;
-        let Body::Idle(i) = &rec.body else { return None };
-        let now = self.clock.now_ms();
-        if now >= i.expires_at_ms {
-            return None;
-        }
-        let state = AttemptState { version: i.version, ..AttemptState::new(i.expires_at_ms) };
-        let expires_in = state.expires_in(now);
-        let read = |reply| Outcome { reply, actions: Default::default(), phase: Phase::Loop, expires_in, detail: None };
-        match cmd {
-            Cmd::Peek => {
-                let mut o = read(super::state::Reply::Ok);
-                o.detail = Some(Detail { app: rec.app.to_string(), openid: None });
-                Some(o)
-            }
-            Cmd::Apply(ev) => {
-                let Step { state: next, reply, actions } = step(&state, ev, now, &self.rules);
-                // A repeated scan must wait for the stored state: that is the actor's job.
-                let acknowledges = matches!(ev, Event::Scanned { .. } | Event::CodeIssued { .. });
-                let quiet = actions == Default::default() && next.phase == Phase::Loop;
-                (quiet && (i.stored || !acknowledges)).then(|| read(reply))
-            }
-            Cmd::Resnapshot => {
-                let snap =
-                    Snapshot { poll: rec.poll.clone(), scene: rec.scene.clone(), app: rec.app.to_string(), state };
-                self.persister.submit(snap, None);
-                Some(read(super::state::Reply::Ok))
-            }
-            Cmd::Watch(_) => None,
-            #[cfg(test)]
-            Cmd::Crash => None,
+    fn forget(&mut self, poll: &PollId) {
+        let mut t = self.table.lock();
+        if let Some(k) = t.find_poll(poll) {
+            t.remove(k);
         }
     }
 
-    fn forget(&mut self, poll: &PollId) {
-        if let Some(k) = self.table.find_poll(poll) {
-            self.table.remove(k);
-        }
+    /// An idle attempt's snapshot, submitted again (the store was down or lost data).
+    fn resnapshot_idle(&self, key: Key) -> Option<Outcome> {
+        let snap = {
+            let t = self.table.lock();
+            let rec = t.get(key)?;
+            let Body::Idle(i) = &rec.body else { return None };
+            Snapshot { poll: rec.poll.clone(), scene: rec.scene.clone(), app: rec.app.to_string(), state: i.state() }
+        };
+        let expires_in = snap.state.expires_in(self.clock.now_ms());
+        self.persister.submit(snap, None);
+        Some(Outcome { reply: Reply::Ok, actions: Default::default(), phase: Phase::Loop, expires_in, detail: None })
     }
 }
 
@@ -246,7 +242,7 @@ impl Handler<Create> for Registry {
     type Result = ResponseFuture<Result<Created, EngineError>>;
 
     fn handle(&mut self, msg: Create, ctx: &mut Self::Context) -> Self::Result {
-        if self.table.len() >= self.max_live {
+        if self.table.lock().len() >= self.max_live {
             return Box::pin(async { Err(EngineError::Overloaded) });
         }
         let now = self.clock.now_ms();
@@ -302,15 +298,24 @@ impl Handler<Route> for Registry {
     type Result = ResponseFuture<Result<Option<Outcome>, EngineError>>;
 
     fn handle(&mut self, msg: Route, ctx: &mut Self::Context) -> Self::Result {
-        let key = match &msg.target {
-            Target::Poll(p) => self.table.find_poll(p),
-            Target::Scene { app, scene } => self.table.find_scene(app, scene),
+        let now = self.clock.now_ms();
+        let (key, read) = {
+            let t = self.table.lock();
+            let key = match &msg.target {
+                Target::Poll(p) => t.find_poll(p),
+                Target::Scene { app, scene } => t.find_scene(app, scene),
+            };
+            (key, key.and_then(|k| t.read(k, &msg.cmd, now, &self.rules)))
         };
-        if let Some(o) = key.and_then(|k| self.answer_idle(k, &msg.cmd)) {
+        let read = read.or_else(|| match msg.cmd {
+            Cmd::Resnapshot => key.and_then(|k| self.resnapshot_idle(k)),
+            _ => None,
+        });
+        if let Some(o) = read {
             return Box::pin(std::future::ready(Ok(Some(o))));
         }
         let found = key.and_then(|k| {
-            let poll = self.table.get(k)?.poll.clone();
+            let poll = self.table.lock().get(k)?.poll.clone();
             Some((poll, self.activate(k, ctx)?))
         });
         let me = ctx.address();
@@ -384,23 +389,25 @@ impl Registry {
     /// however many callers found it dead). The receiver learns whether it lives.
     fn revive(&mut self, poll: PollId, dead: Addr<Attempt>, ctx: &mut Context<Self>) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
-        let listed = self.table.find_poll(&poll).and_then(|k| self.table.get(k));
-        match listed.map(|r| &r.body) {
+        let listed = {
+            let t = self.table.lock();
+            t.find_poll(&poll).and_then(|k| t.get(k)).map(|r| match &r.body {
+                Body::Active(a) => *a == dead,
+                // An idle record cannot die: it was replaced too.
+                Body::Idle(_) => false,
+            })
+        };
+        match listed {
             None => {
                 let _ = tx.send(false);
                 return rx;
             }
             // Already replaced by an earlier revive.
-            Some(Body::Active(a)) if *a != dead => {
+            Some(false) => {
                 let _ = tx.send(true);
                 return rx;
             }
-            // An idle record cannot die: it was replaced too.
-            Some(Body::Idle(_)) => {
-                let _ = tx.send(true);
-                return rx;
-            }
-            Some(Body::Active(_)) => {}
+            Some(true) => {}
         }
         if let Some(waiters) = self.reviving.get_mut(&poll) {
             waiters.push(tx);
@@ -452,9 +459,9 @@ impl Handler<Restore> for Registry {
         let mut started = 0;
         // The live gauge moves once per (app, phase) of the page, not once per attempt.
         let mut counted: Vec<(String, Phase, i64)> = Vec::new();
-        self.table.reserve(msg.0.len());
+        self.table.lock().reserve(msg.0.len());
         for snap in msg.0 {
-            if snap.is_live(now) && self.table.find_poll(&snap.poll).is_none() {
+            if snap.is_live(now) && self.table.lock().find_poll(&snap.poll).is_none() {
                 match counted.iter_mut().find(|(a, p, _)| *a == snap.app && *p == snap.state.phase) {
                     Some(c) => c.2 += 1,
                     None => counted.push((snap.app.clone(), snap.state.phase, 1)),
@@ -479,18 +486,19 @@ impl Handler<RewriteAll> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _: RewriteAll, _ctx: &mut Self::Context) -> usize {
-        for r in self.table.records() {
+        let t = self.table.lock();
+        for r in t.records() {
             match &r.body {
                 // `do_send` queues even into a full mailbox: a rewrite must not be dropped.
                 Body::Active(a) => a.do_send(Cmd::Resnapshot),
                 Body::Idle(i) => {
-                    let state = AttemptState { version: i.version, ..AttemptState::new(i.expires_at_ms) };
+                    let state = i.state();
                     let snap = Snapshot { poll: r.poll.clone(), scene: r.scene.clone(), app: r.app.to_string(), state };
                     self.persister.submit(snap, None);
                 }
             }
         }
-        self.table.len()
+        t.len()
     }
 }
 
@@ -503,7 +511,7 @@ impl Handler<CountLive> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _: CountLive, _ctx: &mut Self::Context) -> usize {
-        self.table.len()
+        self.table.lock().len()
     }
 }
 
@@ -518,6 +526,6 @@ impl Handler<CountActive> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _: CountActive, _ctx: &mut Self::Context) -> usize {
-        self.table.records().filter(|r| matches!(r.body, Body::Active(_))).count()
+        self.table.lock().records().filter(|r| matches!(r.body, Body::Active(_))).count()
     }
 }

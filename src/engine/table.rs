@@ -19,9 +19,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::Arc;
 
+use std::sync::{Mutex, MutexGuard};
+
 use actix::Addr;
 
-use super::attempt::Attempt;
+use super::attempt::{Attempt, Cmd, Detail, Outcome};
+use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
 use crate::ids::{PollId, Scene};
 
 /// An app name, shared by all its attempts.
@@ -142,10 +145,6 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     pub fn len(&self) -> usize {
         self.len
     }
@@ -264,6 +263,69 @@ impl Table {
     pub fn records(&self) -> impl Iterator<Item = &Record> {
         self.slots.iter().filter_map(|s| s.rec.as_ref())
     }
+
+    /// What the idle attempt at `key` answers to `cmd` without acting, if it can: a read
+    /// that changes nothing (a status poll, a peek). `None`: the command makes it act,
+    /// or it is not idle, or its deadline passed (its actor must start and expire it).
+    pub fn read(&self, key: Key, cmd: &Cmd, now_ms: u64, rules: &Rules) -> Option<Outcome> {
+        let rec = self.get(key)?;
+        let Body::Idle(i) = &rec.body else { return None };
+        if now_ms >= i.expires_at_ms {
+            return None;
+        }
+        let state = i.state();
+        let read = |reply| Outcome {
+            reply,
+            actions: Default::default(),
+            phase: Phase::Loop,
+            expires_in: state.expires_in(now_ms),
+            detail: None,
+        };
+        match cmd {
+            Cmd::Peek => {
+                let mut o = read(Reply::Ok);
+                o.detail = Some(Detail { app: rec.app.to_string(), openid: None });
+                Some(o)
+            }
+            Cmd::Apply(ev) => {
+                let Step { state: next, reply, actions } = step(&state, ev, now_ms, rules);
+                // A repeated scan must wait for the stored state: that is the actor's job.
+                let acknowledges = matches!(ev, Event::Scanned { .. } | Event::CodeIssued { .. });
+                let quiet = actions == Default::default() && next.phase == Phase::Loop;
+                (quiet && (i.stored || !acknowledges)).then(|| read(reply))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Idle {
+    /// The full machine state this record stands for.
+    pub fn state(&self) -> AttemptState {
+        AttemptState { version: self.version, ..AttemptState::new(self.expires_at_ms) }
+    }
+}
+
+/// The table, shared: the registry actor is its only writer (every change of an attempt
+/// still goes through the registry and the attempt's actor), while status polls and
+/// peeks of idle attempts read it straight from the HTTP workers — no hop to another
+/// thread for the commonest request. Every hold of the lock is a few hash lookups.
+#[derive(Default)]
+pub struct Shared(Mutex<Table>);
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding it leaves the table consistent (no multi-step edits
+        // are interrupted half-way that a reader could trip on): keep serving.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The answer to a read of the idle attempt `poll`, if it is one.
+    pub fn read(&self, poll: &PollId, cmd: &Cmd, now_ms: u64, rules: &Rules) -> Option<Outcome> {
+        let t = self.lock();
+        let key = t.find_poll(poll)?;
+        t.read(key, cmd, now_ms, rules)
+    }
 }
 
 #[cfg(test)]
@@ -276,7 +338,7 @@ mod tests {
 
     #[test]
     fn finds_by_poll_and_scene_and_forgets() {
-        let mut t = Table::new();
+        let mut t = Table::default();
         let (p, s) = (PollId::generate(), Scene::generate());
         let k = t.insert(p.clone(), s.clone(), "web", idle(10));
         assert_eq!(t.find_poll(&p), Some(k));
@@ -311,7 +373,7 @@ mod tests {
 
     #[test]
     fn due_returns_idle_records_in_deadline_order() {
-        let mut t = Table::new();
+        let mut t = Table::default();
         let late = t.insert(PollId::generate(), Scene::generate(), "web", idle(30));
         let early = t.insert(PollId::generate(), Scene::generate(), "web", idle(10));
         let gone = t.insert(PollId::generate(), Scene::generate(), "web", idle(20));
