@@ -247,11 +247,17 @@ impl Application {
         metrics.node(&node);
         tracing::info!(node = %node, cluster = settings.cluster.enabled, store = settings.storage.snapshots.name(), "starting");
         let engine = build_engine(&settings, &db, kv.as_ref(), &metrics)?;
-        let users = Users::new(db);
+        // A single node is the only writer of its database: the login audit's and the
+        // revocations' reads are then answered from memory.
+        let sole = !settings.cluster.enabled;
+        let users = if sole { Users::sole_writer(db) } else { Users::new(db) };
         // The login audit is written behind the answers, on the thread that outlives the
         // HTTP workers (so shutdown can flush it).
         engine.store_thread.spawn(users.audit_writer());
-        let shared = build_shared(&settings, kv.as_ref(), &users, &metrics);
+        let mut shared = build_shared(&settings, kv.as_ref(), &users, &metrics);
+        if sole {
+            shared.revocations = Revocations::sole_writer(users.clone(), kv.clone()).await;
+        }
         // The nodes of a cluster share one sandbox: its tickets, tokens and outbox.
         let cluster_kv = kv.as_ref().filter(|_| settings.cluster.enabled);
         let outbox = cluster_kv.map_or_else(Outbox::default, |kv| Outbox::Redis(kv.clone()));

@@ -22,6 +22,7 @@ use std::time::Duration;
 use sqlx::AssertSqlSafe;
 use tokio::sync::Notify;
 
+use super::recent_cache::{KEEP, RecentCache};
 use super::{Db, LoginRow};
 
 /// Rows queued at most before callers write their own.
@@ -38,6 +39,8 @@ pub(super) struct Queued {
 
 struct Inner {
     queue: Mutex<Vec<Queued>>,
+    /// Set on a node that is the audit's only writer (see [`RecentCache`]).
+    recent: Option<RecentCache>,
     wake: Notify,
     drained: Notify,
     running: AtomicBool,
@@ -55,8 +58,19 @@ impl Default for AuditLog {
 
 impl AuditLog {
     pub fn with_capacity(cap: usize) -> Self {
+        Self::build(cap, false)
+    }
+
+    /// The audit of a node that is its only writer: `/me` reads come from memory once
+    /// each user's entry is complete.
+    pub fn sole_writer() -> Self {
+        Self::build(QUEUE_CAP, true)
+    }
+
+    fn build(cap: usize, sole_writer: bool) -> Self {
         Self(Arc::new(Inner {
             queue: Mutex::new(Vec::new()),
+            recent: sole_writer.then(RecentCache::default),
             wake: Notify::new(),
             drained: Notify::new(),
             running: AtomicBool::new(false),
@@ -75,6 +89,9 @@ impl AuditLog {
 
     /// Appends a row: queued when a writer runs and there is room, else written now.
     pub(super) async fn record(&self, db: &Db, q: Queued) -> Result<(), sqlx::Error> {
+        if let Some(c) = &self.0.recent {
+            c.recorded(&q.user_id, &q.row);
+        }
         if self.0.running.load(Ordering::SeqCst) {
             let mut queue = self.queue();
             if queue.len() < self.0.cap {
@@ -89,6 +106,19 @@ impl AuditLog {
 
     /// The newest `n` rows of `user_id`, stored or queued, newest first.
     pub(super) async fn recent(&self, db: &Db, user_id: &str, n: i64) -> Result<Vec<LoginRow>, sqlx::Error> {
+        let want = n.max(0) as usize;
+        let Some(cache) = self.0.recent.as_ref().filter(|_| want <= KEEP) else {
+            return self.read(db, user_id, n).await;
+        };
+        if let Some(rows) = cache.get(user_id, want) {
+            return Ok(rows);
+        }
+        let read = self.read(db, user_id, KEEP as i64).await?;
+        Ok(cache.complete(user_id, read, want))
+    }
+
+    /// [`AuditLog::recent`] from the database and the queue.
+    async fn read(&self, db: &Db, user_id: &str, n: i64) -> Result<Vec<LoginRow>, sqlx::Error> {
         // The queue first: a row leaves it only once stored, so the query then sees it.
         let queued: Vec<LoginRow> =
             self.queue().iter().rev().filter(|r| r.user_id == user_id).map(|r| r.row.clone()).collect();
@@ -275,5 +305,30 @@ mod tests {
         insert(&db, std::slice::from_ref(&q)).await.unwrap();
         let recent = log.recent(&db, "u", 20).await.unwrap();
         assert_eq!(recent.len(), 10, "{recent:?}");
+    }
+
+    /// A sole writer answers `/me` from memory once an entry is complete, and never
+    /// misses a row stored before it started.
+    #[tokio::test]
+    async fn a_sole_writer_reads_recent_logins_from_memory() {
+        let (_dir, u) = users().await;
+        u.record_login("u", "default", "scan", "10.0.0.1", "old").await.unwrap();
+        let log = AuditLog::sole_writer();
+        let db = u.db().clone();
+        let row = |at: i64| Queued {
+            user_id: "u".into(),
+            row: LoginRow { app: "a".into(), how: "bind".into(), ip: "ip".into(), user_agent: "new".into(), at },
+        };
+        log.record(&db, row(i64::MAX - 1)).await.unwrap();
+        let first = log.recent(&db, "u", 5).await.unwrap();
+        assert_eq!(first.iter().map(|r| r.user_agent.as_str()).collect::<Vec<_>>(), ["new", "old"]);
+        // From now on memory answers: with the table gone a query would fail.
+        sqlx::query("DROP TABLE logins").execute(&db.pool).await.unwrap();
+        log.0.running.store(true, Ordering::SeqCst); // rows now stay queued (no table to write to)
+        log.record(&db, row(i64::MAX)).await.unwrap();
+        let again = log.recent(&db, "u", 5).await.unwrap();
+        assert_eq!(again.len(), 3);
+        assert_eq!(again[0].at, i64::MAX);
+        assert!(log.recent(&db, "u", 6).await.is_err(), "more than memory keeps: the database is asked");
     }
 }

@@ -6,6 +6,7 @@
 //! columns, upserts, case-sensitive ids on MySQL) a migration has one file per backend.
 
 mod audit;
+mod recent_cache;
 pub mod snapshots;
 #[cfg(test)]
 pub(crate) mod testdb;

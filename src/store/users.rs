@@ -55,6 +55,12 @@ impl Users {
         Self { db, cache: Arc::default(), audit: AuditLog::default() }
     }
 
+    /// The users of a node that is the only writer of the database (a single node): the
+    /// login audit's reads are then served from memory (see [`AuditLog::sole_writer`]).
+    pub fn sole_writer(db: Db) -> Self {
+        Self { db, cache: Arc::default(), audit: AuditLog::sole_writer() }
+    }
+
     /// The login audit's writer task (see [`AuditLog::writer`]); until it runs, audit
     /// rows are written as they come.
     pub fn audit_writer(&self) -> impl Future<Output = ()> + Send + 'static {
@@ -326,6 +332,15 @@ impl Users {
             .execute(&self.db.pool)
             .await?;
         Ok(())
+    }
+
+    /// Every revocation whose token expires at or after `now` (Unix seconds).
+    pub async fn revoked_since(&self, now: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(self.db.sql("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at >= ?"))
+            .bind(now)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     pub async fn is_revoked(&self, jti: &str) -> Result<bool, sqlx::Error> {

@@ -76,15 +76,74 @@ impl TokenIssuer {
 /// record (a flushed, evicted or restarted Redis must not bring a logged-out token back);
 /// Redis, when configured, is a cache in front of it shared by every node: a hit there
 /// answers "revoked" without a query, a miss or an unreachable Redis asks the database.
+///
+/// A single node is the only writer of that table, so it also keeps the whole set in
+/// memory ([`Revocations::sole_writer`]): loaded at start, added to after each stored
+/// revocation, and then the only place `is_revoked` looks. Past [`LOCAL_MAX`] entries it
+/// stops trusting memory and asks the database again (memory stays bounded).
 #[derive(Clone)]
 pub struct Revocations {
     db: crate::store::Users,
     cache: Option<crate::kv::Kv>,
+    local: Option<std::sync::Arc<Local>>,
+}
+
+/// Revoked tokens a single node keeps in memory at most.
+pub const LOCAL_MAX: usize = 1_000_000;
+
+/// The in-memory set of a sole writer: jti → expiry (Unix seconds).
+#[derive(Default)]
+struct Local {
+    map: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Loaded from the database and within its bound: memory is the whole truth.
+    trusted: std::sync::atomic::AtomicBool,
+    swept_at: std::sync::atomic::AtomicI64,
+}
+
+impl Local {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, i64>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn trusted(&self) -> bool {
+        self.trusted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Adds a stored revocation; drops expired ones at most once a minute.
+    fn add(&self, jti: &str, exp: i64) {
+        use std::sync::atomic::Ordering;
+        let now = crate::store::unix_now();
+        let mut map = self.map();
+        if self.swept_at.swap(now, Ordering::Relaxed) + 60 <= now {
+            map.retain(|_, e| *e >= now);
+        }
+        map.insert(jti.to_string(), exp);
+        if map.len() > LOCAL_MAX {
+            self.trusted.store(false, Ordering::Release);
+            map.clear();
+            tracing::warn!(max = LOCAL_MAX, "too many revoked tokens to keep in memory; asking the database");
+        }
+    }
 }
 
 impl Revocations {
     pub fn new(db: crate::store::Users, cache: Option<crate::kv::Kv>) -> Self {
-        Self { db, cache }
+        Self { db, cache, local: None }
+    }
+
+    /// The revocations of a node that is the database's only writer: the set is loaded
+    /// now and kept in memory (until then, and past its bound, the database answers).
+    pub async fn sole_writer(db: crate::store::Users, cache: Option<crate::kv::Kv>) -> Self {
+        let local = std::sync::Arc::new(Local::default());
+        match db.revoked_since(crate::store::unix_now()).await {
+            Ok(rows) if rows.len() <= LOCAL_MAX => {
+                local.map().extend(rows);
+                local.trusted.store(true, std::sync::atomic::Ordering::Release);
+            }
+            Ok(_) => tracing::warn!(max = LOCAL_MAX, "too many revoked tokens to keep in memory; asking the database"),
+            Err(e) => tracing::warn!(error = %e, "revoked tokens not loaded; asking the database for each"),
+        }
+        Self { db, cache, local: Some(local) }
     }
 
     fn key(kv: &crate::kv::Kv, jti: &str) -> String {
@@ -94,6 +153,9 @@ impl Revocations {
     /// Written to the database first: only that makes the logout succeed.
     pub async fn revoke(&self, claims: &Claims) -> Result<(), String> {
         self.db.revoke(&claims.jti, claims.exp).await.map_err(|e| e.to_string())?;
+        if let Some(local) = &self.local {
+            local.add(&claims.jti, claims.exp);
+        }
         if let Some(kv) = &self.cache {
             let mut c = kv.conn(crate::kv::Class::Fast);
             let r = redis::cmd("SET")
@@ -112,6 +174,9 @@ impl Revocations {
 
     /// Fails closed: if the database cannot answer either, the token is treated as revoked.
     pub async fn is_revoked(&self, jti: &str) -> bool {
+        if let Some(local) = self.local.as_ref().filter(|l| l.trusted()) {
+            return local.map().contains_key(jti);
+        }
         if let Some(kv) = &self.cache {
             let mut c = kv.conn(crate::kv::Class::Fast);
             if let Ok(n) = redis::cmd("EXISTS").arg(Self::key(kv, jti)).query_async::<i64>(&mut c).await
@@ -121,6 +186,38 @@ impl Revocations {
             }
         }
         self.db.is_revoked(jti).await.unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod revocation_tests {
+    use super::*;
+    use crate::store::{Db, Users};
+
+    fn claims(jti: &str) -> Claims {
+        let now = crate::store::unix_now();
+        Claims { sub: "u".into(), iat: now, exp: now + 600, jti: jti.into(), iss: "i".into(), aud: "a".into() }
+    }
+
+    #[tokio::test]
+    async fn a_sole_writer_answers_from_memory_what_the_database_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/r.db?mode=rwc", dir.path().display())).await.unwrap();
+        db.migrate().await.unwrap();
+        let users = Users::new(db.clone());
+        Revocations::new(users.clone(), None).revoke(&claims("before")).await.unwrap();
+        // Started after a revocation: loads it.
+        let r = Revocations::sole_writer(users.clone(), None).await;
+        assert!(r.local.as_ref().unwrap().trusted());
+        assert!(r.is_revoked("before").await);
+        assert!(!r.is_revoked("other").await);
+        r.revoke(&claims("after")).await.unwrap();
+        assert!(r.is_revoked("after").await);
+        // Memory alone answers: with the table gone, a query would fail (and fail closed).
+        sqlx::query("DROP TABLE revoked_tokens").execute(&db.pool).await.unwrap();
+        assert!(!r.is_revoked("other").await, "answered from memory, not by a failing query");
+        assert!(r.is_revoked("after").await);
+        assert!(Revocations::new(users, None).is_revoked("other").await, "the database path fails closed");
     }
 }
 
