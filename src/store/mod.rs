@@ -60,6 +60,15 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
         },
     ),
     (4, "logins", MigrationSql::Portable(include_str!("../../migrations/0004_logins.sql"))),
+    (
+        5,
+        "snapshots_scene_index",
+        MigrationSql::PerBackend {
+            sqlite: include_str!("../../migrations/0005_snapshots_scene_index.sql"),
+            postgres: include_str!("../../migrations/0005_snapshots_scene_index.sql"),
+            mysql: include_str!("../../migrations/0005_snapshots_scene_index.mysql.sql"),
+        },
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -431,7 +431,9 @@ async fn write_jobs(s: &Shared, jobs: Vec<Job>) {
     while jobs.peek().is_some() {
         let chunk: Vec<Job> = jobs.by_ref().take(s.cfg.max_batch).collect();
         let snaps: Vec<Snapshot> = chunk.iter().map(|j| j.snap.clone()).collect();
+        let started = std::time::Instant::now();
         let result = bounded(s.cfg.call_budget, s.primary.write(&snaps)).await;
+        s.metrics.snapshot_write_took(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
                 s.metrics.snapshot_written(name, SnapshotWrite::Ok, snaps.len());

@@ -29,7 +29,9 @@ impl SqlStore {
         Self { db }
     }
 
-    /// `INSERT … VALUES (…) × rows` plus the dialect's "update only if newer" clause.
+    /// `INSERT … VALUES (…) × rows` plus the dialect's "update only if newer" clause. An
+    /// attempt's app, scene and expiry never change, so an update sets only what does:
+    /// the indexes (poll, expiry) are then left alone and an update touches one page.
     fn upsert_sql(&self, rows: usize) -> String {
         let mut q = String::with_capacity(120 + rows * 24);
         q.push_str("INSERT INTO attempt_snapshots (poll, app, scene, expires_at, version, live, data) VALUES ");
@@ -41,8 +43,7 @@ impl SqlStore {
         }
         match self.db.backend {
             Backend::Sqlite | Backend::Postgres => q.push_str(
-                " ON CONFLICT (poll) DO UPDATE SET app = excluded.app, scene = excluded.scene, \
-                 expires_at = excluded.expires_at, version = excluded.version, live = excluded.live, \
+                " ON CONFLICT (poll) DO UPDATE SET version = excluded.version, live = excluded.live, \
                  data = excluded.data WHERE excluded.version > attempt_snapshots.version",
             ),
             // MySQL applies assignments left to right: `version` must change last.
@@ -50,7 +51,6 @@ impl SqlStore {
                 " ON DUPLICATE KEY UPDATE \
                  data = IF(VALUES(version) > version, VALUES(data), data), \
                  live = IF(VALUES(version) > version, VALUES(live), live), \
-                 expires_at = IF(VALUES(version) > version, VALUES(expires_at), expires_at), \
                  version = GREATEST(version, VALUES(version))",
             ),
         }
