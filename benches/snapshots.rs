@@ -8,7 +8,8 @@
 //! Prints, for Redis (a private `redis-server` on a free port) and for the SQLite table:
 //! bytes per attempt in Redis, write throughput through the `Persister` (group commit:
 //! every snapshot awaited by its own submitter, as transitions do), and the time to
-//! restore N attempts into a fresh engine (load + decode + one actor each, timers armed).
+//! restore N attempts into a fresh engine (load + decode + an idle record each in the
+//! registry's table; `loop` attempts start no actor, one timer covers their deadlines).
 
 // Test code: a failed unwrap is how a test fails.
 #![allow(clippy::unwrap_used)]
@@ -214,7 +215,7 @@ fn main() {
     println!("  write throughput, SQLite: {rate:.0} snapshots/s");
     drop(rt);
 
-    println!("== restore (load, decode, one actor each with its timer)");
+    println!("== restore (load, decode, an idle record each, one deadline timer)");
     for &n in &sizes {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(clear(&url));
