@@ -2,6 +2,11 @@
 //! enforces the live-attempt cap, restores snapshots, supervises, and is the only router
 //! to attempts.
 //!
+//! Passivation: a `loop` attempt is listed as an idle record of the [`Shared`] table and
+//! starts its actor only when it acts (see `table.rs`); the registry's one timer expires
+//! the idle ones. Reads of idle attempts are answered from the table, here or on the
+//! caller's thread ([`super::LocalEngine`]); every change still goes through here.
+//!
 //! Nothing outside the engine holds an attempt's `Addr`: this single routing point is
 //! where snapshots restore and where multi-node forwarding will plug in.
 //!
@@ -23,8 +28,11 @@ use super::persist::{Persister, Snapshot, Stored};
 use super::recovery::Recovery;
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
 use super::table::{Body, Idle, Key, Shared};
+
+mod revive;
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
+pub use revive::Revive;
 
 /// Mailbox depth of the registry: deep enough for bursts, bounded so a flood turns into
 /// `overloaded` answers instead of memory.
@@ -361,85 +369,6 @@ impl Handler<Ended> for Registry {
             // Nobody waits for this revive's answer: the next command will route to it.
             Some(dead) => drop(self.revive(msg.poll, dead, ctx)),
         }
-    }
-}
-
-/// The attempt `poll` was found dead at `dead`: restart it from its last snapshot.
-/// Answers whether the attempt lives (restarted now or by a concurrent revive).
-pub struct Revive {
-    pub poll: PollId,
-    pub dead: Addr<Attempt>,
-}
-
-impl Message for Revive {
-    type Result = bool;
-}
-
-impl Handler<Revive> for Registry {
-    type Result = ResponseFuture<bool>;
-
-    fn handle(&mut self, msg: Revive, ctx: &mut Self::Context) -> Self::Result {
-        let rx = self.revive(msg.poll, msg.dead, ctx);
-        Box::pin(async move { rx.await.unwrap_or(false) })
-    }
-}
-
-impl Registry {
-    /// Restarts the attempt `poll`, found dead at `dead`, from its last snapshot (once,
-    /// however many callers found it dead). The receiver learns whether it lives.
-    fn revive(&mut self, poll: PollId, dead: Addr<Attempt>, ctx: &mut Context<Self>) -> oneshot::Receiver<bool> {
-        let (tx, rx) = oneshot::channel();
-        let listed = {
-            let t = self.table.lock();
-            t.find_poll(&poll).and_then(|k| t.get(k)).map(|r| match &r.body {
-                Body::Active(a) => *a == dead,
-                // An idle record cannot die: it was replaced too.
-                Body::Idle(_) => false,
-            })
-        };
-        match listed {
-            None => {
-                let _ = tx.send(false);
-                return rx;
-            }
-            // Already replaced by an earlier revive.
-            Some(false) => {
-                let _ = tx.send(true);
-                return rx;
-            }
-            Some(true) => {}
-        }
-        if let Some(waiters) = self.reviving.get_mut(&poll) {
-            waiters.push(tx);
-            return rx;
-        }
-        self.reviving.insert(poll.clone(), vec![tx]);
-        let persister = self.persister.clone();
-        let key = poll.clone();
-        let load = async move { persister.load(&key).await };
-        ctx.spawn(load.into_actor(self).map(move |loaded, act, ctx| {
-            let now = act.clock.now_ms();
-            let alive = match loaded {
-                Ok(Some(snap)) if snap.is_live(now) && snap.poll == poll => {
-                    act.forget(&poll);
-                    act.admit(snap, None, ctx);
-                    act.metrics.attempt_restart(crate::metrics::labels::Restart::Restarted);
-                    tracing::warn!(poll = ?poll, "attempt died unexpectedly; restarted from its snapshot");
-                    true
-                }
-                other => {
-                    act.forget(&poll);
-                    act.metrics.attempt_restart(crate::metrics::labels::Restart::Lost);
-                    let found = other.map(|s| s.map(|s| s.state.phase));
-                    tracing::error!(poll = ?poll, ?found, "attempt died unexpectedly and has no live snapshot");
-                    false
-                }
-            };
-            for w in act.reviving.remove(&poll).unwrap_or_default() {
-                let _ = w.send(alive);
-            }
-        }));
-        rx
     }
 }
 

@@ -202,8 +202,11 @@ impl Metrics {
             snapshot_duration: register(
                 &r,
                 Histogram::with_opts(
-                    HistogramOpts::new(SNAPSHOT_WRITE_DURATION, "Duration of one snapshot write (a batch: one round trip)")
-                        .buckets(SNAPSHOT_BUCKETS.to_vec()),
+                    HistogramOpts::new(
+                        SNAPSHOT_WRITE_DURATION,
+                        "Duration of one snapshot write (a batch: one round trip)",
+                    )
+                    .buckets(SNAPSHOT_BUCKETS.to_vec()),
                 )
                 .expect("valid metric"),
             ),
