@@ -93,6 +93,7 @@ fn token_latency_and_snapshot_hooks_record() {
     m.token_latency("default", "scan", Some(2.0), Some(0.004));
     m.token_latency("default", "bind", None, Some(30.0));
     m.snapshot_write_took(0.0002);
+    m.snapshot_written("sqlite", super::labels::SnapshotWrite::Ok, 1);
     m.snapshot_error("sqlite", super::labels::SnapshotOp::Write);
     m.restored(7);
     let text = m.render();

@@ -30,15 +30,17 @@ struct Entry {
 }
 
 impl Entry {
-    /// Adds `rows` not already present, newest first, keeping [`KEEP`]. (Two identical
+    /// Adds `rows` not already present, keeping the newest [`KEEP`], newest first. Rows
+    /// of the same second keep their order of arrival: a row just recorded goes before
+    /// the ones held (`newest`), rows read from the database after them. (Two identical
     /// rows of one user in the same second show as one, as the queue merge does.)
-    fn merge(&mut self, rows: impl IntoIterator<Item = LoginRow>) {
+    fn merge(&mut self, rows: impl IntoIterator<Item = LoginRow>, newest: bool) {
         for r in rows {
             if !self.rows.contains(&r) {
-                self.rows.push(r);
+                if newest { self.rows.insert(0, r) } else { self.rows.push(r) }
             }
         }
-        // Stable: among rows of the same second, the ones here first (newer) stay first.
+        // Stable: among rows of the same second, the order above stays.
         self.rows.sort_by_key(|r| std::cmp::Reverse(r.at));
         self.rows.truncate(KEEP);
     }
@@ -73,7 +75,7 @@ impl RecentCache {
 
     /// A row this process recorded.
     pub fn recorded(&self, user_id: &str, row: &LoginRow) {
-        self.maps().entry(user_id).merge([row.clone()]);
+        self.maps().entry(user_id).merge([row.clone()], true);
     }
 
     /// The newest `n` rows, if the entry is complete (`n` ≤ [`KEEP`]).
@@ -91,7 +93,7 @@ impl RecentCache {
     pub fn complete(&self, user_id: &str, read: Vec<LoginRow>, n: usize) -> Vec<LoginRow> {
         let mut maps = self.maps();
         let e = maps.entry(user_id);
-        e.merge(read);
+        e.merge(read, false);
         e.complete = true;
         e.rows.iter().take(n).cloned().collect()
     }
@@ -120,6 +122,17 @@ mod tests {
         assert_eq!(got.iter().map(|r| r.at).collect::<Vec<_>>(), [19, 18, 17, 16, 15]);
         assert_eq!(c.get("u", 6), None, "more than is kept: ask the database");
         assert_eq!(c.get("other", 5), None);
+    }
+
+    #[test]
+    fn rows_of_one_second_are_newest_first() {
+        let c = RecentCache::default();
+        c.complete("u", vec![row(7)], 5);
+        let mut later = row(7);
+        later.how = "bind".into();
+        c.recorded("u", &later);
+        let got = c.get("u", 5).unwrap();
+        assert_eq!(got.iter().map(|r| r.how.as_str()).collect::<Vec<_>>(), ["bind", "scan"]);
     }
 
     #[test]
