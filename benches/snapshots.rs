@@ -83,7 +83,7 @@ async fn throughput(store: Arc<dyn SnapshotStore>, snaps: Vec<Snapshot>) -> f64 
     let batches: f64 = metrics
         .render()
         .lines()
-        .filter(|l| l.starts_with("scanlogin_snapshot_batch_size_count"))
+        .filter(|l| l.starts_with("scanlogin_snapshot_write_duration_seconds_count"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     println!("    {n} snapshots in {secs:.2} s through {batches} round trips (mean batch {:.0})", n as f64 / batches);
