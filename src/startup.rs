@@ -143,19 +143,25 @@ fn build_engine(settings: &Settings, db: &Db, kv: Option<&Kv>, metrics: &Metrics
     Ok(EngineParts { handle, engine_thread, store_thread })
 }
 
-/// Dedup, limits and revocations (see [`Shared`]).
-fn build_shared(settings: &Settings, kv: Option<&Kv>, users: &Users, metrics: &Metrics) -> Shared {
+/// Dedup, limits and revocations (see [`Shared`]); a `sole` writer of the database keeps
+/// the revocations in memory.
+async fn build_shared(settings: &Settings, kv: Option<&Kv>, users: &Users, metrics: &Metrics, sole: bool) -> Shared {
     let dedup_ttl = Duration::from_secs(settings.wechat.dedup_ttl_secs);
+    let revocations = if sole {
+        Revocations::sole_writer(users.clone(), kv.cloned()).await
+    } else {
+        Revocations::new(users.clone(), kv.cloned())
+    };
     let shared = match kv {
         Some(kv) => Shared {
             dedup: Dedup::redis(kv, dedup_ttl),
             limits: Limits::redis(kv, &settings.limits, metrics.clone()),
-            revocations: Revocations::new(users.clone(), Some(kv.clone())),
+            revocations,
         },
         None => Shared {
             dedup: Dedup::memory(dedup_ttl),
             limits: Limits::local(&settings.limits, metrics.clone()),
-            revocations: Revocations::new(users.clone(), None),
+            revocations,
         },
     };
     // Forget idle limiter keys, so churning addresses cannot grow memory without bound.
@@ -254,10 +260,7 @@ impl Application {
         // The login audit is written behind the answers, on the thread that outlives the
         // HTTP workers (so shutdown can flush it).
         engine.store_thread.spawn(users.audit_writer());
-        let mut shared = build_shared(&settings, kv.as_ref(), &users, &metrics);
-        if sole {
-            shared.revocations = Revocations::sole_writer(users.clone(), kv.clone()).await;
-        }
+        let shared = build_shared(&settings, kv.as_ref(), &users, &metrics, sole).await;
         // The nodes of a cluster share one sandbox: its tickets, tokens and outbox.
         let cluster_kv = kv.as_ref().filter(|_| settings.cluster.enabled);
         let outbox = cluster_kv.map_or_else(Outbox::default, |kv| Outbox::Redis(kv.clone()));

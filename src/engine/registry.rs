@@ -28,10 +28,10 @@ use super::persist::{Persister, Snapshot, Stored};
 use super::recovery::Recovery;
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
 use super::table::{Body, Idle, Key, Shared};
-
-mod revive;
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
+
+mod revive;
 pub use revive::Revive;
 
 /// Mailbox depth of the registry: deep enough for bursts, bounded so a flood turns into
@@ -139,13 +139,7 @@ impl Registry {
                 Body::Active(a) => return Some(a.clone()),
                 Body::Idle(i) => *i,
             };
-            let snap = Snapshot {
-                poll: rec.poll.clone(),
-                scene: rec.scene.clone(),
-                app: rec.app.to_string(),
-                state: i.state(),
-            };
-            (snap, i)
+            (rec.snapshot(i.state()), i)
         };
         let timeline = Timeline { created_ms: i.created_ms, scanned_ms: None };
         let addr = self.start_actor(snap, i.stored.then_some(i.version), timeline, ctx);
@@ -207,12 +201,7 @@ impl Registry {
 
     /// An idle attempt's snapshot, submitted again (the store was down or lost data).
     fn resnapshot_idle(&self, key: Key) -> Option<Outcome> {
-        let snap = {
-            let t = self.table.lock();
-            let rec = t.get(key)?;
-            let Body::Idle(i) = &rec.body else { return None };
-            Snapshot { poll: rec.poll.clone(), scene: rec.scene.clone(), app: rec.app.to_string(), state: i.state() }
-        };
+        let snap = self.table.lock().get(key)?.idle_snapshot()?;
         let expires_in = snap.state.expires_in(self.clock.now_ms());
         self.persister.submit(snap, None);
         Some(Outcome { reply: Reply::Ok, actions: Default::default(), phase: Phase::Loop, expires_in, detail: None })
@@ -420,11 +409,7 @@ impl Handler<RewriteAll> for Registry {
             match &r.body {
                 // `do_send` queues even into a full mailbox: a rewrite must not be dropped.
                 Body::Active(a) => a.do_send(Cmd::Resnapshot),
-                Body::Idle(i) => {
-                    let state = i.state();
-                    let snap = Snapshot { poll: r.poll.clone(), scene: r.scene.clone(), app: r.app.to_string(), state };
-                    self.persister.submit(snap, None);
-                }
+                Body::Idle(i) => self.persister.submit(r.snapshot(i.state()), None),
             }
         }
         t.len()

@@ -24,6 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use actix::Addr;
 
 use super::attempt::{Attempt, Cmd, Detail, Outcome};
+use super::persist::Snapshot;
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
 use crate::ids::{PollId, Scene};
 
@@ -51,6 +52,21 @@ pub struct Record {
     pub scene: Scene,
     pub app: AppName,
     pub body: Body,
+}
+
+impl Record {
+    /// This attempt in `state`, as a store keeps it.
+    pub fn snapshot(&self, state: AttemptState) -> Snapshot {
+        Snapshot { poll: self.poll.clone(), scene: self.scene.clone(), app: self.app.to_string(), state }
+    }
+
+    /// The snapshot an idle record stands for; `None` for an active one (its actor has it).
+    pub fn idle_snapshot(&self) -> Option<Snapshot> {
+        match &self.body {
+            Body::Idle(i) => Some(self.snapshot(i.state())),
+            Body::Active(_) => None,
+        }
+    }
 }
 
 /// One record's place; stale (finds nothing) once that record is removed.

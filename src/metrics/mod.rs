@@ -394,13 +394,14 @@ impl Metrics {
     /// Moves one attempt between live states (`None` = not live / not yet live).
     pub fn live_changed(&self, app: &str, from: Option<State>, to: Option<State>) {
         for (p, d) in [(from, -1), (to, 1)] {
-            if let Some(p) = p.filter(|p| *p != State::Expired) {
-                self.0.live.with_label_values(&[app, p.label()]).add(d);
+            if let Some(p) = p {
+                self.live_added(app, p, d);
             }
         }
     }
 
-    /// `n` attempts of `app` became live in state `to` at once (a restored page).
+    /// `n` attempts of `app` became live in state `to` at once (a restored page; negative:
+    /// left it). Ended attempts are not live: `expired` moves nothing.
     pub fn live_added(&self, app: &str, to: State, n: i64) {
         if to != State::Expired {
             self.0.live.with_label_values(&[app, to.label()]).add(n);
