@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use scanlogin::sandbox::{SignedPush, sign_push};
+use scanlogin::sandbox::{PushSender, SignedPush, sign_push};
 use scanlogin::wechat::crypto::AesKey;
 use scanlogin::wechat::xml::{cdata, event_xml};
 
@@ -68,7 +68,9 @@ impl Wechat {
 
     /// Signs (and for a safe-mode account encrypts) `plain` as WeChat does.
     fn seal(&self, openid: &str, plain: &str) -> Push {
-        sign_push(&self.token, &self.app_id, self.aes.as_ref(), &self.account, openid, plain)
+        let from =
+            PushSender { token: &self.token, app_id: &self.app_id, key: self.aes.as_ref(), account: &self.account };
+        sign_push(&from, openid, plain)
     }
 
     /// Posts `push` to `/wechat/{app_id}/callback`; any 200 is success.

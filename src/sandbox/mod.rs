@@ -16,7 +16,7 @@ mod phone;
 mod platform;
 mod state;
 
-pub use phone::{SignedPush, deliver, sign_push};
+pub use phone::{PushSender, SignedPush, deliver, sign_push};
 pub use platform::qr_png;
 pub use state::SandboxState;
 

@@ -53,22 +53,15 @@ pub(super) async fn scan(sb: web::Data<Sandbox>, payload: web::Payload) -> Resul
 }
 
 /// A push as WeChat sends it (sealed by `wechat::callback`, the one place that does).
-pub use crate::wechat::callback::SealedPush as SignedPush;
+pub use crate::wechat::callback::{PushSender, SealedPush as SignedPush};
 
-/// Signs `plain` with the account's Token and, for a safe-mode account (`key`), encrypts
-/// it — what WeChat does before posting a push; a fresh timestamp and nonce each time.
-/// Shared with the load tool, which also plays WeChat.
-pub fn sign_push(
-    token: &str,
-    app_id: &str,
-    key: Option<&AesKey>,
-    account: &str,
-    openid: &str,
-    plain: &str,
-) -> SignedPush {
+/// Signs `plain` as `from` and, for a safe-mode account, encrypts it — what WeChat does
+/// before posting a push; a fresh timestamp and nonce each time. Shared with the load
+/// tool, which also plays WeChat.
+pub fn sign_push(from: &PushSender<'_>, openid: &str, plain: &str) -> SignedPush {
     let timestamp = unix_now().to_string();
     let nonce = rand::random_range(100_000_000u64..1_000_000_000).to_string();
-    callback::seal_push(token, app_id, key, account, openid, plain, (&timestamp, &nonce))
+    callback::seal_push(from, openid, plain, (&timestamp, &nonce))
 }
 
 /// Posts one push to `public_url/wechat/{appid}/callback` as WeChat does and decodes
@@ -84,7 +77,8 @@ pub async fn deliver(
         .then(|| AesKey::from_encoding_key(app.encoding_aes_key.expose()))
         .transpose()
         .map_err(ApiError::internal)?;
-    let SignedPush { params, body } = sign_push(app.token.expose(), &app.app_id, key.as_ref(), account, openid, plain);
+    let from = PushSender { token: app.token.expose(), app_id: &app.app_id, key: key.as_ref(), account };
+    let SignedPush { params, body } = sign_push(&from, openid, plain);
     let url = format!("{}/wechat/{}/callback", sb.public_url, app.app_id);
     let resp = sb
         .http

@@ -137,18 +137,21 @@ pub struct SealedPush {
     pub body: String,
 }
 
+/// Who posts a push, as WeChat signs it: the account's Token and AppID, its AES key for
+/// a safe-mode account, and its original id (`gh_…`, the envelope's `ToUserName`).
+#[derive(Clone, Copy)]
+pub struct PushSender<'a> {
+    pub token: &'a str,
+    pub app_id: &'a str,
+    pub key: Option<&'a AesKey>,
+    pub account: &'a str,
+}
+
 /// What WeChat does before posting `plain` to the account's callback: sign the URL with
 /// the Token and, for a safe-mode account (`key`), encrypt the message into the
 /// `<ToUserName/><Encrypt/>` envelope with its `msg_signature`.
-pub fn seal_push(
-    token: &str,
-    app_id: &str,
-    key: Option<&AesKey>,
-    account: &str,
-    openid: &str,
-    plain: &str,
-    (timestamp, nonce): (&str, &str),
-) -> SealedPush {
+pub fn seal_push(from: &PushSender<'_>, openid: &str, plain: &str, (timestamp, nonce): (&str, &str)) -> SealedPush {
+    let PushSender { token, app_id, key, account } = *from;
     let mut params = vec![
         ("signature", crypto::sign(&[token, timestamp, nonce])),
         ("timestamp", timestamp.to_string()),
@@ -194,7 +197,8 @@ mod tests {
         let k = keys(true);
         let key = &k.aes_keys[0];
         let plain = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[SCAN]]></Event><EventKey><![CDATA[s1]]></EventKey></xml>";
-        let sealed = seal_push(k.token.expose(), &k.app_id, Some(key), "gh_1", "o1", plain, ("1700000000", "42"));
+        let from = PushSender { token: k.token.expose(), app_id: &k.app_id, key: Some(key), account: "gh_1" };
+        let sealed = seal_push(&from, "o1", plain, ("1700000000", "42"));
         let q = |name: &str| sealed.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
         let query = PushQuery {
             signature: q("signature").unwrap(),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use reqwest::Client;
-use scanlogin::sandbox::{SignedPush, sign_push};
+use scanlogin::sandbox::{PushSender, SignedPush, sign_push};
 use scanlogin::wechat::xml::event_xml;
 
 pub const APP_ID: &str = "wxsandbox0000000001";
@@ -43,7 +43,7 @@ impl Player {
         } else {
             event_xml(ACCOUNT, openid, create_time, "subscribe", Some(&format!("qrscene_{scene}")), None)
         };
-        sign_push(TOKEN, APP_ID, None, ACCOUNT, openid, &xml)
+        sign_push(&PushSender { token: TOKEN, app_id: APP_ID, key: None, account: ACCOUNT }, openid, &xml)
     }
 
     /// Up to `deliveries` deliveries of `push`, `pause` apart, until one is acknowledged.
