@@ -3,16 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::process::Instance;
+use crate::process::server_alone;
 
 #[tokio::test]
 async fn sigterm_answers_held_polls_flushes_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     // WeChat is the server's own sandbox here: no scans needed.
-    let mut server = Instance::server(dir.path(), "sqlite", 120);
-    server.start().await;
-    let api = server.api(&server);
-    api.until_ready().await;
+    let (mut server, api) = server_alone(dir.path(), "sqlite", 120).await;
     let mut uuids = Vec::new();
     for _ in 0..3 {
         uuids.push(api.new_login().await.0);
@@ -53,10 +50,7 @@ async fn sigterm_answers_held_polls_flushes_and_exits_0() {
 #[tokio::test]
 async fn sigterm_flushes_the_login_audit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Instance::server(dir.path(), "sqlite", 120);
-    server.start().await;
-    let api = server.api(&server);
-    api.until_ready().await;
+    let (mut server, api) = server_alone(dir.path(), "sqlite", 120).await;
     api.register("o_audit", "13800138077").await;
     let mut tokens = 1;
     for _ in 0..5 {

@@ -151,6 +151,15 @@ impl Instance {
     }
 }
 
+/// The server under test on its own sandbox (no scans needed), started and ready.
+pub async fn server_alone(dir: &std::path::Path, snapshots: &str, qr_ttl_secs: u64) -> (Instance, Api) {
+    let mut server = Instance::server(dir, snapshots, qr_ttl_secs);
+    server.start().await;
+    let api = server.api(&server);
+    api.until_ready().await;
+    (server, api)
+}
+
 /// The server under test and the "WeChat" that delivers its scans, both started.
 pub async fn server_and_wechat(dir: &std::path::Path, snapshots: &str, qr_ttl_secs: u64) -> (Instance, Instance, Api) {
     let mut server = Instance::server(dir, snapshots, qr_ttl_secs);
