@@ -93,7 +93,9 @@ async fn serve(settings: Settings) -> Result<(), String> {
 }
 
 async fn migrate(settings: Settings) -> Result<(), String> {
-    let db = Db::connect(&settings.storage.database_url).await.map_err(|e| format!("database: {e}"))?;
+    let db = Db::connect_with(&settings.storage.database_url, settings.storage.sqlite_synchronous)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
     let ran = db.migrate().await.map_err(|e| format!("migrate: {e}"))?;
     println!("applied {ran} migration(s)");
     Ok(())

@@ -109,7 +109,7 @@ fn metrics_for(settings: &Settings) -> Metrics {
 
 /// The user database, migrated.
 async fn database(settings: &Settings) -> Result<Db, StartError> {
-    let db = Db::connect(&settings.storage.database_url).await?;
+    let db = Db::connect_with(&settings.storage.database_url, settings.storage.sqlite_synchronous).await?;
     let ran = db.migrate().await?;
     if ran > 0 {
         tracing::info!(migrations = ran, "database migrated");
@@ -256,10 +256,12 @@ impl Application {
         // A single node is the only writer of its database: the login audit's and the
         // revocations' reads are then answered from memory.
         let sole = !settings.cluster.enabled;
-        let users = if sole { Users::sole_writer(db) } else { Users::new(db) };
+        let users = if sole { Users::sole_writer(db).await? } else { Users::new(db) };
         // The login audit is written behind the answers, on the thread that outlives the
         // HTTP workers (so shutdown can flush it).
         engine.store_thread.spawn(users.audit_writer());
+        // SQLite's log is checkpointed beside the writers, not inside their commits.
+        engine.store_thread.spawn(crate::store::wal::checkpointer(users.db().clone()));
         let shared = build_shared(&settings, kv.as_ref(), &users, &metrics, sole).await;
         // The nodes of a cluster share one sandbox: its tickets, tokens and outbox.
         let cluster_kv = kv.as_ref().filter(|_| settings.cluster.enabled);

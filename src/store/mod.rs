@@ -6,12 +6,14 @@
 //! columns, upserts, case-sensitive ids on MySQL) a migration has one file per backend.
 
 mod audit;
+pub mod known_ids;
 mod recent_cache;
 pub mod snapshots;
 #[cfg(test)]
 pub(crate) mod testdb;
 pub mod user_cache;
 pub mod users;
+pub mod wal;
 
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
 pub use users::{BindError, LoginRow, UserRow, Users};
+
+use crate::config::SqliteSync;
 
 /// The text of one migration: the same for every backend, or one file per dialect.
 enum MigrationSql {
@@ -98,8 +102,13 @@ pub struct Db {
 }
 
 impl Db {
-    /// Connects (creating a SQLite file's directory if needed).
+    /// Connects with the default settings (creating a SQLite file's directory if needed).
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        Self::connect_with(url, SqliteSync::default()).await
+    }
+
+    /// Connects; `sync` is SQLite's `synchronous` (other backends ignore it).
+    pub async fn connect_with(url: &str, sync: SqliteSync) -> Result<Self, sqlx::Error> {
         install_default_drivers();
         let backend = Backend::from_url(url);
         let url =
@@ -113,6 +122,10 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(3))
+            // A pooled SQLite connection is a file handle in this process, not a socket
+            // that can break while idle: the ping before every acquire was one more round
+            // trip to its worker thread per query, for nothing.
+            .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -120,12 +133,15 @@ impl Db {
                         // writer contention into a short wait instead of an error.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
-                        // The commit that crosses this many log pages copies them into the
-                        // file and syncs it, and every answer waiting on that commit waits
-                        // too. SQLite's 1,000 made it a stall of several ms (the callback
-                        // p99: 5.6 ms at 2,000/s); 200 makes it short enough to vanish in
-                        // the tail (4.0 ms) for the same total work.
-                        conn.execute("PRAGMA wal_autocheckpoint = 200").await?;
+                        conn.execute(AssertSqlSafe(format!("PRAGMA synchronous = {}", sync.pragma()))).await?;
+                        // Checkpoints run in the background (`wal::checkpointer`), off the
+                        // commits that answers wait for; this one is only the bound for
+                        // when that falls behind (see the `wal` module).
+                        conn.execute(AssertSqlSafe(format!(
+                            "PRAGMA wal_autocheckpoint = {}",
+                            wal::AUTOCHECKPOINT_PAGES
+                        )))
+                        .await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
                     Ok(())

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use sqlx::Row;
 
 use super::audit::{AuditLog, Queued};
+use super::known_ids::KnownIds;
 use super::user_cache::UserCache;
 use super::{Db, unix_now};
 use crate::engine::UserRef;
@@ -44,6 +45,8 @@ pub struct Users {
     db: Db,
     cache: Arc<UserCache>,
     audit: AuditLog,
+    /// Sole writer only: which identities may have an account (see [`KnownIds`]).
+    known: Option<Arc<KnownIds>>,
 }
 
 fn user_ref(id: String, phone: Option<String>) -> UserRef {
@@ -52,13 +55,22 @@ fn user_ref(id: String, phone: Option<String>) -> UserRef {
 
 impl Users {
     pub fn new(db: Db) -> Self {
-        Self { db, cache: Arc::default(), audit: AuditLog::default() }
+        Self { db, cache: Arc::default(), audit: AuditLog::default(), known: None }
     }
 
     /// The users of a node that is the only writer of the database (a single node): the
-    /// login audit's reads are then served from memory (see [`AuditLog::sole_writer`]).
-    pub fn sole_writer(db: Db) -> Self {
-        Self { db, cache: Arc::default(), audit: AuditLog::sole_writer() }
+    /// login audit's reads are then served from memory (see [`AuditLog::sole_writer`]),
+    /// and lookups of identities without an account answer without a query (see
+    /// [`KnownIds`], loaded here from the table).
+    pub async fn sole_writer(db: Db) -> Result<Self, sqlx::Error> {
+        let known = KnownIds::load(&db).await?.map(Arc::new);
+        Ok(Self { db, cache: Arc::default(), audit: AuditLog::sole_writer(), known })
+    }
+
+    /// `true` when this identity certainly has no account (so there is nothing to read
+    /// or update); always `false` without the filter.
+    fn surely_unknown(&self, app_id: &str, openid: &str) -> bool {
+        self.known.as_ref().is_some_and(|k| !k.may_have(app_id, openid))
     }
 
     /// The login audit's writer task (see [`AuditLog::writer`]); until it runs, audit
@@ -83,6 +95,9 @@ impl Users {
 
     /// The account this WeChat user (of `app_id`) belongs to, if any.
     pub async fn find_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<UserRef>, sqlx::Error> {
+        if self.surely_unknown(app_id, openid) {
+            return Ok(None);
+        }
         if let Some(u) = self.cache.account_of(app_id, openid) {
             return Ok(Some(u));
         }
@@ -155,6 +170,10 @@ impl Users {
     /// Attaches this WeChat user to the account of `phone`, creating the account if the
     /// phone is new. Idempotent for the same (app, openid, phone).
     pub async fn bind(&self, app_id: &str, openid: &str, phone: &str) -> Result<UserRef, BindError> {
+        // Before the transaction: no reader may see the row while the filter says "no".
+        if let Some(k) = &self.known {
+            k.add(app_id, openid);
+        }
         // One retry: a concurrent bind of the same new phone loses the unique race once,
         // then finds the account the other one created.
         let r = match self.bind_once(app_id, openid, phone).await {
@@ -228,6 +247,9 @@ impl Users {
     /// Marks this WeChat user as following (or not) the account; a no-op for users
     /// without an account (we keep no data on them).
     pub async fn set_subscribed(&self, app_id: &str, openid: &str, subscribed: bool) -> Result<bool, sqlx::Error> {
+        if self.surely_unknown(app_id, openid) {
+            return Ok(false);
+        }
         let r = sqlx::query(self.db.sql("UPDATE wechat_identities SET subscribed = ? WHERE app_id = ? AND openid = ?"))
             .bind(i64::from(subscribed))
             .bind(app_id)
@@ -239,6 +261,9 @@ impl Users {
 
     /// `Some(subscribed)` for a known identity.
     pub async fn subscribed(&self, app_id: &str, openid: &str) -> Result<Option<bool>, sqlx::Error> {
+        if self.surely_unknown(app_id, openid) {
+            return Ok(None);
+        }
         let row = sqlx::query(self.db.sql("SELECT subscribed FROM wechat_identities WHERE app_id = ? AND openid = ?"))
             .bind(app_id)
             .bind(openid)
@@ -249,7 +274,7 @@ impl Users {
 
     /// True when the identity exists and has no `unionid` yet (worth a `user/info` call).
     pub async fn lacks_unionid(&self, app_id: &str, openid: &str) -> Result<bool, sqlx::Error> {
-        if self.cache.has_unionid(app_id, openid) {
+        if self.surely_unknown(app_id, openid) || self.cache.has_unionid(app_id, openid) {
             return Ok(false);
         }
         let row = sqlx::query(
@@ -278,6 +303,9 @@ impl Users {
     }
 
     pub async fn unionid(&self, app_id: &str, openid: &str) -> Result<Option<String>, sqlx::Error> {
+        if self.surely_unknown(app_id, openid) {
+            return Ok(None);
+        }
         let row = sqlx::query(self.db.sql("SELECT unionid FROM wechat_identities WHERE app_id = ? AND openid = ?"))
             .bind(app_id)
             .bind(openid)
@@ -450,6 +478,28 @@ mod tests {
         for b in binds.collect::<Vec<_>>() {
             assert!(b.await.unwrap().is_ok());
         }
+    }
+
+    /// A sole writer knows, without a query, who certainly has no account: identities
+    /// bound before it started and after are found, and with the database gone a
+    /// stranger is still answered (from the filter) while a known one is asked for.
+    #[tokio::test]
+    async fn a_sole_writer_answers_strangers_without_a_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/u.db?mode=rwc", dir.path().display())).await.unwrap();
+        db.migrate().await.unwrap();
+        let before = Users::new(db.clone()).bind("wx1", "o_before", "13900000001").await.unwrap();
+        let u = Users::sole_writer(db.clone()).await.unwrap();
+        assert_eq!(u.find_by_openid("wx1", "o_before").await.unwrap().map(|r| r.id), Some(before.id));
+        assert!(u.find_by_openid("wx1", "o_after").await.unwrap().is_none());
+        let after = u.bind("wx1", "o_after", "13900000002").await.unwrap();
+        assert_eq!(u.find_by_openid("wx1", "o_after").await.unwrap().map(|r| r.id), Some(after.id));
+        assert!(u.set_subscribed("wx1", "o_after", false).await.unwrap());
+        db.pool.close().await;
+        assert!(u.find_by_openid("wx1", "o_stranger").await.unwrap().is_none());
+        assert!(!u.set_subscribed("wx1", "o_stranger", true).await.unwrap());
+        assert!(!u.lacks_unionid("wx1", "o_stranger").await.unwrap());
+        assert!(u.subscribed("wx1", "o_after").await.is_err(), "a known identity is read from the database");
     }
 
     async fn login_audit_keeps_the_newest(db: Db) {

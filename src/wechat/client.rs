@@ -58,6 +58,27 @@ pub(super) fn transport(e: reqwest::Error) -> WechatError {
     WechatError::Transport(e.without_url().to_string())
 }
 
+/// The pause before the one resend of a request whose connection failed.
+const RESEND_AFTER: Duration = Duration::from_millis(50);
+
+/// Sends `req`, and once more after a connection that failed (refused, reset, closed
+/// before the answer: a proxy whose upstream just restarted, a keep-alive connection
+/// closed under us). Every call made through it is safe to repeat: a token or a user's
+/// info is only read, and a second `qrcode/create` of the same scene is one more
+/// ticket for the same code. A timeout is not resent: the call's budget is spent.
+pub(super) async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, WechatError> {
+    let again = req.try_clone();
+    match (req.send().await, again) {
+        (Ok(resp), _) => Ok(resp),
+        (Err(e), Some(again)) if !e.is_timeout() => {
+            tracing::debug!(error = %e.without_url(), "WeChat request failed to connect; sending it once more");
+            tokio::time::sleep(RESEND_AFTER).await;
+            again.send().await.map_err(transport)
+        }
+        (Err(e), _) => Err(transport(e)),
+    }
+}
+
 /// A temporary parametric QR code as `qrcode/create` returns it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct QrTicket {
@@ -192,8 +213,8 @@ impl AppClient {
 
     /// Runs an API call that takes an access token: on a token errcode the cached token
     /// is invalidated (compare-and-invalidate) and the call retried once with a fresh one;
-    /// on errcode -1 it is retried with backoff. Transport errors are never retried here,
-    /// as the call may have taken effect.
+    /// on errcode -1 it is retried with backoff. Transport errors are not retried here:
+    /// [`send`] resent the request once already.
     async fn with_token<T, F, Fut>(&self, mut call: F) -> Result<T, WechatError>
     where
         F: FnMut(String) -> Fut,
@@ -232,7 +253,7 @@ impl AppClient {
                     .post(format!("{}/cgi-bin/qrcode/create", self.api_base))
                     .query(&[("access_token", token)])
                     .json(&body);
-                async move { parse_json::<QrTicket>(req.send().await.map_err(transport)?).await }
+                async move { parse_json::<QrTicket>(send(req).await?).await }
             }),
         )
         .await
@@ -248,7 +269,7 @@ impl AppClient {
                     ("openid", openid),
                     ("lang", "zh_CN"),
                 ]);
-                async move { parse_json::<UserInfo>(req.send().await.map_err(transport)?).await }
+                async move { parse_json::<UserInfo>(send(req).await?).await }
             }),
         )
         .await
@@ -265,7 +286,7 @@ impl AppClient {
     /// Fetches the QR picture for `ticket`.
     pub async fn show_qr(&self, ticket: &str) -> Result<QrImage, WechatError> {
         self.timed("showqrcode", async {
-            let resp = self.http.get(self.show_qr_url(ticket)).send().await.map_err(transport)?;
+            let resp = send(self.http.get(self.show_qr_url(ticket))).await?;
             if !resp.status().is_success() {
                 return Err(WechatError::BadResponse(format!("showqrcode status {}", resp.status().as_u16())));
             }

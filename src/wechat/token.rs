@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::client::{WechatError, parse_json, transport};
+use super::client::{WechatError, parse_json, send};
 use crate::metrics::Metrics;
 
 /// Start refreshing this long before WeChat's stated expiry.
@@ -255,14 +255,15 @@ impl TokenManager {
             let body = serde_json::json!({
                 "grant_type": "client_credential", "appid": s.app_id, "secret": s.secret.expose(), "force_refresh": false,
             });
-            self.http.post(format!("{}/cgi-bin/stable_token", s.api_base)).json(&body).send().await
+            send(self.http.post(format!("{}/cgi-bin/stable_token", s.api_base)).json(&body)).await
         } else {
-            self.http
-                .get(format!("{}/cgi-bin/token", s.api_base))
-                .query(&[("grant_type", "client_credential"), ("appid", &s.app_id), ("secret", s.secret.expose())])
-                .send()
-                .await
+            send(self.http.get(format!("{}/cgi-bin/token", s.api_base)).query(&[
+                ("grant_type", "client_credential"),
+                ("appid", &s.app_id),
+                ("secret", s.secret.expose()),
+            ]))
+            .await
         };
-        parse_json(resp.map_err(transport)?).await
+        parse_json(resp?).await
     }
 }

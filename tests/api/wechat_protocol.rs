@@ -204,3 +204,74 @@ async fn follows_unfollows_unionid_and_auto_reply() {
     let f = xml::parse_fields(&body).unwrap();
     assert_eq!((f.get("Content"), f.get("ToUserName")), (Some("您好 hello"), Some("o_life")));
 }
+
+/// A TCP proxy that closes the connection of the next `drops` requests instead of
+/// passing them on, as a proxy does whose upstream just died.
+struct FlakyProxy {
+    url: String,
+    drops: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    async fn start(upstream: std::net::SocketAddr, drops: usize) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let drops = std::sync::Arc::new(AtomicUsize::new(drops));
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let (d, a) = (drops.clone(), accepted.clone());
+        actix_web::rt::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let d = d.clone();
+                actix_web::rt::spawn(async move {
+                    let Ok(up) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    let (mut up_read, mut up_write) = up.into_split();
+                    let (mut client_read, mut client_write) = client.split();
+                    let to_client = tokio::io::copy(&mut up_read, &mut client_write);
+                    let to_upstream = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = client_read.read(&mut buf).await.unwrap_or(0);
+                            let dropped =
+                                d.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1)).is_ok();
+                            if n == 0 || dropped || up_write.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    // Whichever side ends first ends the connection.
+                    tokio::select! { _ = to_client => {}, _ = to_upstream => {} }
+                });
+            }
+        });
+        Self { url, drops, accepted }
+    }
+}
+
+#[actix_web::test]
+async fn a_request_whose_connection_failed_is_sent_once_more() {
+    use std::sync::atomic::Ordering;
+    let wechat = spawn_app().await;
+    let upstream: std::net::SocketAddr = wechat.server.trim_start_matches("http://").parse().unwrap();
+    // The first request (the access token) has its connection closed under it.
+    let proxy = FlakyProxy::start(upstream, 1).await;
+    let base = format!("{}/_sandbox", proxy.url);
+    let app = spawn_app_with(|s| s.wechat.apps[0].api_base = Some(base.clone())).await;
+    let (s, b) = app.create_qr(json!({"image": false})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(proxy.drops.load(Ordering::SeqCst), 0, "the token request went through the proxy");
+    // Now a `qrcode/create` on the kept-alive connection is cut off.
+    proxy.drops.store(1, Ordering::SeqCst);
+    let (s, b) = app.create_qr(json!({"image": false})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(proxy.drops.load(Ordering::SeqCst), 0);
+    assert!(proxy.accepted.load(Ordering::SeqCst) >= 3, "each resend opened a new connection");
+    // Two failures in a row are an answer: WeChat unreachable, and nothing is retried again.
+    proxy.drops.store(2, Ordering::SeqCst);
+    let (s, b) = app.create_qr(json!({"image": false})).await;
+    assert_eq!((s, b["error"].as_str()), (502, Some("wechat_error")), "{b}");
+    assert_eq!(proxy.drops.load(Ordering::SeqCst), 0);
+}

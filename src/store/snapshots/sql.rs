@@ -1,8 +1,9 @@
 //! Snapshots in the `attempt_snapshots` table of the user database
 //! (`storage.snapshots = "sqlite"`; the same table works on PostgreSQL and MySQL).
 //!
-//! A batch is one transaction of multi-row upserts whose update only applies when the
-//! incoming version is newer, so a retried or late write can never undo a newer state.
+//! A batch is one multi-row upsert (a larger one: one transaction of several) whose
+//! update only applies when the incoming version is newer, so a retried or late write
+//! can never undo a newer state.
 //! Rows of ended attempts stay until their expiry and are purged afterwards.
 
 use std::time::Duration;
@@ -62,24 +63,37 @@ impl SqlStore {
         for s in batch {
             encoded.push((s, codec::encode(s)?));
         }
+        // One statement is atomic by itself: a batch that fits in one needs no
+        // transaction around it, which saves the BEGIN and COMMIT round trips (each a hop
+        // to the connection's thread on SQLite) on every group commit. On SQLite the
+        // statement takes the write lock for its own duration and waits out a concurrent
+        // writer with the busy timeout, like `BEGIN IMMEDIATE` does.
+        if encoded.len() <= ROWS_PER_STATEMENT {
+            self.upsert(&encoded).execute(&self.db.pool).await?;
+            return Ok(());
+        }
         let mut tx = self.db.begin_write().await?;
         for chunk in encoded.chunks(ROWS_PER_STATEMENT) {
-            let sql = self.db.sql(&self.upsert_sql(chunk.len()));
-            let mut q = sqlx::query(sql);
-            for (s, data) in chunk {
-                q = q
-                    .bind(s.poll.as_str().to_string())
-                    .bind(s.app.clone())
-                    .bind(s.scene.as_str().to_string())
-                    .bind(s.state.expires_at_ms as i64)
-                    .bind(i64::from(version_u32(s.version())))
-                    .bind(i64::from(s.state.phase != crate::engine::Phase::Expired))
-                    .bind(data.clone());
-            }
-            q.execute(&mut *tx).await?;
+            self.upsert(chunk).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// One multi-row upsert of `rows`, with its parameters bound.
+    fn upsert<'q>(&self, rows: &[(&Snapshot, Vec<u8>)]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut q = sqlx::query(self.db.sql(&self.upsert_sql(rows.len())));
+        for (s, data) in rows {
+            q = q
+                .bind(s.poll.as_str().to_string())
+                .bind(s.app.clone())
+                .bind(s.scene.as_str().to_string())
+                .bind(s.state.expires_at_ms as i64)
+                .bind(i64::from(version_u32(s.version())))
+                .bind(i64::from(s.state.phase != crate::engine::Phase::Expired))
+                .bind(data.clone());
+        }
+        q
     }
 
     async fn page(&self, cursor: Option<String>) -> Result<Page, StoreError> {
