@@ -104,8 +104,8 @@ pub enum SqliteSync {
     #[default]
     Normal,
     /// Every commit waits for the disk (an fsync per group commit): nothing
-    /// acknowledged is lost on a power loss either, at ~2–3 ms more in the tail of
-    /// every answer that waits for a write.
+    /// acknowledged is lost on a power loss either, at the cost of the disk's sync
+    /// latency in the tail of every answer that waits for a write.
     Full,
 }
 
