@@ -88,7 +88,13 @@ impl KnownIds {
         for (w, mask) in self.positions(app_id, openid) {
             self.words[w].fetch_or(mask, Ordering::SeqCst);
         }
-        self.added.fetch_add(1, Ordering::Relaxed);
+        if self.added.fetch_add(1, Ordering::Relaxed) + 1 == self.capacity {
+            // Still correct past this point, only less useful: more strangers are "maybe".
+            tracing::warn!(
+                capacity = self.capacity,
+                "the filter of identities with an account is full; more scans ask the database until the next start resizes it"
+            );
+        }
     }
 
     /// `false`: this identity certainly has no account. `true`: ask the database.
