@@ -261,7 +261,7 @@ impl Application {
         // HTTP workers (so shutdown can flush it).
         engine.store_thread.spawn(users.audit_writer());
         // SQLite's log is checkpointed beside the writers, not inside their commits.
-        engine.store_thread.spawn(crate::store::wal::checkpointer(users.db().clone()));
+        engine.store_thread.spawn(crate::store::wal::checkpointer(users.db().clone(), metrics.clone()));
         let shared = build_shared(&settings, kv.as_ref(), &users, &metrics, sole).await;
         // The nodes of a cluster share one sandbox: its tickets, tokens and outbox.
         let cluster_kv = kv.as_ref().filter(|_| settings.cluster.enabled);

@@ -26,6 +26,8 @@ pub const SNAPSHOT_WRITE_DURATION: &str = "scanlogin_snapshot_write_duration_sec
 pub const SNAPSHOT_ERRORS: &str = "scanlogin_snapshot_errors_total";
 pub const RESTORED_ATTEMPTS: &str = "scanlogin_restored_attempts_total";
 pub const SNAPSHOT_PENDING: &str = "scanlogin_snapshot_pending";
+/// Pages in SQLite's write-ahead log after the latest background checkpoint.
+pub const SQLITE_WAL_PAGES: &str = "scanlogin_sqlite_wal_pages";
 pub const SNAPSHOT_STORE_UP: &str = "scanlogin_snapshot_store_up";
 pub const RESTORE_OUTCOMES: &str = "scanlogin_restore_attempts";
 pub const RESTORE_DURATION: &str = "scanlogin_restore_duration_seconds";
@@ -78,6 +80,7 @@ pub const ALL: &[&str] = &[
     SNAPSHOT_ERRORS,
     RESTORED_ATTEMPTS,
     SNAPSHOT_PENDING,
+    SQLITE_WAL_PAGES,
     SNAPSHOT_STORE_UP,
     RESTORE_OUTCOMES,
     RESTORE_DURATION,

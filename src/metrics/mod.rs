@@ -47,6 +47,7 @@ struct Inner {
     snapshot_errors: IntCounterVec,
     restored: IntCounter,
     snapshot_pending: IntGauge,
+    sqlite_wal_pages: IntGauge,
     snapshot_store_up: IntGaugeVec,
     restore_outcomes: IntGaugeVec,
     restore_duration: prometheus::Gauge,
@@ -223,6 +224,11 @@ impl Metrics {
             snapshot_pending: register(
                 &r,
                 IntGauge::new(SNAPSHOT_PENDING, "Snapshots queued or in flight, not yet stored").expect("valid metric"),
+            ),
+            sqlite_wal_pages: register(
+                &r,
+                IntGauge::new(SQLITE_WAL_PAGES, "Pages in SQLite's log after the latest background checkpoint")
+                    .expect("valid metric"),
             ),
             snapshot_store_up: register(
                 &r,
@@ -497,6 +503,10 @@ impl Metrics {
 
     pub fn snapshot_pending(&self, n: usize) {
         self.0.snapshot_pending.set(n as i64);
+    }
+
+    pub fn sqlite_wal_pages(&self, n: i64) {
+        self.0.sqlite_wal_pages.set(n);
     }
 
     pub fn snapshot_store_up(&self, store: &str, up: bool) {

@@ -21,6 +21,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use super::{Backend, Db};
+use crate::metrics::Metrics;
 
 /// How often the background checkpoint runs; with `synchronous = NORMAL` also about the
 /// most a power loss can take of what was acknowledged.
@@ -68,8 +69,10 @@ pub async fn checkpoint_round(db: &Db) -> Result<Progress, sqlx::Error> {
 
 /// The background checkpoint of a SQLite database, for as long as the runtime runs it
 /// (nothing for other backends). A failed pass is logged and retried on the next tick:
-/// the writers' automatic checkpoint still bounds the log meanwhile.
-pub async fn checkpointer(db: Db) {
+/// the writers' automatic checkpoint still bounds the log meanwhile. The log's size after
+/// each round is `scanlogin_sqlite_wal_pages`: one that stays near or above
+/// [`AUTOCHECKPOINT_PAGES`] means this task is falling behind the writers.
+pub async fn checkpointer(db: Db, metrics: Metrics) {
     if db.backend != Backend::Sqlite {
         return;
     }
@@ -79,7 +82,10 @@ pub async fn checkpointer(db: Db) {
     loop {
         tick.tick().await;
         match checkpoint_round(&db).await {
-            Ok(_) => failing = false,
+            Ok(p) => {
+                metrics.sqlite_wal_pages(p.log_pages);
+                failing = false;
+            }
             Err(e) if !failing => {
                 failing = true;
                 tracing::warn!(error = %e, "background checkpoint failed; retrying");
@@ -148,6 +154,32 @@ mod tests {
         write(&db, 1_001).await;
         let after = checkpoint(&db).await.unwrap();
         assert!(after.log_pages < 10, "log not rewound: {after:?}");
+    }
+
+    #[tokio::test]
+    async fn the_checkpointer_reports_the_log_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir, SqliteSync::Normal).await;
+        for k in 0..50 {
+            write(&db, k).await;
+        }
+        let metrics = Metrics::new();
+        let task = tokio::spawn(checkpointer(db.clone(), metrics.clone()));
+        let gauge = || {
+            metrics
+                .render()
+                .lines()
+                .find_map(|l| l.strip_prefix("scanlogin_sqlite_wal_pages ").map(|v| v.parse::<i64>().unwrap()))
+                .unwrap()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while gauge() == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+        assert!(gauge() >= 50, "one page or more per commit: {}", gauge());
+        let p = checkpoint(&db).await.unwrap();
+        assert_eq!(p.copied, p.log_pages, "the background rounds copied everything: {p:?}");
     }
 
     /// The hazard of checkpointing beside the writer: a log that is never entirely
