@@ -52,6 +52,12 @@ pub(super) async fn scan(sb: web::Data<Sandbox>, payload: web::Payload) -> Resul
     Ok(HttpResponse::Ok().json(reply))
 }
 
+/// Deliveries of one push after the first, when its connection failed (as WeChat's).
+const PUSH_RESENDS: usize = 2;
+/// The pause before a resend (WeChat's own interval is undocumented for a failed
+/// connection; short here, so a test's restart costs no seconds).
+const PUSH_RESEND_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A push as WeChat sends it (sealed by `wechat::callback`, the one place that does).
 pub use crate::wechat::callback::{PushSender, SealedPush as SignedPush};
 
@@ -80,15 +86,22 @@ pub async fn deliver(
     let from = PushSender { token: app.token.expose(), app_id: &app.app_id, key: key.as_ref(), account };
     let SignedPush { params, body } = sign_push(&from, openid, plain);
     let url = format!("{}/wechat/{}/callback", sb.public_url, app.app_id);
-    let resp = sb
-        .http
-        .post(url)
-        .query(&params)
-        .header("content-type", "text/xml")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| ApiError::Wechat(format!("callback unreachable: {}", e.without_url())))?;
+    // WeChat sends a push again when it got no answer (WECHAT.md §4: up to two resends),
+    // and so does the sandbox when the connection failed (refused, reset, closed before
+    // the answer: a node or a proxy's upstream restarting). A timeout is not resent: the
+    // callback may still be working on it, and WeChat would have waited 5 s anyway.
+    let mut resends = 0;
+    let resp = loop {
+        let sent = sb.http.post(&url).query(&params).header("content-type", "text/xml").body(body.clone()).send().await;
+        match sent {
+            Ok(resp) => break resp,
+            Err(e) if !e.is_timeout() && resends < PUSH_RESENDS => {
+                resends += 1;
+                tokio::time::sleep(PUSH_RESEND_AFTER).await;
+            }
+            Err(e) => return Err(ApiError::Wechat(format!("callback unreachable: {}", e.without_url()))),
+        }
+    };
     let status = resp.status().as_u16();
     let text = resp.text().await.map_err(|e| ApiError::Wechat(e.without_url().to_string()))?;
     if status != 200 {
@@ -109,4 +122,61 @@ pub async fn deliver(
             "from": fields.get("FromUserName"),
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::sandbox::{Outbox, SandboxState};
+
+    /// A callback whose first `cut` connections are closed after the request arrives;
+    /// later ones answer `success`. Returns its URL and the connections it accepted.
+    async fn callback(cut: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let n = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let i = n.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = conn.read(&mut buf).await;
+                    if i >= cut {
+                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nsuccess").await;
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    fn sandbox(public_url: &str) -> (Sandbox, AppSettings) {
+        crate::install_crypto();
+        let mut settings = Settings::default();
+        settings.server.public_url = public_url.to_string();
+        let app = settings.wechat.apps[0].clone();
+        (Sandbox::new(&settings, SandboxState::memory(), Outbox::default()), app)
+    }
+
+    #[tokio::test]
+    async fn a_push_whose_connection_failed_is_delivered_again_as_wechat_does() {
+        let (url, seen) = callback(2).await;
+        let (sb, app) = sandbox(&url);
+        let got = deliver(&sb, &app, "gh_test", "o_1", "<xml></xml>").await.unwrap();
+        assert_eq!(got["reply"], "success", "{got}");
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "the first delivery and two resends");
+        // Three failures in a row: the scan reports the callback unreachable.
+        let (url, seen) = callback(3).await;
+        let (sb, app) = sandbox(&url);
+        let err = deliver(&sb, &app, "gh_test", "o_1", "<xml></xml>").await.unwrap_err();
+        assert!(err.to_string().contains("callback unreachable"), "{err}");
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+    }
 }
