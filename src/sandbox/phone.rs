@@ -13,6 +13,7 @@ use crate::config::AppSettings;
 use crate::error::ApiError;
 use crate::store::unix_now;
 use crate::wechat::callback;
+use crate::wechat::client::send_resending;
 use crate::wechat::crypto::AesKey;
 use crate::wechat::xml::event_xml;
 
@@ -88,20 +89,11 @@ pub async fn deliver(
     let url = format!("{}/wechat/{}/callback", sb.public_url, app.app_id);
     // WeChat sends a push again when it got no answer (WECHAT.md §4: up to two resends),
     // and so does the sandbox when the connection failed (refused, reset, closed before
-    // the answer: a node or a proxy's upstream restarting). A timeout is not resent: the
-    // callback may still be working on it, and WeChat would have waited 5 s anyway.
-    let mut resends = 0;
-    let resp = loop {
-        let sent = sb.http.post(&url).query(&params).header("content-type", "text/xml").body(body.clone()).send().await;
-        match sent {
-            Ok(resp) => break resp,
-            Err(e) if !e.is_timeout() && resends < PUSH_RESENDS => {
-                resends += 1;
-                tokio::time::sleep(PUSH_RESEND_AFTER).await;
-            }
-            Err(e) => return Err(ApiError::Wechat(format!("callback unreachable: {}", e.without_url()))),
-        }
-    };
+    // the answer: a node or a proxy's upstream restarting).
+    let req = sb.http.post(&url).query(&params).header("content-type", "text/xml").body(body);
+    let resp = send_resending(req, PUSH_RESENDS, PUSH_RESEND_AFTER)
+        .await
+        .map_err(|e| ApiError::Wechat(format!("callback unreachable: {}", e.without_url())))?;
     let status = resp.status().as_u16();
     let text = resp.text().await.map_err(|e| ApiError::Wechat(e.without_url().to_string()))?;
     if status != 200 {

@@ -61,22 +61,37 @@ pub(super) fn transport(e: reqwest::Error) -> WechatError {
 /// The pause before the one resend of a request whose connection failed.
 const RESEND_AFTER: Duration = Duration::from_millis(50);
 
-/// Sends `req`, and once more after a connection that failed (refused, reset, closed
-/// before the answer: a proxy whose upstream just restarted, a keep-alive connection
-/// closed under us). Every call made through it is safe to repeat: a token or a user's
-/// info is only read, and a second `qrcode/create` of the same scene is one more
-/// ticket for the same code. A timeout is not resent: the call's budget is spent.
-pub(super) async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, WechatError> {
-    let again = req.try_clone();
-    match (req.send().await, again) {
-        (Ok(resp), _) => Ok(resp),
-        (Err(e), Some(again)) if !e.is_timeout() => {
-            tracing::debug!(error = %e.without_url(), "WeChat request failed to connect; sending it once more");
-            tokio::time::sleep(RESEND_AFTER).await;
-            again.send().await.map_err(transport)
+/// Sends `req`, and up to `resends` times more, `pause` apart, while its connection fails
+/// (refused, reset, closed before the answer: a proxy whose upstream just restarted, a
+/// keep-alive connection closed under us). A timeout is never resent: the call's budget
+/// is spent, and the other side may still be working on it. For requests that are safe
+/// to repeat only; the sandbox's pushes use it too (WeChat re-sends those).
+pub(crate) async fn send_resending(
+    req: reqwest::RequestBuilder,
+    resends: usize,
+    pause: Duration,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let mut next = req;
+    for _ in 0..resends {
+        let again = next.try_clone();
+        match (next.send().await, again) {
+            (Err(e), Some(again)) if !e.is_timeout() => {
+                tracing::debug!(error = %e.without_url(), "request failed to connect; sending it again");
+                tokio::time::sleep(pause).await;
+                next = again;
+            }
+            (result, _) => return result,
         }
-        (Err(e), _) => Err(transport(e)),
     }
+    next.send().await
+}
+
+/// Sends a WeChat API request, once more after a connection that failed (see
+/// [`send_resending`]). Every call made through it is safe to repeat: a token or a
+/// user's info is only read, and a second `qrcode/create` of the same scene is one more
+/// ticket for the same code.
+pub(super) async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, WechatError> {
+    send_resending(req, 1, RESEND_AFTER).await.map_err(transport)
 }
 
 /// A temporary parametric QR code as `qrcode/create` returns it.
