@@ -202,6 +202,13 @@ pub async fn assert_spent(c: &Cluster, uuid: &str) {
     }
 }
 
+impl Cluster {
+    /// Every node's warnings and errors over all its runs (for failure messages).
+    pub fn troubles(&self) -> String {
+        self.nodes.iter().map(Instance::troubles).collect()
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.nginx.stop();

@@ -11,7 +11,8 @@ use crate::harness::{Cluster, Tokens};
 
 /// Logins through nginx with the sandbox playing the phone (its scan posts the callback
 /// through nginx too); each token is recorded, and a second poll must not see it again.
-async fn checked_logins(api: Api, stop: Arc<AtomicBool>, tokens: Arc<Tokens>, who: usize) -> usize {
+/// A refused bind ends the loop with its answer, so the test can show the nodes' logs.
+async fn checked_logins(api: Api, stop: Arc<AtomicBool>, tokens: Arc<Tokens>, who: usize) -> Result<usize, String> {
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         let openid = format!("o_roll_{who}_{n}");
@@ -20,13 +21,15 @@ async fn checked_logins(api: Api, stop: Arc<AtomicBool>, tokens: Arc<Tokens>, wh
         let phone = format!("1380{who:03}{n:04}");
         let code = api.send_code(&uuid, &phone).await;
         let (status, body) = api.bind(&uuid, &phone, &code).await;
-        assert_eq!(status, 200, "{body}");
+        if status != 200 {
+            return Err(format!("login {n} of checker {who}: bind-phone answered {status} {body}"));
+        }
         tokens.record(body["token"].as_str().unwrap());
         let (_, again) = api.status(&uuid).await;
         assert!(again.get("token").is_none(), "{again}");
         n += 1;
     }
-    n
+    Ok(n)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,11 +62,19 @@ async fn a_rolling_restart_under_load_through_nginx_fails_no_login() {
     stop.store(true, Ordering::Relaxed);
     let mut checked = 0;
     for ch in checkers {
-        checked += ch.await.unwrap();
+        match ch.await.unwrap() {
+            Ok(n) => checked += n,
+            Err(e) => panic!("{e}\nthe nodes' warnings and errors:\n{}", c.troubles()),
+        }
     }
     assert!(restarts_done < Duration::from_secs(20), "the restarts happened under load: {restarts_done:?}");
     let logins = report.step("login total").map_or(0, |s| s.count);
-    assert!(report.total_errors == 0, "no failed request during the rolling restart:\n{}", report.to_text());
+    assert!(
+        report.total_errors == 0,
+        "no failed request during the rolling restart:\n{}\nthe nodes' warnings and errors:\n{}",
+        report.to_text(),
+        c.troubles()
+    );
     assert!(logins >= 100, "the load went on: {logins} logins\n{}", report.to_text());
     assert!(checked >= 20 && tokens.len() == checked, "{checked} checked logins, {} tokens", tokens.len());
     eprintln!("rolling restart: {logins} load logins, {checked} checked logins, 0 errors");

@@ -125,6 +125,19 @@ impl Instance {
         std::fs::read_to_string(self.dir.join(format!("{}-{}.log", self.name, self.starts))).unwrap_or_default()
     }
 
+    /// The warnings and errors of every run so far, each line tagged with its run: what
+    /// a failure message needs when the cause was logged before a restart.
+    pub fn troubles(&self) -> String {
+        let mut out = String::new();
+        for n in 1..=self.starts {
+            let log = std::fs::read_to_string(self.dir.join(format!("{}-{n}.log", self.name))).unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")) {
+                out.push_str(&format!("{}#{n}: {line}\n", self.name));
+            }
+        }
+        out
+    }
+
     /// SIGKILL: no shutdown code runs, exactly like a crash.
     pub fn kill9(&mut self) {
         let mut c = self.child.take().expect("running");
