@@ -203,14 +203,16 @@ fn http_server(
             .wrap(from_fn(api::ops::metrics_port))
             .wrap(from_fn(api::observe))
             .wrap(cors)
-            .configure(api::configure)
-            .configure(|c| pages::configure(c, demo_page, sandbox_on))
+            // The sandbox first: its scope is one prefix compare, and its calls (a QR
+            // code per login) then skip the patterns of the routes after it.
             .configure(move |c| {
                 if let Some(sb) = sandbox {
                     c.app_data(sb);
                     sandbox::configure(c);
                 }
             })
+            .configure(api::configure)
+            .configure(|c| pages::configure(c, demo_page, sandbox_on))
             .default_service(api::default_service())
     })
     .listen(listener)?

@@ -204,11 +204,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(endpoint("/logout", Method::POST, account::logout))
             .service(endpoint("/openapi.json", Method::GET, openapi::openapi_json)),
     )
-    .route("/wechat/{appid}/callback", web::get().to(wechat::verify_url))
-    .route("/wechat/{appid}/callback", web::post().to(wechat::callback))
     .route("/healthz", web::get().to(ops::healthz))
     .route("/readyz", web::get().to(ops::readyz))
-    .route("/metrics", web::get().to(ops::metrics));
+    .route("/metrics", web::get().to(ops::metrics))
+    // One resource for both methods, after the fixed paths: a pattern with a segment is
+    // matched by a regex, run for every request that reaches it (two routes of the same
+    // path ran it twice per push). Another method falls through to the 404 of old.
+    .service(
+        web::resource("/wechat/{appid}/callback")
+            .route(web::get().to(wechat::verify_url))
+            .route(web::post().to(wechat::callback))
+            .default_service(web::to(not_found)),
+    );
 }
 
 pub fn default_service() -> actix_web::Route {
