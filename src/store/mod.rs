@@ -73,6 +73,16 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
             mysql: include_str!("../../migrations/0005_snapshots_scene_index.mysql.sql"),
         },
     ),
+    (
+        6,
+        "snapshots_by_expiry",
+        MigrationSql::PerBackend {
+            sqlite: include_str!("../../migrations/0006_snapshots_by_expiry.sqlite.sql"),
+            // A server database's B-tree pages are its own business: the poll key stays.
+            postgres: "",
+            mysql: "",
+        },
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,20 +193,31 @@ impl Db {
 
     /// Applies the migrations not yet recorded; returns how many ran.
     pub async fn migrate(&self) -> Result<usize, sqlx::Error> {
-        self.pool
-            .execute("CREATE TABLE IF NOT EXISTS scanlogin_migrations (version BIGINT NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL, applied_at BIGINT NOT NULL)")
+        self.migrate_through(i64::MAX).await
+    }
+
+    /// [`Db::migrate`] up to version `last` (tests build a database of an older layout).
+    ///
+    /// All on one connection: a SQLite connection that read the schema before a migration
+    /// committed keeps that schema for statements it prepares later (only a statement run
+    /// notices the change), and prepares an upsert against a key that no longer exists
+    /// (migration 6 changed it) as an error. The pool opens its other connections after.
+    pub(crate) async fn migrate_through(&self, last: i64) -> Result<usize, sqlx::Error> {
+        use sqlx::Connection as _;
+        let mut conn = self.pool.acquire().await?;
+        conn.execute("CREATE TABLE IF NOT EXISTS scanlogin_migrations (version BIGINT NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL, applied_at BIGINT NOT NULL)")
             .await?;
         let mut ran = 0;
-        for (version, name, sql) in MIGRATIONS {
+        for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= last) {
             let done: Option<(i64,)> =
                 sqlx::query_as(self.sql("SELECT version FROM scanlogin_migrations WHERE version = ?"))
                     .bind(*version)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *conn)
                     .await?;
             if done.is_some() {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = conn.begin().await?;
             for stmt in split_statements(sql.for_backend(self.backend)) {
                 sqlx::query(AssertSqlSafe(stmt)).execute(&mut *tx).await?;
             }

@@ -42,11 +42,22 @@ impl SqlStore {
             }
             q.push_str("(?, ?, ?, ?, ?, ?, ?)");
         }
+        const NEWER: &str = " DO UPDATE SET version = excluded.version, live = excluded.live, \
+                 data = excluded.data WHERE excluded.version > attempt_snapshots.version";
         match self.db.backend {
-            Backend::Sqlite | Backend::Postgres => q.push_str(
-                " ON CONFLICT (poll) DO UPDATE SET version = excluded.version, live = excluded.live, \
-                 data = excluded.data WHERE excluded.version > attempt_snapshots.version",
-            ),
+            // SQLite's key is (expires_at, poll) (migration 0006; an attempt's expiry never
+            // changes, so each row of an attempt has the same key), its only constraint:
+            // no conflict target is needed, and none is named, so that the statement is
+            // valid for the table of either layout (a connection that read the schema before
+            // the migration prepares it against the old one).
+            Backend::Sqlite => {
+                q.push_str(" ON CONFLICT");
+                q.push_str(NEWER);
+            }
+            Backend::Postgres => {
+                q.push_str(" ON CONFLICT (poll)");
+                q.push_str(NEWER);
+            }
             // MySQL applies assignments left to right: `version` must change last.
             Backend::Mysql => q.push_str(
                 " ON DUPLICATE KEY UPDATE \
@@ -98,17 +109,19 @@ impl SqlStore {
 
     async fn page(&self, cursor: Option<String>) -> Result<Page, StoreError> {
         // Expired rows come too (until purged): restore counts what it drops. SQLite
-        // walks its table in rowid order: that is the file's own order, read
-        // sequentially, where the poll-id order fetches every row from a random page
-        // (1M rows: ~0.3 s against several seconds). Rows written during the walk get
-        // higher rowids; their attempts are in the registry already.
-        let by_rowid = self.db.backend == Backend::Sqlite;
-        let rows = if by_rowid {
-            let after: i64 = cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
-            sqlx::query(
-                self.db.sql("SELECT poll, data, rowid FROM attempt_snapshots WHERE rowid > ? ORDER BY rowid LIMIT ?"),
-            )
-            .bind(after)
+        // walks its table in key order, (expiry, poll), which is the order its rows are
+        // stored in: read sequentially, where the poll-id order of the server databases'
+        // key would fetch every row from a random page. Rows written during the walk
+        // may come or not; their attempts are in the registry already.
+        let by_expiry = self.db.backend == Backend::Sqlite;
+        let rows = if by_expiry {
+            let (after_expiry, after_poll) = cursor.as_deref().and_then(expiry_cursor).unwrap_or((-1, String::new()));
+            sqlx::query(self.db.sql(
+                "SELECT poll, data, expires_at FROM attempt_snapshots \
+                 WHERE (expires_at, poll) > (?, ?) ORDER BY expires_at, poll LIMIT ?",
+            ))
+            .bind(after_expiry)
+            .bind(after_poll)
             .bind(PAGE)
             .fetch_all(&self.db.pool)
             .await?
@@ -129,7 +142,7 @@ impl SqlStore {
                 Some(Ok(s)) => page.snapshots.push(s),
                 _ => page.corrupt += 1,
             }
-            last = Some(if by_rowid { r.try_get::<i64, _>(2)?.to_string() } else { poll });
+            last = Some(if by_expiry { format!("{}:{poll}", r.try_get::<i64, _>(2)?) } else { poll });
         }
         if rows.len() as i64 == PAGE {
             page.next = last;
@@ -137,6 +150,8 @@ impl SqlStore {
         Ok(page)
     }
 
+    /// One attempt's snapshot. On SQLite the poll id alone is no key: this scans the
+    /// table, which is fine for what calls it (tests and tools, never a request).
     async fn one(&self, poll: &PollId) -> Result<Option<Snapshot>, StoreError> {
         let row = sqlx::query(self.db.sql("SELECT data FROM attempt_snapshots WHERE poll = ?"))
             .bind(poll.as_str().to_string())
@@ -147,6 +162,12 @@ impl SqlStore {
             Some(r) => Ok(Some(codec::decode(poll.clone(), &r.try_get::<Vec<u8>, _>(0)?)?)),
         }
     }
+}
+
+/// A SQLite restore cursor, `"<expires_at>:<poll>"`: the key of the last row read.
+fn expiry_cursor(c: &str) -> Option<(i64, String)> {
+    let (expiry, poll) = c.split_once(':')?;
+    Some((expiry.parse().ok()?, poll.to_string()))
 }
 
 impl SnapshotStore for SqlStore {

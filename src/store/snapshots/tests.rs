@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::{redis, sql};
 use crate::engine::Clock;
 use crate::engine::persist::testing::{consumed, loop_snapshot, not_reg_with_code, reg_snapshot};
-use crate::engine::persist::{Probe, Snapshot, SnapshotStore, memory};
+use crate::engine::persist::{Probe, Snapshot, SnapshotStore, StoreError, memory};
 use crate::ids::PollId;
 
 /// Walks every page; returns the live snapshots found.
@@ -114,6 +114,81 @@ mod sql_store {
         consumed_mark_blocks_late_writes(&s).await;
         pages_cover_every_live_attempt(&s).await;
         probe_answers(&s).await;
+    }
+}
+
+mod sqlite_layout {
+    use super::*;
+    use crate::engine::persist::codec;
+    use crate::store::Db;
+
+    /// Writes `part` as batches of 1, 2, 3, … snapshots, all at once.
+    async fn batches_of_growing_size(store: &sql::SqlStore, mut part: &[Snapshot]) -> Result<(), StoreError> {
+        let mut jobs = Vec::new();
+        for n in 1.. {
+            if part.is_empty() {
+                break;
+            }
+            let (now, later) = part.split_at(n.min(part.len()));
+            jobs.push(store.write(now));
+            part = later;
+        }
+        futures_util::future::try_join_all(jobs).await.map(|_| ())
+    }
+
+    /// A database of the layout before migration 6 (rows keyed by poll id) keeps every
+    /// snapshot through it, and the store writes and pages the new layout.
+    #[tokio::test]
+    async fn snapshots_of_the_poll_keyed_table_survive_the_move_to_the_expiry_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/old.db?mode=rwc", dir.path().display())).await.unwrap();
+        assert_eq!(db.migrate_through(5).await.unwrap(), 5);
+        let old: Vec<Snapshot> = (0..50).map(|_| loop_snapshot(60_000)).collect();
+        for s in &old {
+            sqlx::query(
+                "INSERT INTO attempt_snapshots (poll, app, scene, expires_at, version, live, data) \
+                 VALUES (?, ?, ?, ?, ?, 1, ?)",
+            )
+            .bind(s.poll.as_str().to_string())
+            .bind(s.app.clone())
+            .bind(s.scene.as_str().to_string())
+            .bind(s.state.expires_at_ms as i64)
+            .bind(i64::from(codec::version_u32(s.version())))
+            .bind(codec::encode(s).unwrap())
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        }
+        // Two pooled connections read the old schema, as a running pool's would.
+        let (mut a, mut b) = (db.pool.acquire().await.unwrap(), db.pool.acquire().await.unwrap());
+        for c in [&mut a, &mut b] {
+            sqlx::query("SELECT COUNT(*) FROM attempt_snapshots").fetch_one(&mut **c).await.unwrap();
+        }
+        drop((a, b));
+        assert_eq!(db.migrate().await.unwrap(), 1);
+        let store = sql::SqlStore::new(db.clone());
+        // Batches of every size up to 12 from two writers at once prepare the upsert on
+        // both connections, the stale one included.
+        let fresh: Vec<Snapshot> = (0..78).map(|_| loop_snapshot(60_000)).collect();
+        let (left, right) = fresh.split_at(39);
+        let (l, r) = tokio::join!(batches_of_growing_size(&store, left), batches_of_growing_size(&store, right));
+        l.unwrap();
+        r.unwrap();
+        let found: HashSet<PollId> = live_ones(&store).await.into_iter().map(|s| s.poll).collect();
+        assert_eq!(found, old.iter().chain(&fresh).map(|s| s.poll.clone()).collect::<HashSet<_>>());
+        // A newer state of a moved attempt replaces its row: still one row per attempt.
+        let mut next = not_reg_with_code(60_000);
+        (next.poll, next.scene, next.state.expires_at_ms) =
+            (old[0].poll.clone(), old[0].scene.clone(), old[0].state.expires_at_ms);
+        store.write(std::slice::from_ref(&next)).await.unwrap();
+        assert_eq!(store.load(&next.poll).await.unwrap(), Some(next));
+        let rows: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM attempt_snapshots").fetch_one(&db.pool).await.unwrap();
+        assert_eq!(rows.0, 50 + 78);
+        let without_rowid: (String,) = sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'attempt_snapshots'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert!(without_rowid.0.contains("WITHOUT ROWID"), "{}", without_rowid.0);
     }
 }
 
