@@ -9,6 +9,12 @@ use scanlogin::config::{self, Settings};
 use scanlogin::startup::Application;
 use scanlogin::store::Db;
 
+/// Every request allocates dozens of short-lived buffers on two worker threads; glibc's
+/// allocator took ~15 % of the server's CPU samples under `load login` (`perf record`),
+/// and with mimalloc the server's CPU per login is ~11 % lower (interleaved runs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "scanlogin", version, about = "Log in by scanning a WeChat Official Account QR code")]
 struct Cli {
