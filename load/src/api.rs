@@ -67,7 +67,10 @@ impl Api {
         scanlogin::install_crypto();
         let http = Client::builder()
             .timeout(max_wait + Duration::from_secs(15))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Below the server's 5 s keep-alive (as nginx's is, config/nginx.example.conf):
+            // a connection idle for longer may be closed by the server just as this
+            // client sends on it, a failed request that says nothing about the server.
+            .pool_idle_timeout(Duration::from_secs(4))
             .tcp_nodelay(true)
             .build()
             .expect("HTTP client");
