@@ -11,7 +11,8 @@ use scanlogin::store::Db;
 
 /// Every request allocates dozens of short-lived buffers on two worker threads; glibc's
 /// allocator took ~15 % of the server's CPU samples under `load login` (`perf record`),
-/// and with mimalloc the server's CPU per login is ~11 % lower (interleaved runs).
+/// and with mimalloc the server's CPU per login is ~15 % lower (interleaved runs,
+/// `load/REPORT.md`).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
