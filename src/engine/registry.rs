@@ -125,8 +125,9 @@ impl Registry {
             let timeline = Timeline { created_ms, scanned_ms: None };
             let version = stored.then_some(snap.state.version);
             let (poll, scene, app) = (snap.poll.clone(), snap.scene.clone(), snap.app.clone());
+            let at = snap.state.expires_at_ms;
             let addr = self.start_actor(snap, version, timeline, ctx);
-            self.table.lock().insert(poll, scene, &app, Body::Active(addr));
+            self.table.lock().insert(poll, scene, &app, Body::Active(addr, at));
         }
     }
 
@@ -136,7 +137,7 @@ impl Registry {
             let t = self.table.lock();
             let rec = t.get(key)?;
             let i = match &rec.body {
-                Body::Active(a) => return Some(a.clone()),
+                Body::Active(a, _) => return Some(a.clone()),
                 Body::Idle(i) => *i,
             };
             (rec.snapshot(i.state()), i)
@@ -408,7 +409,7 @@ impl Handler<RewriteAll> for Registry {
         for r in t.records() {
             match &r.body {
                 // `do_send` queues even into a full mailbox: a rewrite must not be dropped.
-                Body::Active(a) => a.do_send(Cmd::Resnapshot),
+                Body::Active(a, _) => a.do_send(Cmd::Resnapshot),
                 Body::Idle(i) => self.persister.submit(r.snapshot(i.state()), None),
             }
         }
@@ -440,6 +441,6 @@ impl Handler<CountActive> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _: CountActive, _ctx: &mut Self::Context) -> usize {
-        self.table.lock().records().filter(|r| matches!(r.body, Body::Active(_))).count()
+        self.table.lock().records().filter(|r| matches!(r.body, Body::Active(..))).count()
     }
 }

@@ -44,7 +44,9 @@ pub struct Idle {
 
 pub enum Body {
     Idle(Idle),
-    Active(Addr<Attempt>),
+    /// A running actor, and the attempt's expiry (which never changes): should the actor
+    /// die, its snapshot is found by key.
+    Active(Addr<Attempt>, u64),
 }
 
 pub struct Record {
@@ -64,7 +66,7 @@ impl Record {
     pub fn idle_snapshot(&self) -> Option<Snapshot> {
         match &self.body {
             Body::Idle(i) => Some(self.snapshot(i.state())),
-            Body::Active(_) => None,
+            Body::Active(..) => None,
         }
     }
 }
@@ -187,7 +189,7 @@ impl Table {
         let (ph, sh) = (self.poll_hash(&poll), self.scene_hash(app, &scene));
         let deadline = match &body {
             Body::Idle(i) => Some(i.expires_at_ms),
-            Body::Active(_) => None,
+            Body::Active(..) => None,
         };
         let rec = Record { poll, scene, app: self.app(app), body };
         let key = match self.free.pop() {
@@ -262,9 +264,13 @@ impl Table {
     /// Marks an idle record active (from now on the actor keeps its own timer).
     pub fn activate(&mut self, key: Key, addr: Addr<Attempt>) -> Option<Idle> {
         let rec = self.get_mut(key)?;
-        match std::mem::replace(&mut rec.body, Body::Active(addr)) {
+        let expires_at_ms = match &rec.body {
+            Body::Idle(i) => i.expires_at_ms,
+            Body::Active(_, at) => *at,
+        };
+        match std::mem::replace(&mut rec.body, Body::Active(addr, expires_at_ms)) {
             Body::Idle(i) => Some(i),
-            Body::Active(_) => None,
+            Body::Active(..) => None,
         }
     }
 

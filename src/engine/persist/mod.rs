@@ -98,6 +98,17 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// The latest snapshot of one attempt, ended ones included.
     fn load<'a>(&'a self, poll: &'a PollId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>>;
 
+    /// [`SnapshotStore::load`] of an attempt whose expiry is known: a store keyed by
+    /// expiry (SQLite's table) finds the row by its key instead of scanning for the id.
+    fn load_at<'a>(
+        &'a self,
+        poll: &'a PollId,
+        expires_at_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
+        let _ = expires_at_ms;
+        self.load(poll)
+    }
+
     /// Answers while the store does; notices a store that lost its data.
     fn probe(&self) -> BoxFuture<'_, Result<Probe, StoreError>>;
 

@@ -266,12 +266,13 @@ impl Persister {
         }
     }
 
-    /// The latest snapshot of `poll` in the primary or the fallback, whichever is newer.
-    pub async fn load(&self, poll: &PollId) -> Result<Option<Snapshot>, StoreError> {
+    /// The latest snapshot of `poll` (expiring at `expires_at_ms`) in the primary or the
+    /// fallback, whichever is newer.
+    pub async fn load(&self, poll: &PollId, expires_at_ms: u64) -> Result<Option<Snapshot>, StoreError> {
         let budget = self.0.cfg.call_budget;
-        let main = bounded(budget, self.0.primary.load(poll)).await?;
+        let main = bounded(budget, self.0.primary.load_at(poll, expires_at_ms)).await?;
         let Some(fb) = &self.0.fallback else { return Ok(main) };
-        let other = bounded(budget, fb.load(poll)).await.unwrap_or(None);
+        let other = bounded(budget, fb.load_at(poll, expires_at_ms)).await.unwrap_or(None);
         Ok(newest(main, other))
     }
 

@@ -42,9 +42,9 @@ impl Registry {
         let listed = {
             let t = self.table.lock();
             t.find_poll(&poll).and_then(|k| t.get(k)).map(|r| match &r.body {
-                Body::Active(a) => *a == dead,
+                Body::Active(a, at) => (*a == dead, *at),
                 // An idle record cannot die: it was replaced too.
-                Body::Idle(_) => false,
+                Body::Idle(i) => (false, i.expires_at_ms),
             })
         };
         match listed {
@@ -53,11 +53,11 @@ impl Registry {
                 return rx;
             }
             // Already replaced by an earlier revive.
-            Some(false) => {
+            Some((false, _)) => {
                 let _ = tx.send(true);
                 return rx;
             }
-            Some(true) => {}
+            Some((true, _)) => {}
         }
         if let Some(waiters) = self.reviving.get_mut(&poll) {
             waiters.push(tx);
@@ -66,7 +66,8 @@ impl Registry {
         self.reviving.insert(poll.clone(), vec![tx]);
         let persister = self.persister.clone();
         let key = poll.clone();
-        let load = async move { persister.load(&key).await };
+        let expires_at_ms = listed.map_or(0, |(_, at)| at);
+        let load = async move { persister.load(&key, expires_at_ms).await };
         ctx.spawn(load.into_actor(self).map(move |loaded, act, ctx| {
             let now = act.clock.now_ms();
             let alive = match loaded {

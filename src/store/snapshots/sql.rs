@@ -150,13 +150,25 @@ impl SqlStore {
         Ok(page)
     }
 
-    /// One attempt's snapshot. On SQLite the poll id alone is no key: this scans the
-    /// table, which is fine for what calls it (tests and tools, never a request).
-    async fn one(&self, poll: &PollId) -> Result<Option<Snapshot>, StoreError> {
-        let row = sqlx::query(self.db.sql("SELECT data FROM attempt_snapshots WHERE poll = ?"))
-            .bind(poll.as_str().to_string())
-            .fetch_optional(&self.db.pool)
-            .await?;
+    /// One attempt's snapshot. On SQLite the poll id alone is no key: without the expiry
+    /// this scans the table (tests and tools); the engine gives the expiry, and the row is
+    /// found by its key.
+    async fn one(&self, poll: &PollId, expires_at_ms: Option<u64>) -> Result<Option<Snapshot>, StoreError> {
+        let row = match expires_at_ms {
+            Some(at) if self.db.backend == Backend::Sqlite => {
+                sqlx::query(self.db.sql("SELECT data FROM attempt_snapshots WHERE expires_at = ? AND poll = ?"))
+                    .bind(at as i64)
+                    .bind(poll.as_str().to_string())
+                    .fetch_optional(&self.db.pool)
+                    .await?
+            }
+            _ => {
+                sqlx::query(self.db.sql("SELECT data FROM attempt_snapshots WHERE poll = ?"))
+                    .bind(poll.as_str().to_string())
+                    .fetch_optional(&self.db.pool)
+                    .await?
+            }
+        };
         match row {
             None => Ok(None),
             Some(r) => Ok(Some(codec::decode(poll.clone(), &r.try_get::<Vec<u8>, _>(0)?)?)),
@@ -186,7 +198,15 @@ impl SnapshotStore for SqlStore {
     }
 
     fn load<'a>(&'a self, poll: &'a PollId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
-        Box::pin(self.one(poll))
+        Box::pin(self.one(poll, None))
+    }
+
+    fn load_at<'a>(
+        &'a self,
+        poll: &'a PollId,
+        expires_at_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
+        Box::pin(self.one(poll, Some(expires_at_ms)))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<Probe, StoreError>> {

@@ -43,6 +43,8 @@ pub async fn newer_versions_win(store: &dyn SnapshotStore) {
     second.state.expires_at_ms = first.state.expires_at_ms;
     store.write(std::slice::from_ref(&second)).await.unwrap();
     assert_eq!(store.load(&first.poll).await.unwrap(), Some(second.clone()));
+    // By key, as the engine asks when an actor died (SQLite's table is keyed by expiry).
+    assert_eq!(store.load_at(&first.poll, first.state.expires_at_ms).await.unwrap(), Some(second.clone()));
     // A late write of an older version, and a different write of the same version, are ignored.
     store.write(std::slice::from_ref(&first)).await.unwrap();
     let mut same_version = second.clone();
@@ -189,6 +191,60 @@ mod sqlite_layout {
             .await
             .unwrap();
         assert!(without_rowid.0.contains("WITHOUT ROWID"), "{}", without_rowid.0);
+    }
+}
+
+mod sqlite_revive {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::persist::{BoxFuture, Page, WriterConfig};
+    use crate::engine::{Event, Phase};
+    use crate::store::Db;
+
+    /// SQLite's table, reachable only by key: a lookup by id alone (a table scan) fails.
+    struct KeyOnly(sql::SqlStore);
+
+    impl SnapshotStore for KeyOnly {
+        fn name(&self) -> &'static str {
+            "sqlite"
+        }
+        fn write<'a>(&'a self, batch: &'a [Snapshot]) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.0.write(batch)
+        }
+        fn load_page(&self, cursor: Option<String>) -> BoxFuture<'_, Result<Page, StoreError>> {
+            self.0.load_page(cursor)
+        }
+        fn load<'a>(&'a self, _: &'a PollId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
+            Box::pin(async { Err(StoreError::Timeout) })
+        }
+        fn load_at<'a>(&'a self, poll: &'a PollId, at: u64) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
+            self.0.load_at(poll, at)
+        }
+        fn probe(&self) -> BoxFuture<'_, Result<Probe, StoreError>> {
+            self.0.probe()
+        }
+        fn purge(&self, now_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+            self.0.purge(now_ms)
+        }
+    }
+
+    /// An actor that dies is started again from its row, found by (expiry, poll): the
+    /// registry keeps each active attempt's expiry for that.
+    #[actix::test]
+    async fn a_crashed_attempt_is_restarted_from_its_row_found_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/r.db?mode=rwc", dir.path().display())).await.unwrap();
+        db.migrate().await.unwrap();
+        let store = Arc::new(KeyOnly(sql::SqlStore::new(db)));
+        let (e, _) = crate::engine::tests::engine_on(store, 10, WriterConfig::default(), Clock::new());
+        let c = e.create("app", Duration::from_secs(300)).await.unwrap();
+        let scan = Event::Scanned { openid: "o_new".into(), user: None };
+        assert_eq!(e.apply_scene("app", &c.scene, scan).await.unwrap().unwrap().phase, Phase::NotReg);
+        assert_eq!(e.crash(&c.poll).await.unwrap(), None);
+        let o = e.poll(&c.poll, Duration::ZERO).await.unwrap();
+        assert_eq!(o.phase, Phase::NotReg, "restarted from its row, not lost");
     }
 }
 
