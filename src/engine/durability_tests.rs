@@ -193,9 +193,6 @@ impl SnapshotStore for SlowStore {
     fn load<'a>(&'a self, poll: &'a PollId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
         self.inner.load(poll)
     }
-    fn load_at<'a>(&'a self, poll: &'a PollId, at: u64) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
-        self.inner.load_at(poll, at)
-    }
     fn probe(&self) -> BoxFuture<'_, Result<Probe, StoreError>> {
         self.inner.probe()
     }

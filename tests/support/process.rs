@@ -96,7 +96,7 @@ impl Instance {
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("{}-{}.log", self.name, self.starts))).unwrap();
+        let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
         let child = Command::new(BIN)
             .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -122,7 +122,12 @@ impl Instance {
 
     /// The latest run's log (for failure messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join(format!("{}-{}.log", self.name, self.starts))).unwrap_or_default()
+        std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default()
+    }
+
+    /// Where run `n` (counted from 1) writes its stderr.
+    fn log_path(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("{}-{n}.log", self.name))
     }
 
     /// The warnings and errors of every run so far, each line tagged with its run: what
@@ -130,7 +135,7 @@ impl Instance {
     pub fn troubles(&self) -> String {
         let mut out = String::new();
         for n in 1..=self.starts {
-            let log = std::fs::read_to_string(self.dir.join(format!("{}-{n}.log", self.name))).unwrap_or_default();
+            let log = std::fs::read_to_string(self.log_path(n)).unwrap_or_default();
             for line in log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")) {
                 out.push_str(&format!("{}#{n}: {line}\n", self.name));
             }

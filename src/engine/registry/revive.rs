@@ -39,26 +39,27 @@ impl Registry {
         ctx: &mut Context<Self>,
     ) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
+        // `Some(Some(expiry))`: the dead actor is still listed; `Some(None)`: another is.
         let listed = {
             let t = self.table.lock();
             t.find_poll(&poll).and_then(|k| t.get(k)).map(|r| match &r.body {
-                Body::Active(a, at) => (*a == dead, *at),
+                Body::Active(a, at) => (*a == dead).then_some(*at),
                 // An idle record cannot die: it was replaced too.
-                Body::Idle(i) => (false, i.expires_at_ms),
+                Body::Idle(_) => None,
             })
         };
-        match listed {
+        let expires_at_ms = match listed {
             None => {
                 let _ = tx.send(false);
                 return rx;
             }
             // Already replaced by an earlier revive.
-            Some((false, _)) => {
+            Some(None) => {
                 let _ = tx.send(true);
                 return rx;
             }
-            Some((true, _)) => {}
-        }
+            Some(Some(at)) => at,
+        };
         if let Some(waiters) = self.reviving.get_mut(&poll) {
             waiters.push(tx);
             return rx;
@@ -66,7 +67,6 @@ impl Registry {
         self.reviving.insert(poll.clone(), vec![tx]);
         let persister = self.persister.clone();
         let key = poll.clone();
-        let expires_at_ms = listed.map_or(0, |(_, at)| at);
         let load = async move { persister.load(&key, expires_at_ms).await };
         ctx.spawn(load.into_actor(self).map(move |loaded, act, ctx| {
             let now = act.clock.now_ms();

@@ -154,21 +154,14 @@ impl SqlStore {
     /// this scans the table (tests and tools); the engine gives the expiry, and the row is
     /// found by its key.
     async fn one(&self, poll: &PollId, expires_at_ms: Option<u64>) -> Result<Option<Snapshot>, StoreError> {
-        let row = match expires_at_ms {
+        let query = match expires_at_ms {
             Some(at) if self.db.backend == Backend::Sqlite => {
                 sqlx::query(self.db.sql("SELECT data FROM attempt_snapshots WHERE expires_at = ? AND poll = ?"))
                     .bind(at as i64)
-                    .bind(poll.as_str().to_string())
-                    .fetch_optional(&self.db.pool)
-                    .await?
             }
-            _ => {
-                sqlx::query(self.db.sql("SELECT data FROM attempt_snapshots WHERE poll = ?"))
-                    .bind(poll.as_str().to_string())
-                    .fetch_optional(&self.db.pool)
-                    .await?
-            }
+            _ => sqlx::query(self.db.sql("SELECT data FROM attempt_snapshots WHERE poll = ?")),
         };
+        let row = query.bind(poll.as_str().to_string()).fetch_optional(&self.db.pool).await?;
         match row {
             None => Ok(None),
             Some(r) => Ok(Some(codec::decode(poll.clone(), &r.try_get::<Vec<u8>, _>(0)?)?)),
