@@ -6,12 +6,16 @@
 #
 #   bash load/bench.sh                 # full run (~15 min on 2 cores)
 #   QUICK=1 bash load/bench.sh         # small sizes, to try the script (~3 min)
+#   QUICK=1 REMEASURE=1 bash load/bench.sh   # … and the guard's second measurement too
 #
 # Regression guard: our figures are compared with the ones of the last committed
 # load/REPORT.md — as multiples of baseline (b) of the same sitting where (b) runs (a
-# slower host slows both), else as they are; one more than 30 % worse (a rate below 0.7×
-# the old one, a latency above old ÷ 0.7) fails the run loudly, and the report then goes to the raw directory
-# instead of replacing load/REPORT.md. QUICK runs only warn (their sizes differ).
+# slower host slows both), a restore time scaled by the host's speed then and now ((b)'s
+# poll rate), else as they are. A figure more than 30 % worse (a rate below 0.7× the old
+# one, a latency above old ÷ 0.7) is measured once more, ours and (b) side by side; if it
+# is still worse, the run fails loudly and the report goes to the raw directory instead
+# of replacing load/REPORT.md (the table shows the latest measurement of each figure, the
+# first sitting's is listed under it). QUICK runs only warn (their sizes differ).
 # Other work on the host skews every figure: the host load is printed and recorded.
 #
 # Needs: Redis on 127.0.0.1:6379 (baseline a uses database 15 and flushes it), jq, curl.
@@ -96,8 +100,9 @@ for d in engine lean seed; do
   echo "   $name: ${R[membytes,$name]} bytes per attempt"
 done
 
-echo "== 2. status polls: req/s at $POLL_CONNS connections, p99 at half that rate"
-for d in ours seed lean; do
+# Each scenario measures one design (fresh server); the guard below may run one again.
+run_poll() {
+  local d=$1 rps half e1 e2
   start $d $PORT
   load poll-storm --target http://127.0.0.1:$PORT --users $POLL_CONNS --connections $POLL_CONNS \
     --duration ${POLL_SECS}s --json "$OUT/poll-$d.json" > "$OUT/poll-$d.txt"
@@ -109,10 +114,10 @@ for d in ours seed lean; do
   e1=$(j "$OUT/poll-$d.json" .total_errors); e2=$(j "$OUT/pollhalf-$d.json" .total_errors)
   R[pollerr,$d]=$(( e1 + e2 ))
   echo "   $d: ${R[pollrps,$d]} req/s; p99 ${R[pollp99,$d]} ms at $half/s; errors ${R[pollerr,$d]}"
-done
+}
 
-echo "== 3. held long polls ($HOLD_N) and scan→answer wake at $HOLD_SCANS scans/s"
-for d in ours lean; do
+run_hold() {
+  local d=$1
   start $d $PORT
   load hold --target http://127.0.0.1:$PORT --users $HOLD_N --connections 256 --rate $HOLD_SCANS --wait 30 \
     --duration ${HOLD_SECS}s --json "$OUT/hold-$d.json" > "$OUT/hold-$d.txt"
@@ -123,10 +128,10 @@ for d in ours lean; do
     R[rss_hold,ours]=$(curl -s http://127.0.0.1:$PORT/metrics | awk '/^scanlogin_process_resident_memory_bytes/ {printf "%d", $2/1048576}')
   fi
   echo "   $d: ${R[held,$d]} held at once, wake p99 ${R[wake,$d]} ms, errors ${R[holderr,$d]}"
-done
+}
 
-echo "== 4. callbacks at $CB_RATE/s with $CB_N live attempts; /metrics scrape time (ours)"
-for d in ours seed lean; do
+run_cb() {
+  local d=$1 live SCRAPER
   start $d $PORT
   if [[ $d == ours ]]; then
     ( sleep 5; while kill -0 $PID 2>/dev/null; do
@@ -147,10 +152,10 @@ for d in ours seed lean; do
   R[cbrate,$d]=$(step "$OUT/cb-$d.json" callback per_sec | cut -d. -f1)
   R[cberr,$d]=$(j "$OUT/cb-$d.json" .total_errors)
   echo "   $d: callback p99 ${R[cbp99,$d]} ms at ${R[cbrate,$d]}/s (+ duplicates), errors ${R[cberr,$d]}"
-done
+}
 
-echo "== 5. full logins per second ($LOGIN_USERS users, closed loop)"
-for d in ours seed lean; do
+run_login() {
+  local d=$1
   start $d $PORT
   load login --target http://127.0.0.1:$PORT --users $LOGIN_USERS --connections 64 \
     --duration ${LOGIN_SECS}s --json "$OUT/login-$d.json" > "$OUT/login-$d.txt"
@@ -158,7 +163,16 @@ for d in ours seed lean; do
   R[loginp99,$d]=$(step "$OUT/login-$d.json" "login total" p99_ms)
   R[loginerr,$d]=$(j "$OUT/login-$d.json" .total_errors)
   echo "   $d: ${R[logins,$d]} logins/s, p99 ${R[loginp99,$d]} ms, errors ${R[loginerr,$d]}"
-done
+}
+
+echo "== 2. status polls: req/s at $POLL_CONNS connections, p99 at half that rate"
+for d in ours seed lean; do run_poll $d; done
+echo "== 3. held long polls ($HOLD_N) and scan→answer wake at $HOLD_SCANS scans/s"
+for d in ours lean; do run_hold $d; done
+echo "== 4. callbacks at $CB_RATE/s with $CB_N live attempts; /metrics scrape time (ours)"
+for d in ours seed lean; do run_cb $d; done
+echo "== 5. full logins per second ($LOGIN_USERS users, closed loop)"
+for d in ours seed lean; do run_login $d; done
 stop
 
 echo "== 6. restore: $RESTORE_N live attempts in the snapshot store; server start → /readyz 200; a sample polled"
@@ -243,20 +257,14 @@ table() {
   echo "Errors (poll / hold / callbacks / logins): ours $(v pollerr,ours) / $(v holderr,ours) / $(v cberr,ours) / $(v loginerr,ours);" \
        "seed $(v pollerr,seed) / n/a / $(v cberr,seed) / $(v loginerr,seed); lean $(v pollerr,lean) / $(v holderr,lean) / $(v cberr,lean) / $(v loginerr,lean)." \
        "Service RSS while holding the polls: $(v rss_hold,ours) MiB."
+  if [[ -n $REMEASURED ]]; then echo; echo "$REMEASURED"; fi
 }
-
-TABLE=$(table)
-echo
-echo "$TABLE"
-echo "== host after the run"; host_load
 
 # The regression guard (see the top of this file), against the committed report.
 GUARD_FAILED=0
+REMEASURED=""
 if git show HEAD:load/REPORT.md > "$OUT/committed-REPORT.md" 2>/dev/null; then
-  NEW="mem=$(v membytes,ours) pollrps=$(v pollrps,ours) pollp99=$(v pollp99,ours) held=$(v held,ours) wake=$(v wake,ours) cbp99=$(v cbp99,ours) logins=$(v logins,ours) rsqlite=$(v restore,sqlite) rredis=$(v restore,redis)"
-  NEW="$NEW b.pollrps=$(v pollrps,lean) b.pollp99=$(v pollp99,lean) b.wake=$(v wake,lean) b.cbp99=$(v cbp99,lean) b.logins=$(v logins,lean)"
-  echo "== regression guard: ours now against the last committed load/REPORT.md"
-  python3 - "$NEW" "$OUT/committed-REPORT.md" <<'PY' || GUARD_FAILED=1
+  cat > "$OUT/guard.py" <<'PY'
 import re, sys
 rows = {  # figure: (row label prefix in REPORT.md, higher is better)
     "mem": ("bytes per live", False), "pollrps": ("poll req/s at", True),
@@ -266,6 +274,7 @@ rows = {  # figure: (row label prefix in REPORT.md, higher is better)
     "rsqlite": ("attempts restored, s to ready (sqlite)", False),
     "rredis": ("attempts restored, s to ready (redis)", False),
 }
+TIMES = {"rsqlite", "rredis"}
 text = open(sys.argv[2]).read()
 block = re.search(r"<!-- bench:begin -->(.*?)<!-- bench:end -->", text, re.S)
 old, old_b = {}, {}
@@ -278,8 +287,16 @@ for line in (block.group(1) if block else "").splitlines():
                 old[key] = float(num(cells[2]))
             if len(cells) > 5 and num(cells[5]):
                 old_b[key] = float(num(cells[5]))
-new = dict(kv.split("=", 1) for kv in sys.argv[1].split())
 is_num = lambda x: bool(re.fullmatch(r"[\d.]+", x or "")) and float(x) > 0
+new = dict(kv.split("=", 1) for kv in sys.argv[1].split())
+# The host's speed today against the committed sitting's, from baseline (b)'s poll rate
+# (CPU-bound, and no code of ours): < 1 when this host runs slower now.
+speed = None
+if "pollrps" in old_b and is_num(new.get("b.pollrps")):
+    speed = float(new["b.pollrps"]) / old_b["pollrps"]
+# On a second measurement only what the first one flagged can fail: a figure fails when
+# both of its measurements are more than 30 % worse.
+first = open(sys.argv[4]).read().split() if len(sys.argv) > 4 else None
 bad = []
 for key, (label, higher) in rows.items():
     if key not in old or not is_num(new.get(key)):
@@ -292,16 +309,51 @@ for key, (label, higher) in rows.items():
     how = "figure"
     if key in old_b and is_num(new.get("b." + key)):
         o, n, how = o / old_b[key], n / float(new["b." + key]), "÷ (b)"
+    elif key in TIMES and speed:
+        # No baseline runs it (a restore): its time, scaled to the host speed of then.
+        n, how = n * speed, f"× host speed {speed:.2f}"
     # As a rate: a latency that doubles is a rate that halves.
     ratio = (n / o if higher else o / n) if o > 0 and n > 0 else 1.0
-    verdict = "REGRESSED" if ratio < 0.7 else "ok"
+    fails = ratio < 0.7 and (first is None or key in first)
+    verdict = "REGRESSED" if fails else ("worse this time, fine the first" if ratio < 0.7 else "ok")
     print(f"   {label} ({how}): {n:.3g} now, {o:.3g} in REPORT.md ({ratio:.2f}× as good) {verdict}")
-    if ratio < 0.7:
-        bad.append(label)
+    if fails:
+        bad.append(key)
+open(sys.argv[3], "w").write(" ".join(bad))
 if bad:
-    print("!! REGRESSION: more than 30 % worse than the committed load/REPORT.md: " + "; ".join(bad))
+    print("!! REGRESSION: more than 30 % worse than the committed load/REPORT.md: " + "; ".join(rows[k][0] for k in bad))
     sys.exit(1)
 PY
+  guard() {
+    local new
+    new="mem=$(v membytes,ours) pollrps=$(v pollrps,ours) pollp99=$(v pollp99,ours) held=$(v held,ours) wake=$(v wake,ours) cbp99=$(v cbp99,ours) logins=$(v logins,ours) rsqlite=$(v restore,sqlite) rredis=$(v restore,redis)"
+    new="$new b.pollrps=$(v pollrps,lean) b.pollp99=$(v pollp99,lean) b.wake=$(v wake,lean) b.cbp99=$(v cbp99,lean) b.logins=$(v logins,lean)"
+    python3 "$OUT/guard.py" "$new" "$OUT/committed-REPORT.md" "$OUT/flagged" "$@"
+  }
+  echo "== regression guard: ours now against the last committed load/REPORT.md"
+  if ! guard; then
+    # A flagged figure counts once it is seen twice: its scenario runs again, ours and (b)
+    # side by side, and the guard judges the new figures (a p99 of one sitting moves by
+    # more than 30 % with the host alone). Figures no scenario here re-runs (memory,
+    # restores) stay as they were, so they fail again if they failed.
+    again=""
+    for k in $(cat "$OUT/flagged"); do
+      case $k in pollrps|pollp99) sc=poll ;; held|wake) sc=hold ;; cbp99) sc=cb ;; logins) sc=login ;; *) sc="" ;; esac
+      if [[ -n $sc && " $again " != *" $sc "* ]]; then again="$again $sc"; fi
+    done
+    if [[ -n $again && ( -z "${QUICK:-}" || -n "${REMEASURE:-}" ) ]]; then
+      echo "== measuring again what the guard flagged:$again"
+      first="pollrps=$(v pollrps,ours)/$(v pollrps,lean) pollp99=$(v pollp99,ours)/$(v pollp99,lean) wake=$(v wake,ours)/$(v wake,lean) cbp99=$(v cbp99,ours)/$(v cbp99,lean) logins=$(v logins,ours)/$(v logins,lean)"
+      for sc in $again; do run_$sc ours; run_$sc lean; done
+      stop
+      REMEASURED="Measured a second time after the regression guard flagged them:$again (first sitting, ours/(b): $first)."
+      echo "== regression guard, on the figures measured again (only those flagged before can fail)"
+      cp "$OUT/flagged" "$OUT/flagged.first"
+      guard "$OUT/flagged.first" || GUARD_FAILED=1
+    else
+      GUARD_FAILED=1
+    fi
+  fi
   if (( GUARD_FAILED )) && [[ -z "${QUICK:-}" ]]; then
     REPORT=$OUT/REPORT.md; cp "$ROOT/load/REPORT.md" "$REPORT"
   else
@@ -311,6 +363,11 @@ PY
 else
   REPORT=$ROOT/load/REPORT.md
 fi
+
+TABLE=$(table)
+echo
+echo "$TABLE"
+echo "== host after the run"; host_load
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 HEAD="Run $(date -u '+%Y-%m-%d %H:%M UTC') · commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty') ·

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::AssertSqlSafe;
 use tokio::sync::Notify;
 
 use super::recent_cache::{KEEP, RecentCache};
@@ -192,26 +191,38 @@ impl AuditLog {
     }
 }
 
-/// Stores `rows` in one transaction (a few multi-row statements).
+/// Stores `rows` at once: one multi-row statement, or one transaction of several.
 async fn insert(db: &Db, rows: &[Queued]) -> Result<(), sqlx::Error> {
+    // One statement is atomic by itself: a batch that fits in one (the usual case, a
+    // few rows queued while the last write ran) needs no transaction around it. On
+    // SQLite that saves the BEGIN and COMMIT round trips to the connection's thread,
+    // two of the three per batch; the statement takes the write lock for its own
+    // duration and waits out the snapshot writer with the busy timeout.
+    if rows.len() <= ROWS_PER_STATEMENT {
+        return statement(db, rows).execute(&db.pool).await.map(drop);
+    }
     let mut tx = db.begin_write().await?;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let values = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!("INSERT INTO logins (user_id, app, how, ip, user_agent, at) VALUES {values}");
-        let AssertSqlSafe(sql) = db.sql(&sql);
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for r in chunk {
-            q = q
-                .bind(r.user_id.clone())
-                .bind(r.row.app.clone())
-                .bind(r.row.how.clone())
-                .bind(r.row.ip.clone())
-                .bind(r.row.user_agent.clone())
-                .bind(r.row.at);
-        }
-        q.execute(&mut *tx).await?;
+        statement(db, chunk).execute(&mut *tx).await?;
     }
     tx.commit().await
+}
+
+/// One multi-row `INSERT` of `rows`, with its parameters bound.
+fn statement<'q>(db: &Db, rows: &[Queued]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let values = vec!["(?, ?, ?, ?, ?, ?)"; rows.len()].join(", ");
+    let sql = format!("INSERT INTO logins (user_id, app, how, ip, user_agent, at) VALUES {values}");
+    let mut q = sqlx::query(db.sql(&sql));
+    for r in rows {
+        q = q
+            .bind(r.user_id.clone())
+            .bind(r.row.app.clone())
+            .bind(r.row.how.clone())
+            .bind(r.row.ip.clone())
+            .bind(r.row.user_agent.clone())
+            .bind(r.row.at);
+    }
+    q
 }
 
 async fn stored_recent(db: &Db, user_id: &str, n: i64) -> Result<Vec<LoginRow>, sqlx::Error> {
