@@ -245,7 +245,9 @@ table() {
   o=$(v wake,ours); l=$(v wake,lean)
   echo "| scan→answer wake p99 ms | ≤ 10 | $o | n/a | — | $l | $(ratio "$o" "$l") | $(met "$o <= 10" "$o") |"
   o=$(v cbp99,ours); s=$(v cbp99,seed); l=$(v cbp99,lean)
-  echo "| callback p99 ms at $CB_RATE/s (incl. duplicates), $CB_N live | ≤ 20 and ≤ 2× (a) | $o | $s | $(ratio "$o" "$s") | $l | $(ratio "$o" "$l") | $(met "$o <= 20 && $o <= 2 * $s" "$o" "$s") |"
+  # The rate each design reached goes with its figure: a host too slow for the load tool
+  # to offer $CB_RATE/s measures them all at less.
+  echo "| callback p99 ms at $CB_RATE/s (incl. duplicates), $CB_N live | ≤ 20 and ≤ 2× (a) | $o (at $(v cbrate,ours)/s) | $s (at $(v cbrate,seed)/s) | $(ratio "$o" "$s") | $l (at $(v cbrate,lean)/s) | $(ratio "$o" "$l") | $(met "$o <= 20 && $o <= 2 * $s" "$o" "$s") |"
   o=$(v logins,ours); s=$(v logins,seed); l=$(v logins,lean)
   echo "| full logins per second ($LOGIN_USERS users, SQLite) | ≥ 0.9× (b) | $o | $s | $(ratio "$o" "$s") | $l | $(ratio "$o" "$l") | $(met "$o >= 0.9 * $l" "$o" "$l") |"
   for st in sqlite redis; do
