@@ -62,10 +62,20 @@ async fn a_rolling_restart_under_load_through_nginx_fails_no_login() {
     stop.store(true, Ordering::Relaxed);
     let mut checked = 0;
     for ch in checkers {
-        match ch.await.unwrap() {
-            Ok(n) => checked += n,
-            Err(e) => panic!("{e}\nthe nodes' warnings and errors:\n{}", c.troubles()),
-        }
+        // A checker's assertion (a scan not delivered, a token seen twice) panics inside
+        // its task: that failure gets the nodes' logs too.
+        let failed = match ch.await {
+            Ok(Ok(n)) => {
+                checked += n;
+                continue;
+            }
+            Ok(Err(e)) => e,
+            Err(join) => match join.try_into_panic() {
+                Ok(p) => p.downcast_ref::<String>().cloned().unwrap_or_else(|| "a checker panicked".into()),
+                Err(e) => e.to_string(),
+            },
+        };
+        panic!("{failed}\nthe nodes' warnings and errors:\n{}", c.troubles());
     }
     assert!(restarts_done < Duration::from_secs(20), "the restarts happened under load: {restarts_done:?}");
     let logins = report.step("login total").map_or(0, |s| s.count);
