@@ -104,6 +104,10 @@ impl Backend {
     }
 }
 
+/// Connections of a PostgreSQL or MySQL pool, all opened at start (see [`Db::connect_with`]):
+/// the hot reads of a login are served from memory, writes are batched, so a few suffice.
+const SERVER_DB_CONNECTIONS: u32 = 8;
+
 /// A pool plus the dialect it speaks.
 #[derive(Clone)]
 pub struct Db {
@@ -129,8 +133,20 @@ impl Db {
         {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         }
+        // A PostgreSQL or MySQL connection's socket belongs to the runtime that opened it,
+        // and each HTTP worker has its own: one opened by a worker breaks when that worker
+        // stops, and during a graceful stop the workers stop one by one, so a request still
+        // running on another worker that took such a connection failed (`500 internal`, "a
+        // Tokio context … is being shutdown", seen in the rolling-restart test). So the pool
+        // opens all its connections at once, here on the runtime that builds the server and
+        // outlives the workers, and never recycles them: a worker only opens one to replace a
+        // connection that failed. SQLite connections are threads of their own, opened lazily.
+        let server_pool = if backend == Backend::Sqlite { 0 } else { SERVER_DB_CONNECTIONS };
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .max_connections(if backend == Backend::Sqlite { 4 } else { SERVER_DB_CONNECTIONS })
+            .min_connections(server_pool)
+            .idle_timeout((backend == Backend::Sqlite).then_some(Duration::from_secs(600)))
+            .max_lifetime((backend == Backend::Sqlite).then_some(Duration::from_secs(1800)))
             .acquire_timeout(Duration::from_secs(3))
             // A pooled SQLite connection is a file handle in this process, not a socket
             // that can break while idle: the ping before every acquire was one more round
@@ -159,6 +175,13 @@ impl Db {
             })
             .connect(&url)
             .await?;
+        // Open them all now, before any worker asks for one (the pool's own fill runs in
+        // the background and could lose that race).
+        let mut opened = Vec::with_capacity(server_pool as usize);
+        for _ in 0..server_pool {
+            opened.push(pool.acquire().await?);
+        }
+        drop(opened);
         Ok(Self { pool, backend })
     }
 
