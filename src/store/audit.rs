@@ -191,21 +191,9 @@ impl AuditLog {
     }
 }
 
-/// Stores `rows` at once: one multi-row statement, or one transaction of several.
+/// Stores `rows` at once (see [`Db::write_in_statements`]).
 async fn insert(db: &Db, rows: &[Queued]) -> Result<(), sqlx::Error> {
-    // One statement is atomic by itself: a batch that fits in one (the usual case, a
-    // few rows queued while the last write ran) needs no transaction around it. On
-    // SQLite that saves the BEGIN and COMMIT round trips to the connection's thread,
-    // two of the three per batch; the statement takes the write lock for its own
-    // duration and waits out the snapshot writer with the busy timeout.
-    if rows.len() <= ROWS_PER_STATEMENT {
-        return statement(db, rows).execute(&db.pool).await.map(drop);
-    }
-    let mut tx = db.begin_write().await?;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        statement(db, chunk).execute(&mut *tx).await?;
-    }
-    tx.commit().await
+    db.write_in_statements(rows, ROWS_PER_STATEMENT, |chunk| statement(db, chunk)).await
 }
 
 /// One multi-row `INSERT` of `rows`, with its parameters bound.

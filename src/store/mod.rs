@@ -141,17 +141,19 @@ impl Db {
         // opens all its connections at once, here on the runtime that builds the server and
         // outlives the workers, and never recycles them: a worker only opens one to replace a
         // connection that failed. SQLite connections are threads of their own, opened lazily.
-        let server_pool = if backend == Backend::Sqlite { 0 } else { SERVER_DB_CONNECTIONS };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { SERVER_DB_CONNECTIONS })
-            .min_connections(server_pool)
-            .idle_timeout((backend == Backend::Sqlite).then_some(Duration::from_secs(600)))
-            .max_lifetime((backend == Backend::Sqlite).then_some(Duration::from_secs(1800)))
+        let sqlite = backend == Backend::Sqlite;
+        let server_pool = if sqlite { 0 } else { SERVER_DB_CONNECTIONS };
+        let mut options = AnyPoolOptions::new();
+        if !sqlite {
+            options = options.min_connections(server_pool).idle_timeout(None).max_lifetime(None);
+        }
+        let pool = options
+            .max_connections(if sqlite { 4 } else { server_pool })
             .acquire_timeout(Duration::from_secs(3))
             // A pooled SQLite connection is a file handle in this process, not a socket
             // that can break while idle: the ping before every acquire was one more round
             // trip to its worker thread per query, for nothing.
-            .test_before_acquire(backend != Backend::Sqlite)
+            .test_before_acquire(!sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -183,6 +185,28 @@ impl Db {
         }
         drop(opened);
         Ok(Self { pool, backend })
+    }
+
+    /// Executes the statements `statement` builds for `rows`, `per_statement` rows each,
+    /// as one atomic write. A batch that fits in one statement is that statement alone:
+    /// one statement is atomic by itself, and on SQLite that saves the BEGIN and COMMIT
+    /// round trips to the connection's thread (the statement takes the write lock for its
+    /// own duration and waits out another writer with the busy timeout, like
+    /// `BEGIN IMMEDIATE` does). Larger ones run in one write transaction.
+    pub(crate) async fn write_in_statements<'q, T>(
+        &self,
+        rows: &'q [T],
+        per_statement: usize,
+        statement: impl Fn(&'q [T]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<(), sqlx::Error> {
+        if rows.len() <= per_statement {
+            return statement(rows).execute(&self.pool).await.map(drop);
+        }
+        let mut tx = self.begin_write().await?;
+        for chunk in rows.chunks(per_statement) {
+            statement(chunk).execute(&mut *tx).await?;
+        }
+        tx.commit().await
     }
 
     /// A write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):

@@ -74,20 +74,8 @@ impl SqlStore {
         for s in batch {
             encoded.push((s, codec::encode(s)?));
         }
-        // One statement is atomic by itself: a batch that fits in one needs no
-        // transaction around it, which saves the BEGIN and COMMIT round trips (each a hop
-        // to the connection's thread on SQLite) on every group commit. On SQLite the
-        // statement takes the write lock for its own duration and waits out a concurrent
-        // writer with the busy timeout, like `BEGIN IMMEDIATE` does.
-        if encoded.len() <= ROWS_PER_STATEMENT {
-            self.upsert(&encoded).execute(&self.db.pool).await?;
-            return Ok(());
-        }
-        let mut tx = self.db.begin_write().await?;
-        for chunk in encoded.chunks(ROWS_PER_STATEMENT) {
-            self.upsert(chunk).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        // One group commit, one statement when it fits (see `Db::write_in_statements`).
+        self.db.write_in_statements(&encoded, ROWS_PER_STATEMENT, |chunk| self.upsert(chunk)).await?;
         Ok(())
     }
 
