@@ -15,10 +15,13 @@ pub mod user_cache;
 pub mod users;
 pub mod wal;
 
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, AssertSqlSafe, Executor};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AnyPool, AssertSqlSafe, ConnectOptions, Executor};
 
 pub use users::{BindError, LoginRow, UserRow, Users};
 
@@ -113,6 +116,9 @@ const SERVER_DB_CONNECTIONS: u32 = 8;
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// A SQLite database file's URL (not an in-memory database's): what a connection
+    /// outside the pool needs to reach the same data ([`Db::sqlite_reader`]).
+    sqlite_file: Option<Arc<str>>,
 }
 
 impl Db {
@@ -184,7 +190,23 @@ impl Db {
             opened.push(pool.acquire().await?);
         }
         drop(opened);
-        Ok(Self { pool, backend })
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let sqlite_file = (sqlite && !in_memory && sqlite_path(&url).is_some()).then(|| Arc::from(url.as_str()));
+        Ok(Self { pool, backend, sqlite_file })
+    }
+
+    /// A connection of its own to a SQLite database file, outside the pool, whose thread
+    /// may run up to `rows_ahead` rows ahead of the reader (the pool's connections, behind
+    /// sqlx's `Any` driver, keep sqlx's default of 50, and a long read then hands every
+    /// row from one thread to the other as it is made). `None` for another backend or an
+    /// in-memory database, which a second connection would not see.
+    pub(crate) async fn sqlite_reader(&self, rows_ahead: usize) -> Option<Result<SqliteConnection, sqlx::Error>> {
+        let url = self.sqlite_file.as_deref()?;
+        let options = match SqliteConnectOptions::from_str(url) {
+            Ok(o) => o.row_buffer_size(rows_ahead).busy_timeout(Duration::from_secs(5)),
+            Err(e) => return Some(Err(e)),
+        };
+        Some(options.connect().await)
     }
 
     /// Executes the statements `statement` builds for `rows`, `per_statement` rows each,

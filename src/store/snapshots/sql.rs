@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use sqlx::Row;
+use sqlx::sqlite::SqliteConnection;
 
 use crate::engine::persist::codec::{self, version_u32};
 use crate::engine::persist::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError};
@@ -23,11 +25,13 @@ const PAGE: i64 = 5_000;
 
 pub struct SqlStore {
     db: Db,
+    /// The restore walk's own connection on SQLite, held from its first page to its last.
+    reader: tokio::sync::Mutex<Option<SqliteConnection>>,
 }
 
 impl SqlStore {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, reader: tokio::sync::Mutex::new(None) }
     }
 
     /// `INSERT … VALUES (…) × rows` plus the dialect's "update only if newer" clause. An
@@ -101,41 +105,42 @@ impl SqlStore {
         // stored in: read sequentially, where the poll-id order of the server databases'
         // key would fetch every row from a random page. Rows written during the walk
         // may come or not; their attempts are in the registry already.
-        let by_expiry = self.db.backend == Backend::Sqlite;
-        let rows = if by_expiry {
+        if self.db.backend == Backend::Sqlite {
             let (after_expiry, after_poll) = cursor.as_deref().and_then(expiry_cursor).unwrap_or((-1, String::new()));
-            sqlx::query(self.db.sql(
-                "SELECT poll, data, expires_at FROM attempt_snapshots \
-                 WHERE (expires_at, poll) > (?, ?) ORDER BY expires_at, poll LIMIT ?",
-            ))
-            .bind(after_expiry)
-            .bind(after_poll)
-            .bind(PAGE)
-            .fetch_all(&self.db.pool)
-            .await?
-        } else {
+            const BY_EXPIRY: &str = "SELECT poll, data, expires_at FROM attempt_snapshots \
+                 WHERE (expires_at, poll) > (?, ?) ORDER BY expires_at, poll LIMIT ?";
+            let mut reader = self.reader.lock().await;
+            if reader.is_none() {
+                *reader = match self.db.sqlite_reader(PAGE as usize).await {
+                    Some(Ok(c)) => Some(c),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "no reader connection for the restore; reading through the pool");
+                        None
+                    }
+                    None => None,
+                };
+            }
+            let page = match reader.as_mut() {
+                Some(conn) => {
+                    let q = sqlx::query(BY_EXPIRY).bind(after_expiry).bind(&after_poll).bind(PAGE);
+                    collect_page(q.fetch(&mut *conn), true).await
+                }
+                None => {
+                    let q = sqlx::query(self.db.sql(BY_EXPIRY)).bind(after_expiry).bind(after_poll.clone()).bind(PAGE);
+                    collect_page(q.fetch(&self.db.pool), true).await
+                }
+            };
+            // The walk is over (or failed): the reader's thread is not kept for nothing.
+            if page.as_ref().map_or(true, |p| p.next.is_none()) {
+                *reader = None;
+            }
+            return page;
+        }
+        let q =
             sqlx::query(self.db.sql("SELECT poll, data FROM attempt_snapshots WHERE poll > ? ORDER BY poll LIMIT ?"))
                 .bind(cursor.unwrap_or_default())
-                .bind(PAGE)
-                .fetch_all(&self.db.pool)
-                .await?
-        };
-        let mut page = Page::default();
-        page.snapshots.reserve(rows.len());
-        let mut last = None;
-        for r in &rows {
-            let poll: String = r.try_get(0)?;
-            let data: Vec<u8> = r.try_get(1)?;
-            match PollId::parse(&poll).map(|p| codec::decode(p, &data)) {
-                Some(Ok(s)) => page.snapshots.push(s),
-                _ => page.corrupt += 1,
-            }
-            last = Some(if by_expiry { format!("{}:{poll}", r.try_get::<i64, _>(2)?) } else { poll });
-        }
-        if rows.len() as i64 == PAGE {
-            page.next = last;
-        }
-        Ok(page)
+                .bind(PAGE);
+        collect_page(q.fetch(&self.db.pool), false).await
     }
 
     /// One attempt's snapshot. On SQLite the poll id alone is no key: without the expiry
@@ -155,6 +160,43 @@ impl SqlStore {
             Some(r) => Ok(Some(codec::decode(poll.clone(), &r.try_get::<Vec<u8>, _>(0)?)?)),
         }
     }
+}
+
+/// One restore page from the rows of its query: `(poll, data)`, plus `expires_at` when
+/// the walk is by expiry. Each row is decoded as it arrives, while the connection's thread
+/// reads the next ones.
+async fn collect_page<R>(
+    mut rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    by_expiry: bool,
+) -> Result<Page, StoreError>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut page = Page::default();
+    page.snapshots.reserve(PAGE as usize);
+    let (mut n, mut last) = (0, None);
+    while let Some(r) = rows.try_next().await? {
+        n += 1;
+        let poll: String = r.try_get(0)?;
+        let data: Vec<u8> = r.try_get(1)?;
+        match PollId::parse(&poll).map(|p| codec::decode(p, &data)) {
+            Some(Ok(s)) => page.snapshots.push(s),
+            _ => page.corrupt += 1,
+        }
+        let expiry = if by_expiry { Some(r.try_get::<i64, _>(2)?) } else { None };
+        last = Some((expiry, poll));
+    }
+    if n == PAGE {
+        page.next = last.map(|(expiry, poll)| match expiry {
+            Some(e) => format!("{e}:{poll}"),
+            None => poll,
+        });
+    }
+    Ok(page)
 }
 
 /// A SQLite restore cursor, `"<expires_at>:<poll>"`: the key of the last row read.

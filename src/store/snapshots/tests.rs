@@ -194,6 +194,32 @@ mod sqlite_layout {
     }
 }
 
+mod sqlite_reader {
+    use super::*;
+    use crate::store::Db;
+
+    /// The restore walk reads a SQLite file through a connection of its own (sqlx's row
+    /// buffer of the pool's connections made it hand rows over one by one), and sees what
+    /// the pool wrote; an in-memory database, which another connection would not see, is
+    /// read through the pool.
+    #[tokio::test]
+    async fn a_file_is_walked_through_its_own_connection_an_in_memory_database_through_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await.unwrap();
+        db.migrate().await.unwrap();
+        let s = sql::SqlStore::new(db.clone());
+        let written = loop_snapshot(60_000);
+        s.write(std::slice::from_ref(&written)).await.unwrap();
+        assert!(matches!(db.sqlite_reader(10).await, Some(Ok(_))), "a file gets its own reader");
+        assert_eq!(live_ones(&s).await.iter().map(|s| &s.poll).collect::<Vec<_>>(), vec![&written.poll]);
+
+        let mem = Db::connect("sqlite::memory:").await.unwrap();
+        assert!(mem.sqlite_reader(10).await.is_none(), "another connection would see another database");
+        let mem = Db::connect("sqlite://x.db?mode=memory").await.unwrap();
+        assert!(mem.sqlite_reader(10).await.is_none());
+    }
+}
+
 mod sqlite_revive {
     use std::sync::Arc;
     use std::time::Duration;
