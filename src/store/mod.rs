@@ -190,8 +190,8 @@ impl Db {
             opened.push(pool.acquire().await?);
         }
         drop(opened);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let sqlite_file = (sqlite && !in_memory && sqlite_path(&url).is_some()).then(|| Arc::from(url.as_str()));
+        // (`sqlite_path` already refuses `:memory:`; `mode=memory` names a file it never opens.)
+        let sqlite_file = sqlite_path(&url).filter(|_| !url.contains("mode=memory")).map(|_| Arc::from(url.as_str()));
         Ok(Self { pool, backend, sqlite_file })
     }
 
@@ -203,7 +203,7 @@ impl Db {
     pub(crate) async fn sqlite_reader(&self, rows_ahead: usize) -> Option<Result<SqliteConnection, sqlx::Error>> {
         let url = self.sqlite_file.as_deref()?;
         let options = match SqliteConnectOptions::from_str(url) {
-            Ok(o) => o.row_buffer_size(rows_ahead).busy_timeout(Duration::from_secs(5)),
+            Ok(o) => o.row_buffer_size(rows_ahead),
             Err(e) => return Some(Err(e)),
         };
         Some(options.connect().await)

@@ -110,7 +110,9 @@ impl SqlStore {
             const BY_EXPIRY: &str = "SELECT poll, data, expires_at FROM attempt_snapshots \
                  WHERE (expires_at, poll) > (?, ?) ORDER BY expires_at, poll LIMIT ?";
             let mut reader = self.reader.lock().await;
-            if reader.is_none() {
+            // Opened once, on a walk's first page: a walk that could not open it (or lost it
+            // to an error) goes on through the pool rather than trying again every page.
+            if cursor.is_none() {
                 *reader = match self.db.sqlite_reader(PAGE as usize).await {
                     Some(Ok(c)) => Some(c),
                     Some(Err(e)) => {
@@ -122,11 +124,11 @@ impl SqlStore {
             }
             let page = match reader.as_mut() {
                 Some(conn) => {
-                    let q = sqlx::query(BY_EXPIRY).bind(after_expiry).bind(&after_poll).bind(PAGE);
+                    let q = sqlx::query(BY_EXPIRY).bind(after_expiry).bind(after_poll).bind(PAGE);
                     collect_page(q.fetch(&mut *conn), true).await
                 }
                 None => {
-                    let q = sqlx::query(self.db.sql(BY_EXPIRY)).bind(after_expiry).bind(after_poll.clone()).bind(PAGE);
+                    let q = sqlx::query(self.db.sql(BY_EXPIRY)).bind(after_expiry).bind(after_poll).bind(PAGE);
                     collect_page(q.fetch(&self.db.pool), true).await
                 }
             };
