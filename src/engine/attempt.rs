@@ -28,8 +28,9 @@ use super::state::{Actions, AttemptState, Event, Phase, Reply, Rules, Step, step
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
 
-/// Waiters one attempt holds at most; further long polls answer at once.
-const MAX_WAITERS: usize = 32;
+/// Waiters one attempt holds at most (as an actor or an idle record); further long
+/// polls answer at once.
+pub(super) const MAX_WAITERS: usize = 32;
 
 /// What callers learn after any command: the reply and the state it left.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -252,15 +252,64 @@ async fn a_waiting_attempt_is_no_actor_until_it_acts() {
     assert_eq!(o.detail.unwrap().openid.as_deref(), Some("o_new"), "a scan answer names its owner");
     assert_eq!(stored(&*s, &a.poll).await, (Phase::NotReg, 1, None));
     assert_eq!(e.active_actors().await, 1);
-    // A held poll waits on the actor, which wakes it on the scan.
+    // A held poll waits on the idle record, no actor for it; the scan starts the actor,
+    // which takes the poll over and wakes it.
     let (e2, bp) = (e.clone(), b.poll.clone());
     let held = tokio::spawn(async move { e2.poll(&bp, Duration::from_secs(30)).await });
     settle().await;
-    assert_eq!(e.active_actors().await, 2);
+    assert_eq!(e.active_actors().await, 1, "a held poll starts no actor");
     e.apply_scene(APP, &b.scene, registered()).await.unwrap();
     assert!(matches!(held.await.unwrap().unwrap().reply, Reply::Token(_)));
     settle().await;
     assert_eq!((e.active_actors().await, e.live().await.unwrap()), (1, 2), "the consumed one ended");
+}
+
+#[actix::test]
+async fn polls_held_on_an_idle_attempt_wake_when_it_expires() {
+    tokio::time::pause();
+    let (e, _) = engine_on(memory(), 10, WriterConfig::default(), Clock::new());
+    let c = e.create(APP, Duration::from_secs(5)).await.unwrap();
+    settle().await;
+    let started = tokio::time::Instant::now();
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let (e, p) = (e.clone(), c.poll.clone());
+            tokio::spawn(async move { e.poll(&p, Duration::from_secs(30)).await.unwrap() })
+        })
+        .collect();
+    settle().await;
+    assert_eq!(e.active_actors().await, 0, "held polls start no actor");
+    tokio::time::advance(Duration::from_millis(5_010)).await;
+    for h in held {
+        assert_eq!(h.await.unwrap().phase, Phase::Expired);
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(6), "woken at the deadline: {waited:?}");
+    assert_eq!(e.active_actors().await, 0, "expiry needs no actor");
+}
+
+#[actix::test]
+async fn an_idle_attempt_holds_a_bounded_number_of_polls() {
+    tokio::time::pause();
+    let (e, _) = engine_on(memory(), 10, WriterConfig::default(), Clock::new());
+    let c = e.create(APP, Duration::from_secs(60)).await.unwrap();
+    settle().await;
+    let held: Vec<_> = (0..crate::engine::attempt::MAX_WAITERS)
+        .map(|_| {
+            let (e, p) = (e.clone(), c.poll.clone());
+            tokio::spawn(async move { e.poll(&p, Duration::from_secs(30)).await.unwrap() })
+        })
+        .collect();
+    settle().await;
+    // One more than the cap answers at once, still `loop`.
+    let before = tokio::time::Instant::now();
+    let extra = e.poll(&c.poll, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((extra.phase, before.elapsed()), (Phase::Loop, Duration::ZERO));
+    // The held ones are all woken by the scan.
+    e.apply_scene(APP, &c.scene, newcomer()).await.unwrap();
+    for h in held {
+        assert_eq!(h.await.unwrap().phase, Phase::NotReg);
+    }
 }
 
 #[actix::test]

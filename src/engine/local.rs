@@ -174,6 +174,10 @@ impl LocalEngine {
     /// Registers a waiter on the attempt: the receiver resolves on its next change. The
     /// attempt's state at registration comes with it (`None`: no such attempt).
     pub(super) async fn watch(&self, poll: &PollId) -> Result<(Option<Outcome>, oneshot::Receiver<()>), EngineError> {
+        // An idle attempt holds it in the table, from this thread: no hop, no actor.
+        if let Some((seen, rx)) = self.table.watch(poll, self.clock.now_ms(), &self.rules) {
+            return Ok((Some(seen), rx));
+        }
         let (tx, rx) = oneshot::channel();
         let seen = self.route(Target::Poll(poll.clone()), Cmd::Watch(tx)).await?;
         Ok((seen, rx))

@@ -86,6 +86,7 @@ impl Registry {
         snap: Snapshot,
         stored: Option<u64>,
         timeline: Timeline,
+        waiters: Vec<oneshot::Sender<()>>,
         ctx: &mut Context<Self>,
     ) -> Addr<Attempt> {
         Attempt {
@@ -96,7 +97,7 @@ impl Registry {
             state: snap.state,
             rules: self.rules,
             clock: self.clock,
-            waiters: Vec::new(),
+            waiters,
             registry: ctx.address().recipient(),
             metrics: self.metrics.clone(),
             persister: self.persister.clone(),
@@ -126,26 +127,27 @@ impl Registry {
             let version = stored.then_some(snap.state.version);
             let (poll, scene, app) = (snap.poll.clone(), snap.scene.clone(), snap.app.clone());
             let at = snap.state.expires_at_ms;
-            let addr = self.start_actor(snap, version, timeline, ctx);
+            let addr = self.start_actor(snap, version, timeline, Vec::new(), ctx);
             self.table.lock().insert(poll, scene, &app, Body::Active(addr, at));
         }
     }
 
     /// The idle attempt at `key` starts acting: its actor starts from the record.
+    /// Its held polls go with it, in one hold of the lock: a poll registered on the idle
+    /// record from another thread is either handed over here or finds the actor.
     fn activate(&mut self, key: Key, ctx: &mut Context<Self>) -> Option<Addr<Attempt>> {
-        let (snap, i) = {
-            let t = self.table.lock();
-            let rec = t.get(key)?;
-            let i = match &rec.body {
-                Body::Active(a, _) => return Some(a.clone()),
-                Body::Idle(i) => *i,
-            };
-            (rec.snapshot(i.state()), i)
+        let mut t = self.table.lock();
+        let rec = t.get(key)?;
+        let i = match &rec.body {
+            Body::Active(a, _) => return Some(a.clone()),
+            Body::Idle(i) => *i,
         };
+        let snap = rec.snapshot(i.state());
+        let waiters = t.take_waiters(key);
         let timeline = Timeline { created_ms: i.created_ms, scanned_ms: None };
-        let addr = self.start_actor(snap, i.stored.then_some(i.version), timeline, ctx);
-        // Only the registry changes the table, so the record is still the idle one.
-        self.table.lock().activate(key, addr.clone());
+        // Starting an actor only queues it on this thread: nothing else runs meanwhile.
+        let addr = self.start_actor(snap, i.stored.then_some(i.version), timeline, waiters, ctx);
+        t.activate(key, addr.clone());
         Some(addr)
     }
 
@@ -164,11 +166,12 @@ impl Registry {
         self.armed = Some((at_ms, handle));
     }
 
-    /// Idle attempts past their deadline end here, without an actor: nothing waits on
-    /// them (a waiter would have made them active), so the registry runs the machine's
-    /// timeout step, submits the ended state and counts it as the actor would. Nobody is
-    /// answered from it, so the write need not be awaited: a crash before it lands
-    /// restores a snapshot whose deadline has passed, which the restore drops.
+    /// Idle attempts past their deadline end here, without an actor: the registry runs
+    /// the machine's timeout step, submits the ended state and counts it as the actor
+    /// would; polls held on the record wake as it goes and read `expired`. That answer
+    /// is the deadline's, not the write's, so the write need not be awaited: a crash
+    /// before it lands restores a snapshot whose deadline has passed, which the restore
+    /// drops.
     fn expire_due(&mut self, ctx: &mut Context<Self>) {
         let now = self.clock.now_ms();
         let ended: Vec<_> = {

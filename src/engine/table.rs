@@ -9,6 +9,14 @@
 //! then on the attempt is an actor until it ends. That is what keeps a live attempt to a
 //! few hundred bytes and a restore to inserting records (no actor per snapshot).
 //!
+//! Held polls on an idle record wait in the table too, not on an actor: a long poll of a
+//! `loop` attempt is registered from the HTTP worker's thread, in the same lock as the
+//! read that saw it idle, and starts nothing. When the record acts its actor takes them
+//! over (they wake on its first change); when it goes away they are dropped, which wakes
+//! them to read `expired`. So thousands of polls re-held at once (a timeout wave, every
+//! browser back after a restart) cost the registry nothing, and a scan waiting behind
+//! them in its mailbox is not delayed.
+//!
 //! Records sit in a slab addressed by [`Key`]; the two indexes map a keyed hash of the
 //! poll id / of (app, scene) to the key, and every hit is checked against the record's
 //! own ids, so neither index stores an id twice. The hash is keyed per process
@@ -22,8 +30,9 @@ use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
 
 use actix::Addr;
+use tokio::sync::oneshot;
 
-use super::attempt::{Attempt, Cmd, Detail, Outcome};
+use super::attempt::{Attempt, Cmd, Detail, MAX_WAITERS, Outcome};
 use super::persist::Snapshot;
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
 use crate::ids::{PollId, Scene};
@@ -159,6 +168,9 @@ pub struct Table {
     /// when a record goes active or away: `due` skips those (a key of a removed record
     /// never matches again), which keeps listing and ending a record cheap.
     deadlines: BTreeMap<u64, Vec<Key>>,
+    /// Held polls on idle records (only those that have one): dropping a sender wakes
+    /// its poll, which reads the state again.
+    waiters: HashMap<Key, Vec<oneshot::Sender<()>>>,
     hasher: RandomState,
 }
 
@@ -240,6 +252,8 @@ impl Table {
         let (ph, sh) = (self.poll_hash(&rec.poll), self.scene_hash(&rec.app, &rec.scene));
         self.by_poll.remove(ph, key);
         self.by_scene.remove(sh, key);
+        // The attempt is gone: its held polls wake and read `expired`.
+        self.waiters.remove(&key);
         Some(rec)
     }
 
@@ -261,7 +275,31 @@ impl Table {
         self.deadlines.first_key_value().map(|(at, _)| *at)
     }
 
-    /// Marks an idle record active (from now on the actor keeps its own timer).
+    /// Holds `tx` on the idle record at `key` until it acts or goes away. Past
+    /// [`MAX_WAITERS`] it is dropped, and that poll answers at once, as on an actor.
+    fn hold(&mut self, key: Key, tx: oneshot::Sender<()>) {
+        let held = self.waiters.entry(key).or_default();
+        held.retain(|w| !w.is_closed());
+        if held.len() < MAX_WAITERS {
+            held.push(tx);
+        }
+    }
+
+    /// The polls held on the idle record at `key`, for the actor that takes it over.
+    pub fn take_waiters(&mut self, key: Key) -> Vec<oneshot::Sender<()>> {
+        let mut held = self.waiters.remove(&key).unwrap_or_default();
+        held.retain(|w| !w.is_closed());
+        held
+    }
+
+    /// Idle records with a held poll.
+    #[cfg(test)]
+    pub fn held_records(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Marks an idle record active (from now on the actor keeps its own timer). The
+    /// caller took its held polls first ([`Table::take_waiters`]), in the same lock.
     pub fn activate(&mut self, key: Key, addr: Addr<Attempt>) -> Option<Idle> {
         let rec = self.get_mut(key)?;
         let expires_at_ms = match &rec.body {
@@ -348,6 +386,19 @@ impl Shared {
         let key = t.find_poll(poll)?;
         t.read(key, cmd, now_ms, rules)
     }
+
+    /// A held poll on the idle attempt `poll`, registered here if it is one: its state
+    /// now (read in the same lock, so no change can fall between) and the receiver that
+    /// resolves on its next change. `None`: not idle (or past its deadline), ask the
+    /// registry.
+    pub fn watch(&self, poll: &PollId, now_ms: u64, rules: &Rules) -> Option<(Outcome, oneshot::Receiver<()>)> {
+        let mut t = self.lock();
+        let key = t.find_poll(poll)?;
+        let seen = t.read(key, &Cmd::Apply(Event::Claim), now_ms, rules)?;
+        let (tx, rx) = oneshot::channel();
+        t.hold(key, tx);
+        Some((seen, rx))
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +442,36 @@ mod tests {
         idx.remove(7, c);
         idx.remove(7, b);
         assert!(idx.first.is_empty() && idx.spill.is_empty());
+    }
+
+    #[test]
+    fn held_polls_wake_when_their_record_goes_and_move_to_its_actor() {
+        let shared = Shared::default();
+        let rules = Rules::default();
+        let (p, q) = (PollId::generate(), PollId::generate());
+        let (kp, kq) = {
+            let mut t = shared.lock();
+            (
+                t.insert(p.clone(), Scene::generate(), "web", idle(10_000)),
+                t.insert(q.clone(), Scene::generate(), "web", idle(10_000)),
+            )
+        };
+        let (seen, mut gone) = shared.watch(&p, 0, &rules).expect("an idle record holds the poll");
+        assert_eq!(seen.phase, Phase::Loop);
+        let (_, mut moved) = shared.watch(&q, 0, &rules).unwrap();
+        assert_eq!(shared.lock().held_records(), 2);
+        assert!(shared.watch(&PollId::generate(), 0, &rules).is_none(), "unknown: ask the registry");
+        assert!(shared.watch(&p, 10_000, &rules).is_none(), "past its deadline: its actor ends it");
+        assert!(gone.try_recv().is_err_and(|e| e == oneshot::error::TryRecvError::Empty));
+        shared.lock().remove(kp);
+        assert_eq!(gone.try_recv(), Err(oneshot::error::TryRecvError::Closed), "woken as the record goes");
+        // Handed over, not woken: the actor wakes it on its first change.
+        let taken = shared.lock().take_waiters(kq);
+        assert_eq!((taken.len(), shared.lock().held_records()), (1, 0));
+        assert!(moved.try_recv().is_err_and(|e| e == oneshot::error::TryRecvError::Empty));
+        drop(taken);
+        assert_eq!(moved.try_recv(), Err(oneshot::error::TryRecvError::Closed));
+        let _ = kq;
     }
 
     #[test]
