@@ -201,6 +201,24 @@ impl SnapshotStore for SlowStore {
     }
 }
 
+/// With the production budgets, a store that stops answering is marked down at the end
+/// of one call's budget, and the steps waiting on it go on in degraded mode: the caller's
+/// own wait for the engine must outlast the writer's ack budget, or it answers
+/// `overloaded` first.
+#[actix::test]
+async fn a_store_that_hangs_is_marked_down_before_the_caller_gives_up() {
+    tokio::time::pause();
+    let s = Arc::new(SlowStore::default());
+    let (e, _) = engine_on(s.clone(), 10, WriterConfig::default(), Clock::new());
+    s.set(600_000);
+    let started = tokio::time::Instant::now();
+    let c = e.create(APP, Duration::from_secs(300)).await;
+    assert!(c.is_ok(), "degraded mode, not overloaded: {:?} after {:?}", c.err(), started.elapsed());
+    assert!(!e.store_health().up, "the hung store is known down");
+    let waited = started.elapsed();
+    assert!(waited >= WriterConfig::default().call_budget && waited < WriterConfig::default().ack_budget, "{waited:?}");
+}
+
 #[actix::test]
 async fn a_store_that_is_up_but_slow_gets_no_acknowledgement_ahead_of_it() {
     tokio::time::pause();

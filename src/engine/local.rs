@@ -1,10 +1,10 @@
 //! The single-node engine behind [`super::LoginsHandle`]: the registry actor and one
 //! actor per attempt in this process, snapshotted to the configured store.
 //!
-//! Callers never see `Addr`, `send` or `MailboxError`: a registry that cannot take a
-//! message within the send budget surfaces as [`EngineError::Overloaded`], an unknown or
-//! ended attempt as `expired`, a transition that could not be made durable where it must
-//! be as [`EngineError::Unavailable`].
+//! Callers never see `Addr`, `send` or `MailboxError`: a registry that does not answer a
+//! message within the writer's ack budget (plus a margin) surfaces as
+//! [`EngineError::Overloaded`], an unknown or ended attempt as `expired`, a transition
+//! that could not be made durable where it must be as [`EngineError::Unavailable`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +24,9 @@ use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
 use crate::metrics::labels::PollKind;
 
-/// The longest a caller waits for the registry to accept a message.
-const SEND_BUDGET: Duration = Duration::from_secs(2);
+/// How much longer than the snapshot writer's ack budget a caller waits for the
+/// registry's answer (the message's wait in the mailbox, and the step itself).
+const ASK_MARGIN: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct LocalEngine {
@@ -98,7 +99,12 @@ impl LocalEngine {
         M::Result: Send,
         Registry: Handler<M>,
     {
-        match tokio::time::timeout(SEND_BUDGET, self.registry.send(msg)).await {
+        // The answer to a step may wait for its snapshot: up to the writer's ack budget,
+        // which outlasts one store call, so a store that hangs is marked down and the
+        // step answered in degraded mode. A shorter wait here answered `overloaded` first
+        // (2 s against 2.5 s), and degraded mode never came for a hung store.
+        let budget = self.persister.config().ack_budget + ASK_MARGIN;
+        match tokio::time::timeout(budget, self.registry.send(msg)).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) | Err(_) => Err(EngineError::Overloaded),
         }
