@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::persist::memory::MemoryStore;
 use super::persist::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError, WriterConfig};
-use super::tests::{engine_on, settle, user};
+use super::tests::{engine_on, hold_polls, settle, user};
 use super::*;
 use crate::ids::PollId;
 
@@ -289,12 +289,7 @@ async fn polls_held_on_an_idle_attempt_wake_when_it_expires() {
     let c = e.create(APP, Duration::from_secs(5)).await.unwrap();
     settle().await;
     let started = tokio::time::Instant::now();
-    let held: Vec<_> = (0..3)
-        .map(|_| {
-            let (e, p) = (e.clone(), c.poll.clone());
-            tokio::spawn(async move { e.poll(&p, Duration::from_secs(30)).await.unwrap() })
-        })
-        .collect();
+    let held = hold_polls(&e, &c.poll, 3, Duration::from_secs(30));
     settle().await;
     assert_eq!(e.active_actors().await, 0, "held polls start no actor");
     tokio::time::advance(Duration::from_millis(5_010)).await;
@@ -312,12 +307,7 @@ async fn an_idle_attempt_holds_a_bounded_number_of_polls() {
     let (e, _) = engine_on(memory(), 10, WriterConfig::default(), Clock::new());
     let c = e.create(APP, Duration::from_secs(60)).await.unwrap();
     settle().await;
-    let held: Vec<_> = (0..crate::engine::attempt::MAX_WAITERS)
-        .map(|_| {
-            let (e, p) = (e.clone(), c.poll.clone());
-            tokio::spawn(async move { e.poll(&p, Duration::from_secs(30)).await.unwrap() })
-        })
-        .collect();
+    let held = hold_polls(&e, &c.poll, crate::engine::attempt::MAX_WAITERS, Duration::from_secs(30));
     settle().await;
     // One more than the cap answers at once, still `loop`.
     let before = tokio::time::Instant::now();

@@ -471,7 +471,6 @@ mod tests {
         assert!(moved.try_recv().is_err_and(|e| e == oneshot::error::TryRecvError::Empty));
         drop(taken);
         assert_eq!(moved.try_recv(), Err(oneshot::error::TryRecvError::Closed));
-        let _ = kq;
     }
 
     #[test]

@@ -35,6 +35,21 @@ pub(super) async fn settle() {
     }
 }
 
+/// `n` long polls of `poll`, each held up to `wait`, running on this thread.
+pub(super) fn hold_polls(
+    e: &LoginsHandle,
+    poll: &PollId,
+    n: usize,
+    wait: Duration,
+) -> Vec<tokio::task::JoinHandle<Outcome>> {
+    (0..n)
+        .map(|_| {
+            let (e, p) = (e.clone(), poll.clone());
+            actix::spawn(async move { e.poll(&p, wait).await.unwrap() })
+        })
+        .collect()
+}
+
 pub(crate) fn user() -> UserRef {
     UserRef { id: "u1".into(), phone: Some("13800138000".into()) }
 }
@@ -87,11 +102,7 @@ async fn token_is_claimed_once_among_concurrent_polls() {
     let e = engine(10);
     let c = e.create("app", Duration::from_secs(300)).await.unwrap();
     settle().await;
-    let mut held = Vec::new();
-    for _ in 0..5 {
-        let (e, p) = (e.clone(), c.poll.clone());
-        held.push(actix::spawn(async move { e.poll(&p, Duration::from_secs(20)).await.unwrap() }));
-    }
+    let held = hold_polls(&e, &c.poll, 5, Duration::from_secs(20));
     settle().await;
     e.apply_scene("app", &c.scene, Event::Scanned { openid: "o1".into(), user: Some(user()) }).await.unwrap();
     let mut tokens = 0;
