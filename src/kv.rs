@@ -16,6 +16,9 @@ use sha2::{Digest, Sha256};
 /// The first characters of every key scanlogin writes.
 pub const PREFIX: &str = "sl:";
 
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// How long a call may take before it counts as failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -37,7 +40,8 @@ impl Class {
 
 #[derive(Clone)]
 pub struct Kv {
-    url: String,
+    /// For the dedicated pub/sub connection (boxed: a client is large, a `Kv` is cloned).
+    client: std::sync::Arc<redis::Client>,
     fast: ConnectionManager,
     bulk: ConnectionManager,
     /// Key of the phone-number hash in key names (derived from the token secret, so
@@ -51,14 +55,14 @@ impl Kv {
         let client = redis::Client::open(url)?;
         let conn = |class: Class| {
             let cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
                 .set_response_timeout(Some(class.response_timeout()))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(1));
             client.get_connection_manager_lazy(cfg)
         };
         let phone_key: [u8; 32] = Sha256::digest(format!("scanlogin/redis-phone-key/v1/{secret}")).into();
-        Ok(Self { url: url.to_string(), fast: conn(Class::Fast)?, bulk: conn(Class::Bulk)?, phone_key })
+        Ok(Self { fast: conn(Class::Fast)?, bulk: conn(Class::Bulk)?, client: client.into(), phone_key })
     }
 
     /// A connection of `class` (cheap: a handle onto one multiplexed connection).
@@ -69,9 +73,12 @@ impl Kv {
         }
     }
 
-    /// The server's URL (for a dedicated pub/sub connection).
-    pub fn url(&self) -> &str {
-        &self.url
+    /// A dedicated pub/sub connection (a subscriber cannot share the multiplexed one),
+    /// opened now within the fast class's connect timeout.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, redis::RedisError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "pub/sub connect timed out")))?
     }
 
     /// `sl:` + the parts joined by `:`.

@@ -25,7 +25,7 @@ use crate::api::{self, AppState};
 use crate::config::{Settings, SnapshotBackend};
 use crate::engine::persist::memory::MemoryStore;
 use crate::engine::persist::{Persister, SnapshotStore, StoreError, WriterConfig};
-use crate::engine::{Clock, ClusterEngine, EngineConfig, LoginsHandle, Rules};
+use crate::engine::{Clock, EngineConfig, LoginsHandle, Rules};
 use crate::kv::Kv;
 use crate::limits::Limits;
 use crate::login::LoginService;
@@ -86,14 +86,15 @@ struct Shared {
 type Stores = (Arc<dyn SnapshotStore>, Option<Arc<dyn SnapshotStore>>);
 
 /// The stores `storage.snapshots` names.
-fn snapshot_stores(backend: &SnapshotBackend, db: &Db) -> Result<Stores, StoreError> {
-    Ok(match backend {
-        SnapshotBackend::Memory => (Arc::new(MemoryStore::new()), None),
-        SnapshotBackend::Redis(url) => {
-            (Arc::new(RedisStore::new(url, crate::kv::PREFIX)?), Some(Arc::new(SqlStore::new(db.clone()))))
+fn snapshot_stores(backend: &SnapshotBackend, db: &Db, kv: Option<&Kv>) -> Stores {
+    match (backend, kv) {
+        (SnapshotBackend::Memory, _) => (Arc::new(MemoryStore::new()), None),
+        (SnapshotBackend::Redis(_), Some(kv)) => {
+            (Arc::new(RedisStore::new(kv, crate::kv::PREFIX)), Some(Arc::new(SqlStore::new(db.clone()))))
         }
-        SnapshotBackend::Sql => (Arc::new(SqlStore::new(db.clone())), None),
-    })
+        // `kv` is built from the same `redis://` URL, so it is there whenever Redis is named.
+        (SnapshotBackend::Redis(_) | SnapshotBackend::Sql, _) => (Arc::new(SqlStore::new(db.clone())), None),
+    }
 }
 
 /// The metrics registry with every known series created at 0.
@@ -131,11 +132,11 @@ fn build_engine(settings: &Settings, db: &Db, kv: Option<&Kv>, metrics: &Metrics
     let engine_thread = Arbiter::new();
     let store_thread = Arbiter::new();
     if let (true, Some(kv)) = (settings.cluster.enabled, kv) {
-        let cluster =
-            ClusterEngine::start(cfg, kv.clone(), Clock::new(), metrics.clone(), Some(&engine_thread.handle()));
-        return Ok(EngineParts { handle: cluster.into(), engine_thread, store_thread });
+        let handle =
+            LoginsHandle::start_cluster(cfg, kv.clone(), Clock::new(), metrics.clone(), Some(&engine_thread.handle()));
+        return Ok(EngineParts { handle, engine_thread, store_thread });
     }
-    let (primary, fallback) = snapshot_stores(&settings.storage.snapshots, db)?;
+    let (primary, fallback) = snapshot_stores(&settings.storage.snapshots, db, kv);
     let (persister, writer) = Persister::new(primary, fallback, WriterConfig::default(), metrics.clone());
     // The writer beside the registry and its actors: a transition's snapshot then goes
     // from its actor to the writer and back without two thread switches (context

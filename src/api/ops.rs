@@ -28,7 +28,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .json(json!({"status": "recovering", "recovering": n, "failing": failing}));
     }
     let db_ok = state.login.users().db().ping().await;
-    let engine_ok = engine.live().await.is_ok();
+    let engine_ok = engine.responsive().await;
     if !db_ok {
         failing.push("database");
     }

@@ -21,41 +21,14 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::EngineError;
 use super::clock::Clock;
+use super::commit;
+use super::outcome::{Detail, EngineError, Outcome};
 use super::persist::{Persister, Snapshot, Stored};
 use super::state::{Actions, AttemptState, Event, Phase, Reply, Rules, Step, step, token_owed};
+use super::waiters::Waiters;
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
-
-/// Waiters one attempt holds at most (as an actor or an idle record); further long
-/// polls answer at once.
-pub(super) const MAX_WAITERS: usize = 32;
-
-/// What callers learn after any command: the reply and the state it left.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub reply: Reply,
-    /// What the step that answered did (nothing for a read): the caller performs the
-    /// parts that live outside the engine, such as sending the code.
-    pub actions: Actions,
-    pub phase: Phase,
-    pub expires_in: u64,
-    /// Filled by [`Cmd::Peek`] and on token replies: who scanned, and the attempt's app.
-    pub detail: Option<Detail>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Detail {
-    pub app: String,
-    pub openid: Option<String>,
-}
-
-impl Outcome {
-    pub fn expired() -> Self {
-        Self { reply: Reply::Expired, actions: Actions::default(), phase: Phase::Expired, expires_in: 0, detail: None }
-    }
-}
 
 /// A command routed to one attempt by the registry.
 pub enum Cmd {
@@ -103,15 +76,6 @@ pub struct Ended {
     pub died: Option<Addr<Attempt>>,
 }
 
-/// When this attempt was created and first scanned (ms since the epoch), for the
-/// login-latency histograms. Not part of the snapshot: a restored attempt has no
-/// creation time and is simply left out of the create→token histogram.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Timeline {
-    pub created_ms: Option<u64>,
-    pub scanned_ms: Option<u64>,
-}
-
 pub struct Attempt {
     pub(super) poll: PollId,
     pub(super) scene: Scene,
@@ -122,10 +86,9 @@ pub struct Attempt {
     pub(super) stored: Option<u64>,
     pub(super) rules: Rules,
     pub(super) clock: Clock,
-    pub(super) waiters: Vec<oneshot::Sender<()>>,
+    pub(super) waiters: Waiters,
     pub(super) registry: Recipient<Ended>,
     pub(super) metrics: Metrics,
-    pub(super) timeline: Timeline,
     pub(super) persister: Persister,
 }
 
@@ -172,8 +135,9 @@ impl Attempt {
     fn outcome(&self, reply: Reply, detail: bool) -> Outcome {
         let detail = (detail || matches!(reply, Reply::Token(_)))
             .then(|| Detail { app: self.app.clone(), openid: self.state.openid.clone() });
-        let expires_in = self.state.expires_in(self.clock.now_ms());
-        Outcome { reply, actions: Actions::default(), phase: self.state.phase, expires_in, detail }
+        let mut o = Outcome::read(reply, self.state.phase, self.state.expires_at_ms, self.clock.now_ms());
+        o.detail = detail;
+        o
     }
 
     /// Runs the machine and performs its actions: persist (the answer waits for it),
@@ -237,34 +201,15 @@ impl Attempt {
         })))
     }
 
-    /// After a change is stored (or given up on): metrics, wake held polls, stop if over.
+    /// After a change is stored (or given up on): count it, wake held polls, stop if over.
     fn committed(&mut self, before: Phase, event: &Event, now: u64, actions: Actions, ctx: &mut Context<Self>) {
-        if before != self.state.phase {
-            self.metrics.transition(&self.app, before.into(), self.state.phase.into());
-            if before == Phase::Loop && self.state.phase != Phase::Expired {
-                self.timeline.scanned_ms = Some(now);
-            }
-        }
-        if actions.hand_out {
-            self.observe_login(event, now);
-        }
+        commit::committed(&self.metrics, &self.app, before, &self.state, event, actions, now);
         if actions.wake {
-            // Dropping the senders wakes every held poll; they re-read the state.
-            self.waiters.clear();
+            self.waiters.wake();
         }
-        if let Some(why) = actions.end {
-            self.metrics.finished(&self.app, super::labels::finish(why, event, self.state.openid.is_some()));
+        if actions.end.is_some() {
             ctx.stop();
         }
-    }
-}
-
-impl Attempt {
-    /// A token leaves the engine now: record how long the login took.
-    fn observe_login(&self, event: &Event, now: u64) {
-        let how = if matches!(event, Event::Bound { .. }) { "bind" } else { "scan" };
-        let since = |t: Option<u64>| t.map(|t| now.saturating_sub(t) as f64 / 1000.0);
-        self.metrics.token_latency(&self.app, how, since(self.timeline.created_ms), since(self.timeline.scanned_ms));
     }
 }
 
@@ -296,9 +241,9 @@ impl Handler<Cmd> for Attempt {
         match cmd {
             Cmd::Apply(ev) => self.apply(ev),
             Cmd::Watch(tx) => {
-                self.waiters.retain(|w| !w.is_closed());
-                if self.state.phase != Phase::Expired && self.waiters.len() < MAX_WAITERS {
-                    self.waiters.push(tx);
+                // An ended attempt holds nobody: `tx` drops and its poll reads again.
+                if self.state.phase != Phase::Expired {
+                    self.waiters.hold(tx);
                 }
                 Answer::Now(Ok(self.outcome(Reply::Ok, false)))
             }

@@ -90,7 +90,7 @@ async fn restore_rearms_timers_from_the_absolute_expiry_and_drops_the_rest() {
     assert_eq!(b.poll(&short.poll, Duration::ZERO).await.unwrap().phase, Phase::Loop);
     tokio::time::advance(Duration::from_millis(1001)).await;
     settle().await;
-    assert_eq!(b.live().await.unwrap(), 1);
+    assert_eq!(b.live(), 1);
     let m = metrics.render();
     assert!(m.contains("scanlogin_restore_attempts{outcome=\"restored\"} 2"), "{m}");
     // Restoring the same snapshots twice starts nothing twice.
@@ -128,11 +128,11 @@ async fn a_crashed_attempt_is_restarted_from_its_snapshot() {
     e.apply_scene(APP, &c.scene, newcomer()).await.unwrap();
     tokio::time::advance(Duration::from_secs(10)).await;
     // The planted panic kills the actor; the command that killed it is not retried.
-    assert_eq!(e.crash(&c.poll).await.unwrap(), None);
+    assert_eq!(e.backend().as_local().unwrap().crash(&c.poll).await.unwrap(), None);
     let o = e.poll(&c.poll, Duration::ZERO).await.unwrap();
     assert_eq!((o.phase, o.expires_in), (Phase::NotReg, 290), "restarted with its state and deadline");
     assert_eq!(e.poll(&other.poll, Duration::ZERO).await.unwrap().phase, Phase::Loop, "neighbours unharmed");
-    assert_eq!(e.live().await.unwrap(), 2);
+    assert_eq!(e.live(), 2);
     let m = metrics.render();
     assert!(m.contains("scanlogin_attempt_restarts_total{result=\"restarted\"} 1"), "{m}");
     assert!(m.contains("scanlogin_live_attempts{app=\"app\",state=\"not_reg\"} 1"), "{m}");
@@ -263,23 +263,23 @@ async fn a_waiting_attempt_is_no_actor_until_it_acts() {
         assert_eq!((o.phase, o.expires_in), (Phase::Loop, 60));
         assert_eq!(e.peek(p).await.unwrap().detail.unwrap().app, APP);
     }
-    assert_eq!(e.active_actors().await, 0, "polls and peeks start no actor");
+    assert_eq!(e.backend().as_local().unwrap().active_actors().await, 0, "polls and peeks start no actor");
     // A scan is an act: the attempt is an actor from then on, and stored first.
     let o = e.apply_scene(APP, &a.scene, newcomer()).await.unwrap().unwrap();
     assert_eq!(o.phase, Phase::NotReg);
     assert_eq!(o.detail.unwrap().openid.as_deref(), Some("o_new"), "a scan answer names its owner");
     assert_eq!(stored(&*s, &a.poll).await, (Phase::NotReg, 1, None));
-    assert_eq!(e.active_actors().await, 1);
+    assert_eq!(e.backend().as_local().unwrap().active_actors().await, 1);
     // A held poll waits on the idle record, no actor for it; the scan starts the actor,
     // which takes the poll over and wakes it.
     let (e2, bp) = (e.clone(), b.poll.clone());
     let held = tokio::spawn(async move { e2.poll(&bp, Duration::from_secs(30)).await });
     settle().await;
-    assert_eq!(e.active_actors().await, 1, "a held poll starts no actor");
+    assert_eq!(e.backend().as_local().unwrap().active_actors().await, 1, "a held poll starts no actor");
     e.apply_scene(APP, &b.scene, registered()).await.unwrap();
     assert!(matches!(held.await.unwrap().unwrap().reply, Reply::Token(_)));
     settle().await;
-    assert_eq!((e.active_actors().await, e.live().await.unwrap()), (1, 2), "the consumed one ended");
+    assert_eq!((e.backend().as_local().unwrap().active_actors().await, e.live()), (1, 2), "the consumed one ended");
 }
 
 #[actix::test]
@@ -291,14 +291,14 @@ async fn polls_held_on_an_idle_attempt_wake_when_it_expires() {
     let started = tokio::time::Instant::now();
     let held = hold_polls(&e, &c.poll, 3, Duration::from_secs(30));
     settle().await;
-    assert_eq!(e.active_actors().await, 0, "held polls start no actor");
+    assert_eq!(e.backend().as_local().unwrap().active_actors().await, 0, "held polls start no actor");
     tokio::time::advance(Duration::from_millis(5_010)).await;
     for h in held {
         assert_eq!(h.await.unwrap().phase, Phase::Expired);
     }
     let waited = started.elapsed();
     assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(6), "woken at the deadline: {waited:?}");
-    assert_eq!(e.active_actors().await, 0, "expiry needs no actor");
+    assert_eq!(e.backend().as_local().unwrap().active_actors().await, 0, "expiry needs no actor");
 }
 
 #[actix::test]
@@ -307,7 +307,7 @@ async fn an_idle_attempt_holds_a_bounded_number_of_polls() {
     let (e, _) = engine_on(memory(), 10, WriterConfig::default(), Clock::new());
     let c = e.create(APP, Duration::from_secs(60)).await.unwrap();
     settle().await;
-    let held = hold_polls(&e, &c.poll, crate::engine::attempt::MAX_WAITERS, Duration::from_secs(30));
+    let held = hold_polls(&e, &c.poll, crate::engine::waiters::MAX_WAITERS, Duration::from_secs(30));
     settle().await;
     // One more than the cap answers at once, still `loop`.
     let before = tokio::time::Instant::now();
@@ -331,20 +331,20 @@ async fn an_idle_attempt_expires_on_the_registry_timer() {
     // (Timers tick in whole milliseconds: a few either side of the deadline.)
     tokio::time::advance(Duration::from_millis(4_990)).await;
     settle().await;
-    assert_eq!(e.live().await.unwrap(), 2, "not before its deadline");
+    assert_eq!(e.live(), 2, "not before its deadline");
     tokio::time::advance(Duration::from_millis(20)).await;
     settle().await;
-    assert_eq!(e.live().await.unwrap(), 1, "at its deadline");
+    assert_eq!(e.live(), 1, "at its deadline");
     assert_eq!(e.poll(&short.poll, Duration::ZERO).await.unwrap().phase, Phase::Expired);
     e.flush(tokio::time::Instant::now() + Duration::from_secs(1)).await;
     assert_eq!(stored(&*s, &short.poll).await, (Phase::Expired, 1, Some(Ending::Timeout)));
     let m = metrics.render();
     assert!(m.contains("scanlogin_attempts_finished_total{app=\"app\",outcome=\"expired\"} 1"), "{m}");
     assert!(m.contains("scanlogin_live_attempts{app=\"app\",state=\"loop\"} 1"), "{m}");
-    assert_eq!(e.active_actors().await, 0, "expiry needs no actor");
+    assert_eq!(e.backend().as_local().unwrap().active_actors().await, 0, "expiry needs no actor");
     // The timer re-arms for the next deadline.
     tokio::time::advance(Duration::from_secs(45)).await;
     settle().await;
-    assert_eq!(e.live().await.unwrap(), 0);
+    assert_eq!(e.live(), 0);
     assert_eq!(e.poll(&long.poll, Duration::ZERO).await.unwrap().phase, Phase::Expired);
 }

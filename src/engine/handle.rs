@@ -1,52 +1,45 @@
-//! `LoginsHandle`: the cloneable async façade over the engine — the one seam between
-//! the login flow and whichever engine runs.
+//! `LoginsHandle`: the cloneable async façade over the engine, and the one place of the
+//! policy around `step()` that both engines share.
 //!
-//! Two engines sit behind it: [`LocalEngine`] (one process: a registry actor, an actor
-//! per attempt, snapshots) and [`ClusterEngine`] (many nodes on one Redis: versioned
-//! records changed by compare-and-set, local view actors for the polls held here).
-//! Both run the same pure `step()`; nothing above this file knows which one answers.
+//! The handle owns what a caller experiences, whichever backend answers: the live-attempt
+//! cap, long polls and event streams (the held-poll permits and their gauge, the one
+//! waiting loop in [`super::subscription`]), and closing at shutdown. The backends
+//! ([`Backend`]) only make, change, read and watch attempts; what is counted when they
+//! commit is written once too, in [`super::commit`]. Nothing above this file knows which
+//! backend runs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::Either;
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
 
-use super::EngineError;
-use super::attempt::Outcome;
+use super::backend::Backend;
 use super::clock::Clock;
 use super::cluster::ClusterEngine;
 use super::local::LocalEngine;
-use super::persist::Health;
+use super::outcome::{Created, EngineConfig, EngineError, Outcome};
+use super::persist::{Health, Persister};
 use super::recovery::RestoreReport;
-use super::registry::Created;
-use super::state::{Event, Rules};
-use super::subscription::Subscription;
+use super::state::{Event, Phase};
+use super::subscription::{Subscription, Watcher, Woken};
 use crate::ids::{PollId, Scene};
-
-/// Settings of the engine itself.
-#[derive(Debug, Clone, Copy)]
-pub struct EngineConfig {
-    pub live_attempts_max: usize,
-    pub long_polls_max: usize,
-    pub rules: Rules,
-}
+use crate::kv::Kv;
+use crate::metrics::Metrics;
+use crate::metrics::labels::PollKind;
 
 #[derive(Clone)]
-pub enum LoginsHandle {
-    Local(LocalEngine),
-    Cluster(ClusterEngine),
-}
+pub struct LoginsHandle(Arc<Policy>);
 
-impl From<LocalEngine> for LoginsHandle {
-    fn from(e: LocalEngine) -> Self {
-        LoginsHandle::Local(e)
-    }
-}
-
-impl From<ClusterEngine> for LoginsHandle {
-    fn from(e: ClusterEngine) -> Self {
-        LoginsHandle::Cluster(e)
-    }
+struct Policy {
+    backend: Backend,
+    clock: Clock,
+    metrics: Metrics,
+    live_max: usize,
+    /// Permits for held long polls and event streams on this node.
+    holds: Arc<Semaphore>,
+    /// Flips to `true` when the server shuts down: held polls answer at once.
+    closing: watch::Sender<bool>,
 }
 
 impl LoginsHandle {
@@ -54,51 +47,94 @@ impl LoginsHandle {
     pub fn start(
         cfg: EngineConfig,
         clock: Clock,
-        metrics: crate::metrics::Metrics,
-        persister: super::persist::Persister,
+        metrics: Metrics,
+        persister: Persister,
         arbiter: Option<&actix::ArbiterHandle>,
     ) -> Self {
-        LocalEngine::start(cfg, clock, metrics, persister, arbiter).into()
+        let local = LocalEngine::start(cfg.rules, clock, metrics.clone(), persister, arbiter);
+        Self::over(Backend::Local(local), cfg, clock, metrics)
+    }
+
+    /// The cluster engine on `kv`'s Redis (see [`ClusterEngine::start`]).
+    pub fn start_cluster(
+        cfg: EngineConfig,
+        kv: Kv,
+        clock: Clock,
+        metrics: Metrics,
+        arbiter: Option<&actix::ArbiterHandle>,
+    ) -> Self {
+        let cluster = ClusterEngine::start(cfg.rules, kv, clock, metrics.clone(), arbiter);
+        Self::over(Backend::Cluster(cluster), cfg, clock, metrics)
+    }
+
+    fn over(backend: Backend, cfg: EngineConfig, clock: Clock, metrics: Metrics) -> Self {
+        Self(Arc::new(Policy {
+            backend,
+            clock,
+            metrics,
+            live_max: cfg.live_attempts_max,
+            holds: Arc::new(Semaphore::new(cfg.long_polls_max)),
+            closing: watch::Sender::new(false),
+        }))
     }
 
     pub fn clock(&self) -> Clock {
-        match self {
-            LoginsHandle::Local(e) => e.clock(),
-            LoginsHandle::Cluster(e) => e.clock(),
-        }
+        self.0.clock
+    }
+
+    /// The backend, for the tests that look behind the handle.
+    #[cfg(test)]
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.0.backend
     }
 
     /// A new attempt in `loop` for `app`, living `ttl`; answered once it is stored.
+    /// `Overloaded` at the live-attempt cap.
     pub async fn create(&self, app: &str, ttl: Duration) -> Result<Created, EngineError> {
-        match self {
-            LoginsHandle::Local(e) => e.create(app, ttl).await,
-            LoginsHandle::Cluster(e) => e.create(app, ttl).await,
+        if self.0.backend.live() >= self.0.live_max {
+            return Err(EngineError::Overloaded);
         }
+        self.0.backend.create(app, ttl).await
     }
 
     /// Feeds `event` to the attempt polled by `poll`; an unknown one answers expired.
     pub async fn apply(&self, poll: &PollId, event: Event) -> Result<Outcome, EngineError> {
-        match self {
-            LoginsHandle::Local(e) => e.apply(poll, event).await,
-            LoginsHandle::Cluster(e) => e.apply(poll, event).await,
-        }
+        self.0.backend.apply(poll, event).await
     }
 
     /// Feeds `event` to the attempt of (`app`, `scene`); `None` if there is none.
     pub async fn apply_scene(&self, app: &str, scene: &Scene, event: Event) -> Result<Option<Outcome>, EngineError> {
-        match self {
-            LoginsHandle::Local(e) => e.apply_scene(app, scene, event).await,
-            LoginsHandle::Cluster(e) => e.apply_scene(app, scene, event).await,
-        }
+        self.0.backend.apply_scene(app, scene, event).await
+    }
+
+    /// The attempt's state and detail, unchanged; an unknown one answers expired.
+    pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
+        self.0.backend.peek(poll).await
     }
 
     /// The status poll. In `reg` this takes the token (once, across every node). With a
-    /// `wait`, a `loop` attempt is held until it changes, `wait` passes, or the server
-    /// shuts down; when the server-wide hold cap is reached it answers at once instead.
+    /// `wait`, a `loop` attempt is held until it changes, its deadline or `wait` passes,
+    /// or the server shuts down; without a permit left (or with the attempt's waiters
+    /// full) it answers at once instead.
     pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
-        match self {
-            LoginsHandle::Local(e) => e.poll(poll, wait).await,
-            LoginsHandle::Cluster(e) => e.poll(poll, wait).await,
+        let mut watcher = self.watcher(poll);
+        let first = watcher.claim().await?;
+        if first.phase != Phase::Loop || wait.is_zero() || self.is_closing() {
+            self.0.metrics.poll(PollKind::Short);
+            return Ok(first);
+        }
+        let Some(_permit) = self.hold_permit() else { return Ok(first) };
+        self.0.metrics.poll(PollKind::Long);
+        let _held = self.0.metrics.hold();
+        let until = Instant::now() + wait;
+        loop {
+            let woken = watcher.changed(Phase::Loop, Some(until)).await?;
+            let now = watcher.claim().await?;
+            // Still `loop` after a wake-up that changed nothing (a lost pub/sub
+            // connection): hold again until the poll's own limit.
+            if now.phase != Phase::Loop || woken == Woken::NotHeld || Instant::now() >= until || self.is_closing() {
+                return Ok(now);
+            }
         }
     }
 
@@ -107,122 +143,62 @@ impl LoginsHandle {
     /// none is left).
     pub fn subscribe(&self, poll: &PollId) -> Result<Subscription, EngineError> {
         let permit = self.hold_permit().ok_or(EngineError::Overloaded)?;
-        let metrics = match self {
-            LoginsHandle::Local(e) => e.metrics(),
-            LoginsHandle::Cluster(e) => e.metrics(),
-        };
-        metrics.poll(crate::metrics::labels::PollKind::Long);
-        let held = metrics.hold();
-        Ok(Subscription::new(self.clone(), poll.clone(), permit, held))
+        self.0.metrics.poll(PollKind::Long);
+        Ok(Subscription::new(self.watcher(poll), permit, self.0.metrics.hold()))
+    }
+
+    fn watcher(&self, poll: &PollId) -> Watcher {
+        Watcher::new(self.0.backend.clone(), poll.clone(), self.0.clock, self.0.closing.subscribe())
     }
 
     /// One of the node's held-poll permits (long polls and event streams share them);
     /// `None`, counted as a limit hit, when all are taken.
-    pub(super) fn hold_permit(&self) -> Option<OwnedSemaphorePermit> {
-        match self {
-            LoginsHandle::Local(e) => e.hold_permit(),
-            LoginsHandle::Cluster(e) => e.hold_permit(),
+    fn hold_permit(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.0.holds.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.0.metrics.limit_hit("long_polls_max");
         }
-    }
-
-    /// Registers a waiter on the attempt: the receiver resolves on its next change (on
-    /// any node). The attempt's state at registration comes with it (`None`: gone).
-    pub(super) async fn watch(&self, poll: &PollId) -> Result<(Option<Outcome>, oneshot::Receiver<()>), EngineError> {
-        match self {
-            LoginsHandle::Local(e) => e.watch(poll).await,
-            LoginsHandle::Cluster(e) => e.watch(poll).await,
-        }
+        permit
     }
 
     /// Whether [`LoginsHandle::close`] was called.
     pub fn is_closing(&self) -> bool {
-        match self {
-            LoginsHandle::Local(e) => e.is_closing(),
-            LoginsHandle::Cluster(e) => e.is_closing(),
-        }
-    }
-
-    /// Resolves once the server shuts down.
-    pub(super) async fn closed(&self) {
-        match self {
-            LoginsHandle::Local(e) => e.closed().await,
-            LoginsHandle::Cluster(e) => e.closed().await,
-        }
-    }
-
-    /// The attempt's state and detail, unchanged; an unknown one answers expired.
-    pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
-        match self {
-            LoginsHandle::Local(e) => e.peek(poll).await,
-            LoginsHandle::Cluster(e) => e.peek(poll).await,
-        }
-    }
-
-    /// Live attempts this node knows of (cluster: created here and not yet expired).
-    pub async fn live(&self) -> Result<usize, EngineError> {
-        match self {
-            LoginsHandle::Local(e) => e.live().await,
-            LoginsHandle::Cluster(e) => e.live().await,
-        }
-    }
-
-    /// Starts restoring snapshots (single node). Redis is the truth of a cluster: there
-    /// is nothing to restore.
-    pub fn restore(&self) -> impl Future<Output = RestoreReport> + Send + 'static {
-        match self {
-            LoginsHandle::Local(e) => Either::Left(e.restore()),
-            LoginsHandle::Cluster(_) => Either::Right(std::future::ready(RestoreReport::default())),
-        }
-    }
-
-    /// `Some(restored so far)` while a restore is under way.
-    pub fn recovering(&self) -> Option<usize> {
-        match self {
-            LoginsHandle::Local(e) => e.recovering(),
-            LoginsHandle::Cluster(_) => None,
-        }
-    }
-
-    /// The store of the attempts as last seen (snapshot store, or the cluster's Redis).
-    pub fn store_health(&self) -> Health {
-        match self {
-            LoginsHandle::Local(e) => e.store_health(),
-            LoginsHandle::Cluster(e) => e.store_health(),
-        }
+        *self.0.closing.borrow()
     }
 
     /// Shutting down: every held poll answers now, new ones are not held.
     pub fn close(&self) {
-        match self {
-            LoginsHandle::Local(e) => e.close(),
-            LoginsHandle::Cluster(e) => e.close(),
-        }
+        self.0.closing.send_replace(true);
     }
 
-    /// Waits until every submitted snapshot is stored, at most until `deadline` (a
-    /// cluster writes each transition before answering: nothing is pending).
+    /// Live attempts counted against this node's cap (cluster: made here, not yet over).
+    pub fn live(&self) -> usize {
+        self.0.backend.live()
+    }
+
+    /// Whether the engine takes work (readiness).
+    pub async fn responsive(&self) -> bool {
+        self.0.backend.responsive().await
+    }
+
+    /// Starts restoring snapshots (single node); the engine counts as recovering from
+    /// this call on. A cluster has nothing to restore.
+    pub fn restore(&self) -> impl Future<Output = RestoreReport> + Send + 'static {
+        self.0.backend.restore()
+    }
+
+    /// `Some(restored so far)` while a restore is under way.
+    pub fn recovering(&self) -> Option<usize> {
+        self.0.backend.recovering()
+    }
+
+    /// The store of the attempts as last seen (snapshot store, or the cluster's Redis).
+    pub fn store_health(&self) -> Health {
+        self.0.backend.health()
+    }
+
+    /// Waits until every submitted snapshot is stored, at most until `deadline`.
     pub async fn flush(&self, deadline: tokio::time::Instant) -> bool {
-        match self {
-            LoginsHandle::Local(e) => e.flush(deadline).await,
-            LoginsHandle::Cluster(_) => true,
-        }
-    }
-
-    /// Plants a panic in the attempt's actor (the supervision test; single node).
-    #[cfg(test)]
-    pub async fn crash(&self, poll: &PollId) -> Result<Option<Outcome>, EngineError> {
-        match self {
-            LoginsHandle::Local(e) => e.crash(poll).await,
-            LoginsHandle::Cluster(_) => Ok(None),
-        }
-    }
-
-    /// How many attempts have a running actor (the others are idle records).
-    #[cfg(test)]
-    pub async fn active_actors(&self) -> usize {
-        match self {
-            LoginsHandle::Local(e) => e.active_actors().await,
-            LoginsHandle::Cluster(_) => 0,
-        }
+        self.0.backend.flush(deadline).await
     }
 }

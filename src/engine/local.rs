@@ -10,19 +10,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::oneshot;
 
-use super::attempt::{Cmd, Outcome};
+use super::attempt::Cmd;
+use super::backend::Watched;
 use super::clock::Clock;
+use super::outcome::{Created, EngineError, Outcome};
 use super::persist::{Health, Persister};
-use super::recovery::{self, Recovery, RestoreReport};
-use super::registry::{CountLive, Create, Created, Registry, RewriteAll, Route, Target};
-use super::state::{Event, Phase, Rules};
-use super::table::Shared;
-use super::{EngineConfig, EngineError};
+use super::recovering::Recovery;
+use super::recovery::{self, RestoreReport};
+use super::registry::{Create, Ping, Registry, RewriteAll, Route, Target};
+use super::state::{Event, Rules};
+use super::table::LiveTable;
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
-use crate::metrics::labels::PollKind;
 
 /// How much longer than the snapshot writer's ack budget a caller waits for the
 /// registry's answer (the message's wait in the mailbox, and the step itself).
@@ -33,16 +34,12 @@ pub struct LocalEngine {
     registry: Addr<Registry>,
     /// The registry's table: a read of an idle attempt is answered from here, on the
     /// caller's thread; everything else goes to the registry.
-    table: Arc<Shared>,
+    table: Arc<LiveTable>,
     rules: Rules,
     clock: Clock,
-    /// Permits for held long polls, server-wide.
-    holds: Arc<Semaphore>,
     metrics: Metrics,
     persister: Persister,
     recovery: Arc<Recovery>,
-    /// Flips to `true` when the server shuts down: held polls answer at once.
-    closing: watch::Sender<bool>,
 }
 
 impl LocalEngine {
@@ -50,21 +47,14 @@ impl LocalEngine {
     /// one in tests, so tokio's paused clock drives the timers). Whenever the snapshot
     /// store may have missed writes, every live attempt submits its state again.
     pub fn start(
-        cfg: EngineConfig,
+        rules: Rules,
         clock: Clock,
         metrics: Metrics,
         persister: Persister,
         arbiter: Option<&ArbiterHandle>,
     ) -> Self {
         let recovery = Arc::new(Recovery::new());
-        let registry = Registry::new(
-            cfg.live_attempts_max,
-            cfg.rules,
-            clock,
-            metrics.clone(),
-            persister.clone(),
-            recovery.clone(),
-        );
+        let registry = Registry::new(rules, clock, metrics.clone(), persister.clone(), recovery.clone());
         let table = registry.table();
         let registry = match arbiter {
             Some(a) => Registry::start_in_arbiter(a, move |_| registry),
@@ -76,21 +66,7 @@ impl LocalEngine {
                 r.do_send(RewriteAll);
             }
         });
-        Self {
-            registry,
-            table,
-            rules: cfg.rules,
-            clock,
-            holds: Arc::new(Semaphore::new(cfg.long_polls_max)),
-            metrics,
-            persister,
-            recovery,
-            closing: watch::Sender::new(false),
-        }
-    }
-
-    pub fn clock(&self) -> Clock {
-        self.clock
+        Self { registry, table, rules, clock, metrics, persister, recovery }
     }
 
     async fn ask<M>(&self, msg: M) -> Result<M::Result, EngineError>
@@ -141,45 +117,9 @@ impl LocalEngine {
         self.route(Target::Scene { app: app.to_string(), scene: scene.clone() }, Cmd::Apply(event)).await
     }
 
-    /// The status poll. In `reg` this takes the token (once). With a `wait`, a `loop`
-    /// attempt is held until it changes, `wait` passes, or the server shuts down; when
-    /// the server-wide hold cap is reached the poll answers at once instead.
-    pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
-        let first = self.apply(poll, Event::Claim).await?;
-        if first.phase != Phase::Loop || wait.is_zero() || self.is_closing() {
-            self.metrics.poll(PollKind::Short);
-            return Ok(first);
-        }
-        let Some(_permit) = self.hold_permit() else {
-            return Ok(first);
-        };
-        self.metrics.poll(PollKind::Long);
-        let _held = self.metrics.hold();
-        let (seen, woken) = self.watch(poll).await?;
-        if seen.is_some_and(|o| o.phase == Phase::Loop) {
-            // Woken by a change (the sender dropped), timed out, or shutting down:
-            // either way re-read and answer.
-            tokio::select! {
-                _ = tokio::time::timeout(wait, woken) => {}
-                _ = self.closed() => {}
-            }
-        }
-        self.apply(poll, Event::Claim).await
-    }
-
-    /// One of the server-wide held-poll permits (long polls and event streams share
-    /// them); `None`, counted as a limit hit, when all are taken.
-    pub(super) fn hold_permit(&self) -> Option<OwnedSemaphorePermit> {
-        let permit = self.holds.clone().try_acquire_owned().ok();
-        if permit.is_none() {
-            self.metrics.limit_hit("long_polls_max");
-        }
-        permit
-    }
-
     /// Registers a waiter on the attempt: the receiver resolves on its next change. The
     /// attempt's state at registration comes with it (`None`: no such attempt).
-    pub(super) async fn watch(&self, poll: &PollId) -> Result<(Option<Outcome>, oneshot::Receiver<()>), EngineError> {
+    pub(super) async fn watch(&self, poll: &PollId) -> Result<Watched, EngineError> {
         // An idle attempt holds it in the table, from this thread: no hop, no actor.
         if let Some((seen, rx)) = self.table.watch(poll, self.clock.now_ms(), &self.rules) {
             return Ok((Some(seen), rx));
@@ -187,20 +127,6 @@ impl LocalEngine {
         let (tx, rx) = oneshot::channel();
         let seen = self.route(Target::Poll(poll.clone()), Cmd::Watch(tx)).await?;
         Ok((seen, rx))
-    }
-
-    /// Whether [`LocalEngine::close`] was called.
-    pub(super) fn is_closing(&self) -> bool {
-        *self.closing.borrow()
-    }
-
-    /// Resolves once the server shuts down.
-    pub(super) async fn closed(&self) {
-        let _ = self.closing.subscribe().wait_for(|c| *c).await;
-    }
-
-    pub(super) fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// The attempt's state and detail, unchanged; an unknown one answers expired.
@@ -212,9 +138,14 @@ impl LocalEngine {
         Ok(r.unwrap_or_else(Outcome::expired))
     }
 
-    /// Live attempts right now.
-    pub async fn live(&self) -> Result<usize, EngineError> {
-        self.ask(CountLive).await
+    /// Whether the registry answers a message within the ask budget.
+    pub async fn responsive(&self) -> bool {
+        self.ask(Ping).await.is_ok()
+    }
+
+    /// Live attempts right now (read from the table, without a hop).
+    pub fn live(&self) -> usize {
+        self.table.lock().len()
     }
 
     /// Starts restoring the attempts of the snapshot store. The engine counts as
@@ -235,11 +166,6 @@ impl LocalEngine {
     /// The snapshot store as the writer last saw it.
     pub fn store_health(&self) -> Health {
         self.persister.health()
-    }
-
-    /// Shutting down: every held poll answers now, new ones are not held.
-    pub fn close(&self) {
-        self.closing.send_replace(true);
     }
 
     /// Plants a panic in the attempt's actor (the supervision test).

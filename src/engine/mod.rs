@@ -1,42 +1,50 @@
-//! The login engine: one actor per attempt, a registry that routes to them, a pure
-//! state machine they execute, and the async handle everything else calls. Attempts
-//! are snapshotted before every answer and restored on start (`recovery`).
+//! The login engine: a pure state machine, two backends that run it (one process, or many
+//! nodes on Redis), and the async handle everything else calls, which keeps the policy
+//! both share.
+//!
+//! # Layout
+//! - [`state`]: the pure `step()` — phases, events, replies, actions.
+//! - `handle` ([`LoginsHandle`]): the policy around it — caps, held polls, closing;
+//!   `subscription`: the one loop that waits on an attempt (polls and streams);
+//!   `commit`: what is counted when an attempt is made or changed; `waiters`: the held
+//!   polls of one attempt and their cap; `outcome`: what callers get back.
+//! - `backend`: the primitives both engines offer, and the one dispatch to them.
+//! - The single-node engine: `local`, `registry` (routing, supervision, idle expiry),
+//!   `table` (the live attempts, idle ones as records), `attempt` (one actor per acting
+//!   attempt), `recovery` and `recovering` (the restore at start), [`persist`] (the
+//!   snapshot seam the stores of `crate::store` implement).
+//! - [`cluster`]: the cluster engine — versioned records in Redis changed by
+//!   compare-and-set, wake-ups over pub/sub into each node's views.
 
 mod attempt;
+pub(crate) mod backend;
 pub mod clock;
 pub mod cluster;
+mod commit;
 mod handle;
 mod labels;
 mod local;
+mod outcome;
 pub mod persist;
+mod recovering;
 mod recovery;
 mod registry;
 pub mod state;
 pub mod subscription;
 mod table;
+mod waiters;
 
-pub use attempt::{Detail, Outcome};
 pub use clock::Clock;
 pub use cluster::ClusterEngine;
-pub use handle::{EngineConfig, LoginsHandle};
+pub use handle::LoginsHandle;
 pub use local::LocalEngine;
+pub use outcome::{Created, Detail, EngineConfig, EngineError, Outcome};
 pub use recovery::RestoreReport;
-pub use registry::Created;
 pub use state::{Ending, Event, Phase, Reply, Rules, UserRef};
 pub use subscription::Subscription;
 
-/// What the engine answers instead of an outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    /// The live-attempt cap is reached, or the registry's mailbox is full.
-    #[error("the login engine is at capacity")]
-    Overloaded,
-    /// The answer depends on a state that could not be stored (a token whose consumed
-    /// mark the snapshot store did not take), or the engine is still restoring.
-    #[error("the login engine cannot answer durably right now")]
-    Unavailable,
-}
-
+#[cfg(test)]
+mod conformance;
 #[cfg(test)]
 mod durability_tests;
 #[cfg(test)]

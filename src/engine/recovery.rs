@@ -1,70 +1,23 @@
-//! Restore on start: every unexpired snapshot becomes an Attempt actor again, its timer
-//! re-armed from the absolute expiry; expired and ended ones are dropped.
+//! Restore on start: every unexpired snapshot becomes a live attempt again (an idle
+//! record, or an actor once scanned), its deadline re-armed; expired and ended ones are dropped.
 //!
 //! While it runs, [`Recovery`] is pending: `/readyz` answers 503 `{"recovering": n}`, and
 //! a command for an attempt the registry does not know yet waits (bounded) for the
 //! restore instead of answering `expired`. A store that does not answer is retried with
 //! backoff; the service keeps serving new logins meanwhile.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use tokio::sync::watch;
 
 use super::persist::Persister;
-use super::registry::{Registry, Restore};
+use super::recovering::Recovery;
+use super::registry::{ListRestored, Registry};
 use crate::engine::{Clock, Phase};
 use crate::metrics::Metrics;
 
-/// The longest a command for an unknown attempt waits for the restore to finish.
-pub const RECOVERY_WAIT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Whether a restore is under way, and how far it got.
-pub struct Recovery {
-    pending: AtomicBool,
-    restored: AtomicUsize,
-    done: watch::Sender<bool>,
-}
-
-impl Recovery {
-    pub fn new() -> Self {
-        Self { pending: AtomicBool::new(false), restored: AtomicUsize::new(0), done: watch::Sender::new(true) }
-    }
-
-    pub fn begin(&self) {
-        self.pending.store(true, Ordering::SeqCst);
-        self.done.send_replace(false);
-    }
-
-    fn finish(&self) {
-        self.pending.store(false, Ordering::SeqCst);
-        self.done.send_replace(true);
-    }
-
-    pub fn is_pending(&self) -> bool {
-        self.pending.load(Ordering::SeqCst)
-    }
-
-    /// Attempts restored so far.
-    pub fn restored(&self) -> usize {
-        self.restored.load(Ordering::SeqCst)
-    }
-
-    /// Waits until the restore is done, at most [`RECOVERY_WAIT`].
-    pub async fn wait(&self) {
-        let mut rx = self.done.subscribe();
-        let _ = tokio::time::timeout(RECOVERY_WAIT, rx.wait_for(|d| *d)).await;
-    }
-}
-
-impl Default for Recovery {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// What a restore found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,7 +57,7 @@ pub(super) async fn restore(
         }
     };
     // The registry starts the actors of one page while the next page loads.
-    let mut starting: Option<actix::dev::Request<Registry, Restore>> = None;
+    let mut starting: Option<actix::dev::Request<Registry, ListRestored>> = None;
     loop {
         let page = match persister.next_page(&mut walk).await {
             Ok(Some(p)) => p,
@@ -134,14 +87,14 @@ pub(super) async fn restore(
         if let Some(previous) = starting.take() {
             let n = previous.await.unwrap_or(0);
             report.restored += n;
-            recovery.restored.fetch_add(n, Ordering::SeqCst);
+            recovery.add_restored(n);
         }
-        starting = Some(registry.send(Restore(live)));
+        starting = Some(registry.send(ListRestored(live)));
     }
     if let Some(last) = starting {
         let n = last.await.unwrap_or(0);
         report.restored += n;
-        recovery.restored.fetch_add(n, Ordering::SeqCst);
+        recovery.add_restored(n);
     }
     report.duration = started.elapsed();
     recovery.finish();

@@ -2,13 +2,13 @@
 //! enforces the live-attempt cap, restores snapshots, supervises, and is the only router
 //! to attempts.
 //!
-//! Passivation: a `loop` attempt is listed as an idle record of the [`Shared`] table and
+//! Passivation: a `loop` attempt is listed as an idle record of the [`LiveTable`] and
 //! starts its actor only when it acts (see `table.rs`); the registry's one timer expires
 //! the idle ones. Reads of idle attempts are answered from the table, here or on the
 //! caller's thread ([`super::LocalEngine`]); every change still goes through here.
 //!
-//! Nothing outside the engine holds an attempt's `Addr`: this single routing point is
-//! where snapshots restore and where multi-node forwarding will plug in.
+//! Nothing outside the engine holds an attempt's `Addr`: every command, restore and
+//! revive goes through this single routing point.
 //!
 //! Supervision: an attempt whose actor stopped before the attempt was over (a panic in
 //! a handler; actix reports it through `stopped()` while unwinding) or whose mailbox is
@@ -21,13 +21,15 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::EngineError;
-use super::attempt::{Attempt, Cmd, Ended, Outcome, Timeline};
+use super::attempt::{Attempt, Cmd, Ended};
 use super::clock::Clock;
+use super::commit;
+use super::outcome::{Created, EngineError, Outcome};
 use super::persist::{Persister, Snapshot, Stored};
-use super::recovery::Recovery;
+use super::recovering::Recovery;
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
-use super::table::{Body, Idle, Key, Shared};
+use super::table::{Body, Idle, Key, LiveTable};
+use super::waiters::Waiters;
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
 
@@ -40,12 +42,11 @@ pub const REGISTRY_MAILBOX: usize = 16_384;
 
 pub struct Registry {
     /// Shared with [`super::LocalEngine`], which reads idle attempts without a hop.
-    table: Arc<Shared>,
+    table: Arc<LiveTable>,
     /// Restarts under way: who waits for each.
     reviving: std::collections::HashMap<PollId, Vec<oneshot::Sender<bool>>>,
     /// The one timer for all idle attempts: when it fires, and its handle.
     armed: Option<(u64, SpawnHandle)>,
-    max_live: usize,
     rules: Rules,
     clock: Clock,
     metrics: Metrics,
@@ -54,19 +55,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(
-        max_live: usize,
-        rules: Rules,
-        clock: Clock,
-        metrics: Metrics,
-        persister: Persister,
-        recovery: Arc<Recovery>,
-    ) -> Self {
+    pub fn new(rules: Rules, clock: Clock, metrics: Metrics, persister: Persister, recovery: Arc<Recovery>) -> Self {
         Self {
             table: Arc::default(),
             reviving: Default::default(),
             armed: None,
-            max_live,
             rules,
             clock,
             metrics,
@@ -76,7 +69,7 @@ impl Registry {
     }
 
     /// The table, for reads of idle attempts from other threads.
-    pub fn table(&self) -> Arc<Shared> {
+    pub fn table(&self) -> Arc<LiveTable> {
         self.table.clone()
     }
 
@@ -85,8 +78,7 @@ impl Registry {
         &self,
         snap: Snapshot,
         stored: Option<u64>,
-        timeline: Timeline,
-        waiters: Vec<oneshot::Sender<()>>,
+        waiters: Waiters,
         ctx: &mut Context<Self>,
     ) -> Addr<Attempt> {
         Attempt {
@@ -101,33 +93,31 @@ impl Registry {
             registry: ctx.address().recipient(),
             metrics: self.metrics.clone(),
             persister: self.persister.clone(),
-            timeline,
         }
         .start()
     }
 
-    /// Lists a snapshot's attempt: a `loop` one as an idle record, any other as an actor.
-    /// `created_ms` is known for fresh attempts only (the others came from the store, so
-    /// their version is stored).
-    fn admit(&mut self, snap: Snapshot, created_ms: Option<u64>, ctx: &mut Context<Self>) {
+    /// Lists a stored snapshot's attempt again, counted live (a revive).
+    fn admit(&mut self, snap: Snapshot, ctx: &mut Context<Self>) {
         self.metrics.live_changed(&snap.app, None, Some(snap.state.phase.into()));
-        self.list(snap, created_ms, ctx);
+        self.list(snap, true, ctx);
     }
 
-    /// [`Registry::admit`] without counting it live (a restore counts a page at once).
-    fn list(&mut self, snap: Snapshot, created_ms: Option<u64>, ctx: &mut Context<Self>) {
-        let stored = created_ms.is_none();
+    /// Lists an attempt without counting it live (a create counts it through
+    /// [`commit::made`], a restore a page at once): a `loop` one as an idle record, any
+    /// other as an actor. `stored`: the store already holds this version.
+    fn list(&mut self, snap: Snapshot, stored: bool, ctx: &mut Context<Self>) {
         if snap.state.phase == Phase::Loop {
             let at = snap.state.expires_at_ms;
             self.arm(at, ctx);
-            let idle = Idle { expires_at_ms: at, version: snap.state.version, created_ms, stored };
+            let idle =
+                Idle { expires_at_ms: at, version: snap.state.version, created_ms: snap.state.created_ms, stored };
             self.table.lock().insert(snap.poll, snap.scene, &snap.app, Body::Idle(idle));
         } else {
-            let timeline = Timeline { created_ms, scanned_ms: None };
             let version = stored.then_some(snap.state.version);
             let (poll, scene, app) = (snap.poll.clone(), snap.scene.clone(), snap.app.clone());
             let at = snap.state.expires_at_ms;
-            let addr = self.start_actor(snap, version, timeline, Vec::new(), ctx);
+            let addr = self.start_actor(snap, version, Waiters::default(), ctx);
             self.table.lock().insert(poll, scene, &app, Body::Active(addr, at));
         }
     }
@@ -144,9 +134,8 @@ impl Registry {
         };
         let snap = rec.snapshot(i.state());
         let waiters = t.take_waiters(key);
-        let timeline = Timeline { created_ms: i.created_ms, scanned_ms: None };
         // Starting an actor only queues it on this thread: nothing else runs meanwhile.
-        let addr = self.start_actor(snap, i.stored.then_some(i.version), timeline, waiters, ctx);
+        let addr = self.start_actor(snap, i.stored.then_some(i.version), waiters, ctx);
         t.activate(key, addr.clone());
         Some(addr)
     }
@@ -183,10 +172,7 @@ impl Registry {
             let Body::Idle(i) = rec.body else { continue };
             let state = i.state();
             let Step { state: next, actions, .. } = step(&state, &Event::Timeout, now, &self.rules);
-            self.metrics.transition(&rec.app, Phase::Loop.into(), next.phase.into());
-            if let Some(why) = actions.end {
-                self.metrics.finished(&rec.app, super::labels::finish(why, &Event::Timeout, false));
-            }
+            commit::committed(&self.metrics, &rec.app, Phase::Loop, &next, &Event::Timeout, actions, now);
             let snap = Snapshot { poll: rec.poll, scene: rec.scene, app: rec.app.to_string(), state: next };
             self.persister.submit(snap, None);
         }
@@ -206,9 +192,9 @@ impl Registry {
     /// An idle attempt's snapshot, submitted again (the store was down or lost data).
     fn resnapshot_idle(&self, key: Key) -> Option<Outcome> {
         let snap = self.table.lock().get(key)?.idle_snapshot()?;
-        let expires_in = snap.state.expires_in(self.clock.now_ms());
+        let read = Outcome::read(Reply::Ok, Phase::Loop, snap.state.expires_at_ms, self.clock.now_ms());
         self.persister.submit(snap, None);
-        Some(Outcome { reply: Reply::Ok, actions: Default::default(), phase: Phase::Loop, expires_in, detail: None })
+        Some(read)
     }
 }
 
@@ -220,14 +206,6 @@ impl Actor for Registry {
     }
 }
 
-/// A fresh attempt's public identity.
-#[derive(Debug, Clone)]
-pub struct Created {
-    pub poll: PollId,
-    pub scene: Scene,
-    pub expires_at_ms: u64,
-}
-
 /// Start a new attempt for `app` that lives `ttl_ms`.
 pub struct Create {
     pub app: String,
@@ -235,7 +213,7 @@ pub struct Create {
 }
 
 impl Message for Create {
-    /// `Overloaded`: the live-attempt cap is reached, or the store did not take it in time.
+    /// `Overloaded`: the store did not take it in time.
     type Result = Result<Created, EngineError>;
 }
 
@@ -243,19 +221,17 @@ impl Handler<Create> for Registry {
     type Result = ResponseFuture<Result<Created, EngineError>>;
 
     fn handle(&mut self, msg: Create, ctx: &mut Self::Context) -> Self::Result {
-        if self.table.lock().len() >= self.max_live {
-            return Box::pin(async { Err(EngineError::Overloaded) });
-        }
         let now = self.clock.now_ms();
         let expires_at_ms = now + msg.ttl_ms;
         let snap = Snapshot {
             poll: PollId::generate(),
             scene: Scene::generate(),
             app: msg.app,
-            state: AttemptState::new(expires_at_ms),
+            state: AttemptState::fresh(now, expires_at_ms),
         };
         let created = Created { poll: snap.poll.clone(), scene: snap.scene.clone(), expires_at_ms };
-        self.admit(snap.clone(), Some(now), ctx);
+        commit::made(&self.metrics, &snap.app);
+        self.list(snap.clone(), false, ctx);
         // The QR code reaches the screen only once the attempt would survive a crash (or
         // the store is known down: degraded mode). A store that is up but slow gets its
         // bounded chance, then the create is refused; the attempt expires unseen.
@@ -367,16 +343,16 @@ impl Handler<Ended> for Registry {
 
 /// List restored snapshots (live ones; an attempt already listed is kept): `loop` ones
 /// as idle records, the others as actors. Answers how many were listed.
-pub struct Restore(pub Vec<Snapshot>);
+pub struct ListRestored(pub Vec<Snapshot>);
 
-impl Message for Restore {
+impl Message for ListRestored {
     type Result = usize;
 }
 
-impl Handler<Restore> for Registry {
+impl Handler<ListRestored> for Registry {
     type Result = usize;
 
-    fn handle(&mut self, msg: Restore, ctx: &mut Self::Context) -> usize {
+    fn handle(&mut self, msg: ListRestored, ctx: &mut Self::Context) -> usize {
         let now = self.clock.now_ms();
         let mut started = 0;
         // The live gauge moves once per (app, phase) of the page, not once per attempt.
@@ -388,7 +364,7 @@ impl Handler<Restore> for Registry {
                     Some(c) => c.2 += 1,
                     None => counted.push((snap.app.clone(), snap.state.phase, 1)),
                 }
-                self.list(snap, None, ctx);
+                self.list(snap, true, ctx);
                 started += 1;
             }
         }
@@ -420,17 +396,15 @@ impl Handler<RewriteAll> for Registry {
     }
 }
 
-/// How many attempts are live.
+/// Answers at once: the registry takes messages (readiness).
 #[derive(Message)]
-#[rtype(result = "usize")]
-pub struct CountLive;
+#[rtype(result = "()")]
+pub struct Ping;
 
-impl Handler<CountLive> for Registry {
-    type Result = usize;
+impl Handler<Ping> for Registry {
+    type Result = ();
 
-    fn handle(&mut self, _: CountLive, _ctx: &mut Self::Context) -> usize {
-        self.table.lock().len()
-    }
+    fn handle(&mut self, _: Ping, _ctx: &mut Self::Context) {}
 }
 
 /// How many attempts have a running actor (the passivation tests).

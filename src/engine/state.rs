@@ -89,8 +89,13 @@ pub struct AttemptState {
     /// A code was accepted: only now may the phone be bound (`Event::Bound`).
     pub verified: bool,
     pub ending: Option<Ending>,
-    /// Bumped on every change; snapshots and the planned compare-and-set use it.
+    /// Bumped on every change: the store keeps the newest, the cluster's compare-and-set
+    /// writes only over the version it read.
     pub version: u64,
+    /// When the attempt was made and first scanned (ms since the epoch), for the
+    /// login-latency histograms; `None` where unknown (a snapshot of an older release).
+    pub created_ms: Option<u64>,
+    pub scanned_ms: Option<u64>,
 }
 
 impl AttemptState {
@@ -105,7 +110,14 @@ impl AttemptState {
             verified: false,
             ending: None,
             version: 0,
+            created_ms: None,
+            scanned_ms: None,
         }
+    }
+
+    /// A fresh attempt made at `now_ms`, living until `expires_at_ms`.
+    pub fn fresh(now_ms: u64, expires_at_ms: u64) -> Self {
+        Self { created_ms: Some(now_ms), ..Self::new(expires_at_ms) }
     }
 
     /// Seconds left, rounded up, never negative.
@@ -240,6 +252,7 @@ fn next(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> (Att
         }
         (Phase::Loop, Event::Scanned { openid, user }) => {
             s.openid = Some(openid.clone());
+            s.scanned_ms = Some(now_ms);
             match user {
                 Some(u) => {
                     s.user = Some(u.clone());

@@ -1,53 +1,118 @@
-//! `Subscription`: one watcher's view of an attempt as a sequence of states, for the
+//! Held polls and event streams: the one loop that waits on an attempt ([`Watcher`]),
+//! and [`Subscription`], one watcher's view of an attempt as a sequence of states for the
 //! server-sent event stream (API.md `GET /api/v1/login/events`).
 //!
-//! It is the long poll's machinery run in a loop, not a second mechanism: every state it
-//! tells comes from the same `Claim` a status poll makes, so a token still leaves the
-//! engine exactly once (whoever claims first gets it; a stream that comes second reads
-//! `expired`), and a token that a `bind-phone` answer carried is never told again (the
-//! bind ended the attempt, the stream's next claim reads `expired`). Waiting is the
-//! attempt's own waiter list, so whatever wakes a held poll wakes a stream.
+//! A long poll and a stream wait the same way: register a waiter with the backend (which
+//! reads the state after registering it, so no change falls between), then wait for the
+//! waiter, the attempt's deadline, the poll's own limit or the server's shutdown — then
+//! read again. Every state told comes from the same `Claim` a status poll makes, so a
+//! token still leaves the engine exactly once (whoever claims first gets it; a stream
+//! that comes second reads `expired`), and a token that a `bind-phone` answer carried is
+//! never told again (the bind ended the attempt, the next claim reads `expired`).
 //!
-//! The caller alternates [`Subscription::changed`] (waits; cancel-safe, so it can race a
-//! heartbeat timer) and [`Subscription::next`] (reads; never raced, because a claim in
-//! flight may carry the token).
+//! The caller of a stream alternates [`Subscription::changed`] (waits; cancel-safe, so it
+//! can race a heartbeat timer) and [`Subscription::next`] (reads; never raced, because a
+//! claim in flight may carry the token).
 
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use tokio::time::Instant;
 
-use super::EngineError;
-use super::attempt::Outcome;
-use super::handle::LoginsHandle;
+use super::backend::Backend;
+use super::clock::Clock;
+use super::outcome::{EngineError, Outcome};
 use super::state::{Event, Phase};
 use crate::ids::PollId;
 use crate::metrics::HoldGuard;
 
-/// The least time between two waiter registrations of one stream. An attempt whose
-/// waiter list is full wakes a new waiter at once; without this pause such a stream
-/// would ask the actor again and again.
+/// The least time between two waiter registrations of one watcher. An attempt whose
+/// waiter list is full refuses a new waiter at once; without this pause a stream would
+/// ask again and again.
 const MIN_REWATCH: Duration = Duration::from_millis(100);
 
-pub struct Subscription {
-    engine: LoginsHandle,
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woken {
+    /// Something may have changed (the attempt, its deadline, the poll's limit, the
+    /// server's shutdown): read again.
+    Changed,
+    /// The attempt holds no more waiters: a poll answers now.
+    NotHeld,
+}
+
+/// One poll's or stream's wait on one attempt.
+pub struct Watcher {
+    backend: Backend,
     poll: PollId,
+    clock: Clock,
+    closing: watch::Receiver<bool>,
+    /// The registered waiter and the attempt's deadline, kept across cancelled waits so a
+    /// change that lands while a stream sends a heartbeat is not missed.
+    woken: Option<(oneshot::Receiver<()>, u64)>,
+    last_watch: Option<Instant>,
+}
+
+impl Watcher {
+    pub(super) fn new(backend: Backend, poll: PollId, clock: Clock, closing: watch::Receiver<bool>) -> Self {
+        Self { backend, poll, clock, closing, woken: None, last_watch: None }
+    }
+
+    /// The attempt's state now; in `reg` this takes the token.
+    pub async fn claim(&self) -> Result<Outcome, EngineError> {
+        self.backend.apply(&self.poll, Event::Claim).await
+    }
+
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Waits until the attempt may have left `told` (the phase last read): a change, its
+    /// deadline, `until`, or the server's shutdown. Cancel-safe.
+    pub async fn changed(&mut self, told: Phase, until: Option<Instant>) -> Result<Woken, EngineError> {
+        if self.is_closing() {
+            return Ok(Woken::Changed);
+        }
+        if self.woken.is_none() {
+            if let Some(t) = self.last_watch {
+                tokio::time::sleep_until(t + MIN_REWATCH).await;
+            }
+            self.last_watch = Some(Instant::now());
+            let (seen, mut rx) = self.backend.watch(&self.poll).await?;
+            // Changed between the last read and this registration, or gone: read now.
+            let Some(seen) = seen.filter(|o| o.phase == told) else { return Ok(Woken::Changed) };
+            if rx.try_recv() == Err(oneshot::error::TryRecvError::Closed) {
+                return Ok(Woken::NotHeld);
+            }
+            self.woken = Some((rx, seen.deadline_ms));
+        }
+        let Some((rx, deadline_ms)) = self.woken.as_mut() else { return Ok(Woken::Changed) };
+        let deadline = Instant::now() + self.clock.until(*deadline_ms);
+        let until = until.map_or(deadline, |u| u.min(deadline));
+        tokio::select! {
+            _ = rx => {}
+            _ = tokio::time::sleep_until(until) => {}
+            _ = self.closing.wait_for(|c| *c) => {}
+        }
+        self.woken = None;
+        Ok(Woken::Changed)
+    }
+}
+
+pub struct Subscription {
+    watcher: Watcher,
     /// The phase last told; `None` before the first state.
     told: Option<Phase>,
-    /// The waiter of the attempt's next change, kept across cancelled waits so a change
-    /// that lands while the caller sends a heartbeat is not missed.
-    woken: Option<oneshot::Receiver<()>>,
-    last_watch: Option<Instant>,
     /// A terminal state (or the server's last word at shutdown) was told.
     finished: bool,
-    /// A stream counts against the server-wide held-poll cap while it lives.
+    /// A stream counts against the node's held-poll cap while it lives.
     _permit: OwnedSemaphorePermit,
     _held: HoldGuard,
 }
 
 impl Subscription {
-    pub(super) fn new(engine: LoginsHandle, poll: PollId, permit: OwnedSemaphorePermit, held: HoldGuard) -> Self {
-        Self { engine, poll, told: None, woken: None, last_watch: None, finished: false, _permit: permit, _held: held }
+    pub(super) fn new(watcher: Watcher, permit: OwnedSemaphorePermit, held: HoldGuard) -> Self {
+        Self { watcher, told: None, finished: false, _permit: permit, _held: held }
     }
 
     /// Whether the stream is over: nothing more will be told.
@@ -63,8 +128,8 @@ impl Subscription {
         if self.finished {
             return Ok(None);
         }
-        let o = self.engine.apply(&self.poll, Event::Claim).await?;
-        let closing = self.engine.is_closing();
+        let o = self.watcher.claim().await?;
+        let closing = self.watcher.is_closing();
         let tell = self.told != Some(o.phase) || closing;
         self.told = Some(o.phase);
         // A claimed token leaves the attempt `expired`: that is the terminal case too.
@@ -75,28 +140,9 @@ impl Subscription {
     /// Waits until the attempt may have changed since the last state told, or the server
     /// shuts down. Cancel-safe: a cancelled wait keeps its waiter for the next call.
     pub async fn changed(&mut self) -> Result<(), EngineError> {
-        if self.finished || self.told.is_none() || self.engine.is_closing() {
-            return Ok(());
-        }
-        if self.woken.is_none() {
-            if let Some(t) = self.last_watch {
-                tokio::time::sleep_until(t + MIN_REWATCH).await;
-            }
-            self.last_watch = Some(Instant::now());
-            let (seen, rx) = self.engine.watch(&self.poll).await?;
-            // Changed between the last read and this registration (or gone): read now.
-            if seen.map(|o| o.phase) != self.told {
-                return Ok(());
-            }
-            self.woken = Some(rx);
-        }
-        let Some(woken) = self.woken.as_mut() else { return Ok(()) };
-        tokio::select! {
-            _ = woken => {}
-            _ = self.engine.closed() => {}
-        }
-        self.woken = None;
-        Ok(())
+        let Some(told) = self.told.filter(|_| !self.finished) else { return Ok(()) };
+        // Not held (the attempt's waiters are full): the next registration is paced.
+        self.watcher.changed(told, None).await.map(|_| ())
     }
 }
 

@@ -32,9 +32,11 @@ use std::sync::{Mutex, MutexGuard};
 use actix::Addr;
 use tokio::sync::oneshot;
 
-use super::attempt::{Attempt, Cmd, Detail, MAX_WAITERS, Outcome};
+use super::attempt::{Attempt, Cmd};
+use super::outcome::{Detail, Outcome};
 use super::persist::Snapshot;
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
+use super::waiters::Waiters;
 use crate::ids::{PollId, Scene};
 
 /// An app name, shared by all its attempts.
@@ -45,7 +47,7 @@ pub type AppName = Arc<str>;
 pub struct Idle {
     pub expires_at_ms: u64,
     pub version: u64,
-    /// Known for attempts created by this process (the login-latency histograms).
+    /// When it was made (the login-latency histograms); `None` in older snapshots.
     pub created_ms: Option<u64>,
     /// The store acknowledged this version (restored ones, or a create that waited).
     pub stored: bool,
@@ -170,7 +172,7 @@ pub struct Table {
     deadlines: BTreeMap<u64, Vec<Key>>,
     /// Held polls on idle records (only those that have one): dropping a sender wakes
     /// its poll, which reads the state again.
-    waiters: HashMap<Key, Vec<oneshot::Sender<()>>>,
+    waiters: HashMap<Key, Waiters>,
     hasher: RandomState,
 }
 
@@ -275,20 +277,16 @@ impl Table {
         self.deadlines.first_key_value().map(|(at, _)| *at)
     }
 
-    /// Holds `tx` on the idle record at `key` until it acts or goes away. Past
-    /// [`MAX_WAITERS`] it is dropped, and that poll answers at once, as on an actor.
+    /// Holds `tx` on the idle record at `key` until it acts or goes away (within the
+    /// waiter cap, as on an actor).
     fn hold(&mut self, key: Key, tx: oneshot::Sender<()>) {
-        let held = self.waiters.entry(key).or_default();
-        held.retain(|w| !w.is_closed());
-        if held.len() < MAX_WAITERS {
-            held.push(tx);
-        }
+        self.waiters.entry(key).or_default().hold(tx);
     }
 
     /// The polls held on the idle record at `key`, for the actor that takes it over.
-    pub fn take_waiters(&mut self, key: Key) -> Vec<oneshot::Sender<()>> {
+    pub fn take_waiters(&mut self, key: Key) -> Waiters {
         let mut held = self.waiters.remove(&key).unwrap_or_default();
-        held.retain(|w| !w.is_closed());
+        held.prune();
         held
     }
 
@@ -334,13 +332,7 @@ impl Table {
             return None;
         }
         let state = i.state();
-        let read = |reply| Outcome {
-            reply,
-            actions: Default::default(),
-            phase: Phase::Loop,
-            expires_in: state.expires_in(now_ms),
-            detail: None,
-        };
+        let read = |reply| Outcome::read(reply, Phase::Loop, i.expires_at_ms, now_ms);
         match cmd {
             Cmd::Peek => {
                 let mut o = read(Reply::Ok);
@@ -362,7 +354,7 @@ impl Table {
 impl Idle {
     /// The full machine state this record stands for.
     pub fn state(&self) -> AttemptState {
-        AttemptState { version: self.version, ..AttemptState::new(self.expires_at_ms) }
+        AttemptState { version: self.version, created_ms: self.created_ms, ..AttemptState::new(self.expires_at_ms) }
     }
 }
 
@@ -371,9 +363,9 @@ impl Idle {
 /// peeks of idle attempts read it straight from the HTTP workers — no hop to another
 /// thread for the commonest request. Every hold of the lock is a few hash lookups.
 #[derive(Default)]
-pub struct Shared(Mutex<Table>);
+pub struct LiveTable(Mutex<Table>);
 
-impl Shared {
+impl LiveTable {
     pub fn lock(&self) -> MutexGuard<'_, Table> {
         // A panic while holding it leaves the table consistent (no multi-step edits
         // are interrupted half-way that a reader could trip on): keep serving.
@@ -446,7 +438,7 @@ mod tests {
 
     #[test]
     fn held_polls_wake_when_their_record_goes_and_move_to_its_actor() {
-        let shared = Shared::default();
+        let shared = LiveTable::default();
         let rules = Rules::default();
         let (p, q) = (PollId::generate(), PollId::generate());
         let (kp, kq) = {

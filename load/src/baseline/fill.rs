@@ -35,7 +35,10 @@ async fn store(target: &Target) -> Result<Arc<dyn SnapshotStore>, String> {
             db.migrate().await.map_err(|e| e.to_string())?;
             Arc::new(SqlStore::new(db))
         }
-        Target::Redis(url) => Arc::new(RedisStore::new(url, scanlogin::kv::PREFIX).map_err(|e| e.to_string())?),
+        Target::Redis(url) => Arc::new(RedisStore::new(
+            &scanlogin::kv::Kv::new(url, "").map_err(|e| e.to_string())?,
+            scanlogin::kv::PREFIX,
+        )),
     })
 }
 

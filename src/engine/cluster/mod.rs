@@ -5,7 +5,12 @@
 //! compare-and-set to the next version, retried on conflict. The token hand-out is such
 //! a transition, so exactly one node, one poll, wins it; and nothing is answered from a
 //! state Redis has not taken (write before answer). Long polls held on this node wait
-//! in local [`views`], woken through Redis pub/sub by a commit on any node.
+//! in its [`views`], woken through Redis pub/sub by a commit on any node.
+//!
+//! An attempt's end at its deadline is written too, by the node that made it (a sweep
+//! steps `Timeout` through the same compare-and-set), so it is counted once like every
+//! other transition; Redis keeps a record a grace period past its deadline for that, and
+//! every other event reads a record past its deadline as `expired`.
 //!
 //! No membership, no owner, no adoption: a node killed with `kill -9` loses its open
 //! connections only. Redis unreachable: every call fails within its short timeout and
@@ -17,35 +22,36 @@ pub mod views;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::oneshot;
 
 use self::record::{Cas, Records};
 use self::views::{CountViews, Views, Watch};
-use super::attempt::{Detail, Outcome};
+use super::backend::Watched;
 use super::clock::Clock;
+use super::commit;
+use super::outcome::{Created, Detail, EngineError, Outcome};
 use super::persist::{Health, Snapshot};
-use super::registry::Created;
-use super::state::{Actions, AttemptState, Event, Phase, Reply, Rules, Step, step};
-use super::{EngineConfig, EngineError};
+use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
 use crate::ids::{PollId, Scene};
 use crate::kv::Kv;
 use crate::metrics::Metrics;
-use crate::metrics::labels::PollKind;
 
 /// Compare-and-set rounds one transition may take before it gives up (`overloaded`).
 /// Conflicts need concurrent writers to one attempt; a handful of rounds covers any
 /// real burst (a duplicate-push storm, nine polls racing for one token).
 const MAX_ROUNDS: usize = 16;
-/// Wake-ups that found nothing changed before a held poll answers anyway.
-const SPURIOUS_MAX: usize = 3;
 /// How often Redis is pinged for `/readyz` while nothing else talks to it.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often the attempts made here that reached their deadline are ended.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// How long the registration of a waiter with this node's views may take.
+const VIEWS_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct ClusterEngine(Arc<Inner>);
@@ -56,61 +62,55 @@ struct Inner {
     rules: Rules,
     clock: Clock,
     metrics: Metrics,
-    /// Permits for held long polls on this node.
-    holds: Arc<Semaphore>,
-    closing: watch::Sender<bool>,
-    /// Deadlines of the attempts created on this node and not yet past, oldest first
-    /// (the TTL is one setting, so they are in order): the node's live-attempt cap.
-    created: Mutex<VecDeque<u64>>,
-    live_max: usize,
+    /// The attempts made on this node that are not yet ended by its sweep, by deadline:
+    /// the node's share of the live cap, and the ends it writes.
+    made: Mutex<Made>,
     /// Redis as last seen: any failed call marks it down, the probe brings it back.
     up: Arc<AtomicBool>,
 }
 
+#[derive(Default)]
+struct Made {
+    by_deadline: BTreeMap<u64, Vec<PollId>>,
+    len: usize,
+}
+
 impl ClusterEngine {
     /// Starts this node's views on `arbiter` (the current one when `None`), its pub/sub
-    /// listener and its Redis probe.
-    pub fn start(cfg: EngineConfig, kv: Kv, clock: Clock, metrics: Metrics, arbiter: Option<&ArbiterHandle>) -> Self {
-        let records = Records::new(kv);
-        let views = Views::new(clock, metrics.clone());
+    /// listener, its Redis probe and its sweep.
+    pub fn start(rules: Rules, kv: Kv, clock: Clock, metrics: Metrics, arbiter: Option<&ArbiterHandle>) -> Self {
+        let records = Records::new(kv.clone());
+        let views = Views::new(metrics.clone());
         let views = match arbiter {
             Some(a) => Views::start_in_arbiter(a, move |_| views),
             None => views.start(),
         };
-        let listen = views::listen(
-            records.kv().url().to_string(),
-            records.channel().to_string(),
-            views.clone(),
-            metrics.clone(),
-        );
         let up = Arc::new(AtomicBool::new(true));
-        let probe = probe(Records::new(records.kv().clone()), up.clone(), metrics.clone());
+        let engine = Self(Arc::new(Inner {
+            records,
+            views: views.clone(),
+            rules,
+            clock,
+            metrics: metrics.clone(),
+            made: Mutex::default(),
+            up: up.clone(),
+        }));
+        let listen = views::listen(kv.clone(), engine.0.records.channel().to_string(), views, metrics.clone());
+        let probe = probe(Records::new(kv), up, metrics);
+        let sweep = sweep(Arc::downgrade(&engine.0));
         match arbiter {
             Some(a) => {
                 a.spawn(listen);
                 a.spawn(probe);
+                a.spawn(sweep);
             }
             None => {
                 actix::spawn(listen);
                 actix::spawn(probe);
+                actix::spawn(sweep);
             }
         }
-        Self(Arc::new(Inner {
-            records,
-            views,
-            rules: cfg.rules,
-            clock,
-            metrics,
-            holds: Arc::new(Semaphore::new(cfg.long_polls_max)),
-            closing: watch::Sender::new(false),
-            created: Mutex::new(VecDeque::new()),
-            live_max: cfg.live_attempts_max,
-            up,
-        }))
-    }
-
-    pub fn clock(&self) -> Clock {
-        self.0.clock
+        engine
     }
 
     /// Marks Redis up or down from the result of a call.
@@ -123,32 +123,20 @@ impl ClusterEngine {
     }
 
     fn outcome(&self, s: &Snapshot, reply: Reply, now: u64) -> Outcome {
+        let mut o = Outcome::read(reply, s.state.phase, s.state.expires_at_ms, now);
         // As the local engine: token answers name the app, scan answers the owner.
-        let detail = matches!(reply, Reply::Token(_) | Reply::Ok)
-            .then(|| Detail { app: s.app.clone(), openid: s.state.openid.clone() });
-        Outcome {
-            reply,
-            actions: Actions::default(),
-            phase: s.state.phase,
-            expires_in: s.state.expires_in(now),
-            detail,
+        if matches!(o.reply, Reply::Token(_) | Reply::Ok) {
+            o.detail = Some(Detail { app: s.app.clone(), openid: s.state.openid.clone() });
         }
+        o
     }
 
-    /// Live attempts created on this node (its share of the cap).
-    fn live_here(&self, now: u64) -> usize {
-        let mut q = self.0.created.lock().unwrap_or_else(|p| p.into_inner());
-        while q.front().is_some_and(|t| *t <= now) {
-            q.pop_front();
-        }
-        q.len()
+    fn made(&self) -> MutexGuard<'_, Made> {
+        self.0.made.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub async fn create(&self, app: &str, ttl: Duration) -> Result<Created, EngineError> {
         let now = self.0.clock.now_ms();
-        if self.live_here(now) >= self.0.live_max {
-            return Err(EngineError::Overloaded);
-        }
         let expires_at_ms = now + ttl.as_millis() as u64;
         // A fresh random pair never collides in practice; the CAS refuses if it does.
         for _ in 0..3 {
@@ -156,10 +144,13 @@ impl ClusterEngine {
                 poll: PollId::generate(),
                 scene: Scene::generate(),
                 app: app.to_string(),
-                state: AttemptState::new(expires_at_ms),
+                state: AttemptState::fresh(now, expires_at_ms),
             };
             if self.seen(self.0.records.cas(None, &snap).await)? == Cas::Written {
-                self.0.created.lock().unwrap_or_else(|p| p.into_inner()).push_back(expires_at_ms);
+                commit::made(&self.0.metrics, app);
+                let mut made = self.made();
+                made.by_deadline.entry(expires_at_ms).or_default().push(snap.poll.clone());
+                made.len += 1;
                 return Ok(Created { poll: snap.poll, scene: snap.scene, expires_at_ms });
             }
         }
@@ -175,43 +166,32 @@ impl ClusterEngine {
                 return Ok((Outcome::expired(), None));
             };
             let now = self.0.clock.now_ms();
-            // Past its deadline an attempt is over, whatever the record says; Redis
-            // deletes it by itself, so there is nothing to write.
-            if now >= snap.state.expires_at_ms {
+            // Past its deadline an attempt is over, whatever the record says; only the
+            // sweep writes that end (see the module's doc).
+            if now >= snap.state.expires_at_ms && *event != Event::Timeout {
                 return Ok((Outcome::expired(), None));
             }
             let Step { state: next, reply, actions } = step(&snap.state, event, now, &rules);
+            let live = |s: &Snapshot| (s.state.phase != Phase::Expired).then_some(s.state.expires_at_ms);
             if !actions.persist {
-                let deadline = (next.phase != Phase::Expired).then_some(next.expires_at_ms);
-                return Ok((self.outcome(&snap, reply, now), deadline));
+                return Ok((self.outcome(&snap, reply, now), live(&snap)));
             }
             let before = snap.state.phase;
             let expected = snap.state.version;
             let new = Snapshot { state: next, ..snap };
             match self.seen(self.0.records.cas(Some(expected), &new).await)? {
                 Cas::Written => {
-                    // Persisted; the commit's announcement wakes the waiters of every node.
-                    self.committed(&new, before, event, actions);
-                    let deadline = (new.state.phase != Phase::Expired).then_some(new.state.expires_at_ms);
+                    // Stored; the commit's announcement wakes the waiters of every node.
+                    commit::committed(&self.0.metrics, &new.app, before, &new.state, event, actions, now);
                     let mut o = self.outcome(&new, reply, now);
                     o.actions = actions;
-                    return Ok((o, deadline));
+                    return Ok((o, live(&new)));
                 }
                 Cas::Conflict => self.0.metrics.cluster_cas_conflict(),
             }
         }
         tracing::warn!(poll = ?poll, "cluster: transition gave up after {MAX_ROUNDS} conflicting rounds");
         Err(EngineError::Overloaded)
-    }
-
-    fn committed(&self, s: &Snapshot, before: Phase, event: &Event, actions: Actions) {
-        let m = &self.0.metrics;
-        if before != s.state.phase {
-            m.transition_counted(&s.app, before.into(), s.state.phase.into());
-        }
-        if let Some(why) = actions.end {
-            m.finished(&s.app, super::labels::finish(why, event, s.state.openid.is_some()));
-        }
     }
 
     pub async fn apply(&self, poll: &PollId, event: Event) -> Result<Outcome, EngineError> {
@@ -225,50 +205,6 @@ impl ClusterEngine {
         Ok(deadline.map(|_| o))
     }
 
-    pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
-        let (first, deadline) = self.transition(poll, &Event::Claim).await?;
-        let Some(expires_at_ms) = deadline else { return Ok(first) };
-        if first.phase != Phase::Loop || wait.is_zero() || *self.0.closing.borrow() {
-            self.0.metrics.poll(PollKind::Short);
-            return Ok(first);
-        }
-        let Ok(_permit) = self.0.holds.clone().try_acquire_owned() else {
-            self.0.metrics.limit_hit("long_polls_max");
-            return Ok(first);
-        };
-        self.0.metrics.poll(PollKind::Long);
-        let _held = self.0.metrics.hold();
-        let until = tokio::time::Instant::now() + wait;
-        let mut closing = self.0.closing.subscribe();
-        let mut spurious = 0;
-        loop {
-            let (tx, rx) = oneshot::channel();
-            let watch = Watch { poll: poll.clone(), expires_at_ms, tx };
-            let held =
-                matches!(tokio::time::timeout(Duration::from_secs(2), self.0.views.send(watch)).await, Ok(Ok(true)));
-            // Read again only after the view holds us: a commit in between wakes us.
-            let (now, _) = self.transition(poll, &Event::Claim).await?;
-            if now.phase != Phase::Loop || !held {
-                return Ok(now);
-            }
-            tokio::select! {
-                _ = tokio::time::timeout_at(until, rx) => {}
-                _ = closing.wait_for(|c| *c) => {}
-            }
-            let (now, _) = self.transition(poll, &Event::Claim).await?;
-            if now.phase != Phase::Loop || tokio::time::Instant::now() >= until || *self.0.closing.borrow() {
-                return Ok(now);
-            }
-            // Woken, yet still `loop` (a lost pub/sub connection, a full view): hold
-            // again, a few times at most and not in a tight loop.
-            spurious += 1;
-            if spurious >= SPURIOUS_MAX {
-                return Ok(now);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
         let Some(snap) = self.seen(self.0.records.load(poll).await)? else { return Ok(Outcome::expired()) };
         let now = self.0.clock.now_ms();
@@ -280,56 +216,66 @@ impl ClusterEngine {
         Ok(o)
     }
 
-    /// Attempts created on this node and still before their deadline.
-    pub async fn live(&self) -> Result<usize, EngineError> {
-        Ok(self.live_here(self.0.clock.now_ms()))
+    /// Registers a waiter in this node's views, then reads the record: a commit after
+    /// the read wakes the waiter, one before it shows in the state read. One round trip.
+    pub async fn watch(&self, poll: &PollId) -> Result<Watched, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        // Views that do not answer in time drop `tx`: the poll is not held.
+        let _ = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { poll: poll.clone(), tx })).await;
+        Ok((Some(self.peek(poll).await?), rx))
     }
 
-    /// Views this node holds right now (tests and the dashboard's per-node view).
+    /// Attempts made on this node and not yet past their deadline.
+    pub fn live(&self) -> usize {
+        let now = self.0.clock.now_ms();
+        let made = self.made();
+        let due: usize = made.by_deadline.range(..=now).map(|(_, v)| v.len()).sum();
+        made.len - due
+    }
+
+    /// Polls this node holds waiters for right now (tests and the per-node dashboard).
     pub async fn views(&self) -> usize {
         self.0.views.send(CountViews).await.unwrap_or(0)
-    }
-
-    pub(crate) fn metrics(&self) -> &Metrics {
-        &self.0.metrics
-    }
-
-    pub(crate) fn hold_permit(&self) -> Option<OwnedSemaphorePermit> {
-        let permit = self.0.holds.clone().try_acquire_owned().ok();
-        if permit.is_none() {
-            self.0.metrics.limit_hit("long_polls_max");
-        }
-        permit
-    }
-
-    /// Registers a waiter in this node's view of the attempt, then reads the record: a
-    /// commit after the read wakes the waiter, one before it shows in the state.
-    pub(crate) async fn watch(&self, poll: &PollId) -> Result<(Option<Outcome>, oneshot::Receiver<()>), EngineError> {
-        let (tx, rx) = oneshot::channel();
-        let Some(snap) = self.seen(self.0.records.load(poll).await)? else { return Ok((None, rx)) };
-        if self.0.clock.now_ms() >= snap.state.expires_at_ms || snap.state.phase == Phase::Expired {
-            return Ok((Some(Outcome::expired()), rx));
-        }
-        let watch = Watch { poll: poll.clone(), expires_at_ms: snap.state.expires_at_ms, tx };
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.0.views.send(watch)).await;
-        let seen = self.peek(poll).await?;
-        Ok((Some(seen), rx))
-    }
-
-    pub(crate) fn is_closing(&self) -> bool {
-        *self.0.closing.borrow()
-    }
-
-    pub(crate) async fn closed(&self) {
-        let _ = self.0.closing.subscribe().wait_for(|c| *c).await;
     }
 
     pub fn store_health(&self) -> Health {
         Health { store: "redis", up: self.0.up.load(Ordering::SeqCst), pending: 0 }
     }
 
-    pub fn close(&self) {
-        self.0.closing.send_replace(true);
+    #[cfg(test)]
+    pub(crate) fn records(&self) -> &Records {
+        &self.0.records
+    }
+
+    /// Ends the attempts made here whose deadline passed (one `Timeout` step each). One
+    /// that Redis cannot take now is tried again on the next sweep, while its record is
+    /// still kept.
+    async fn sweep_due(&self) {
+        let now = self.0.clock.now_ms();
+        let due: Vec<(u64, PollId)> = {
+            let mut made = self.made();
+            let later = made.by_deadline.split_off(&(now + 1));
+            let due = std::mem::replace(&mut made.by_deadline, later);
+            let due: Vec<_> = due.into_iter().flat_map(|(at, v)| v.into_iter().map(move |p| (at, p))).collect();
+            made.len -= due.len();
+            due
+        };
+        for (at, poll) in due {
+            if self.transition(&poll, &Event::Timeout).await.is_err() && now < at + record::GRACE_MS / 2 {
+                let mut made = self.made();
+                made.by_deadline.entry(at).or_default().push(poll);
+                made.len += 1;
+            }
+        }
+    }
+}
+
+/// The sweep of one node, for as long as its engine lives.
+async fn sweep(engine: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(inner) = engine.upgrade() else { return };
+        ClusterEngine(inner).sweep_due().await;
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Layout (prefix `sl:`, see `crate::kv`):
 //! - `sl:a:<poll>`: the attempt, in the snapshot codec's bytes (the version sits at a
-//!   fixed place, so Lua reads it without decoding), expiring at the attempt's own
-//!   deadline (`PXAT`): Redis forgets attempts by itself;
+//!   fixed place, so Lua reads it without decoding), expiring [`GRACE_MS`] after the
+//!   attempt's own deadline (`PXAT`): Redis forgets attempts by itself, once the node
+//!   that made one had the time to write its end;
 //! - `sl:s:<app>:<scene>`: the poll id of the attempt with that scene, same expiry: how a
 //!   WeChat push, which names the scene, finds its attempt;
 //! - channel `sl:wake`: every committed transition publishes its poll id there, so the
@@ -25,13 +26,6 @@ use crate::kv::{Class, Kv};
 /// poll id for the scene key ('' = leave it), channel, message.
 /// Answers -2 when written, else the version found (-1: no record).
 const CAS_LUA: &str = r"
-local cur = redis.call('GET', KEYS[1])
-local v = -1
-if cur then
-  if string.len(cur) < 5 then return -3 end
-  local a, b, c, d = string.byte(cur, 2, 5)
-  v = ((a * 256 + b) * 256 + c) * 256 + d
-end
 if v ~= tonumber(ARGV[1]) then return v end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 if ARGV[4] ~= '' then
@@ -40,6 +34,9 @@ end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return -2
 ";
+
+/// How long Redis keeps a record past its attempt's deadline.
+pub const GRACE_MS: u64 = 30_000;
 
 /// What a compare-and-set did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +61,8 @@ fn unavailable(e: redis::RedisError) -> EngineError {
 impl Records {
     pub fn new(kv: Kv) -> Self {
         let channel = kv.key(&["wake"]);
-        Self { kv, cas: Script::new(CAS_LUA), channel }
+        let cas = Script::new(&codec::lua_with_version(CAS_LUA));
+        Self { kv, cas, channel }
     }
 
     /// The pub/sub channel every commit is announced on.
@@ -126,7 +124,7 @@ impl Records {
             .key(self.scene_key(&snap.app, &snap.scene))
             .arg(expected)
             .arg(data)
-            .arg(snap.state.expires_at_ms)
+            .arg(snap.state.expires_at_ms + GRACE_MS)
             .arg(scene_value)
             .arg(&self.channel)
             .arg(snap.poll.as_str())

@@ -1,15 +1,13 @@
-//! Views: the local actors of a cluster node for the attempts it is serving right now.
+//! Views: what a cluster node knows of the attempts it is serving right now — the polls
+//! and streams it holds for each, nothing more. The truth stays in Redis; a view only
+//! knows *when* to look again. Its waiters wake on the pub/sub message every committed
+//! transition publishes (from any node), or all at once when the pub/sub connection was
+//! lost (messages may have been missed). The attempt's deadline is the waiting poll's
+//! own business (`engine::subscription`). A view whose waiters all gave up is dropped
+//! (passivation): a node keeps views only for the attempts it is serving.
 //!
-//! A node that holds long polls (or event streams) for an attempt keeps one [`View`]
-//! actor for it: the waiters and a timer to the attempt's deadline. The truth stays in
-//! Redis; a view only knows *when* to look again. It is woken by the pub/sub message
-//! every committed transition publishes (from any node), by its deadline, or by a lost
-//! pub/sub connection (then every view wakes: messages may have been missed). A view
-//! with no waiters left stops (passivation): a node holds actors only for the attempts
-//! it is serving.
-//!
-//! [`Views`] is the registry of one node's views: it starts them on demand, routes
-//! wake-ups to them, and forgets them when they stop.
+//! [`Views`] is one actor per node holding every view, so holding a waiter, and the
+//! waiter cap, is decided in one message.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,24 +16,26 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
-use crate::engine::clock::Clock;
+use crate::engine::waiters::Waiters;
 use crate::ids::PollId;
+use crate::kv::Kv;
 use crate::metrics::Metrics;
 
-/// Waiters one view holds at most; further long polls answer at once.
-const MAX_WAITERS: usize = 32;
-/// How often a view drops the waiters whose polls gave up, and stops when none is left.
+/// How often the views whose polls all gave up are dropped.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 pub struct Views {
-    by_poll: HashMap<PollId, Addr<View>>,
-    clock: Clock,
+    by_poll: HashMap<PollId, Waiters>,
     metrics: Metrics,
 }
 
 impl Views {
-    pub fn new(clock: Clock, metrics: Metrics) -> Self {
-        Self { by_poll: HashMap::new(), clock, metrics }
+    pub fn new(metrics: Metrics) -> Self {
+        Self { by_poll: HashMap::new(), metrics }
+    }
+
+    fn counted(&self) {
+        self.metrics.cluster_views(self.by_poll.len());
     }
 }
 
@@ -44,44 +44,28 @@ impl Actor for Views {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16_384);
+        ctx.run_interval(IDLE_CHECK, |act, _| {
+            act.by_poll.retain(|_, w| w.prune());
+            act.counted();
+        });
     }
 }
 
-/// Hold `tx` until the attempt `poll` (deadline `expires_at_ms`) changes. Answers
-/// `false` when the view is full (the poll should answer at once).
+/// Hold `tx` until the attempt `poll` changes (within the waiter cap: past it `tx` is
+/// dropped, and the poll answers at once).
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct Watch {
     pub poll: PollId,
-    pub expires_at_ms: u64,
     pub tx: oneshot::Sender<()>,
 }
 
-impl Message for Watch {
-    type Result = bool;
-}
-
 impl Handler<Watch> for Views {
-    type Result = bool;
+    type Result = ();
 
-    fn handle(&mut self, msg: Watch, ctx: &mut Self::Context) -> bool {
-        let addr = match self.by_poll.get(&msg.poll).filter(|a| a.connected()) {
-            Some(a) => a.clone(),
-            None => {
-                let view = View {
-                    poll: msg.poll.clone(),
-                    expires_at_ms: msg.expires_at_ms,
-                    waiters: Vec::new(),
-                    clock: self.clock,
-                    views: ctx.address(),
-                };
-                let addr = view.start();
-                self.by_poll.insert(msg.poll.clone(), addr.clone());
-                self.metrics.cluster_views(self.by_poll.len());
-                addr
-            }
-        };
-        // A view that just stopped drops the message, and with it `tx`: the poll wakes
-        // and reads again, which is always safe.
-        addr.try_send(Hold(msg.tx)).is_ok()
+    fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
+        self.by_poll.entry(msg.poll).or_default().hold(msg.tx);
+        self.counted();
     }
 }
 
@@ -94,8 +78,9 @@ impl Handler<Wake> for Views {
     type Result = ();
 
     fn handle(&mut self, msg: Wake, _ctx: &mut Self::Context) {
-        if let Some(v) = self.by_poll.get(&msg.0) {
-            v.do_send(WakeAll);
+        if let Some(mut w) = self.by_poll.remove(&msg.0) {
+            w.wake();
+            self.counted();
         }
     }
 }
@@ -109,28 +94,8 @@ impl Handler<WakeEveryone> for Views {
     type Result = ();
 
     fn handle(&mut self, _: WakeEveryone, _ctx: &mut Self::Context) {
-        for v in self.by_poll.values() {
-            v.do_send(WakeAll);
-        }
-    }
-}
-
-/// A view stopped.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Gone {
-    poll: PollId,
-    addr: Addr<View>,
-}
-
-impl Handler<Gone> for Views {
-    type Result = ();
-
-    fn handle(&mut self, msg: Gone, _ctx: &mut Self::Context) {
-        if self.by_poll.get(&msg.poll).is_some_and(|a| *a == msg.addr) {
-            self.by_poll.remove(&msg.poll);
-            self.metrics.cluster_views(self.by_poll.len());
-        }
+        self.by_poll.clear();
+        self.counted();
     }
 }
 
@@ -147,76 +112,14 @@ impl Handler<CountViews> for Views {
     }
 }
 
-/// One attempt as this node serves it: waiters and a timer, no state of its own.
-pub struct View {
-    poll: PollId,
-    expires_at_ms: u64,
-    waiters: Vec<oneshot::Sender<()>>,
-    clock: Clock,
-    views: Addr<Views>,
-}
-
-impl Actor for View {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(64);
-        // The deadline is a change too: held polls answer `expired` at once.
-        ctx.run_later(self.clock.until(self.expires_at_ms), |_, ctx| ctx.stop());
-        ctx.run_interval(IDLE_CHECK, |act, ctx| {
-            act.waiters.retain(|w| !w.is_closed());
-            if act.waiters.is_empty() {
-                ctx.stop();
-            }
-        });
-    }
-
-    fn stopped(&mut self, ctx: &mut Self::Context) {
-        // Dropping the senders wakes every held poll; they read the record again.
-        self.waiters.clear();
-        self.views.do_send(Gone { poll: self.poll.clone(), addr: ctx.address() });
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Hold(oneshot::Sender<()>);
-
-impl Handler<Hold> for View {
-    type Result = ();
-
-    fn handle(&mut self, msg: Hold, _ctx: &mut Self::Context) {
-        self.waiters.retain(|w| !w.is_closed());
-        if self.waiters.len() < MAX_WAITERS {
-            self.waiters.push(msg.0);
-        }
-        // else: `msg.0` drops here and that poll reads again at once.
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct WakeAll;
-
-impl Handler<WakeAll> for View {
-    type Result = ();
-
-    fn handle(&mut self, _: WakeAll, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
 /// Listens on `channel` for committed transitions and wakes the views of this node.
 /// Reconnects with backoff for as long as the node runs; every (re)connection wakes
 /// every view, since messages sent while it was away are lost.
-pub async fn listen(url: String, channel: String, views: Addr<Views>, metrics: Metrics) {
+pub async fn listen(kv: Kv, channel: String, views: Addr<Views>, metrics: Metrics) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let subscribed = async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
-                .await
-                .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "pub/sub connect timed out")))??;
+            let mut pubsub = kv.pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };

@@ -10,6 +10,7 @@
 //! str8    user id, str8 masked user phone   if flagged
 //! u8      sms_sent:7 | verified (a code was accepted: the phone may be bound)
 //! str8    code phone, [32] code hash, varint sent_at_ms, varint expires_at_ms, u8 wrong
+//! varint  created_ms, varint scanned_ms     0 = unknown; absent in older snapshots
 //! ```
 //! `str8` is a length byte and the bytes. The poll id is not inside: every store keys the
 //! snapshot by it. A loop attempt takes ~57 bytes, a `not_reg` one with a code ~145.
@@ -122,7 +123,32 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, CodecError> {
         put_varint(&mut out, c.expires_at_ms);
         out.push(u8::try_from(c.wrong).unwrap_or(u8::MAX));
     }
+    put_varint(&mut out, st.created_ms.unwrap_or(0));
+    put_varint(&mut out, st.scanned_ms.unwrap_or(0));
     Ok(out)
+}
+
+/// Lua that sets `v` to the version of the stored record `cur` (-1 when there is none,
+/// or it is too short to hold one): the one place a Redis script reads a version, for
+/// the snapshot store's newest-wins write and the cluster's compare-and-set alike.
+const LUA_READ_VERSION: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local v = -1
+if cur and string.len(cur) >= 5 then
+  local a, b, c, d = string.byte(cur, 2, 5)
+  v = ((a * 256 + b) * 256 + c) * 256 + d
+end
+";
+
+/// A Redis script that reads the record at `KEYS[1]` into `cur` and its version into `v`
+/// (see [`LUA_READ_VERSION`]), then runs `body`.
+pub fn lua_with_version(body: &str) -> String {
+    format!("{LUA_READ_VERSION}{body}")
+}
+
+/// The version of an encoded snapshot, read in place (`None`: too short to hold one).
+pub fn stored_version(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?))
 }
 
 /// Versions live in 4 bytes: an attempt sees a handful of transitions, never 2^32.
@@ -212,6 +238,10 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
     } else {
         None
     };
+    // The login timeline came later: a snapshot without it decodes as "unknown".
+    let known = |t: u64| (t != 0).then_some(t);
+    let (created_ms, scanned_ms) =
+        if r.buf.is_empty() { (None, None) } else { (known(r.varint()?), known(r.varint()?)) };
     if !r.buf.is_empty() {
         return Err(CodecError::Malformed("trailing bytes"));
     }
@@ -235,6 +265,8 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
         verified,
         ending,
         version: u64::from(version),
+        created_ms,
+        scanned_ms,
     };
     Ok(Snapshot { poll, scene, app, state })
 }
@@ -282,12 +314,25 @@ mod tests {
     }
 
     #[test]
+    fn the_login_timeline_round_trips() {
+        let mut s = reg_snapshot(1);
+        (s.state.created_ms, s.state.scanned_ms) = (Some(1_700_000_000_000), Some(1_700_000_004_000));
+        let back = decode(s.poll.clone(), &encode(&s).unwrap()).unwrap();
+        assert_eq!((back.state.created_ms, back.state.scanned_ms), (s.state.created_ms, s.state.scanned_ms));
+    }
+
+    #[test]
     fn refuses_garbage_without_panicking() {
         let good = encode(&not_reg_with_code(1)).unwrap();
         let poll = PollId::generate();
-        for cut in 0..good.len() {
+        // Without its timeline (two one-byte zeros here) it is a snapshot of an older
+        // release, and valid; every other cut is refused.
+        let older = good.len() - 2;
+        for cut in (0..good.len()).filter(|c| *c != older) {
             assert!(decode(poll.clone(), &good[..cut]).is_err(), "cut at {cut}");
         }
+        let old = decode(poll.clone(), &good[..older]).expect("an older snapshot decodes");
+        assert_eq!((old.state.created_ms, old.state.scanned_ms), (None, None));
         let mut longer = good.clone();
         longer.push(0);
         assert_eq!(decode(poll.clone(), &longer).unwrap_err(), CodecError::Malformed("trailing bytes"));

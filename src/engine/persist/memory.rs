@@ -38,7 +38,7 @@ impl SnapshotStore for MemoryStore {
             for s in batch {
                 let bytes = codec::encode(s)?;
                 let newer = match map.get(&s.poll) {
-                    Some((old, _)) => old[1..5] < version_u32(s.version()).to_be_bytes()[..],
+                    Some((old, _)) => codec::stored_version(old) < Some(version_u32(s.version())),
                     None => true,
                 };
                 if newer {

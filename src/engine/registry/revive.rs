@@ -73,7 +73,7 @@ impl Registry {
             let alive = match loaded {
                 Ok(Some(snap)) if snap.is_live(now) && snap.poll == poll => {
                     act.forget(&poll);
-                    act.admit(snap, None, ctx);
+                    act.admit(snap, ctx);
                     act.metrics.attempt_restart(crate::metrics::labels::Restart::Restarted);
                     tracing::warn!(poll = ?poll, "attempt died unexpectedly; restarted from its snapshot");
                     true

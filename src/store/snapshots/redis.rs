@@ -10,27 +10,22 @@
 //!
 //! A write is a small Lua script (compare the stored version, set if newer, maintain the
 //! index), and a batch of them is one pipeline: one round trip per batch. The connection
-//! is a `ConnectionManager` made lazily, so the service starts and serves while Redis is
+//! is `kv`'s bulk connection (lazy: the the service starts and serves while Redis is
 //! down and reconnects when it returns.
 
-use std::time::Duration;
-
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, ErrorKind, Script, ServerErrorKind};
 
 use crate::engine::Phase;
 use crate::engine::persist::codec::{self, version_u32};
 use crate::engine::persist::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError};
 use crate::ids::PollId;
+use crate::kv::{Class, Kv};
 
 /// Compare-and-set by version, then keep the scene index in step.
 /// KEYS: attempt key, index hash. ARGV: version, expires_at_ms, data, index field, poll, live.
 const WRITE_LUA: &str = r"
-local cur = redis.call('GET', KEYS[1])
-if cur and string.len(cur) >= 5 then
-  local a, b, c, d = string.byte(cur, 2, 5)
-  if ((a * 256 + b) * 256 + c) * 256 + d >= tonumber(ARGV[1]) then return 0 end
-end
+if v >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[2])
 if ARGV[6] == '1' then
   redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
@@ -42,8 +37,6 @@ return 1
 
 /// Index entries read per restore page (each page is one HSCAN and one MGET).
 const PAGE: usize = 5_000;
-/// Bound of one command or pipeline; the writer adds its own budget on top.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -54,22 +47,15 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// A store over `url` whose keys start with `prefix`. Does not connect yet.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = client.get_connection_manager_lazy(cfg)?;
-        Ok(Self {
-            conn,
-            script: Script::new(WRITE_LUA),
+    /// A store on `kv`'s connections whose keys start with `prefix`. Does not connect yet.
+    pub fn new(kv: &Kv, prefix: &str) -> Self {
+        Self {
+            conn: kv.conn(Class::Bulk),
+            script: Script::new(&codec::lua_with_version(WRITE_LUA)),
             prefix: prefix.to_string(),
             index: format!("{prefix}scenes"),
             epoch: format!("{prefix}epoch"),
-        })
+        }
     }
 
     fn key(&self, poll: &str) -> String {

@@ -268,7 +268,7 @@ mod sqlite_revive {
         let c = e.create("app", Duration::from_secs(300)).await.unwrap();
         let scan = Event::Scanned { openid: "o_new".into(), user: None };
         assert_eq!(e.apply_scene("app", &c.scene, scan).await.unwrap().unwrap().phase, Phase::NotReg);
-        assert_eq!(e.crash(&c.poll).await.unwrap(), None);
+        assert_eq!(e.backend().as_local().unwrap().crash(&c.poll).await.unwrap(), None);
         let o = e.poll(&c.poll, Duration::ZERO).await.unwrap();
         assert_eq!(o.phase, Phase::NotReg, "restarted from its row, not lost");
     }
@@ -295,7 +295,7 @@ mod redis_store {
     #[tokio::test]
     async fn contract() {
         let prefix = format!("t{:08x}:", rand::random::<u32>());
-        let s = redis::RedisStore::new(&url(), &prefix).unwrap();
+        let s = redis::RedisStore::new(&crate::kv::Kv::new(&url(), "test").unwrap(), &prefix);
         newer_versions_win(&s).await;
         consumed_mark_blocks_late_writes(&s).await;
         pages_cover_every_live_attempt(&s).await;
@@ -306,7 +306,7 @@ mod redis_store {
     #[tokio::test]
     async fn an_emptied_redis_is_noticed_and_stale_index_entries_are_dropped() {
         let prefix = format!("t{:08x}:", rand::random::<u32>());
-        let s = redis::RedisStore::new(&url(), &prefix).unwrap();
+        let s = redis::RedisStore::new(&crate::kv::Kv::new(&url(), "test").unwrap(), &prefix);
         s.probe().await.unwrap();
         assert_eq!(s.probe().await.unwrap(), Probe::Intact);
         let snap = loop_snapshot(60_000);
@@ -326,7 +326,7 @@ mod redis_store {
     #[tokio::test]
     async fn a_loop_snapshot_is_small_in_redis() {
         let prefix = format!("t{:08x}:", rand::random::<u32>());
-        let s = redis::RedisStore::new(&url(), &prefix).unwrap();
+        let s = redis::RedisStore::new(&crate::kv::Kv::new(&url(), "test").unwrap(), &prefix);
         let snap = not_reg_with_code(60_000);
         s.write(std::slice::from_ref(&snap)).await.unwrap();
         let mut c = ::redis::Client::open(url()).unwrap().get_multiplexed_async_connection().await.unwrap();
