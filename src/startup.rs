@@ -131,19 +131,19 @@ fn build_engine(settings: &Settings, db: &Db, kv: Option<&Kv>, metrics: &Metrics
     let cfg = EngineConfig { live_attempts_max: l.live_attempts_max, long_polls_max: l.long_polls_max, rules };
     let engine_thread = Arbiter::new();
     let store_thread = Arbiter::new();
+    let clock = Clock::new();
     if let (true, Some(kv)) = (settings.cluster.enabled, kv) {
         let handle =
-            LoginsHandle::start_cluster(cfg, kv.clone(), Clock::new(), metrics.clone(), Some(&engine_thread.handle()));
+            LoginsHandle::start_cluster(cfg, kv.clone(), clock, metrics.clone(), Some(&engine_thread.handle()));
         return Ok(EngineParts { handle, engine_thread, store_thread });
     }
     let (primary, fallback) = snapshot_stores(&settings.storage.snapshots, db, kv);
-    let (persister, writer) = Persister::new(primary, fallback, WriterConfig::default(), metrics.clone());
+    let writer_cfg = WriterConfig { clock, ..WriterConfig::default() };
+    let (persister, writer) = Persister::new(primary, fallback, writer_cfg, metrics.clone());
     // The writer beside the registry and its actors: a transition's snapshot then goes
-    // from its actor to the writer and back without two thread switches (context
-    // switches per login 10.5 → 8.6; server CPU per login −10 %, 6 interleaved runs
-    // under `load login`, load/REPORT.md).
+    // from its actor to the writer and back without two thread switches.
     engine_thread.spawn(writer);
-    let handle = LoginsHandle::start(cfg, Clock::new(), metrics.clone(), persister, Some(&engine_thread.handle()));
+    let handle = LoginsHandle::start(cfg, clock, metrics.clone(), persister, Some(&engine_thread.handle()));
     store_thread.spawn(handle.restore().map(|_| ()));
     Ok(EngineParts { handle, engine_thread, store_thread })
 }

@@ -14,11 +14,10 @@
 use std::time::Duration;
 
 use futures_util::future::Either;
-use tokio::sync::oneshot;
 
 use super::cluster::ClusterEngine;
 use super::local::LocalEngine;
-use super::outcome::{Created, EngineError, Outcome};
+use super::outcome::{Created, EngineError, Outcome, Watched};
 use super::persist::Health;
 use super::recovery::RestoreReport;
 use super::state::Event;
@@ -29,11 +28,6 @@ pub enum Backend {
     Local(LocalEngine),
     Cluster(ClusterEngine),
 }
-
-/// A waiter registered on an attempt: the state read after registering it (`None`: no
-/// such attempt) and the receiver that resolves on its next change. A receiver that is
-/// already closed was not held (the attempt's waiter list is full): read again now.
-pub type Watched = (Option<Outcome>, oneshot::Receiver<()>);
 
 impl Backend {
     /// A new attempt in `loop` for `app`, living `ttl`; answered once it is stored.

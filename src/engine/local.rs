@@ -13,9 +13,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::attempt::Cmd;
-use super::backend::Watched;
 use super::clock::Clock;
-use super::outcome::{Created, EngineError, Outcome};
+use super::outcome::{Created, EngineError, Outcome, Watched};
 use super::persist::{Health, Persister};
 use super::recovering::Recovery;
 use super::recovery::{self, RestoreReport};
@@ -77,8 +76,8 @@ impl LocalEngine {
     {
         // The answer to a step may wait for its snapshot: up to the writer's ack budget,
         // which outlasts one store call, so a store that hangs is marked down and the
-        // step answered in degraded mode. A shorter wait here answered `overloaded` first
-        // (2 s against 2.5 s), and degraded mode never came for a hung store.
+        // step answered in degraded mode; a shorter wait would answer `overloaded` before
+        // degraded mode could come.
         let budget = self.persister.config().ack_budget + ASK_MARGIN;
         match tokio::time::timeout(budget, self.registry.send(msg)).await {
             Ok(Ok(r)) => Ok(r),

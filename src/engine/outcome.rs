@@ -1,6 +1,8 @@
 //! The engine's vocabulary at its edge, shared by both engines and the handle: what a
 //! caller configures, what it gets back, and what it gets instead.
 
+use tokio::sync::oneshot;
+
 use super::state::{Actions, Phase, Reply, Rules};
 use crate::ids::{PollId, Scene};
 
@@ -73,3 +75,8 @@ impl Outcome {
         Self { reply, actions: Actions::default(), phase, expires_in, deadline_ms, detail: None }
     }
 }
+
+/// A waiter registered on an attempt: the state read after registering it (`None`: no
+/// such attempt) and the receiver that resolves on its next change. A receiver that is
+/// already closed was not held (the attempt's waiter list is full): read again now.
+pub type Watched = (Option<Outcome>, oneshot::Receiver<()>);

@@ -464,7 +464,7 @@ mod tests {
     }
 
     /// Concurrent binds of different people on SQLite all succeed (a deferred
-    /// transaction used to fail some of them with SQLITE_BUSY, found by the load tool).
+    /// transaction would fail some of them with SQLITE_BUSY).
     #[tokio::test]
     async fn concurrent_binds_on_sqlite_all_succeed() {
         let dir = tempfile::tempdir().unwrap();

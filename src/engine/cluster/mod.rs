@@ -32,10 +32,9 @@ use tokio::sync::oneshot;
 
 use self::record::{Cas, Records};
 use self::views::{CountViews, Views, Watch};
-use super::backend::Watched;
 use super::clock::Clock;
 use super::commit;
-use super::outcome::{Created, Detail, EngineError, Outcome};
+use super::outcome::{Created, Detail, EngineError, Outcome, Watched};
 use super::persist::{Health, Snapshot};
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
 use crate::ids::{PollId, Scene};

@@ -206,3 +206,28 @@ async fn an_event_stream_on_one_node_follows_scans_and_binds_on_others() {
     assert_eq!((last.phase, &last.reply), (Phase::Expired, &Reply::Expired), "the bind's token is not told again");
     assert!(sub.finished());
 }
+
+/// Calls of one Redis command so far (`INFO commandstats`).
+fn calls(redis: &RedisServer, cmd: &str) -> u64 {
+    let mut c = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut c).unwrap();
+    let prefix = format!("cmdstat_{cmd}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[actix::test]
+async fn a_held_poll_costs_three_reads_and_no_write() {
+    let redis = RedisServer::start();
+    let (a, _) = node(&redis);
+    let made = a.create(APP, Duration::from_secs(60)).await.unwrap();
+    let (gets, evals) = (calls(&redis, "get"), calls(&redis, "evalsha") + calls(&redis, "eval"));
+    // Nothing happens: the poll is read, held, and read again at the end of its wait.
+    let o = a.poll(&made.poll, Duration::from_millis(800)).await.unwrap();
+    assert_eq!(o.phase, Phase::Loop);
+    assert_eq!(calls(&redis, "get") - gets, 3, "claim, the read after holding, the claim at the end");
+    assert_eq!(calls(&redis, "evalsha") + calls(&redis, "eval") - evals, 0, "a read writes nothing");
+}

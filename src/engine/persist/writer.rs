@@ -29,6 +29,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
+use crate::engine::clock::Clock;
+
 use super::{Page, Probe, Snapshot, SnapshotStore, StoreError};
 use crate::ids::PollId;
 use crate::metrics::Metrics;
@@ -53,6 +55,8 @@ pub struct WriterConfig {
     pub backoff_max: Duration,
     /// How often expired rows are deleted (stores that do not expire by themselves).
     pub purge_every: Duration,
+    /// The engine's clock: what "expired" means to a purge.
+    pub clock: Clock,
 }
 
 impl Default for WriterConfig {
@@ -65,6 +69,7 @@ impl Default for WriterConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             purge_every: Duration::from_secs(60),
+            clock: Clock::new(),
         }
     }
 }
@@ -102,7 +107,9 @@ struct Job {
 
 type Hook = Arc<dyn Fn() + Send + Sync>;
 
-struct Shared {
+/// The writer's queue and what it writes to: the stores, the snapshots waiting for them,
+/// and the primary's health as last seen.
+struct WriteQueue {
     primary: Arc<dyn SnapshotStore>,
     fallback: Option<Arc<dyn SnapshotStore>>,
     pending: Mutex<HashMap<PollId, Job>>,
@@ -115,7 +122,7 @@ struct Shared {
     metrics: Metrics,
 }
 
-impl Shared {
+impl WriteQueue {
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<PollId, Job>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -155,7 +162,7 @@ impl Shared {
 
 /// Cheap to clone; every clone feeds the same writer.
 #[derive(Clone)]
-pub struct Persister(Arc<Shared>);
+pub struct Persister(Arc<WriteQueue>);
 
 impl Persister {
     /// A persister over `primary` (with `fallback` for consumed tokens) and the writer
@@ -167,7 +174,7 @@ impl Persister {
         metrics: Metrics,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         metrics.snapshot_store_up(primary.name(), true);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(WriteQueue {
             primary,
             fallback,
             pending: Mutex::new(HashMap::new()),
@@ -277,7 +284,7 @@ impl Persister {
     }
 
     /// Starts walking every stored snapshot: loads the fallback's (few) entries first.
-    pub async fn begin_restore(&self) -> Result<Restore, StoreError> {
+    pub async fn begin_restore(&self) -> Result<RestoreWalk, StoreError> {
         let mut overrides = HashMap::new();
         if let Some(fb) = &self.0.fallback {
             let mut cursor = None;
@@ -292,12 +299,12 @@ impl Persister {
                 }
             }
         }
-        Ok(Restore { overrides, cursor: None, done: false })
+        Ok(RestoreWalk { overrides, cursor: None, done: false })
     }
 
     /// The next page of the walk (`None` at the end), each snapshot replaced by a newer
     /// version from the fallback where there is one.
-    pub async fn next_page(&self, r: &mut Restore) -> Result<Option<Page>, StoreError> {
+    pub async fn next_page(&self, r: &mut RestoreWalk) -> Result<Option<Page>, StoreError> {
         if r.done {
             return Ok(None);
         }
@@ -331,7 +338,7 @@ impl Persister {
 }
 
 /// State of a restore walk ([`Persister::begin_restore`]).
-pub struct Restore {
+pub struct RestoreWalk {
     overrides: HashMap<PollId, Snapshot>,
     cursor: Option<String>,
     done: bool,
@@ -353,7 +360,7 @@ async fn bounded<T>(
 
 /// The writer task: drains the queue while the store answers, probes it while it does
 /// not, and tells the engine when it may have missed writes.
-async fn run(s: Arc<Shared>) {
+async fn run(s: Arc<WriteQueue>) {
     let name = s.primary.name();
     let mut backoff = s.cfg.backoff_min;
     let mut next_probe = Instant::now();
@@ -408,7 +415,7 @@ async fn run(s: Arc<Shared>) {
             }
             if now >= next_purge {
                 next_purge = now + s.cfg.purge_every;
-                let cutoff = crate::engine::Clock::new().now_ms();
+                let cutoff = s.cfg.clock.now_ms();
                 for store in std::iter::once(&s.primary).chain(s.fallback.as_ref()) {
                     if let Err(e) = bounded(s.cfg.call_budget, store.purge(cutoff)).await {
                         tracing::warn!(store = store.name(), error = %e, "purging expired snapshots failed");
@@ -426,7 +433,7 @@ async fn run(s: Arc<Shared>) {
 /// Writes `jobs` in batches of `max_batch`, one round trip each. On the first failure the
 /// store is marked down and every unwritten job goes back to the queue, unless a newer
 /// version of the same attempt arrived meanwhile.
-async fn write_jobs(s: &Shared, jobs: Vec<Job>) {
+async fn write_jobs(s: &WriteQueue, jobs: Vec<Job>) {
     let name = s.primary.name();
     let mut jobs = jobs.into_iter().peekable();
     while jobs.peek().is_some() {
