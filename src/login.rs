@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::ids::{Phone, PollId, Scene, SceneType, SmsCode, mask_phone};
 use crate::limits::{Kind, Limits, Refused};
 use crate::metrics::Metrics;
-use crate::metrics::labels::CodeCheck;
+use crate::metrics::labels::{CodeCheck, LimitKind, LoginHow};
 use crate::net::ClientInfo;
 use crate::sms::SmsSender;
 use crate::store::{BindError, LoginRow, Users, unix_now};
@@ -199,7 +199,7 @@ impl LoginService {
             .engine
             .create(&app.name, Duration::from_secs(ttl))
             .await
-            .inspect_err(|_| self.metrics.limit_hit("live_attempts_max"))?;
+            .inspect_err(|_| self.metrics.limit_hit(LimitKind::LiveAttemptsMax))?;
         if let Err(r) = self.limits.hit(Kind::QrPerApp, &app.name).await {
             let _ = self.engine.apply(&created.poll, Event::Discard).await;
             return Err(limited(r));
@@ -237,10 +237,12 @@ impl LoginService {
     }
 
     /// The answer that hands out a token: written to the login audit first.
-    async fn token_answer(&self, user: UserRef, how: &str, app: &str, client: &ClientInfo) -> LoginStatus {
+    async fn token_answer(&self, user: UserRef, how: LoginHow, app: &str, client: &ClientInfo) -> LoginStatus {
         let issued = self.tokens.issue(&user.id, unix_now());
         self.metrics.login(app, how);
-        if let Err(e) = self.users.record_login(&user.id, app, how, &client.ip.to_string(), &client.user_agent).await {
+        if let Err(e) =
+            self.users.record_login(&user.id, app, how.label(), &client.ip.to_string(), &client.user_agent).await
+        {
             // The attempt is already consumed: losing the audit row beats losing the login.
             tracing::error!(error = %e, "could not record a login in the audit");
         }
@@ -277,7 +279,7 @@ impl LoginService {
     pub async fn answer(&self, o: Outcome, client: &ClientInfo) -> LoginStatus {
         let app = o.detail.as_ref().map(|d| d.app.clone()).unwrap_or_default();
         match (o.reply, o.phase) {
-            (Reply::Token(user), _) => self.token_answer(user, "scan", &app, client).await,
+            (Reply::Token(user), _) => self.token_answer(user, LoginHow::Scan, &app, client).await,
             (_, phase @ (Phase::Loop | Phase::NotReg)) => {
                 LoginStatus { phase, expires_in: Some(o.expires_in), login: None }
             }
@@ -303,7 +305,7 @@ impl LoginService {
         match reply {
             Reply::Expired => ApiError::Expired,
             Reply::RateLimited { retry_after_secs } => {
-                self.metrics.limit_hit("sms_per_attempt");
+                self.metrics.limit_hit(LimitKind::SmsPerAttempt);
                 ApiError::RateLimited { what: "too many codes for this login; wait".into(), retry_after_secs }
             }
             Reply::InvalidCode { attempts_left } | Reply::NoCodeForPhone { attempts_left } => {
@@ -418,7 +420,7 @@ impl LoginService {
         self.enrich_later(app, &openid);
         let o = self.engine.apply(poll, Event::Bound { user }).await?;
         match o.reply {
-            Reply::Token(user) => Ok(self.token_answer(user, "bind", &app.name, client).await),
+            Reply::Token(user) => Ok(self.token_answer(user, LoginHow::Bind, &app.name, client).await),
             other => Err(self.refused(other, "binding a phone")),
         }
     }

@@ -27,6 +27,7 @@ use super::persist::{Persister, Snapshot, Stored};
 use super::state::{Actions, AttemptState, Event, Phase, Reply, Rules, Step, step, token_owed};
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
+use crate::metrics::labels::LoginHow;
 
 /// Waiters one attempt holds at most (as an actor or an idle record); further long
 /// polls answer at once.
@@ -262,7 +263,7 @@ impl Attempt {
 impl Attempt {
     /// A token leaves the engine now: record how long the login took.
     fn observe_login(&self, event: &Event, now: u64) {
-        let how = if matches!(event, Event::Bound { .. }) { "bind" } else { "scan" };
+        let how = if matches!(event, Event::Bound { .. }) { LoginHow::Bind } else { LoginHow::Scan };
         let since = |t: Option<u64>| t.map(|t| now.saturating_sub(t) as f64 / 1000.0);
         self.metrics.token_latency(&self.app, how, since(self.timeline.created_ms), since(self.timeline.scanned_ms));
     }

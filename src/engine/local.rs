@@ -172,7 +172,7 @@ impl LocalEngine {
     pub(super) fn hold_permit(&self) -> Option<OwnedSemaphorePermit> {
         let permit = self.holds.clone().try_acquire_owned().ok();
         if permit.is_none() {
-            self.metrics.limit_hit("long_polls_max");
+            self.metrics.limit_hit(crate::metrics::labels::LimitKind::LongPollsMax);
         }
         permit
     }

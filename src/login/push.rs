@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::{LoginService, ScanResult};
 use crate::error::ApiError;
 use crate::ids::Scene;
+use crate::metrics::labels::CallbackKind;
 use crate::store::unix_now;
 use crate::wechat::AppClient;
 use crate::wechat::dedup::{Claim, Dedup};
@@ -45,13 +46,13 @@ pub struct PushPolicy {
 }
 
 /// The metric `kind` label of a push.
-pub fn kind(push: &Push) -> &'static str {
+pub fn kind(push: &Push) -> CallbackKind {
     match push {
-        Push::Subscribe { .. } => "subscribe",
-        Push::Scan { .. } => "scan",
-        Push::Unsubscribe { .. } => "unsubscribe",
-        Push::Text { .. } => "text",
-        Push::Other { .. } => "other",
+        Push::Subscribe { .. } => CallbackKind::Subscribe,
+        Push::Scan { .. } => CallbackKind::Scan,
+        Push::Unsubscribe { .. } => CallbackKind::Unsubscribe,
+        Push::Text { .. } => CallbackKind::Text,
+        Push::Other { .. } => CallbackKind::Other,
     }
 }
 

@@ -9,9 +9,12 @@
 pub mod labels;
 pub mod metric_names;
 
+pub use labels::{Finish, State};
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use labels::{CallbackKind, CallbackResult, LimitKind, LoginHow, TokenRefresh, WechatApi};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -75,49 +78,6 @@ struct Inner {
 /// Cheap to clone; all clones feed the same registry.
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
-
-/// How an attempt finished (the `outcome` label, see [`metric_names::OUTCOMES`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finish {
-    Reg,
-    Bound,
-    Expired,
-    Abandoned,
-    Discarded,
-}
-
-impl Finish {
-    pub fn label(self) -> &'static str {
-        match self {
-            Finish::Reg => "reg",
-            Finish::Bound => "bound",
-            Finish::Expired => "expired",
-            Finish::Abandoned => "abandoned",
-            Finish::Discarded => "discarded",
-        }
-    }
-}
-
-/// A login state as a label value (the engine maps its phases onto these; metrics know
-/// nothing of the engine's types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Loop,
-    NotReg,
-    Reg,
-    Expired,
-}
-
-impl State {
-    pub fn label(self) -> &'static str {
-        match self {
-            State::Loop => "loop",
-            State::NotReg => "not_reg",
-            State::Reg => "reg",
-            State::Expired => "expired",
-        }
-    }
-}
 
 fn utc_day() -> u64 {
     crate::wall::unix_secs() / 86_400
@@ -301,42 +261,41 @@ impl Metrics {
     /// Creates every known label set at 0: the configured apps (and their default
     /// scene type `web`) crossed with the fixed sets of [`metric_names`].
     pub fn preset(&self, apps: &[&str], sms_provider: &str, snapshot_store: &str) {
-        use metric_names::*;
         let m = &self.0;
         for app in apps {
             m.attempts_created.with_label_values(&[app, "web"]);
-            for s in LIVE_STATES {
-                m.live.with_label_values(&[app, s]);
+            for s in State::ALL.iter().filter(|s| s.is_live()) {
+                m.live.with_label_values(&[app, s.label()]);
             }
-            for (from, to) in TRANSITION_PAIRS {
-                m.transitions.with_label_values(&[app, from, to]);
+            for (from, to) in State::TRANSITIONS {
+                m.transitions.with_label_values(&[app, from.label(), to.label()]);
             }
-            for o in OUTCOMES {
-                m.finished.with_label_values(&[app, o]);
+            for o in Finish::ALL {
+                m.finished.with_label_values(&[app, o.label()]);
             }
-            for how in LOGIN_HOWS {
-                m.logins.with_label_values(&[app, how]);
-                m.scan_to_token.with_label_values(&[app, how]);
-                m.create_to_token.with_label_values(&[app, how]);
+            for how in LoginHow::ALL {
+                m.logins.with_label_values(&[app, how.label()]);
+                m.scan_to_token.with_label_values(&[app, how.label()]);
+                m.create_to_token.with_label_values(&[app, how.label()]);
             }
-            for kind in CALLBACK_KINDS {
-                m.callbacks.with_label_values(&[app, kind, "ok"]);
+            for kind in CallbackKind::ALL {
+                m.callbacks.with_label_values(&[app, kind.label(), CallbackResult::Ok.label()]);
             }
-            for result in CALLBACK_RESULTS.iter().filter(|r| **r != "ok") {
-                m.callbacks.with_label_values(&[app, "unknown", result]);
+            for result in CallbackResult::ALL.iter().filter(|r| **r != CallbackResult::Ok) {
+                m.callbacks.with_label_values(&[app, CallbackKind::Unknown.label(), result.label()]);
             }
             m.callback_duration.with_label_values(&[app]);
-            for api in WECHAT_APIS {
-                m.wechat_calls.with_label_values(&[app, api, "ok"]);
+            for api in WechatApi::ALL {
+                m.wechat_calls.with_label_values(&[app, api.label(), "ok"]);
             }
-            for result in ["ok", "error"] {
-                m.token_refreshes.with_label_values(&[app, result]);
+            for result in TokenRefresh::ALL {
+                m.token_refreshes.with_label_values(&[app, result.label()]);
             }
             m.qr_quota_used.with_label_values(&[app]);
             m.qr_quota_limit.with_label_values(&[app]);
         }
-        for api in WECHAT_APIS {
-            m.wechat_duration.with_label_values(&[api]);
+        for api in WechatApi::ALL {
+            m.wechat_duration.with_label_values(&[api.label()]);
         }
         for k in labels::PollKind::ALL {
             m.polls.with_label_values(&[k.label()]);
@@ -361,8 +320,8 @@ impl Metrics {
         for r in labels::CodeCheck::ALL {
             m.code_checks.with_label_values(&[r.label()]);
         }
-        for k in LIMIT_KINDS {
-            m.limits_hit.with_label_values(&[k]);
+        for k in LimitKind::ALL {
+            m.limits_hit.with_label_values(&[k.label()]);
         }
     }
 
@@ -409,7 +368,7 @@ impl Metrics {
     /// `n` attempts of `app` became live in state `to` at once (a restored page; negative:
     /// left it). Ended attempts are not live: `expired` moves nothing.
     pub fn live_added(&self, app: &str, to: State, n: i64) {
-        if to != State::Expired {
+        if to.is_live() {
             self.0.live.with_label_values(&[app, to.label()]).add(n);
         }
     }
@@ -448,12 +407,12 @@ impl Metrics {
 
     /// A token left the engine `since_create` after its QR was made and `since_scan`
     /// after WeChat's scan event (either unknown for an attempt restored from a snapshot).
-    pub fn token_latency(&self, app: &str, how: &str, since_create: Option<f64>, since_scan: Option<f64>) {
+    pub fn token_latency(&self, app: &str, how: LoginHow, since_create: Option<f64>, since_scan: Option<f64>) {
         if let Some(s) = since_create {
-            self.0.create_to_token.with_label_values(&[app, how]).observe(s);
+            self.0.create_to_token.with_label_values(&[app, how.label()]).observe(s);
         }
         if let Some(s) = since_scan {
-            self.0.scan_to_token.with_label_values(&[app, how]).observe(s);
+            self.0.scan_to_token.with_label_values(&[app, how.label()]).observe(s);
         }
     }
 
@@ -461,9 +420,9 @@ impl Metrics {
         self.0.polls.with_label_values(&[kind.label()]).inc();
     }
 
-    /// Publishes a configured capacity (`limit`: `live_attempts_max`, `long_polls_max`).
-    pub fn capacity(&self, limit: &str, value: usize) {
-        self.0.capacity.with_label_values(&[limit]).set(i64::try_from(value).unwrap_or(i64::MAX));
+    /// Publishes a configured capacity (`live_attempts_max`, `long_polls_max`).
+    pub fn capacity(&self, limit: LimitKind, value: usize) {
+        self.0.capacity.with_label_values(&[limit.label()]).set(i64::try_from(value).unwrap_or(i64::MAX));
     }
 
     /// Counts a held long poll until the guard drops.
@@ -472,18 +431,20 @@ impl Metrics {
         HoldGuard(self.0.held.clone())
     }
 
-    pub fn callback(&self, app: &str, kind: &str, result: &str, secs: f64) {
-        self.0.callbacks.with_label_values(&[app, kind, result]).inc();
+    pub fn callback(&self, app: &str, kind: CallbackKind, result: CallbackResult, secs: f64) {
+        self.0.callbacks.with_label_values(&[app, kind.label(), result.label()]).inc();
         self.0.callback_duration.with_label_values(&[app]).observe(secs);
     }
 
-    pub fn wechat_call(&self, app: &str, api: &str, result: &str, secs: f64) {
-        self.0.wechat_calls.with_label_values(&[app, api, result]).inc();
-        self.0.wechat_duration.with_label_values(&[api]).observe(secs);
+    /// One call to WeChat's `api`; `result`: `ok`, `errcode_N`, `transport` or
+    /// `bad_response` (the errcodes are WeChat's, not a set of ours).
+    pub fn wechat_call(&self, app: &str, api: WechatApi, result: &str, secs: f64) {
+        self.0.wechat_calls.with_label_values(&[app, api.label(), result]).inc();
+        self.0.wechat_duration.with_label_values(&[api.label()]).observe(secs);
     }
 
-    pub fn token_refresh(&self, app: &str, result: &str) {
-        self.0.token_refreshes.with_label_values(&[app, result]).inc();
+    pub fn token_refresh(&self, app: &str, result: TokenRefresh) {
+        self.0.token_refreshes.with_label_values(&[app, result.label()]).inc();
     }
 
     /// How long one round trip of the snapshot writer took (a batch, ok or failed).
@@ -574,12 +535,12 @@ impl Metrics {
         }
     }
 
-    pub fn limit_hit(&self, kind: &str) {
-        self.0.limits_hit.with_label_values(&[kind]).inc();
+    pub fn limit_hit(&self, kind: LimitKind) {
+        self.0.limits_hit.with_label_values(&[kind.label()]).inc();
     }
 
-    pub fn login(&self, app: &str, how: &str) {
-        self.0.logins.with_label_values(&[app, how]).inc();
+    pub fn login(&self, app: &str, how: LoginHow) {
+        self.0.logins.with_label_values(&[app, how.label()]).inc();
     }
 
     pub fn http(&self, route: &str, status: u16, secs: f64) {

@@ -233,7 +233,7 @@ impl ClusterEngine {
             return Ok(first);
         }
         let Ok(_permit) = self.0.holds.clone().try_acquire_owned() else {
-            self.0.metrics.limit_hit("long_polls_max");
+            self.0.metrics.limit_hit(crate::metrics::labels::LimitKind::LongPollsMax);
             return Ok(first);
         };
         self.0.metrics.poll(PollKind::Long);
@@ -297,7 +297,7 @@ impl ClusterEngine {
     pub(crate) fn hold_permit(&self) -> Option<OwnedSemaphorePermit> {
         let permit = self.0.holds.clone().try_acquire_owned().ok();
         if permit.is_none() {
-            self.0.metrics.limit_hit("long_polls_max");
+            self.0.metrics.limit_hit(crate::metrics::labels::LimitKind::LongPollsMax);
         }
         permit
     }
