@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::metrics::labels::{CodeCheck, LimitKind, LoginHow};
 use crate::net::ClientInfo;
 use crate::sms::SmsSender;
-use crate::store::{BindError, LoginRow, Users, unix_now};
+use crate::store::{BindError, LoginRow, Users};
 use crate::token::{Revocations, TokenIssuer};
 use crate::wechat::dedup::Dedup;
 use crate::wechat::{AppClient, WechatClient};
@@ -238,7 +238,7 @@ impl LoginService {
 
     /// The answer that hands out a token: written to the login audit first.
     async fn token_answer(&self, user: UserRef, how: LoginHow, app: &str, client: &ClientInfo) -> LoginStatus {
-        let issued = self.tokens.issue(&user.id, unix_now());
+        let issued = self.tokens.issue(&user.id, crate::wall::unix_secs());
         self.metrics.login(app, how);
         if let Err(e) =
             self.users.record_login(&user.id, app, how.label(), &client.ip.to_string(), &client.user_agent).await

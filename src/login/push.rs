@@ -18,7 +18,7 @@ use super::{LoginService, ScanResult};
 use crate::error::ApiError;
 use crate::ids::Scene;
 use crate::metrics::labels::CallbackKind;
-use crate::store::unix_now;
+use crate::wall::unix_secs;
 use crate::wechat::AppClient;
 use crate::wechat::dedup::{Claim, Dedup};
 use crate::wechat::xml::{Envelope, Push, text_reply};
@@ -97,7 +97,7 @@ impl LoginService {
 
     /// What one first delivery does; the passive reply XML (plaintext) or `None`.
     async fn handle_push(self: &Arc<Self>, app: &Arc<AppClient>, env: &Envelope) -> Result<Option<String>, ApiError> {
-        let reply = |text: &str| Some(text_reply(&env.from, &env.to, unix_now() as u64, text));
+        let reply = |text: &str| Some(text_reply(&env.from, &env.to, unix_secs(), text));
         match &env.push {
             Push::Subscribe { openid, scene: Some(s) } | Push::Scan { openid, scene: Some(s) } => {
                 if matches!(env.push, Push::Subscribe { .. }) {

@@ -95,7 +95,7 @@ async fn status(st: web::Data<State>, q: web::Query<StatusQuery>) -> HttpRespons
     };
     let mut body = json!({"status": phase, "state": state_name(phase)});
     if phase == REG {
-        let issued = st.tokens.issue("baseline-user", scanlogin::store::unix_now());
+        let issued = st.tokens.issue("baseline-user", scanlogin::wall::unix_secs());
         body["token"] = json!(issued.token);
         body["token_type"] = json!("Bearer");
     }
