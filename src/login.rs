@@ -1,7 +1,8 @@
 //! The login flow: what each API call and each WeChat push does, composed from the
 //! engine (attempt state), the user store, WeChat's API, SMS and tokens. It answers in
 //! domain terms ([`QrCode`], [`LoginStatus`], …); `crate::api` shapes the HTTP bodies.
-//! Pushes, their dedup and reply-time budget are in [`push`].
+//! Pushes, their dedup and reply-time budget are in [`push`]; event streams in [`events`];
+//! what operations ask (readiness, shutdown) in [`health`].
 //!
 //! Order matters for money and safety: the attempt is created before WeChat is asked
 //! for a QR code (a full engine spends no quota); `phone_taken` is checked before a
@@ -19,7 +20,7 @@ use crate::config::{LoginSettings, Settings};
 use crate::engine::{Event, LoginsHandle, Outcome, Phase, Reply, UserRef};
 use crate::error::ApiError;
 use crate::ids::{Phone, PollId, Scene, SceneType, SmsCode, mask_phone};
-use crate::limits::{Kind, Limits, Refused};
+use crate::limits::{HoldSlot, Kind, Limits, Refused};
 use crate::metrics::Metrics;
 use crate::metrics::labels::{CodeCheck, LimitKind, LoginHow};
 use crate::net::ClientInfo;
@@ -29,8 +30,12 @@ use crate::token::{Revocations, TokenIssuer};
 use crate::wechat::dedup::Dedup;
 use crate::wechat::{AppClient, WechatClient};
 
+mod events;
+mod health;
 mod push;
 
+pub use events::StatusEvents;
+pub use health::Readiness;
 pub use push::{PushAnswer, PushOutcome, PushPolicy, kind as push_kind};
 
 /// A new attempt's QR code, as WeChat made it.
@@ -151,11 +156,6 @@ impl LoginService {
         mac.finalize().into_bytes().into()
     }
 
-    /// The login engine (operations: readiness, event streams).
-    pub fn engine(&self) -> &LoginsHandle {
-        &self.engine
-    }
-
     /// The user database.
     pub fn users(&self) -> &Users {
         &self.users
@@ -164,11 +164,6 @@ impl LoginService {
     /// The configured official accounts.
     pub fn wechat(&self) -> &WechatClient {
         &self.wechat
-    }
-
-    /// Request limits and held-poll shares.
-    pub fn limits(&self) -> &Arc<Limits> {
-        &self.limits
     }
 
     pub fn long_poll_max(&self) -> Duration {
@@ -258,13 +253,19 @@ impl LoginService {
         }
     }
 
+    /// One of the held-poll slots of the client's address, for a held status poll or an
+    /// event stream alike; `None` when the address has none left.
+    fn hold_slot(&self, client: &ClientInfo) -> Option<HoldSlot> {
+        self.limits.hold(client.ip)
+    }
+
     /// `GET /api/v1/login/status`. A client over its held-poll share is answered at once.
     pub async fn status(&self, poll: &PollId, wait: Duration, client: &ClientInfo) -> Result<LoginStatus, ApiError> {
         let mut wait = wait.min(self.long_poll_max());
         let _slot = if wait.is_zero() {
             None
         } else {
-            let slot = self.limits.hold(client.bucket());
+            let slot = self.hold_slot(client);
             if slot.is_none() {
                 wait = Duration::ZERO;
             }
