@@ -34,7 +34,7 @@ pub async fn verify_url(
 ) -> Result<HttpResponse, ApiError> {
     let app = app(&state, &path)?;
     let q: PushQuery = query(&req)?;
-    if !callback::check_signature(&app.keys, &q) {
+    if callback::check_signature(&app.keys, &q).is_none() {
         state.metrics.callback(&app.name, CallbackKind::Verify, CallbackResult::BadSignature, 0.0);
         return Err(ApiError::Unauthorized);
     }
@@ -60,13 +60,13 @@ pub async fn callback(
         state.metrics.callback(&app.name, kind, result, start.elapsed().as_secs_f64())
     };
     // The signature is checked before the body is read: a forger costs nothing.
-    if !callback::check_signature(&app.keys, &q) {
+    let Some(signed) = callback::check_signature(&app.keys, &q) else {
         done(CallbackKind::Unknown, CallbackResult::BadSignature);
         return Err(ApiError::Unauthorized);
-    }
+    };
     let body = read_body(payload, CALLBACK_LIMIT).await?;
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidRequest("body is not UTF-8".into()))?;
-    let opened = match callback::open(&app.keys, &q, body) {
+    let opened = match callback::open(signed, body) {
         Ok(o) => o,
         Err(OpenError::Xml(XmlError::Dtd)) => {
             done(CallbackKind::Unknown, CallbackResult::Dtd);

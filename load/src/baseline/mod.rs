@@ -110,7 +110,7 @@ async fn callback_post(st: web::Data<State>, req: HttpRequest, body: String) -> 
     let Ok(q) = web::Query::<PushQuery>::from_query(req.query_string()) else {
         return HttpResponse::BadRequest().finish();
     };
-    let Ok(opened) = callback::open(&st.keys, &q, &body) else {
+    let Some(Ok(opened)) = callback::check_signature(&st.keys, &q).map(|signed| callback::open(signed, &body)) else {
         return HttpResponse::Unauthorized().json(json!({"error": "unauthorized"}));
     };
     let scanned = match &opened.envelope.push {
