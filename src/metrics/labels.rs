@@ -12,6 +12,8 @@ macro_rules! label_set {
 
         impl $name {
             pub const ALL: &[$name] = &[$($name::$variant),+];
+            /// The values' texts, in the order of `ALL`.
+            pub const LABELS: &[&str] = &[$($text),+];
 
             pub fn label(self) -> &'static str {
                 match self {
@@ -154,27 +156,23 @@ label_set! {
 mod tests {
     use super::*;
 
-    fn labels<T: Copy>(all: &[T], label: fn(T) -> &'static str) -> Vec<&'static str> {
-        all.iter().map(|l| label(*l)).collect()
-    }
-
     #[test]
     fn labels_are_distinct_snake_case() {
         let sets = [
-            labels(State::ALL, State::label),
-            labels(Finish::ALL, Finish::label),
-            labels(LoginHow::ALL, LoginHow::label),
-            labels(PollKind::ALL, PollKind::label),
-            labels(CodeCheck::ALL, CodeCheck::label),
-            labels(SnapshotWrite::ALL, SnapshotWrite::label),
-            labels(SnapshotOp::ALL, SnapshotOp::label),
-            labels(Restart::ALL, Restart::label),
-            labels(SmsResult::ALL, SmsResult::label),
-            labels(CallbackKind::ALL, CallbackKind::label),
-            labels(CallbackResult::ALL, CallbackResult::label),
-            labels(WechatApi::ALL, WechatApi::label),
-            labels(TokenRefresh::ALL, TokenRefresh::label),
-            labels(LimitKind::ALL, LimitKind::label),
+            State::LABELS,
+            Finish::LABELS,
+            LoginHow::LABELS,
+            PollKind::LABELS,
+            CodeCheck::LABELS,
+            SnapshotWrite::LABELS,
+            SnapshotOp::LABELS,
+            Restart::LABELS,
+            SmsResult::LABELS,
+            CallbackKind::LABELS,
+            CallbackResult::LABELS,
+            WechatApi::LABELS,
+            TokenRefresh::LABELS,
+            LimitKind::LABELS,
         ];
         for set in sets {
             assert!(set.iter().all(|l| l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')), "{set:?}");

@@ -120,19 +120,19 @@ fn typed_label_sets_are_pre_created_and_listed_in_the_readme() {
     let readme = include_str!("../../README.md");
     let text = preset().render();
     let sets: Vec<(&str, Vec<&str>)> = vec![
-        ("scanlogin_polls_total", PollKind::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_code_checks_total", CodeCheck::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_snapshot_writes_total", SnapshotWrite::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_snapshot_errors_total", SnapshotOp::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_attempt_restarts_total", Restart::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_sms_sent_total", SmsResult::ALL.iter().map(|l| l.label()).collect()),
+        ("scanlogin_polls_total", PollKind::LABELS.to_vec()),
+        ("scanlogin_code_checks_total", CodeCheck::LABELS.to_vec()),
+        ("scanlogin_snapshot_writes_total", SnapshotWrite::LABELS.to_vec()),
+        ("scanlogin_snapshot_errors_total", SnapshotOp::LABELS.to_vec()),
+        ("scanlogin_attempt_restarts_total", Restart::LABELS.to_vec()),
+        ("scanlogin_sms_sent_total", SmsResult::LABELS.to_vec()),
         ("scanlogin_live_attempts", State::ALL.iter().filter(|s| s.is_live()).map(|l| l.label()).collect()),
-        ("scanlogin_attempts_finished_total", Finish::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_logins_total", LoginHow::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_callbacks_total", CallbackKind::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_callbacks_total", CallbackResult::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_wechat_api_calls_total", WechatApi::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_access_token_refreshes_total", TokenRefresh::ALL.iter().map(|l| l.label()).collect()),
+        ("scanlogin_attempts_finished_total", Finish::LABELS.to_vec()),
+        ("scanlogin_logins_total", LoginHow::LABELS.to_vec()),
+        ("scanlogin_callbacks_total", CallbackKind::LABELS.to_vec()),
+        ("scanlogin_callbacks_total", CallbackResult::LABELS.to_vec()),
+        ("scanlogin_wechat_api_calls_total", WechatApi::LABELS.to_vec()),
+        ("scanlogin_access_token_refreshes_total", TokenRefresh::LABELS.to_vec()),
     ];
     let pre_created = |metric: &str, v: &str| {
         let series = format!("=\"{v}\"");
