@@ -1,7 +1,8 @@
 //! The login flow: what each API call and each WeChat push does, composed from the
 //! engine (attempt state), the user store, WeChat's API, SMS and tokens. It answers in
 //! domain terms ([`QrCode`], [`LoginStatus`], …); `crate::api` shapes the HTTP bodies.
-//! Pushes, their dedup and reply-time budget are in [`push`].
+//! Pushes, their dedup and reply-time budget are in [`push`]; event streams in [`events`];
+//! what operations ask (readiness, shutdown) in [`health`].
 //!
 //! Order matters for money and safety: the attempt is created before WeChat is asked
 //! for a QR code (a full engine spends no quota); `phone_taken` is checked before a
@@ -19,18 +20,22 @@ use crate::config::{LoginSettings, Settings};
 use crate::engine::{Event, LoginsHandle, Outcome, Phase, Reply, UserRef};
 use crate::error::ApiError;
 use crate::ids::{Phone, PollId, Scene, SceneType, SmsCode, mask_phone};
-use crate::limits::{Kind, Limits, Refused};
+use crate::limits::{HoldSlot, Kind, Limits, Refused};
 use crate::metrics::Metrics;
-use crate::metrics::labels::CodeCheck;
+use crate::metrics::labels::{CodeCheck, LimitKind, LoginHow};
 use crate::net::ClientInfo;
 use crate::sms::SmsSender;
-use crate::store::{BindError, LoginRow, Users, unix_now};
+use crate::store::{BindError, LoginRow, Users};
 use crate::token::{Revocations, TokenIssuer};
 use crate::wechat::dedup::Dedup;
 use crate::wechat::{AppClient, WechatClient};
 
+mod events;
+mod health;
 mod push;
 
+pub use events::StatusEvents;
+pub use health::Readiness;
 pub use push::{PushAnswer, PushOutcome, PushPolicy, kind as push_kind};
 
 /// A new attempt's QR code, as WeChat made it.
@@ -151,11 +156,6 @@ impl LoginService {
         mac.finalize().into_bytes().into()
     }
 
-    /// The login engine (operations: readiness, event streams).
-    pub fn engine(&self) -> &LoginsHandle {
-        &self.engine
-    }
-
     /// The user database.
     pub fn users(&self) -> &Users {
         &self.users
@@ -164,11 +164,6 @@ impl LoginService {
     /// The configured official accounts.
     pub fn wechat(&self) -> &WechatClient {
         &self.wechat
-    }
-
-    /// Request limits and held-poll shares.
-    pub fn limits(&self) -> &Arc<Limits> {
-        &self.limits
     }
 
     pub fn long_poll_max(&self) -> Duration {
@@ -199,7 +194,7 @@ impl LoginService {
             .engine
             .create(&app.name, Duration::from_secs(ttl))
             .await
-            .inspect_err(|_| self.metrics.limit_hit("live_attempts_max"))?;
+            .inspect_err(|_| self.metrics.limit_hit(LimitKind::LiveAttemptsMax))?;
         if let Err(r) = self.limits.hit(Kind::QrPerApp, &app.name).await {
             let _ = self.engine.apply(&created.poll, Event::Discard).await;
             return Err(limited(r));
@@ -237,10 +232,12 @@ impl LoginService {
     }
 
     /// The answer that hands out a token: written to the login audit first.
-    async fn token_answer(&self, user: UserRef, how: &str, app: &str, client: &ClientInfo) -> LoginStatus {
-        let issued = self.tokens.issue(&user.id, unix_now());
+    async fn token_answer(&self, user: UserRef, how: LoginHow, app: &str, client: &ClientInfo) -> LoginStatus {
+        let issued = self.tokens.issue(&user.id, crate::wall::unix_secs());
         self.metrics.login(app, how);
-        if let Err(e) = self.users.record_login(&user.id, app, how, &client.ip.to_string(), &client.user_agent).await {
+        if let Err(e) =
+            self.users.record_login(&user.id, app, how.label(), &client.ip.to_string(), &client.user_agent).await
+        {
             // The attempt is already consumed: losing the audit row beats losing the login.
             tracing::error!(error = %e, "could not record a login in the audit");
         }
@@ -256,13 +253,19 @@ impl LoginService {
         }
     }
 
+    /// One of the held-poll slots of the client's address, for a held status poll or an
+    /// event stream alike; `None` when the address has none left.
+    fn hold_slot(&self, client: &ClientInfo) -> Option<HoldSlot> {
+        self.limits.hold(client.ip)
+    }
+
     /// `GET /api/v1/login/status`. A client over its held-poll share is answered at once.
     pub async fn status(&self, poll: &PollId, wait: Duration, client: &ClientInfo) -> Result<LoginStatus, ApiError> {
         let mut wait = wait.min(self.long_poll_max());
         let _slot = if wait.is_zero() {
             None
         } else {
-            let slot = self.limits.hold(client.bucket());
+            let slot = self.hold_slot(client);
             if slot.is_none() {
                 wait = Duration::ZERO;
             }
@@ -277,7 +280,7 @@ impl LoginService {
     pub async fn answer(&self, o: Outcome, client: &ClientInfo) -> LoginStatus {
         let app = o.detail.as_ref().map(|d| d.app.clone()).unwrap_or_default();
         match (o.reply, o.phase) {
-            (Reply::Token(user), _) => self.token_answer(user, "scan", &app, client).await,
+            (Reply::Token(user), _) => self.token_answer(user, LoginHow::Scan, &app, client).await,
             (_, phase @ (Phase::Loop | Phase::NotReg)) => {
                 LoginStatus { phase, expires_in: Some(o.expires_in), login: None }
             }
@@ -303,7 +306,7 @@ impl LoginService {
         match reply {
             Reply::Expired => ApiError::Expired,
             Reply::RateLimited { retry_after_secs } => {
-                self.metrics.limit_hit("sms_per_attempt");
+                self.metrics.limit_hit(LimitKind::SmsPerAttempt);
                 ApiError::RateLimited { what: "too many codes for this login; wait".into(), retry_after_secs }
             }
             Reply::InvalidCode { attempts_left } | Reply::NoCodeForPhone { attempts_left } => {
@@ -418,7 +421,7 @@ impl LoginService {
         self.enrich_later(app, &openid);
         let o = self.engine.apply(poll, Event::Bound { user }).await?;
         match o.reply {
-            Reply::Token(user) => Ok(self.token_answer(user, "bind", &app.name, client).await),
+            Reply::Token(user) => Ok(self.token_answer(user, LoginHow::Bind, &app.name, client).await),
             other => Err(self.refused(other, "binding a phone")),
         }
     }

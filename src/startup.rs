@@ -30,6 +30,7 @@ use crate::kv::Kv;
 use crate::limits::Limits;
 use crate::login::LoginService;
 use crate::metrics::Metrics;
+use crate::metrics::labels::LimitKind;
 use crate::net::ClientIpPolicy;
 use crate::pages;
 use crate::sandbox::{self, Sandbox, SandboxState};
@@ -102,8 +103,8 @@ fn metrics_for(settings: &Settings) -> Metrics {
     let metrics = Metrics::new();
     let app_names: Vec<&str> = settings.wechat.apps.iter().map(|a| a.name.as_str()).collect();
     metrics.preset(&app_names, settings.sms.provider.name(), settings.storage.snapshots.name());
-    metrics.capacity("live_attempts_max", settings.limits.live_attempts_max);
-    metrics.capacity("long_polls_max", settings.limits.long_polls_max);
+    metrics.capacity(LimitKind::LiveAttemptsMax, settings.limits.live_attempts_max);
+    metrics.capacity(LimitKind::LongPollsMax, settings.limits.long_polls_max);
     metrics.qr_quota_limit(&app_names, settings.limits.qr_per_app_per_day);
     metrics
 }

@@ -1,14 +1,13 @@
 //! `GET /api/v1/login/events`: the status answers pushed as server-sent events.
 //!
-//! The stream is an engine [`Subscription`] turned into `text/event-stream` frames: the
+//! The login service's [`StatusEvents`] turned into `text/event-stream` frames: the
 //! first event is the current state, then one per change; after a terminal answer
 //! (`reg` with its token, or `expired`) the body ends and the connection closes. Between
 //! events a `: ping` comment every `login.events_ping_secs` keeps proxies from closing an
-//! idle connection. A stream is a held long poll for the limits: it takes one of the
-//! address's held-poll slots and one of the server-wide permits for as long as it lives.
+//! idle connection. Whether a stream may be held at all is the service's policy
+//! ([`crate::login::LoginService::events`]).
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -20,15 +19,8 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use super::answers::StatusAnswer;
 use super::login::poll_id;
 use super::{AppState, client, query};
-use crate::engine::Subscription;
 use crate::error::ApiError;
-use crate::limits::HoldSlot;
-use crate::login::LoginService;
-use crate::net::ClientInfo;
-
-/// `Retry-After` of a stream refused for the address's held-poll cap. Held streams end
-/// when their attempt does (minutes away), so asking again within a second is pointless.
-const HELD_RETRY_AFTER_SECS: u64 = 5;
+use crate::login::StatusEvents;
 
 const PING: &[u8] = b": ping\n\n";
 
@@ -64,18 +56,11 @@ fn frame(answer: &StatusAnswer) -> web::Bytes {
 pub async fn events(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q: EventsQuery = query(&req)?;
     let poll = poll_id(&q.uuid)?;
-    let client = client(&req, &state);
-    let slot = state.login.limits().hold(client.ip).ok_or_else(|| ApiError::RateLimited {
-        what: "too many held polls and event streams from this address".into(),
-        retry_after_secs: HELD_RETRY_AFTER_SECS,
-    })?;
-    let mut sub = state.login.engine().subscribe(&poll)?;
-    let first = sub.next().await?.ok_or_else(|| ApiError::internal("a new subscription tells nothing"))?;
-    let first = frame(&state.login.answer(first, &client).await.into());
+    let (first, events) = state.login.events(&poll, client(&req, &state)).await?;
     let period = Duration::from_secs(state.settings.login.events_ping_secs);
     let mut ping = tokio::time::interval_at(Instant::now() + period, period);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let feed = Feed { login: state.login.clone(), sub, client, ping, first: Some(first), _slot: slot };
+    let feed = Feed { events, ping, first: Some(frame(&first.into())) };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -84,14 +69,11 @@ pub async fn events(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
         .streaming(feed.into_stream()))
 }
 
-/// One open stream: what it tells, to whom, and the slot it holds.
+/// One open stream: the statuses it tells and its heartbeat.
 struct Feed {
-    login: Arc<LoginService>,
-    sub: Subscription,
-    client: ClientInfo,
+    events: StatusEvents,
     ping: Interval,
     first: Option<web::Bytes>,
-    _slot: HoldSlot,
 }
 
 impl Feed {
@@ -102,23 +84,23 @@ impl Feed {
         })
     }
 
-    /// The next chunk to send; `None` ends the body. An engine error mid-stream ends it
-    /// too: a client that reconnects (as `EventSource` does) gets a plain error answer.
+    /// The next chunk to send; `None` ends the body. An error mid-stream ends it too: a
+    /// client that reconnects (as `EventSource` does) gets a plain error answer.
     async fn step(&mut self) -> Option<web::Bytes> {
         if let Some(first) = self.first.take() {
             return Some(first);
         }
         loop {
-            if self.sub.finished() {
+            if self.events.finished() {
                 return None;
             }
             // Only the wait races the heartbeat: a claim in flight may carry the token.
             tokio::select! {
-                r = self.sub.changed() => r.ok()?,
+                r = self.events.changed() => r.ok()?,
                 _ = self.ping.tick() => return Some(web::Bytes::from_static(PING)),
             }
-            if let Some(o) = self.sub.next().await.ok()? {
-                return Some(frame(&self.login.answer(o, &self.client).await.into()));
+            if let Some(status) = self.events.next().await.ok()? {
+                return Some(frame(&status.into()));
             }
         }
     }

@@ -136,7 +136,7 @@ pub async fn observe(
     let node = state.as_ref().map(|s| s.node.clone()).unwrap_or_default();
     let id = request_id(&req);
     let span = tracing::info_span!("request", id = %id, node = %node, method = %req.method(), path = %req.path());
-    let closing = |s: &Option<web::Data<AppState>>| s.as_ref().is_some_and(|s| s.login.engine().is_closing());
+    let closing = |s: &Option<web::Data<AppState>>| s.as_ref().is_some_and(|s| s.login.is_closing());
     let mut res = next.call(req).instrument(span).await?;
     // Draining (SIGTERM): no connection outlives its current answer, so a proxy sends its
     // next request to another node (this one no longer accepts), and the stop never has

@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
+use crate::login::Readiness;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
@@ -16,32 +17,14 @@ pub async fn healthz() -> HttpResponse {
 /// store by its name: `redis`, `sqlite`), or says how many attempts a restore has
 /// brought back so far while it runs.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let engine = state.login.engine();
-    let store = engine.store_health();
-    let mut failing = Vec::new();
-    if !store.up {
-        failing.push(store.store);
-    }
-    if let Some(n) = engine.recovering() {
-        return HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "1"))
-            .json(json!({"status": "recovering", "recovering": n, "failing": failing}));
-    }
-    let db_ok = state.login.users().db().ping().await;
-    let engine_ok = engine.responsive().await;
-    if !db_ok {
-        failing.push("database");
-    }
-    if !engine_ok {
-        failing.push("engine");
-    }
-    if failing.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "ready"}))
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "1"))
-            .json(json!({"status": "not_ready", "failing": failing}))
-    }
+    let body = match state.login.readiness().await {
+        Readiness::Ready => return HttpResponse::Ok().json(json!({"status": "ready"})),
+        Readiness::Recovering { restored, failing } => {
+            json!({"status": "recovering", "recovering": restored, "failing": failing})
+        }
+        Readiness::NotReady { failing } => json!({"status": "not_ready", "failing": failing}),
+    };
+    HttpResponse::ServiceUnavailable().insert_header(("Retry-After", "1")).json(body)
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -13,6 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{AppState, CALLBACK_LIMIT, query, read_body};
 use crate::error::ApiError;
 use crate::login::{self, PushAnswer};
+use crate::metrics::labels::{CallbackKind, CallbackResult};
 use crate::wechat::AppClient;
 use crate::wechat::callback::{self, OpenError, PushQuery};
 use crate::wechat::xml::XmlError;
@@ -33,15 +34,15 @@ pub async fn verify_url(
 ) -> Result<HttpResponse, ApiError> {
     let app = app(&state, &path)?;
     let q: PushQuery = query(&req)?;
-    if !callback::check_signature(&app.keys, &q) {
-        state.metrics.callback(&app.name, "verify", "bad_signature", 0.0);
+    if callback::check_signature(&app.keys, &q).is_none() {
+        state.metrics.callback(&app.name, CallbackKind::Verify, CallbackResult::BadSignature, 0.0);
         return Err(ApiError::Unauthorized);
     }
     let echo = q.echostr.unwrap_or_default();
     if echo.len() > 256 {
         return Err(ApiError::InvalidRequest("echostr too long".into()));
     }
-    state.metrics.callback(&app.name, "verify", "ok", 0.0);
+    state.metrics.callback(&app.name, CallbackKind::Verify, CallbackResult::Ok, 0.0);
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(echo))
 }
 
@@ -55,31 +56,32 @@ pub async fn callback(
     let start = Instant::now();
     let app = app(&state, &path)?;
     let q: PushQuery = query(&req)?;
-    let done =
-        |kind: &str, result: &str| state.metrics.callback(&app.name, kind, result, start.elapsed().as_secs_f64());
+    let done = |kind: CallbackKind, result: CallbackResult| {
+        state.metrics.callback(&app.name, kind, result, start.elapsed().as_secs_f64())
+    };
     // The signature is checked before the body is read: a forger costs nothing.
-    if !callback::check_signature(&app.keys, &q) {
-        done("unknown", "bad_signature");
+    let Some(signed) = callback::check_signature(&app.keys, &q) else {
+        done(CallbackKind::Unknown, CallbackResult::BadSignature);
         return Err(ApiError::Unauthorized);
-    }
+    };
     let body = read_body(payload, CALLBACK_LIMIT).await?;
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidRequest("body is not UTF-8".into()))?;
-    let opened = match callback::open(&app.keys, &q, body) {
+    let opened = match callback::open(signed, body) {
         Ok(o) => o,
         Err(OpenError::Xml(XmlError::Dtd)) => {
-            done("unknown", "dtd");
+            done(CallbackKind::Unknown, CallbackResult::Dtd);
             return Err(ApiError::InvalidRequest("DTDs and entity declarations are not accepted".into()));
         }
         Err(OpenError::Xml(e)) => {
-            done("unknown", "bad_xml");
+            done(CallbackKind::Unknown, CallbackResult::BadXml);
             return Err(ApiError::InvalidRequest(e.to_string()));
         }
         Err(OpenError::BadSignature | OpenError::NotEncrypted) => {
-            done("unknown", "bad_signature");
+            done(CallbackKind::Unknown, CallbackResult::BadSignature);
             return Err(ApiError::Unauthorized);
         }
         Err(OpenError::Decrypt) => {
-            done("unknown", "decrypt_error");
+            done(CallbackKind::Unknown, CallbackResult::DecryptError);
             return Err(ApiError::Unauthorized);
         }
     };
@@ -91,22 +93,22 @@ pub async fn callback(
     };
     match state.login.on_push(app, opened.envelope.clone(), &key).await {
         Ok(PushAnswer::Done(reply)) => {
-            done(kind, "ok");
+            done(kind, CallbackResult::Ok);
             Ok(seal(reply.as_deref()))
         }
         Ok(PushAnswer::Duplicate(reply)) => {
-            done(kind, "duplicate");
+            done(kind, CallbackResult::Duplicate);
             Ok(seal(reply.as_deref()))
         }
         Ok(PushAnswer::NotStored) => {
-            done(kind, "late");
+            done(kind, CallbackResult::Late);
             // No `success`: WeChat's documented resend is for "no answer within 5 s", so
             // none comes before that; a client that waits longer learns it was refused.
             tokio::time::sleep_until((start + WECHAT_WAIT).into()).await;
             Err(ApiError::Overloaded { retry_after_secs: 1 })
         }
         Err(e) => {
-            done(kind, "error");
+            done(kind, CallbackResult::Error);
             Err(e)
         }
     }

@@ -8,6 +8,7 @@
 
 use super::labels::finish;
 use super::state::{Actions, AttemptState, Event, Phase};
+use crate::metrics::labels::LoginHow;
 use crate::metrics::{Metrics, State};
 
 /// A new attempt of `app` is live (in `loop`).
@@ -29,7 +30,7 @@ pub fn committed(
         metrics.transition(app, before.into(), after.phase.into());
     }
     if actions.hand_out {
-        let how = if matches!(event, Event::Bound { .. }) { "bind" } else { "scan" };
+        let how = if matches!(event, Event::Bound { .. }) { LoginHow::Bind } else { LoginHow::Scan };
         let since = |t: Option<u64>| t.map(|t| now_ms.saturating_sub(t) as f64 / 1000.0);
         metrics.token_latency(app, how, since(after.created_ms), since(after.scanned_ms));
     }

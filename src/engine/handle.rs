@@ -26,7 +26,7 @@ use super::subscription::{Subscription, Watcher, Woken};
 use crate::ids::{PollId, Scene};
 use crate::kv::Kv;
 use crate::metrics::Metrics;
-use crate::metrics::labels::PollKind;
+use crate::metrics::labels::{LimitKind, PollKind};
 
 #[derive(Clone)]
 pub struct LoginsHandle(Arc<Policy>);
@@ -156,7 +156,7 @@ impl LoginsHandle {
     fn hold_permit(&self) -> Option<OwnedSemaphorePermit> {
         let permit = self.0.holds.clone().try_acquire_owned().ok();
         if permit.is_none() {
-            self.0.metrics.limit_hit("long_polls_max");
+            self.0.metrics.limit_hit(LimitKind::LongPollsMax);
         }
         permit
     }

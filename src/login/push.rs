@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use super::{LoginService, ScanResult};
 use crate::error::ApiError;
 use crate::ids::Scene;
-use crate::store::unix_now;
+use crate::metrics::labels::CallbackKind;
+use crate::wall::unix_secs;
 use crate::wechat::AppClient;
 use crate::wechat::dedup::{Claim, Dedup};
 use crate::wechat::xml::{Envelope, Push, text_reply};
@@ -45,13 +46,13 @@ pub struct PushPolicy {
 }
 
 /// The metric `kind` label of a push.
-pub fn kind(push: &Push) -> &'static str {
+pub fn kind(push: &Push) -> CallbackKind {
     match push {
-        Push::Subscribe { .. } => "subscribe",
-        Push::Scan { .. } => "scan",
-        Push::Unsubscribe { .. } => "unsubscribe",
-        Push::Text { .. } => "text",
-        Push::Other { .. } => "other",
+        Push::Subscribe { .. } => CallbackKind::Subscribe,
+        Push::Scan { .. } => CallbackKind::Scan,
+        Push::Unsubscribe { .. } => CallbackKind::Unsubscribe,
+        Push::Text { .. } => CallbackKind::Text,
+        Push::Other { .. } => CallbackKind::Other,
     }
 }
 
@@ -96,7 +97,7 @@ impl LoginService {
 
     /// What one first delivery does; the passive reply XML (plaintext) or `None`.
     async fn handle_push(self: &Arc<Self>, app: &Arc<AppClient>, env: &Envelope) -> Result<Option<String>, ApiError> {
-        let reply = |text: &str| Some(text_reply(&env.from, &env.to, unix_now() as u64, text));
+        let reply = |text: &str| Some(text_reply(&env.from, &env.to, unix_secs(), text));
         match &env.push {
             Push::Subscribe { openid, scene: Some(s) } | Push::Scan { openid, scene: Some(s) } => {
                 if matches!(env.push, Push::Subscribe { .. }) {

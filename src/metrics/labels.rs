@@ -12,6 +12,8 @@ macro_rules! label_set {
 
         impl $name {
             pub const ALL: &[$name] = &[$($name::$variant),+];
+            /// The values' texts, in the order of `ALL`.
+            pub const LABELS: &[&str] = &[$($text),+];
 
             pub fn label(self) -> &'static str {
                 match self {
@@ -20,6 +22,42 @@ macro_rules! label_set {
             }
         }
     };
+}
+
+label_set! {
+    /// An attempt's state (`scanlogin_live_attempts{state}`, `scanlogin_transitions_total{from,to}`):
+    /// the engine maps its phases onto these, so metrics know nothing of the engine's types.
+    State { Loop => "loop", NotReg => "not_reg", Reg => "reg", Expired => "expired" }
+}
+
+impl State {
+    /// `expired` is not live: it has no `scanlogin_live_attempts` series.
+    pub fn is_live(self) -> bool {
+        self != State::Expired
+    }
+
+    /// The transitions the state machine can make, as (from, to).
+    pub const TRANSITIONS: &[(State, State)] = &[
+        (State::Loop, State::NotReg),
+        (State::Loop, State::Reg),
+        (State::Loop, State::Expired),
+        (State::NotReg, State::Expired),
+        (State::Reg, State::Expired),
+    ];
+}
+
+label_set! {
+    /// `scanlogin_attempts_finished_total{outcome}`: a token after a registered scan
+    /// (`reg`) or after a phone bind (`bound`); the timer ran out before anyone scanned
+    /// (`expired`) or after a scan without a login (`abandoned`); the service gave it up
+    /// (`discarded`).
+    Finish { Reg => "reg", Bound => "bound", Expired => "expired", Abandoned => "abandoned", Discarded => "discarded" }
+}
+
+label_set! {
+    /// `how` of `scanlogin_logins_total` and the login latencies (also the login audit's
+    /// `how`): in the answer to a poll after a scan, or to a bind.
+    LoginHow { Scan => "scan", Bind => "bind" }
 }
 
 label_set! {
@@ -55,21 +93,91 @@ label_set! {
     SmsResult { Ok => "ok", Failed => "failed" }
 }
 
+label_set! {
+    /// `scanlogin_callbacks_total{kind}`: the kind of WeChat push; `verify` for the URL
+    /// check (GET); `unknown` when the push was refused before it was read.
+    CallbackKind {
+        Verify => "verify",
+        Subscribe => "subscribe",
+        Scan => "scan",
+        Unsubscribe => "unsubscribe",
+        Text => "text",
+        Other => "other",
+        Unknown => "unknown",
+    }
+}
+
+label_set! {
+    /// `scanlogin_callbacks_total{result}`.
+    CallbackResult {
+        Ok => "ok",
+        BadSignature => "bad_signature",
+        Duplicate => "duplicate",
+        DecryptError => "decrypt_error",
+        Late => "late",
+        BadXml => "bad_xml",
+        Dtd => "dtd",
+        Error => "error",
+    }
+}
+
+label_set! {
+    /// `scanlogin_wechat_api_calls_total{api}`: the WeChat APIs the client calls.
+    WechatApi { Token => "token", QrcodeCreate => "qrcode_create", Showqrcode => "showqrcode", UserInfo => "user_info" }
+}
+
+label_set! {
+    /// `scanlogin_access_token_refreshes_total{result}`.
+    TokenRefresh { Ok => "ok", Error => "error" }
+}
+
+label_set! {
+    /// `scanlogin_limits_hit_total{kind}` (and `scanlogin_capacity{limit}` for the two
+    /// capacities): the limits that refuse requests, named like their configuration keys.
+    /// The request limits of [`crate::limits::Kind`] take their names from here.
+    LimitKind {
+        LiveAttemptsMax => "live_attempts_max",
+        LongPollsMax => "long_polls_max",
+        LongPollsPerIp => "long_polls_per_ip",
+        SmsPerAttempt => "sms_per_attempt",
+        QrPerIp => "qr_per_ip",
+        QrPerIpPerDay => "qr_per_ip_per_day",
+        QrPerApp => "qr_per_app",
+        SmsResend => "sms_resend",
+        SmsPerPhone => "sms_per_phone",
+        SmsPerIp => "sms_per_ip",
+        CodeFailuresPerPhone => "code_failures_per_phone",
+        BindPerAttempt => "bind_per_attempt",
+        BindPerIp => "bind_per_ip",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn labels_are_distinct_snake_case() {
-        let all: Vec<&str> = PollKind::ALL
-            .iter()
-            .map(|l| l.label())
-            .chain(CodeCheck::ALL.iter().map(|l| l.label()))
-            .chain(SnapshotWrite::ALL.iter().map(|l| l.label()))
-            .chain(SnapshotOp::ALL.iter().map(|l| l.label()))
-            .chain(Restart::ALL.iter().map(|l| l.label()))
-            .chain(SmsResult::ALL.iter().map(|l| l.label()))
-            .collect();
-        assert!(all.iter().all(|l| l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')), "{all:?}");
+        let sets = [
+            State::LABELS,
+            Finish::LABELS,
+            LoginHow::LABELS,
+            PollKind::LABELS,
+            CodeCheck::LABELS,
+            SnapshotWrite::LABELS,
+            SnapshotOp::LABELS,
+            Restart::LABELS,
+            SmsResult::LABELS,
+            CallbackKind::LABELS,
+            CallbackResult::LABELS,
+            WechatApi::LABELS,
+            TokenRefresh::LABELS,
+            LimitKind::LABELS,
+        ];
+        for set in sets {
+            assert!(set.iter().all(|l| l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')), "{set:?}");
+            let distinct: std::collections::HashSet<_> = set.iter().collect();
+            assert_eq!(distinct.len(), set.len(), "{set:?}");
+        }
     }
 }

@@ -1,8 +1,8 @@
-//! The metric catalogue's names and the fixed label-value sets, in one place.
+//! The metric catalogue's names, in one place (the label-value sets are [`super::labels`]).
 //!
 //! Every name carries the `scanlogin_` prefix; the README's "Operations" table lists each
 //! one (a test keeps the two in step). No label ever holds a poll id, scene, openid or
-//! phone: values come from configuration (app names) or the small sets below.
+//! phone: values come from configuration (app names) or the small sets of [`super::labels`].
 
 pub const ATTEMPTS_CREATED: &str = "scanlogin_attempts_created_total";
 pub const LIVE_ATTEMPTS: &str = "scanlogin_live_attempts";
@@ -98,40 +98,6 @@ pub const ALL: &[&str] = &[
 /// Label names that would leak an identity or explode cardinality; none may be used.
 pub const FORBIDDEN_LABELS: &[&str] = &["uuid", "poll", "scene", "openid", "phone", "user", "token", "ip"];
 
-/// The live states of an attempt (`expired` is not live).
-pub const LIVE_STATES: &[&str] = &["loop", "not_reg", "reg"];
-/// The transitions the state machine can make, as (from, to).
-pub const TRANSITION_PAIRS: &[(&str, &str)] =
-    &[("loop", "not_reg"), ("loop", "reg"), ("loop", "expired"), ("not_reg", "expired"), ("reg", "expired")];
-/// How an attempt finished: a token after a registered scan (`reg`) or after a phone
-/// bind (`bound`); the timer ran out before anyone scanned (`expired`) or after a scan
-/// without a login (`abandoned`); the service gave it up (`discarded`).
-pub const OUTCOMES: &[&str] = &["reg", "bound", "expired", "abandoned", "discarded"];
-/// How a token was handed out: in the answer to a poll after a scan, or to a bind.
-pub const LOGIN_HOWS: &[&str] = &["scan", "bind"];
-/// Kinds of WeChat push; `unknown` when the push was refused before it was read.
-pub const CALLBACK_KINDS: &[&str] = &["verify", "subscribe", "scan", "unsubscribe", "text", "other", "unknown"];
-pub const CALLBACK_RESULTS: &[&str] =
-    &["ok", "bad_signature", "duplicate", "decrypt_error", "late", "bad_xml", "dtd", "error"];
-/// The WeChat APIs the client calls.
-pub const WECHAT_APIS: &[&str] = &["token", "qrcode_create", "showqrcode", "user_info"];
-/// Limits that refuse requests, named like their configuration keys.
-pub const LIMIT_KINDS: &[&str] = &[
-    "live_attempts_max",
-    "long_polls_max",
-    "long_polls_per_ip",
-    "sms_per_attempt",
-    // The names of `limits::Kind` (a test there keeps the two in step).
-    "qr_per_ip",
-    "qr_per_ip_per_day",
-    "qr_per_app",
-    "sms_resend",
-    "sms_per_phone",
-    "sms_per_ip",
-    "code_failures_per_phone",
-    "bind_per_attempt",
-    "bind_per_ip",
-];
 /// Distinct `scene_type` values counted by name; later ones are counted as `other`
 /// (scene types come from requests, so their number must be capped).
 pub const SCENE_TYPES_MAX: usize = 16;

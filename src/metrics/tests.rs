@@ -8,7 +8,7 @@ use super::metric_names::{self, ALL, FORBIDDEN_LABELS};
 fn preset() -> Metrics {
     let m = Metrics::new();
     m.preset(&["default", "tv"], "log", "sqlite");
-    m.capacity("live_attempts_max", 2_000_000);
+    m.capacity(super::labels::LimitKind::LiveAttemptsMax, 2_000_000);
     m.node("node-1");
     m
 }
@@ -90,8 +90,8 @@ fn scene_types_from_requests_are_capped() {
 #[test]
 fn token_latency_and_snapshot_hooks_record() {
     let m = preset();
-    m.token_latency("default", "scan", Some(2.0), Some(0.004));
-    m.token_latency("default", "bind", None, Some(30.0));
+    m.token_latency("default", super::labels::LoginHow::Scan, Some(2.0), Some(0.004));
+    m.token_latency("default", super::labels::LoginHow::Bind, None, Some(30.0));
     m.snapshot_write_took(0.0002);
     m.snapshot_written("sqlite", super::labels::SnapshotWrite::Ok, 1);
     m.snapshot_error("sqlite", super::labels::SnapshotOp::Write);
@@ -120,13 +120,27 @@ fn typed_label_sets_are_pre_created_and_listed_in_the_readme() {
     let readme = include_str!("../../README.md");
     let text = preset().render();
     let sets: Vec<(&str, Vec<&str>)> = vec![
-        ("scanlogin_polls_total", PollKind::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_code_checks_total", CodeCheck::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_snapshot_writes_total", SnapshotWrite::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_snapshot_errors_total", SnapshotOp::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_attempt_restarts_total", Restart::ALL.iter().map(|l| l.label()).collect()),
-        ("scanlogin_sms_sent_total", SmsResult::ALL.iter().map(|l| l.label()).collect()),
+        ("scanlogin_polls_total", PollKind::LABELS.to_vec()),
+        ("scanlogin_code_checks_total", CodeCheck::LABELS.to_vec()),
+        ("scanlogin_snapshot_writes_total", SnapshotWrite::LABELS.to_vec()),
+        ("scanlogin_snapshot_errors_total", SnapshotOp::LABELS.to_vec()),
+        ("scanlogin_attempt_restarts_total", Restart::LABELS.to_vec()),
+        ("scanlogin_sms_sent_total", SmsResult::LABELS.to_vec()),
+        ("scanlogin_live_attempts", State::ALL.iter().filter(|s| s.is_live()).map(|l| l.label()).collect()),
+        ("scanlogin_attempts_finished_total", Finish::LABELS.to_vec()),
+        ("scanlogin_logins_total", LoginHow::LABELS.to_vec()),
+        ("scanlogin_callbacks_total", CallbackKind::LABELS.to_vec()),
+        ("scanlogin_callbacks_total", CallbackResult::LABELS.to_vec()),
+        ("scanlogin_wechat_api_calls_total", WechatApi::LABELS.to_vec()),
+        ("scanlogin_access_token_refreshes_total", TokenRefresh::LABELS.to_vec()),
     ];
+    let pre_created = |metric: &str, v: &str| {
+        let series = format!("=\"{v}\"");
+        assert!(
+            text.lines().any(|l| l.starts_with(metric) && l.contains(&series) && l.ends_with(" 0")),
+            "{metric} with {v} is not pre-created at 0"
+        );
+    };
     for (metric, values) in sets {
         let row = readme
             .lines()
@@ -134,11 +148,18 @@ fn typed_label_sets_are_pre_created_and_listed_in_the_readme() {
             .unwrap_or_else(|| panic!("README has no row for {metric}"));
         for v in values {
             assert!(row.contains(&format!("`{v}`")), "README row of {metric} lacks `{v}`: {row}");
-            let series = format!("=\"{v}\"");
-            assert!(
-                text.lines().any(|l| l.starts_with(metric) && l.contains(&series) && l.ends_with(" 0")),
-                "{metric} with {v} is not pre-created at 0"
-            );
+            pre_created(metric, v);
         }
+    }
+    // The README's row points at the limits table for these.
+    for k in LimitKind::ALL {
+        pre_created("scanlogin_limits_hit_total", k.label());
+    }
+    for (from, to) in State::TRANSITIONS {
+        let series = format!("from=\"{}\",to=\"{}\"", from.label(), to.label());
+        assert!(
+            text.lines().any(|l| l.contains(&series) && l.ends_with(" 0")),
+            "transition {series} is not pre-created"
+        );
     }
 }

@@ -9,7 +9,7 @@ use super::Sandbox;
 use crate::api::query;
 use crate::error::ApiError;
 use crate::ids::Phone;
-use crate::store::unix_now;
+use crate::wall::unix_secs;
 
 #[derive(Deserialize)]
 struct SmsQuery {
@@ -33,7 +33,7 @@ struct OneTicket {
 /// ticket with its scene, as WeChat knows it (the load tool uses it to post scans
 /// straight to our callback, signed and encrypted itself).
 pub(super) async fn tickets(sb: web::Data<Sandbox>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let now = unix_now();
+    let now = unix_secs() as i64;
     if let Ok(OneTicket { ticket: Some(ticket) }) = query::<OneTicket>(&req) {
         let t = sb.state.ticket(&ticket).await.map_err(|_| ApiError::Overloaded { retry_after_secs: 1 })?;
         return Ok(match t {

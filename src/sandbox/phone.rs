@@ -11,7 +11,7 @@ use super::Sandbox;
 use crate::api::json_body;
 use crate::config::AppSettings;
 use crate::error::ApiError;
-use crate::store::unix_now;
+use crate::wall::unix_secs;
 use crate::wechat::callback;
 use crate::wechat::client::send_resending;
 use crate::wechat::crypto::AesKey;
@@ -48,7 +48,7 @@ pub(super) async fn scan(sb: web::Data<Sandbox>, payload: web::Payload) -> Resul
     let account = format!("gh_{}", &app.app_id[app.app_id.len().saturating_sub(12)..]);
     let (event, key) =
         if body.subscribed { ("SCAN", info.scene.clone()) } else { ("subscribe", format!("qrscene_{}", info.scene)) };
-    let plain = event_xml(&account, &body.openid, unix_now() as u64, event, Some(&key), Some(&body.ticket));
+    let plain = event_xml(&account, &body.openid, unix_secs(), event, Some(&key), Some(&body.ticket));
     let reply = deliver(&sb, app, &account, &body.openid, &plain).await?;
     Ok(HttpResponse::Ok().json(reply))
 }
@@ -66,7 +66,7 @@ pub use crate::wechat::callback::{PushSender, SealedPush as SignedPush};
 /// before posting a push; a fresh timestamp and nonce each time. Shared with the load
 /// tool, which also plays WeChat.
 pub fn sign_push(from: &PushSender<'_>, openid: &str, plain: &str) -> SignedPush {
-    let timestamp = unix_now().to_string();
+    let timestamp = unix_secs().to_string();
     let nonce = rand::random_range(100_000_000u64..1_000_000_000).to_string();
     callback::seal_push(from, openid, plain, (&timestamp, &nonce))
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::state::TicketInfo;
 use super::{Sandbox, random_b64, wx_error};
 use crate::api::{json_body, query};
-use crate::store::unix_now;
+use crate::wall::unix_secs;
 use crate::wechat::crypto;
 
 #[derive(Deserialize)]
@@ -112,7 +112,7 @@ pub(super) async fn qrcode_create(sb: web::Data<Sandbox>, req: HttpRequest, payl
     raw[0] = 0xfb; // forces a `+`/`/` early in the text
     let ticket = STANDARD.encode(&raw[..38]);
     let url = format!("http://weixin.qq.com/q/{}", random_b64(18));
-    let info = TicketInfo { app_id, scene, url: url.clone(), expires_at: unix_now() + expire };
+    let info = TicketInfo { app_id, scene, url: url.clone(), expires_at: unix_secs() as i64 + expire };
     match sb.state.put_ticket(&ticket, &info).await {
         Ok(true) => {}
         Ok(false) => return wx_error(45009, "reach max api daily quota limit"),
@@ -178,7 +178,7 @@ pub(super) async fn user_info(sb: web::Data<Sandbox>, req: HttpRequest) -> HttpR
     // A stable fake unionid per (openid), the same across the sandbox's accounts.
     let unionid = format!("u{}", &crypto::sign(&[&q.openid, "sandbox-unionid"])[..27]);
     HttpResponse::Ok().json(json!({
-        "subscribe": 1, "openid": q.openid, "language": "zh_CN", "subscribe_time": unix_now(),
+        "subscribe": 1, "openid": q.openid, "language": "zh_CN", "subscribe_time": unix_secs(),
         "unionid": unionid, "subscribe_scene": "ADD_SCENE_QR_CODE", "qr_scene": 0, "qr_scene_str": "", "app": app_id,
     }))
 }

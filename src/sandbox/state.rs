@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::kv::{Class, Kv};
-use crate::store::unix_now;
+use crate::wall::unix_secs;
 
 /// Tickets and tokens the sandbox remembers at most (oldest dropped first).
 pub const MAX_TICKETS: usize = 200_000;
@@ -45,7 +45,7 @@ impl SandboxState {
 
     /// Remembers `ticket`; `false` when the sandbox is full.
     pub async fn put_ticket(&self, ticket: &str, info: &TicketInfo) -> Result<bool, Busy> {
-        let now = unix_now();
+        let now = unix_secs() as i64;
         match self {
             SandboxState::Memory { tickets, .. } => {
                 let mut t = tickets.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,7 +94,7 @@ impl SandboxState {
 
     /// The live ticket, if any.
     pub async fn ticket(&self, ticket: &str) -> Result<Option<TicketInfo>, Busy> {
-        let now = unix_now();
+        let now = unix_secs() as i64;
         let found = match self {
             SandboxState::Memory { tickets, .. } => {
                 tickets.lock().unwrap_or_else(|e| e.into_inner()).get(ticket).cloned()
@@ -114,7 +114,7 @@ impl SandboxState {
 
     /// Up to `n` live tickets, newest first.
     pub async fn live_tickets(&self, n: usize) -> Result<Vec<(String, TicketInfo)>, Busy> {
-        let now = unix_now();
+        let now = unix_secs() as i64;
         let mut list: Vec<(String, TicketInfo)> = match self {
             SandboxState::Memory { tickets, .. } => {
                 let t = tickets.lock().unwrap_or_else(|e| e.into_inner());
@@ -146,7 +146,7 @@ impl SandboxState {
     /// A token for `app_id`: with `reuse` (stable_token in normal mode) the current one
     /// while it has more than 5 minutes left, else a new one from `fresh`.
     pub async fn issue_token(&self, app_id: &str, reuse: bool, fresh: String) -> Result<(String, i64), Busy> {
-        let now = unix_now();
+        let now = unix_secs() as i64;
         match self {
             SandboxState::Memory { tokens, .. } => {
                 let mut tokens = tokens.lock().unwrap_or_else(|e| e.into_inner());
@@ -195,7 +195,7 @@ impl SandboxState {
         match self {
             SandboxState::Memory { tokens, .. } => {
                 let tokens = tokens.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(tokens.get(token).filter(|(_, exp)| *exp > unix_now()).map(|(app, _)| app.clone()))
+                Ok(tokens.get(token).filter(|(_, exp)| *exp > unix_secs() as i64).map(|(app, _)| app.clone()))
             }
             SandboxState::Redis(kv) => {
                 if token.is_empty() || token.len() > 512 {
@@ -217,7 +217,7 @@ mod tests {
             app_id: "wx1".into(),
             scene: "s1".into(),
             url: "http://weixin.qq.com/q/x".into(),
-            expires_at: unix_now() + expires_in,
+            expires_at: unix_secs() as i64 + expires_in,
         }
     }
 

@@ -152,7 +152,7 @@ impl SmsSender {
     pub async fn send(&self, phone: &Phone, code: &SmsCode, ttl_secs: u64) -> Result<(), SmsError> {
         match self {
             SmsSender::Log { outbox, metrics } => {
-                outbox.push(phone.as_str(), code.as_str(), crate::store::unix_now()).await;
+                outbox.push(phone.as_str(), code.as_str(), crate::wall::unix_secs() as i64).await;
                 tracing::info!(phone = %phone.masked(), "sms code sent (log provider)");
                 metrics.sms("log", SmsResult::Ok);
                 Ok(())

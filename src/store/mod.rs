@@ -293,7 +293,7 @@ impl Db {
             sqlx::query(self.sql("INSERT INTO scanlogin_migrations (version, name, applied_at) VALUES (?, ?, ?)"))
                 .bind(*version)
                 .bind(*name)
-                .bind(unix_now())
+                .bind(crate::wall::unix_secs() as i64)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -320,11 +320,6 @@ fn sqlite_path(url: &str) -> Option<String> {
 fn split_statements(sql: &str) -> Vec<String> {
     let cleaned: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
     cleaned.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    crate::wall::unix_secs() as i64
 }
 
 /// `2026-11-24T11:53:37Z` for Unix seconds (UTC), without a date crate.

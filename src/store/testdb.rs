@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor, Row};
 
-use super::{Backend, Db, unix_now};
+use super::{Backend, Db};
+use crate::wall::unix_secs;
 
 pub const POSTGRES_DEFAULT: &str = "postgres://scanlogin_test:scanlogin_test@127.0.0.1:5432/postgres";
 pub const MYSQL_DEFAULT: &str = "mysql://scanlogin_test:scanlogin_test@127.0.0.1:3306";
@@ -63,7 +64,7 @@ async fn sweep(conn: &mut AnyConnection, b: Backend) {
     for r in rows {
         let Ok(name) = r.try_get::<String, _>(0) else { continue };
         let born: i64 = name.split('_').nth(2).and_then(|t| t.parse().ok()).unwrap_or(i64::MAX);
-        if unix_now() - born > STALE_SECS {
+        if unix_secs() as i64 - born > STALE_SECS {
             let _ = conn.execute(AssertSqlSafe(drop_sql(b, &name))).await;
         }
     }
@@ -85,7 +86,7 @@ pub async fn scratch(b: Backend) -> Scratch {
         return Scratch { db, admin_url: None, name: String::new(), _dir: Some(dir) };
     }
     let server = server_url(b);
-    let name = format!("scanlogin_test_{}_{}_{:08x}", unix_now(), std::process::id(), rand::random::<u32>());
+    let name = format!("scanlogin_test_{}_{}_{:08x}", unix_secs(), std::process::id(), rand::random::<u32>());
     let mut conn = admin(&server).await;
     sweep(&mut conn, b).await;
     conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create scratch database");

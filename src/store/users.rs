@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use sqlx::Row;
 
+use super::Db;
 use super::audit::{AuditLog, Queued};
 use super::known_ids::KnownIds;
 use super::user_cache::UserCache;
-use super::{Db, unix_now};
 use crate::engine::UserRef;
+use crate::wall::unix_secs;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
@@ -189,7 +190,7 @@ impl Users {
     async fn bind_once(&self, app_id: &str, openid: &str, phone: &str) -> Result<UserRef, BindError> {
         let db = &self.db;
         let mut tx = db.begin_write().await?;
-        let now = unix_now();
+        let now = unix_secs() as i64;
         // This openid may already have an account (bound meanwhile in another attempt).
         let existing = sqlx::query(db.sql("SELECT user_id FROM wechat_identities WHERE app_id = ? AND openid = ?"))
             .bind(app_id)
@@ -325,8 +326,13 @@ impl Users {
         user_agent: &str,
     ) -> Result<(), sqlx::Error> {
         let ua: String = user_agent.chars().filter(|c| !c.is_control()).take(256).collect();
-        let row =
-            LoginRow { app: app.to_string(), how: how.to_string(), ip: ip.to_string(), user_agent: ua, at: unix_now() };
+        let row = LoginRow {
+            app: app.to_string(),
+            how: how.to_string(),
+            ip: ip.to_string(),
+            user_agent: ua,
+            at: unix_secs() as i64,
+        };
         self.audit.record(&self.db, Queued { user_id: user_id.to_string(), row }).await
     }
 
@@ -356,7 +362,7 @@ impl Users {
         }
         // Keep the table small: entries past their token's expiry are useless.
         sqlx::query(self.db.sql("DELETE FROM revoked_tokens WHERE expires_at < ?"))
-            .bind(unix_now() - 60)
+            .bind(unix_secs() as i64 - 60)
             .execute(&self.db.pool)
             .await?;
         Ok(())
@@ -417,7 +423,7 @@ mod tests {
         assert_eq!(a.id, b.id);
         let row = u.get(&a.id).await.unwrap().unwrap();
         assert_eq!(row.phone.as_deref(), Some("13800138000"));
-        assert!((unix_now() - row.created_at).abs() < 60);
+        assert!((unix_secs() as i64 - row.created_at).abs() < 60);
         assert!(u.get("no-such-id").await.unwrap().is_none());
     }
 
@@ -440,19 +446,20 @@ mod tests {
         let b = u.bind("wx1", "oabcdef", "13900139000").await.unwrap();
         assert_ne!(a.id, b.id);
         assert_eq!(u.find_by_openid("wx1", "oAbCdEf").await.unwrap().unwrap().id, a.id);
-        u.revoke("JtI-1", unix_now() + 100).await.unwrap();
+        u.revoke("JtI-1", unix_secs() as i64 + 100).await.unwrap();
         assert!(!u.is_revoked("jti-1").await.unwrap());
     }
 
     async fn revocation_is_remembered(db: Db) {
         let u = Users::new(db);
+        let now = unix_secs() as i64;
         assert!(!u.is_revoked("j1").await.unwrap());
-        u.revoke("j1", unix_now() + 100).await.unwrap();
-        u.revoke("j1", unix_now() + 100).await.unwrap();
+        u.revoke("j1", now + 100).await.unwrap();
+        u.revoke("j1", now + 100).await.unwrap();
         assert!(u.is_revoked("j1").await.unwrap());
         // Entries past their token's life are swept on the next revocation.
-        u.revoke("old", unix_now() - 3600).await.unwrap();
-        u.revoke("j2", unix_now() + 100).await.unwrap();
+        u.revoke("old", now - 3600).await.unwrap();
+        u.revoke("j2", now + 100).await.unwrap();
         assert!(!u.is_revoked("old").await.unwrap());
     }
 

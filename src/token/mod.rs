@@ -45,11 +45,11 @@ impl TokenIssuer {
         }
     }
 
-    pub fn issue(&self, user_id: &str, now_secs: i64) -> Issued {
+    pub fn issue(&self, user_id: &str, now_secs: u64) -> Issued {
         let claims = Claims {
             sub: user_id.to_string(),
-            iat: now_secs,
-            exp: now_secs + self.ttl_secs as i64,
+            iat: now_secs as i64,
+            exp: (now_secs + self.ttl_secs) as i64,
             jti: uuid::Uuid::new_v4().simple().to_string(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -112,7 +112,7 @@ impl Local {
     /// Adds a stored revocation; drops expired ones at most once a minute.
     fn add(&self, jti: &str, exp: i64) {
         use std::sync::atomic::Ordering;
-        let now = crate::store::unix_now();
+        let now = crate::wall::unix_secs() as i64;
         let mut map = self.map();
         if self.swept_at.swap(now, Ordering::Relaxed) + 60 <= now {
             map.retain(|_, e| *e >= now);
@@ -135,7 +135,7 @@ impl Revocations {
     /// now and kept in memory (until then, and past its bound, the database answers).
     pub async fn sole_writer(db: crate::store::Users, cache: Option<crate::kv::Kv>) -> Self {
         let local = std::sync::Arc::new(Local::default());
-        match db.revoked_since(crate::store::unix_now()).await {
+        match db.revoked_since(crate::wall::unix_secs() as i64).await {
             Ok(rows) if rows.len() <= LOCAL_MAX => {
                 local.map().extend(rows);
                 local.trusted.store(true, std::sync::atomic::Ordering::Release);
@@ -162,7 +162,7 @@ impl Revocations {
                 .arg(Self::key(kv, &claims.jti))
                 .arg(1)
                 .arg("EXAT")
-                .arg(claims.exp.max(crate::store::unix_now() + 1))
+                .arg(claims.exp.max(crate::wall::unix_secs() as i64 + 1))
                 .query_async::<()>(&mut c)
                 .await;
             if let Err(e) = r {
@@ -195,7 +195,7 @@ mod revocation_tests {
     use crate::store::{Db, Users};
 
     fn claims(jti: &str) -> Claims {
-        let now = crate::store::unix_now();
+        let now = crate::wall::unix_secs() as i64;
         Claims { sub: "u".into(), iat: now, exp: now + 600, jti: jti.into(), iss: "i".into(), aud: "a".into() }
     }
 
@@ -231,8 +231,8 @@ mod tests {
         TokenSettings { secret: secret.into(), ..Default::default() }
     }
 
-    fn now() -> i64 {
-        crate::store::unix_now()
+    fn now() -> u64 {
+        crate::wall::unix_secs()
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct AppKeys {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
+    /// A message signature (a push's `msg_signature`, a reply's `MsgSignature`) does not
+    /// match what it signs.
     #[error("bad signature")]
     BadSignature,
     #[error("this app accepts only encrypted pushes")]
@@ -65,19 +67,28 @@ pub struct Opened {
     pub mode: Mode,
 }
 
-/// Checks the URL signature (`GET` verification and every `POST`).
-pub fn check_signature(keys: &AppKeys, q: &PushQuery) -> bool {
-    !q.signature.is_empty()
-        && q.timestamp.len() <= 32
-        && q.nonce.len() <= 64
-        && crypto::verify_signature(&q.signature, &[keys.token.expose(), &q.timestamp, &q.nonce])
+/// A query whose URL `signature` checked out against an account's Token. Only
+/// [`check_signature`] makes one and [`open`] requires one: a push body is opened only
+/// after the check, and the check is made once per push.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    keys: &'a AppKeys,
+    query: &'a PushQuery,
 }
 
-/// Authenticates and parses one push body.
-pub fn open(keys: &AppKeys, q: &PushQuery, body: &str) -> Result<Opened, OpenError> {
-    if !check_signature(keys, q) {
-        return Err(OpenError::BadSignature);
-    }
+/// Checks the URL signature (`GET` verification and every `POST`, before its body is
+/// read); `None` when it does not check out.
+pub fn check_signature<'a>(keys: &'a AppKeys, q: &'a PushQuery) -> Option<Signed<'a>> {
+    let ok = !q.signature.is_empty()
+        && q.timestamp.len() <= 32
+        && q.nonce.len() <= 64
+        && crypto::verify_signature(&q.signature, &[keys.token.expose(), &q.timestamp, &q.nonce]);
+    ok.then_some(Signed { keys, query: q })
+}
+
+/// Authenticates (safe mode: `msg_signature`, decryption) and parses one push body.
+pub fn open(signed: Signed<'_>, body: &str) -> Result<Opened, OpenError> {
+    let Signed { keys, query: q } = signed;
     // The outer XML is parsed first either way, so a DTD is refused before anything else.
     let outer = xml::parse_fields(body)?;
     if keys.aes_keys.is_empty() {
@@ -208,13 +219,18 @@ mod tests {
             encrypt_type: q("encrypt_type"),
             msg_signature: q("msg_signature"),
         };
-        let opened = open(&k, &query, &sealed.body).expect("the callback opens what the sandbox sealed");
+        let opened = checked_open(&k, &query, &sealed.body).expect("the callback opens what the sandbox sealed");
         let reply = "<xml><Content><![CDATA[hi]]></Content></xml>";
         let body = seal(&k, &opened.mode, Some(reply), "1700000001", "43");
         let fields = open_reply(k.token.expose(), &k.app_id, Some(key), &body).expect("and WeChat opens the reply");
         assert_eq!(fields.get("Content"), Some("hi"));
         let tampered = body.replace("<Nonce><![CDATA[43]]>", "<Nonce><![CDATA[44]]>");
         assert_eq!(open_reply(k.token.expose(), &k.app_id, Some(key), &tampered).unwrap_err(), OpenError::BadSignature);
+    }
+
+    /// What the callback does: the URL signature, then the body.
+    fn checked_open(keys: &AppKeys, q: &PushQuery, body: &str) -> Result<Opened, OpenError> {
+        open(check_signature(keys, q).ok_or(OpenError::BadSignature)?, body)
     }
 
     fn keys(aes: bool) -> AppKeys {
@@ -246,24 +262,24 @@ mod tests {
     #[test]
     fn plaintext_push_opens_and_forged_one_does_not() {
         let k = keys(false);
-        let o = open(&k, &q("spamtest", None), EVENT).unwrap();
+        let o = checked_open(&k, &q("spamtest", None), EVENT).unwrap();
         assert_eq!(o.envelope.from, "o1");
-        assert_eq!(open(&k, &q("other", None), EVENT).unwrap_err(), OpenError::BadSignature);
+        assert_eq!(checked_open(&k, &q("other", None), EVENT).unwrap_err(), OpenError::BadSignature);
         assert_eq!(seal(&k, &o.mode, None, "1", "2"), "success");
     }
 
     #[test]
     fn safe_mode_requires_encryption_and_round_trips() {
         let k = keys(true);
-        assert_eq!(open(&k, &q("spamtest", None), EVENT).unwrap_err(), OpenError::NotEncrypted);
+        assert_eq!(checked_open(&k, &q("spamtest", None), EVENT).unwrap_err(), OpenError::NotEncrypted);
         let enc = crypto::encrypt_random(&k.aes_keys[0], &k.app_id, EVENT.as_bytes());
         let body = format!("<xml><ToUserName>gh_1</ToUserName><Encrypt>{}</Encrypt></xml>", xml::cdata(&enc));
-        let o = open(&k, &q("spamtest", Some(&enc)), &body).unwrap();
+        let o = checked_open(&k, &q("spamtest", Some(&enc)), &body).unwrap();
         assert_eq!(o.envelope.from, "o1");
         // A tampered msg_signature fails even with a good URL signature.
         let mut bad = q("spamtest", Some(&enc));
         bad.msg_signature = Some("0".repeat(40));
-        assert_eq!(open(&k, &bad, &body).unwrap_err(), OpenError::BadSignature);
+        assert_eq!(checked_open(&k, &bad, &body).unwrap_err(), OpenError::BadSignature);
         // The sealed reply decrypts under the same key and verifies.
         let sealed = seal(&k, &o.mode, Some("<xml><Content>hi</Content></xml>"), "5", "6");
         let f = xml::parse_fields(&sealed).unwrap();
@@ -281,9 +297,9 @@ mod tests {
         let body = format!(
             "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
         );
-        let o = open(&keys(true), &query, &body).unwrap();
+        let o = checked_open(&keys(true), &query, &body).unwrap();
         assert_eq!(o.envelope.from, "oyORnuP8q7ou2gfYjqLzSIWZf0rs");
         query.encrypt_type = None;
-        assert_eq!(open(&keys(true), &query, &body).unwrap_err(), OpenError::NotEncrypted);
+        assert_eq!(checked_open(&keys(true), &query, &body).unwrap_err(), OpenError::NotEncrypted);
     }
 }

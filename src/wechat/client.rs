@@ -15,6 +15,7 @@ use super::crypto::AesKey;
 use super::token::{TokenManager, TokenSource};
 use crate::config::{AppSettings, Settings};
 use crate::metrics::Metrics;
+use crate::metrics::labels::WechatApi;
 
 /// The largest QR picture we accept from `showqrcode`.
 const MAX_IMAGE_BYTES: usize = 1 << 20;
@@ -210,7 +211,11 @@ impl AppClient {
         })
     }
 
-    async fn timed<T>(&self, api: &str, fut: impl Future<Output = Result<T, WechatError>>) -> Result<T, WechatError> {
+    async fn timed<T>(
+        &self,
+        api: WechatApi,
+        fut: impl Future<Output = Result<T, WechatError>>,
+    ) -> Result<T, WechatError> {
         let start = Instant::now();
         let r = fut.await;
         let result = match &r {
@@ -261,7 +266,7 @@ impl AppClient {
             "action_info": {"scene": {"scene_str": scene}},
         });
         self.timed(
-            "qrcode_create",
+            WechatApi::QrcodeCreate,
             self.with_token(|token| {
                 let req = self
                     .http
@@ -277,7 +282,7 @@ impl AppClient {
     /// `user/info`: the `unionid` (when the account is bound to an Open Platform account).
     pub async fn user_info(&self, openid: &str) -> Result<UserInfo, WechatError> {
         self.timed(
-            "user_info",
+            WechatApi::UserInfo,
             self.with_token(|token| {
                 let req = self.http.get(format!("{}/cgi-bin/user/info", self.api_base)).query(&[
                     ("access_token", token.as_str()),
@@ -300,7 +305,7 @@ impl AppClient {
 
     /// Fetches the QR picture for `ticket`.
     pub async fn show_qr(&self, ticket: &str) -> Result<QrImage, WechatError> {
-        self.timed("showqrcode", async {
+        self.timed(WechatApi::Showqrcode, async {
             let resp = send(self.http.get(self.show_qr_url(ticket))).await?;
             if !resp.status().is_success() {
                 return Err(WechatError::BadResponse(format!("showqrcode status {}", resp.status().as_u16())));

@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 
 use super::client::{WechatError, parse_json, send};
 use crate::metrics::Metrics;
+use crate::metrics::labels::{TokenRefresh, WechatApi};
 
 /// Start refreshing this long before WeChat's stated expiry.
 const REFRESH_AHEAD: Duration = Duration::from_secs(300);
@@ -243,8 +244,8 @@ impl TokenManager {
             Ok(_) => "ok".to_string(),
             Err(e) => e.label(),
         };
-        self.metrics.token_refresh(&self.src.app, if result.is_ok() { "ok" } else { "error" });
-        self.metrics.wechat_call(&self.src.app, "token", &label, start.elapsed().as_secs_f64());
+        self.metrics.token_refresh(&self.src.app, if result.is_ok() { TokenRefresh::Ok } else { TokenRefresh::Error });
+        self.metrics.wechat_call(&self.src.app, WechatApi::Token, &label, start.elapsed().as_secs_f64());
         let body = result?;
         Ok(cached(body.access_token, Duration::from_secs(body.expires_in).saturating_sub(SAFETY)))
     }

@@ -111,7 +111,7 @@ async fn unauthorized_tokens() {
         secret: "another".into(),
         ..Default::default()
     });
-    let forged = other_key.issue("someone", scanlogin::store::unix_now()).token;
+    let forged = other_key.issue("someone", scanlogin::wall::unix_secs()).token;
     assert_error(&app.me(&forged).await, 401, "unauthorized");
     let token = app.register("o_tok", "13600136000").await;
     let payload = token.split('.').nth(1).unwrap();

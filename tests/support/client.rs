@@ -187,7 +187,7 @@ impl Api {
 
     /// POSTs a push to `/wechat/{app_id}/callback`, signed with `token` (plaintext mode).
     pub async fn push_plain(&self, app_id: &str, token: &str, body: String) -> Response {
-        let (ts, nonce) = (scanlogin::store::unix_now().to_string(), "20240501".to_string());
+        let (ts, nonce) = (scanlogin::wall::unix_secs().to_string(), "20240501".to_string());
         let q = [
             ("signature", scanlogin::wechat::crypto::sign(&[token, &ts, &nonce])),
             ("timestamp", ts),

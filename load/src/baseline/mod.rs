@@ -95,7 +95,7 @@ async fn status(st: web::Data<State>, q: web::Query<StatusQuery>) -> HttpRespons
     };
     let mut body = json!({"status": phase, "state": state_name(phase)});
     if phase == REG {
-        let issued = st.tokens.issue("baseline-user", scanlogin::store::unix_now());
+        let issued = st.tokens.issue("baseline-user", scanlogin::wall::unix_secs());
         body["token"] = json!(issued.token);
         body["token_type"] = json!("Bearer");
     }
@@ -110,7 +110,7 @@ async fn callback_post(st: web::Data<State>, req: HttpRequest, body: String) -> 
     let Ok(q) = web::Query::<PushQuery>::from_query(req.query_string()) else {
         return HttpResponse::BadRequest().finish();
     };
-    let Ok(opened) = callback::open(&st.keys, &q, &body) else {
+    let Some(Ok(opened)) = callback::check_signature(&st.keys, &q).map(|signed| callback::open(signed, &body)) else {
         return HttpResponse::Unauthorized().json(json!({"error": "unauthorized"}));
     };
     let scanned = match &opened.envelope.push {
