@@ -98,7 +98,11 @@ enum Kind {
 
 async fn open(kind: &Kind) -> Arc<dyn SnapshotStore> {
     match kind {
-        Kind::Redis(url) => Arc::new(RedisStore::new(&scanlogin::kv::Kv::new(url, "").unwrap(), PREFIX)),
+        Kind::Redis(url) => Arc::new(RedisStore::new(
+            &scanlogin::kv::Kv::new(url, "").unwrap(),
+            PREFIX,
+            scanlogin::engine::persist::seal::Seal::new(b"test-secret"),
+        )),
         Kind::Sqlite(url) => {
             let db = Db::connect(url).await.unwrap();
             db.migrate().await.unwrap();
@@ -174,7 +178,11 @@ fn main() {
 
     println!("== redis (private redis-server on port {})", redis.port);
     rt.block_on(async {
-        let store = Arc::new(RedisStore::new(&scanlogin::kv::Kv::new(&url, "").unwrap(), PREFIX));
+        let store = Arc::new(RedisStore::new(
+            &scanlogin::kv::Kv::new(&url, "").unwrap(),
+            PREFIX,
+            scanlogin::engine::persist::seal::Seal::new(b"test-secret"),
+        ));
         let n = 100_000;
         clear(&url).await;
         let before = used_memory(&url).await;

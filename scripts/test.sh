@@ -27,6 +27,12 @@ if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
+# openssl (the command): the Redis TLS test makes its CA and certificate with it.
+if ! command -v openssl >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
 # nginx (Debian's package): the cluster tests (tests/cluster) run their own nginx on the
 # shipped config/nginx.example.conf as a child process. Only the binary is needed: the
 # system service is never started (policy-rc.d in containers forbids it anyway, and a

@@ -52,7 +52,18 @@ pub struct Kv {
 impl Kv {
     /// Connections to `url` (not opened yet). `secret` keys the phone hash.
     pub fn new(url: &str, secret: &str) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
+        Self::with_ca(url, secret, None)
+    }
+
+    /// [`Kv::new`], a `rediss://` server's certificate checked against the CA(s) in
+    /// `ca_pem` instead of the system's roots. A user and password come in the URL.
+    pub fn with_ca(url: &str, secret: &str, ca_pem: Option<Vec<u8>>) -> Result<Self, redis::RedisError> {
+        let client = match ca_pem {
+            Some(root) => {
+                redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root) })?
+            }
+            None => redis::Client::open(url)?,
+        };
         let conn = |class: Class| {
             let cfg = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -121,5 +132,90 @@ mod tests {
         assert!(!tag.contains("13800138000"));
         assert_eq!(tag, kv.phone_tag("13800138000"), "stable");
         assert_ne!(tag, Kv::new("redis://127.0.0.1:1/0", "other").unwrap().phone_tag("13800138000"));
+    }
+}
+
+/// Redis over TLS and with an ACL user, as a managed or locked-down Redis is reached.
+#[cfg(test)]
+mod tls_tests {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::test_redis::free_port;
+
+    /// A redis-server that speaks TLS only (a fresh self-signed certificate) and knows
+    /// the user `app` with password `s3cret`; killed on drop.
+    struct TlsRedis {
+        port: u16,
+        ca: Vec<u8>,
+        child: std::process::Child,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for TlsRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn tls_redis() -> TlsRedis {
+        let dir = tempfile::tempdir().unwrap();
+        // A CA, and a certificate for 127.0.0.1 signed by it (EC keys: quick to make).
+        let script = "set -e
+            ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'
+            openssl req -x509 $ec -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem
+            openssl req $ec -subj /CN=localhost -keyout key.pem -out req.csr
+            echo 'subjectAltName=IP:127.0.0.1,DNS:localhost' > ext.cnf
+            openssl x509 -req -days 1 -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile ext.cnf -out cert.pem";
+        let made = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .expect("sh runs");
+        assert!(made.success(), "openssl made the certificates");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .args(["--tls-auth-clients", "no", "--user", "default", "off", "--user", "app", "on", ">s3cret"])
+            .args(["~*", "&*", "+@all"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "TLS redis on {port} does not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsRedis { port, ca: std::fs::read(dir.path().join("ca.pem")).unwrap(), child, _dir: dir }
+    }
+
+    async fn set_get(kv: &Kv) -> Result<String, redis::RedisError> {
+        let mut c = kv.conn(Class::Fast);
+        redis::cmd("SET").arg("sl:probe").arg("yes").query_async::<()>(&mut c).await?;
+        redis::cmd("GET").arg("sl:probe").query_async(&mut c).await
+    }
+
+    #[tokio::test]
+    async fn rediss_with_an_acl_user_works_and_the_certificate_is_checked() {
+        crate::install_crypto();
+        let r = tls_redis();
+        let url = format!("rediss://app:s3cret@127.0.0.1:{}/0", r.port);
+        let kv = Kv::with_ca(&url, "s", Some(r.ca.clone())).unwrap();
+        assert_eq!(set_get(&kv).await.unwrap(), "yes");
+        // Its pub/sub connection (the cluster's wake-ups) goes the same way.
+        kv.pubsub().await.unwrap().subscribe("sl:wake").await.unwrap();
+        // A self-signed certificate the system does not trust is refused…
+        assert!(set_get(&Kv::new(&url, "s").unwrap()).await.is_err(), "certificate not checked");
+        // …and so is a wrong password.
+        let wrong = format!("rediss://app:nope@127.0.0.1:{}/0", r.port);
+        assert!(set_get(&Kv::with_ca(&wrong, "s", Some(r.ca.clone())).unwrap()).await.is_err());
     }
 }

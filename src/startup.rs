@@ -24,6 +24,7 @@ use futures_util::FutureExt;
 use crate::api::{self, AppState};
 use crate::config::{Settings, SnapshotBackend};
 use crate::engine::persist::memory::MemoryStore;
+use crate::engine::persist::seal::Seal;
 use crate::engine::persist::{Persister, SnapshotStore, StoreError, WriterConfig};
 use crate::engine::{Clock, EngineConfig, LoginsHandle, Rules};
 use crate::kv::Kv;
@@ -52,6 +53,9 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     #[error("snapshot store: {0}")]
     Snapshots(#[from] StoreError),
+    /// A setting that only turns out wrong when used (a file it names cannot be read).
+    #[error("{0}")]
+    Setting(String),
 }
 
 pub struct Application {
@@ -87,15 +91,27 @@ struct Shared {
 type Stores = (Arc<dyn SnapshotStore>, Option<Arc<dyn SnapshotStore>>);
 
 /// The stores `storage.snapshots` names.
-fn snapshot_stores(backend: &SnapshotBackend, db: &Db, kv: Option<&Kv>) -> Stores {
+fn snapshot_stores(backend: &SnapshotBackend, db: &Db, kv: Option<&Kv>, seal: Seal) -> Stores {
     match (backend, kv) {
         (SnapshotBackend::Memory, _) => (Arc::new(MemoryStore::new()), None),
         (SnapshotBackend::Redis(_), Some(kv)) => {
-            (Arc::new(RedisStore::new(kv, crate::kv::PREFIX)), Some(Arc::new(SqlStore::new(db.clone()))))
+            (Arc::new(RedisStore::new(kv, crate::kv::PREFIX, seal)), Some(Arc::new(SqlStore::new(db.clone()))))
         }
         // `kv` is built from the same `redis://` URL, so it is there whenever Redis is named.
         (SnapshotBackend::Redis(_) | SnapshotBackend::Sql, _) => (Arc::new(SqlStore::new(db.clone())), None),
     }
+}
+
+/// The Redis of `storage.snapshots`, if one is named (with the CA of
+/// `storage.redis_ca_file` for a `rediss://` server, when set).
+fn redis_kv(settings: &Settings) -> Result<Option<Kv>, StartError> {
+    let Some(url) = settings.storage.snapshots.redis_url() else { return Ok(None) };
+    let path = &settings.storage.redis_ca_file;
+    let ca = (!path.is_empty())
+        .then(|| std::fs::read(path))
+        .transpose()
+        .map_err(|e| StartError::Setting(format!("storage.redis_ca_file: cannot read {path}: {e}")))?;
+    Ok(Some(Kv::with_ca(url, settings.token.secret.expose(), ca)?))
 }
 
 /// The metrics registry with every known series created at 0.
@@ -133,12 +149,14 @@ fn build_engine(settings: &Settings, db: &Db, kv: Option<&Kv>, metrics: &Metrics
     let engine_thread = Arbiter::new();
     let store_thread = Arbiter::new();
     let clock = Clock::new();
+    // Attempt records in Redis are sealed with keys of the token secret (every node's).
+    let seal = Seal::new(settings.token.secret.expose().as_bytes());
     if let (true, Some(kv)) = (settings.cluster.enabled, kv) {
         let handle =
-            LoginsHandle::start_cluster(cfg, kv.clone(), clock, metrics.clone(), Some(&engine_thread.handle()));
+            LoginsHandle::start_cluster(cfg, kv.clone(), seal, clock, metrics.clone(), Some(&engine_thread.handle()));
         return Ok(EngineParts { handle, engine_thread, store_thread });
     }
-    let (primary, fallback) = snapshot_stores(&settings.storage.snapshots, db, kv);
+    let (primary, fallback) = snapshot_stores(&settings.storage.snapshots, db, kv, seal);
     let writer_cfg = WriterConfig { clock, ..WriterConfig::default() };
     let (persister, writer) = Persister::new(primary, fallback, writer_cfg, metrics.clone());
     // The writer beside the registry and its actors: a transition's snapshot then goes
@@ -255,8 +273,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let metrics = metrics_for(&settings);
         let db = database(&settings).await?;
-        let kv =
-            settings.storage.snapshots.redis_url().map(|u| Kv::new(u, settings.token.secret.expose())).transpose()?;
+        let kv = redis_kv(&settings)?;
         let node = settings.cluster.node_name();
         metrics.node(&node);
         tracing::info!(node = %node, cluster = settings.cluster.enabled, store = settings.storage.snapshots.name(), "starting");

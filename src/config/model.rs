@@ -78,6 +78,9 @@ pub struct StorageSettings {
     pub snapshots: SnapshotBackend,
     /// When a SQLite database syncs to disk (ignored by PostgreSQL and MySQL).
     pub sqlite_synchronous: SqliteSync,
+    /// A PEM file of the CA(s) a `rediss://` server's certificate must chain to; empty:
+    /// the system's trusted roots.
+    pub redis_ca_file: String,
 }
 
 impl Default for StorageSettings {
@@ -86,6 +89,7 @@ impl Default for StorageSettings {
             database_url: "sqlite://data/scanlogin.db?mode=rwc".into(),
             snapshots: SnapshotBackend::Sql,
             sqlite_synchronous: SqliteSync::default(),
+            redis_ca_file: String::new(),
         }
     }
 }
@@ -120,7 +124,7 @@ impl SqliteSync {
 }
 
 /// Where attempt snapshots live (`storage.snapshots`): parsed once, here.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum SnapshotBackend {
     /// `"memory"`: nothing durable (tests, benchmarks).
@@ -128,8 +132,33 @@ pub enum SnapshotBackend {
     /// `"sqlite"` (the historical name): the `attempt_snapshots` table of the user
     /// database, whichever database that is.
     Sql,
-    /// `redis://host:port/db`: Redis, which then also holds everything nodes share.
+    /// `redis://host:port/db` (or `rediss://` for TLS; a user and password may come in
+    /// the URL): Redis, which then also holds everything nodes share.
     Redis(String),
+}
+
+/// Never prints a Redis password.
+impl std::fmt::Debug for SnapshotBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotBackend::Memory => f.write_str("Memory"),
+            SnapshotBackend::Sql => f.write_str("Sql"),
+            SnapshotBackend::Redis(url) => write!(f, "Redis({})", redacted_url(url)),
+        }
+    }
+}
+
+/// `url` with its password (if any) replaced, for messages and logs.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        // Not a URL at all: it may still hold a password; show only its scheme.
+        Err(_) => url.split_once("://").map_or_else(|| "<not a URL>".into(), |(scheme, _)| format!("{scheme}://…")),
+    }
 }
 
 impl SnapshotBackend {
@@ -158,10 +187,15 @@ impl TryFrom<String> for SnapshotBackend {
         match s.as_str() {
             "memory" => Ok(Self::Memory),
             "sqlite" | "sql" => Ok(Self::Sql),
-            url if url::Url::parse(url).is_ok_and(|u| u.scheme() == "redis" && u.host_str().is_some()) => {
+            url if url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some()) =>
+            {
                 Ok(Self::Redis(s))
             }
-            _ => Err(format!("storage.snapshots: `{s}` must be \"sqlite\", \"memory\" or redis://host:port/db")),
+            _ => Err(format!(
+                "storage.snapshots: `{}` must be \"sqlite\", \"memory\", redis://host:port/db or rediss://host:port/db",
+                redacted_url(&s)
+            )),
         }
     }
 }
@@ -368,5 +402,23 @@ impl Default for AppSettings {
             reply_expired: "二维码已过期，请刷新网页。This QR code has expired: refresh the page.".into(),
             reply_text: String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod redis_url_tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls_are_accepted_with_tls_and_credentials_and_never_echo_a_password() {
+        for ok in ["redis://127.0.0.1:6379/0", "rediss://app:pw@redis.internal:6380/0"] {
+            assert!(matches!(SnapshotBackend::try_from(ok.to_string()), Ok(SnapshotBackend::Redis(_))), "{ok}");
+        }
+        let refused = SnapshotBackend::try_from("redis+wrong://app:hunter2@h:1/0".to_string()).unwrap_err();
+        assert!(refused.contains("storage.snapshots") && !refused.contains("hunter2"), "{refused}");
+        let garbled = SnapshotBackend::try_from("rediss//app:hunter2@h".to_string()).unwrap_err();
+        assert!(!garbled.contains("hunter2"), "{garbled}");
+        let parsed = SnapshotBackend::try_from("rediss://app:hunter2@h:1/0".to_string()).unwrap();
+        assert!(!format!("{parsed:?}").contains("hunter2"));
     }
 }

@@ -80,7 +80,14 @@ impl Rig {
         let redis = RedisServer::start();
         let kv = Kv::new(&redis.url(), "conformance-secret").expect("redis url");
         let metrics = Metrics::new();
-        let e = LoginsHandle::start_cluster(config(caps), kv, Clock::new(), metrics.clone(), None);
+        let e = LoginsHandle::start_cluster(
+            config(caps),
+            kv,
+            crate::engine::persist::seal::Seal::new(b"test-secret"),
+            Clock::new(),
+            metrics.clone(),
+            None,
+        );
         let rig = Self { e, metrics, _redis: Some(redis) };
         rig.listening().await;
         rig

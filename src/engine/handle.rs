@@ -19,6 +19,7 @@ use super::clock::Clock;
 use super::cluster::ClusterEngine;
 use super::local::LocalEngine;
 use super::outcome::{Created, EngineConfig, EngineError, Outcome};
+use super::persist::seal::Seal;
 use super::persist::{Health, Persister};
 use super::recovery::RestoreReport;
 use super::state::{Event, Phase};
@@ -55,15 +56,17 @@ impl LoginsHandle {
         Self::over(Backend::Local(local), cfg, clock, metrics)
     }
 
-    /// The cluster engine on `kv`'s Redis (see [`ClusterEngine::start`]).
+    /// The cluster engine on `kv`'s Redis, its records sealed with `seal` (see
+    /// [`ClusterEngine::start`]).
     pub fn start_cluster(
         cfg: EngineConfig,
         kv: Kv,
+        seal: Seal,
         clock: Clock,
         metrics: Metrics,
         arbiter: Option<&actix::ArbiterHandle>,
     ) -> Self {
-        let cluster = ClusterEngine::start(cfg.rules, kv, clock, metrics.clone(), arbiter);
+        let cluster = ClusterEngine::start(cfg.rules, kv, seal, clock, metrics.clone(), arbiter);
         Self::over(Backend::Cluster(cluster), cfg, clock, metrics)
     }
 

@@ -24,6 +24,8 @@ pub const ACCESS_TOKEN_REFRESHES: &str = "scanlogin_access_token_refreshes_total
 pub const SNAPSHOT_WRITES: &str = "scanlogin_snapshot_writes_total";
 pub const SNAPSHOT_WRITE_DURATION: &str = "scanlogin_snapshot_write_duration_seconds";
 pub const SNAPSHOT_ERRORS: &str = "scanlogin_snapshot_errors_total";
+/// Attempt records read from Redis that failed their authentication (treated as gone).
+pub const REDIS_RECORDS_REJECTED: &str = "scanlogin_redis_records_rejected_total";
 pub const RESTORED_ATTEMPTS: &str = "scanlogin_restored_attempts_total";
 pub const SNAPSHOT_PENDING: &str = "scanlogin_snapshot_pending";
 /// Pages in SQLite's write-ahead log after the latest background checkpoint.
@@ -78,6 +80,7 @@ pub const ALL: &[&str] = &[
     SNAPSHOT_WRITES,
     SNAPSHOT_WRITE_DURATION,
     SNAPSHOT_ERRORS,
+    REDIS_RECORDS_REJECTED,
     RESTORED_ATTEMPTS,
     SNAPSHOT_PENDING,
     SQLITE_WAL_PAGES,

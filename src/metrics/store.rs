@@ -27,6 +27,7 @@ pub(super) struct StoreMetrics {
     restore_duration: Gauge,
     attempt_restarts: IntCounterVec,
     tokens_withheld: IntCounter,
+    records_rejected: IntCounter,
 }
 
 impl StoreMetrics {
@@ -62,6 +63,11 @@ impl StoreMetrics {
                 TOKENS_WITHHELD,
                 "Tokens not handed out because the consumed state could not be stored",
             ),
+            records_rejected: counter(
+                r,
+                REDIS_RECORDS_REJECTED,
+                "Attempt records in Redis that failed their authentication (treated as gone)",
+            ),
         }
     }
 
@@ -96,6 +102,12 @@ impl Metrics {
     /// `n` snapshots stored in one round trip of `store` (or failed to be).
     pub fn snapshot_written(&self, _store: &str, result: SnapshotWrite, n: usize) {
         self.store().writes.with_label_values(&[result.label()]).inc_by(n as u64);
+    }
+
+    /// An attempt record in Redis failed its authentication: not written by this
+    /// deployment (or damaged), so it was treated as gone.
+    pub fn redis_record_rejected(&self) {
+        self.store().records_rejected.inc();
     }
 
     /// A snapshot store error of operation `op` (retried).

@@ -15,5 +15,6 @@ mod process;
 mod chaos;
 mod outage;
 mod push_crash;
+mod redis_access;
 mod restart;
 mod shutdown;

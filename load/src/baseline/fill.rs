@@ -19,7 +19,8 @@ const BATCH: usize = 5_000;
 /// Where the snapshots go, as the server's `storage.snapshots` would name it.
 pub enum Target {
     Sql(String),
-    Redis(String),
+    /// A Redis URL, and the `token.secret` its records are sealed with.
+    Redis(String, String),
 }
 
 /// What the fill wrote: the expiry of every attempt and a sample of poll ids.
@@ -35,9 +36,10 @@ async fn store(target: &Target) -> Result<Arc<dyn SnapshotStore>, String> {
             db.migrate().await.map_err(|e| e.to_string())?;
             Arc::new(SqlStore::new(db))
         }
-        Target::Redis(url) => Arc::new(RedisStore::new(
-            &scanlogin::kv::Kv::new(url, "").map_err(|e| e.to_string())?,
+        Target::Redis(url, secret) => Arc::new(RedisStore::new(
+            &scanlogin::kv::Kv::new(url, secret).map_err(|e| e.to_string())?,
             scanlogin::kv::PREFIX,
+            scanlogin::engine::persist::seal::Seal::new(secret.as_bytes()),
         )),
     })
 }

@@ -61,6 +61,10 @@ enum Cmd {
         sample_file: String,
         #[arg(long, default_value_t = 200)]
         sample: usize,
+        /// The `token.secret` of the server that will restore them (Redis records are
+        /// sealed with keys derived from it); default: `config/default.toml`'s.
+        #[arg(long, default_value = "change-me")]
+        secret: String,
     },
 }
 
@@ -83,8 +87,9 @@ fn main() -> std::io::Result<()> {
                 );
                 Ok(())
             }
-            Cmd::Fill { url, n, app, ttl, sample_file, sample } => {
-                let target = if url.starts_with("redis") { fill::Target::Redis(url) } else { fill::Target::Sql(url) };
+            Cmd::Fill { url, n, app, ttl, sample_file, sample, secret } => {
+                let target =
+                    if url.starts_with("redis") { fill::Target::Redis(url, secret) } else { fill::Target::Sql(url) };
                 let started = std::time::Instant::now();
                 let f = fill::fill(&target, &app, n, std::time::Duration::from_secs(ttl), sample)
                     .await

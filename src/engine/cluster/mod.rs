@@ -35,6 +35,7 @@ use self::views::{CountViews, Views, Watch};
 use super::clock::Clock;
 use super::commit;
 use super::outcome::{Created, Detail, EngineError, Outcome, Watched};
+use super::persist::seal::{RecordId, Seal};
 use super::persist::{Health, Snapshot};
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
 use crate::ids::{PollId, Scene};
@@ -77,8 +78,15 @@ struct Made {
 impl ClusterEngine {
     /// Starts this node's views on `arbiter` (the current one when `None`), its pub/sub
     /// listener, its Redis probe and its sweep.
-    pub fn start(rules: Rules, kv: Kv, clock: Clock, metrics: Metrics, arbiter: Option<&ArbiterHandle>) -> Self {
-        let records = Records::new(kv.clone());
+    pub fn start(
+        rules: Rules,
+        kv: Kv,
+        seal: Seal,
+        clock: Clock,
+        metrics: Metrics,
+        arbiter: Option<&ArbiterHandle>,
+    ) -> Self {
+        let records = Records::new(kv.clone(), seal, metrics.clone());
         let views = Views::new(metrics.clone());
         let views = match arbiter {
             Some(a) => Views::start_in_arbiter(a, move |_| views),
@@ -95,7 +103,7 @@ impl ClusterEngine {
             up: up.clone(),
         }));
         let listen = views::listen(kv.clone(), engine.0.records.channel().to_string(), views, metrics.clone());
-        let probe = probe(Records::new(kv), up, metrics);
+        let probe = probe(kv, up, metrics);
         let sweep = sweep(Arc::downgrade(&engine.0));
         match arbiter {
             Some(a) => {
@@ -158,10 +166,10 @@ impl ClusterEngine {
 
     /// One transition: read → `step` → compare-and-set, retried on conflict. Answers the
     /// outcome and the attempt's deadline (`None`: no live attempt).
-    async fn transition(&self, poll: &PollId, event: &Event) -> Result<(Outcome, Option<u64>), EngineError> {
+    async fn transition(&self, id: &RecordId, event: &Event) -> Result<(Outcome, Option<u64>), EngineError> {
         let rules = self.0.rules;
         for _ in 0..MAX_ROUNDS {
-            let Some(snap) = self.seen(self.0.records.load(poll).await)? else {
+            let Some(snap) = self.seen(self.0.records.load(id).await)? else {
                 return Ok((Outcome::expired(), None));
             };
             let now = self.0.clock.now_ms();
@@ -189,23 +197,27 @@ impl ClusterEngine {
                 Cas::Conflict => self.0.metrics.cluster_cas_conflict(),
             }
         }
-        tracing::warn!(poll = ?poll, "cluster: transition gave up after {MAX_ROUNDS} conflicting rounds");
+        tracing::warn!(record = id.as_str(), "cluster: transition gave up after {MAX_ROUNDS} conflicting rounds");
         Err(EngineError::Overloaded)
     }
 
     pub async fn apply(&self, poll: &PollId, event: Event) -> Result<Outcome, EngineError> {
-        Ok(self.transition(poll, &event).await?.0)
+        Ok(self.transition(&self.0.records.id(poll), &event).await?.0)
     }
 
     pub async fn apply_scene(&self, app: &str, scene: &Scene, event: Event) -> Result<Option<Outcome>, EngineError> {
-        let Some(poll) = self.seen(self.0.records.poll_of(app, scene).await)? else { return Ok(None) };
-        let (o, deadline) = self.transition(&poll, &event).await?;
+        let Some(id) = self.seen(self.0.records.id_of(app, scene).await)? else { return Ok(None) };
+        let (o, deadline) = self.transition(&id, &event).await?;
         // An attempt that is over (consumed, expired) is no attempt for a scan.
         Ok(deadline.map(|_| o))
     }
 
     pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
-        let Some(snap) = self.seen(self.0.records.load(poll).await)? else { return Ok(Outcome::expired()) };
+        self.peek_id(&self.0.records.id(poll)).await
+    }
+
+    async fn peek_id(&self, id: &RecordId) -> Result<Outcome, EngineError> {
+        let Some(snap) = self.seen(self.0.records.load(id).await)? else { return Ok(Outcome::expired()) };
         let now = self.0.clock.now_ms();
         if now >= snap.state.expires_at_ms {
             return Ok(Outcome::expired());
@@ -219,9 +231,10 @@ impl ClusterEngine {
     /// the read wakes the waiter, one before it shows in the state read. One round trip.
     pub async fn watch(&self, poll: &PollId) -> Result<Watched, EngineError> {
         let (tx, rx) = oneshot::channel();
+        let id = self.0.records.id(poll);
         // Views that do not answer in time drop `tx`: the poll is not held.
-        let _ = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { poll: poll.clone(), tx })).await;
-        Ok((Some(self.peek(poll).await?), rx))
+        let _ = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { id: id.clone(), tx })).await;
+        Ok((Some(self.peek_id(&id).await?), rx))
     }
 
     /// Attempts made on this node and not yet past their deadline.
@@ -260,7 +273,9 @@ impl ClusterEngine {
             due
         };
         for (at, poll) in due {
-            if self.transition(&poll, &Event::Timeout).await.is_err() && now < at + record::GRACE_MS / 2 {
+            if self.transition(&self.0.records.id(&poll), &Event::Timeout).await.is_err()
+                && now < at + record::GRACE_MS / 2
+            {
                 let mut made = self.made();
                 made.by_deadline.entry(at).or_default().push(poll);
                 made.len += 1;
@@ -280,9 +295,9 @@ async fn sweep(engine: Weak<Inner>) {
 
 /// Pings Redis every second while the node runs, so `/readyz` follows Redis even when
 /// no request does.
-async fn probe(records: Records, up: Arc<AtomicBool>, metrics: Metrics) {
+async fn probe(kv: Kv, up: Arc<AtomicBool>, metrics: Metrics) {
     loop {
-        let ok = records.ping().await;
+        let ok = redis::cmd("PING").query_async::<String>(&mut kv.conn(crate::kv::Class::Fast)).await.is_ok();
         if up.swap(ok, Ordering::SeqCst) != ok {
             metrics.snapshot_store_up("redis", ok);
             if ok {

@@ -1,13 +1,14 @@
 //! The attempt records of the cluster in Redis, and the one write: compare-and-set.
 //!
 //! Layout (prefix `sl:`, see `crate::kv`):
-//! - `sl:a:<poll>`: the attempt, in the snapshot codec's bytes (the version sits at a
-//!   fixed place, so Lua reads it without decoding), expiring [`GRACE_MS`] after the
+//! - `sl:a:<record id>`: the attempt, sealed ([`crate::engine::persist::seal`]: no poll
+//!   id in the clear, authenticated; the version sits at a fixed place, so Lua reads it
+//!   without decoding), expiring [`GRACE_MS`] after the
 //!   attempt's own deadline (`PXAT`): Redis forgets attempts by itself, once the node
 //!   that made one had the time to write its end;
-//! - `sl:s:<app>:<scene>`: the poll id of the attempt with that scene, same expiry: how a
-//!   WeChat push, which names the scene, finds its attempt;
-//! - channel `sl:wake`: every committed transition publishes its poll id there, so the
+//! - `sl:s:<app>:<scene>`: the record id of the attempt with that scene, same expiry: how
+//!   a WeChat push, which names the scene, finds its attempt;
+//! - channel `sl:wake`: every committed transition publishes its record id there, so the
 //!   nodes holding polls for it re-read.
 //!
 //! A write is one Lua script: read the stored version, write only if it is the version
@@ -19,11 +20,13 @@ use redis::Script;
 use crate::engine::EngineError;
 use crate::engine::persist::Snapshot;
 use crate::engine::persist::codec::{self, version_u32};
+use crate::engine::persist::seal::{RecordId, Seal};
 use crate::ids::{PollId, Scene};
 use crate::kv::{Class, Kv};
+use crate::metrics::Metrics;
 
 /// KEYS: record, scene key. ARGV: expected version (-1: none), data, expires_at_ms,
-/// poll id for the scene key ('' = leave it), channel, message.
+/// record id for the scene key ('' = leave it), channel, message.
 /// Answers -2 when written, else the version found (-1: no record).
 const CAS_LUA: &str = r"
 if v ~= tonumber(ARGV[1]) then return v end
@@ -48,8 +51,10 @@ pub enum Cas {
 
 pub struct Records {
     kv: Kv,
+    seal: Seal,
     cas: Script,
     channel: String,
+    metrics: Metrics,
 }
 
 /// Redis did not answer (in time): the caller answers 503 `overloaded`.
@@ -59,10 +64,15 @@ fn unavailable(e: redis::RedisError) -> EngineError {
 }
 
 impl Records {
-    pub fn new(kv: Kv) -> Self {
+    pub fn new(kv: Kv, seal: Seal, metrics: Metrics) -> Self {
         let channel = kv.key(&["wake"]);
         let cas = Script::new(&codec::lua_with_version(CAS_LUA));
-        Self { kv, cas, channel }
+        Self { kv, seal, cas, channel, metrics }
+    }
+
+    /// The id the attempt polled by `poll` is stored under.
+    pub fn id(&self, poll: &PollId) -> RecordId {
+        self.seal.record_id(poll)
     }
 
     /// The pub/sub channel every commit is announced on.
@@ -74,8 +84,8 @@ impl Records {
         &self.kv
     }
 
-    fn key(&self, poll: &PollId) -> String {
-        self.kv.key(&["a", poll.as_str()])
+    fn key(&self, id: &RecordId) -> String {
+        self.kv.key(&["a", id.as_str()])
     }
 
     fn scene_key(&self, app: &str, scene: &Scene) -> String {
@@ -84,59 +94,55 @@ impl Records {
 
     /// The stored attempt, ended ones included; `None` when Redis has none (never
     /// existed, or past its deadline).
-    pub async fn load(&self, poll: &PollId) -> Result<Option<Snapshot>, EngineError> {
+    pub async fn load(&self, id: &RecordId) -> Result<Option<Snapshot>, EngineError> {
         let mut c = self.kv.conn(Class::Fast);
         let blob: Option<Vec<u8>> =
-            redis::cmd("GET").arg(self.key(poll)).query_async(&mut c).await.map_err(unavailable)?;
-        match blob {
+            redis::cmd("GET").arg(self.key(id)).query_async(&mut c).await.map_err(unavailable)?;
+        match blob.map(|b| self.seal.open(id, &b)) {
             None => Ok(None),
-            Some(b) => match codec::decode(poll.clone(), &b) {
-                Ok(s) => Ok(Some(s)),
-                Err(e) => {
-                    tracing::error!(error = %e, "cluster: undecodable attempt record; treated as gone");
-                    Ok(None)
-                }
-            },
+            Some(Ok(s)) => Ok(Some(s)),
+            // Not written by a node of this deployment (or damaged): no state of it is
+            // believed, so nobody can mint a login by writing to Redis.
+            Some(Err(e)) => {
+                self.metrics.redis_record_rejected();
+                tracing::error!(error = %e, "cluster: attempt record refused; treated as gone");
+                Ok(None)
+            }
         }
     }
 
-    /// The poll id of the attempt of (`app`, `scene`).
-    pub async fn poll_of(&self, app: &str, scene: &Scene) -> Result<Option<PollId>, EngineError> {
+    /// The record id of the attempt of (`app`, `scene`).
+    pub async fn id_of(&self, app: &str, scene: &Scene) -> Result<Option<RecordId>, EngineError> {
         let mut c = self.kv.conn(Class::Fast);
-        let poll: Option<String> =
+        let id: Option<String> =
             redis::cmd("GET").arg(self.scene_key(app, scene)).query_async(&mut c).await.map_err(unavailable)?;
-        Ok(poll.and_then(|p| PollId::parse(&p)))
+        Ok(id.and_then(|p| RecordId::parse(&p)))
     }
 
     /// Writes `snap` if the stored version is still `expected` (`None`: a new attempt,
     /// whose scene key is written too), and announces it.
     pub async fn cas(&self, expected: Option<u64>, snap: &Snapshot) -> Result<Cas, EngineError> {
-        let data = codec::encode(snap).map_err(|e| {
+        let data = self.seal.seal(snap).map_err(|e| {
             tracing::error!(error = %e, "cluster: attempt does not encode");
             EngineError::Unavailable
         })?;
         let expected = expected.map_or(-1, |v| i64::from(version_u32(v)));
-        let scene_value = if expected < 0 { snap.poll.as_str() } else { "" };
+        let id = self.id(&snap.poll);
+        let scene_value = if expected < 0 { id.as_str() } else { "" };
         let mut c = self.kv.conn(Class::Fast);
         let r: i64 = self
             .cas
-            .key(self.key(&snap.poll))
+            .key(self.key(&id))
             .key(self.scene_key(&snap.app, &snap.scene))
             .arg(expected)
             .arg(data)
             .arg(snap.state.expires_at_ms + GRACE_MS)
             .arg(scene_value)
             .arg(&self.channel)
-            .arg(snap.poll.as_str())
+            .arg(id.as_str())
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
         Ok(if r == -2 { Cas::Written } else { Cas::Conflict })
-    }
-
-    /// Answers while Redis does.
-    pub async fn ping(&self) -> bool {
-        let mut c = self.kv.conn(Class::Fast);
-        redis::cmd("PING").query_async::<String>(&mut c).await.is_ok()
     }
 }

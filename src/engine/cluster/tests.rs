@@ -16,7 +16,17 @@ fn node(redis: &RedisServer) -> (LoginsHandle, Metrics) {
     let kv = Kv::new(&redis.url(), "test-secret").unwrap();
     let metrics = Metrics::new();
     let cfg = EngineConfig { live_attempts_max: 1000, long_polls_max: 100, rules: Rules::default() };
-    (LoginsHandle::start_cluster(cfg, kv, Clock::new(), metrics.clone(), None), metrics)
+    (
+        LoginsHandle::start_cluster(
+            cfg,
+            kv,
+            crate::engine::persist::seal::Seal::new(b"test-secret"),
+            Clock::new(),
+            metrics.clone(),
+            None,
+        ),
+        metrics,
+    )
 }
 
 fn nodes(redis: &RedisServer) -> [LoginsHandle; 3] {
@@ -107,7 +117,8 @@ async fn the_same_push_on_three_nodes_is_one_transition_and_one_of_two_scanners_
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap().unwrap().phase, Phase::NotReg);
     }
-    let stored = cluster(&ns[0]).records().load(&made.poll).await.unwrap().unwrap();
+    let records = cluster(&ns[0]).records();
+    let stored = records.load(&records.id(&made.poll)).await.unwrap().unwrap();
     assert_eq!(stored.state.version, 1, "one transition, whoever won");
     // Two different people scan a fresh code at once on two nodes: one owns it.
     let made = ns[0].create(APP, Duration::from_secs(60)).await.unwrap();
@@ -117,7 +128,8 @@ async fn the_same_push_on_three_nodes_is_one_transition_and_one_of_two_scanners_
     );
     x.unwrap().unwrap();
     y.unwrap().unwrap();
-    let stored = cluster(&ns[0]).records().load(&made.poll).await.unwrap().unwrap();
+    let records = cluster(&ns[0]).records();
+    let stored = records.load(&records.id(&made.poll)).await.unwrap().unwrap();
     assert_eq!(stored.state.version, 1);
     let owner = stored.state.openid.unwrap();
     assert!(owner == "o_x" || owner == "o_y");
@@ -172,7 +184,14 @@ async fn the_live_cap_counts_the_attempts_made_here() {
     let redis = RedisServer::start();
     let kv = Kv::new(&redis.url(), "s").unwrap();
     let cfg = EngineConfig { live_attempts_max: 2, long_polls_max: 10, rules: Rules::default() };
-    let a = LoginsHandle::start_cluster(cfg, kv, Clock::new(), Metrics::new(), None);
+    let a = LoginsHandle::start_cluster(
+        cfg,
+        kv,
+        crate::engine::persist::seal::Seal::new(b"test-secret"),
+        Clock::new(),
+        Metrics::new(),
+        None,
+    );
     a.create(APP, Duration::from_millis(800)).await.unwrap();
     a.create(APP, Duration::from_secs(60)).await.unwrap();
     assert_eq!(a.create(APP, Duration::from_secs(60)).await.unwrap_err(), EngineError::Overloaded);
@@ -230,4 +249,26 @@ async fn a_held_poll_costs_three_reads_and_no_write() {
     assert_eq!(o.phase, Phase::Loop);
     assert_eq!(calls(&redis, "get") - gets, 3, "claim, the read after holding, the claim at the end");
     assert_eq!(calls(&redis, "evalsha") + calls(&redis, "eval") - evals, 0, "a read writes nothing");
+}
+
+#[actix::test]
+async fn a_record_not_sealed_by_this_deployment_is_treated_as_gone_and_counted() {
+    let redis = RedisServer::start();
+    let (a, metrics) = node(&redis);
+    let made = a.create(APP, Duration::from_secs(60)).await.unwrap();
+    let records = cluster(&a).records();
+    let id = records.id(&made.poll);
+    assert!(!id.as_str().contains(made.poll.as_str()), "stored under a keyed hash");
+    // Someone with write access to Redis but not the secret writes a `reg` state for a
+    // user of their choice, sealed with a key of their own.
+    let mut forged = records.load(&id).await.unwrap().unwrap();
+    forged.state.phase = Phase::Reg;
+    forged.state.openid = Some("o_attacker".into());
+    forged.state.user = Some(UserRef { id: "victim".into(), phone: None });
+    let bytes = crate::engine::persist::seal::Seal::new(b"not the secret").seal(&forged).unwrap();
+    let mut c = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET").arg(format!("sl:a:{}", id.as_str())).arg(bytes).query_async(&mut c).await.unwrap();
+    let o = a.poll(&made.poll, Duration::ZERO).await.unwrap();
+    assert_eq!((o.phase, &o.reply), (Phase::Expired, &Reply::Expired), "no token from a forged record");
+    assert!(metrics.render().contains("scanlogin_redis_records_rejected_total 1"), "counted");
 }

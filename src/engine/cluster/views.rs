@@ -16,8 +16,8 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
+use crate::engine::persist::seal::RecordId;
 use crate::engine::waiters::Waiters;
-use crate::ids::PollId;
 use crate::kv::Kv;
 use crate::metrics::Metrics;
 
@@ -25,17 +25,17 @@ use crate::metrics::Metrics;
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 pub struct Views {
-    by_poll: HashMap<PollId, Waiters>,
+    by_id: HashMap<RecordId, Waiters>,
     metrics: Metrics,
 }
 
 impl Views {
     pub fn new(metrics: Metrics) -> Self {
-        Self { by_poll: HashMap::new(), metrics }
+        Self { by_id: HashMap::new(), metrics }
     }
 
     fn counted(&self) {
-        self.metrics.cluster_views(self.by_poll.len());
+        self.metrics.cluster_views(self.by_id.len());
     }
 }
 
@@ -45,18 +45,18 @@ impl Actor for Views {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16_384);
         ctx.run_interval(IDLE_CHECK, |act, _| {
-            act.by_poll.retain(|_, w| w.prune());
+            act.by_id.retain(|_, w| w.prune());
             act.counted();
         });
     }
 }
 
-/// Hold `tx` until the attempt `poll` changes (within the waiter cap: past it `tx` is
+/// Hold `tx` until the attempt stored under `id` changes (within the waiter cap: past it `tx` is
 /// dropped, and the poll answers at once).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Watch {
-    pub poll: PollId,
+    pub id: RecordId,
     pub tx: oneshot::Sender<()>,
 }
 
@@ -64,21 +64,21 @@ impl Handler<Watch> for Views {
     type Result = ();
 
     fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
-        self.by_poll.entry(msg.poll).or_default().hold(msg.tx);
+        self.by_id.entry(msg.id).or_default().hold(msg.tx);
         self.counted();
     }
 }
 
-/// A transition of `poll` was committed (by any node).
+/// A transition of the attempt stored under this record id was committed (by any node).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Wake(pub PollId);
+pub struct Wake(pub RecordId);
 
 impl Handler<Wake> for Views {
     type Result = ();
 
     fn handle(&mut self, msg: Wake, _ctx: &mut Self::Context) {
-        if let Some(mut w) = self.by_poll.remove(&msg.0) {
+        if let Some(mut w) = self.by_id.remove(&msg.0) {
             w.wake();
             self.counted();
         }
@@ -94,7 +94,7 @@ impl Handler<WakeEveryone> for Views {
     type Result = ();
 
     fn handle(&mut self, _: WakeEveryone, _ctx: &mut Self::Context) {
-        self.by_poll.clear();
+        self.by_id.clear();
         self.counted();
     }
 }
@@ -108,7 +108,7 @@ impl Handler<CountViews> for Views {
     type Result = usize;
 
     fn handle(&mut self, _: CountViews, _ctx: &mut Self::Context) -> usize {
-        self.by_poll.len()
+        self.by_id.len()
     }
 }
 
@@ -131,7 +131,7 @@ pub async fn listen(kv: Kv, channel: String, views: Addr<Views>, metrics: Metric
                 let mut stream = pubsub.into_on_message();
                 while let Some(msg) = stream.next().await {
                     metrics.cluster_wakeup();
-                    if let Some(poll) = std::str::from_utf8(msg.get_payload_bytes()).ok().and_then(PollId::parse) {
+                    if let Some(poll) = std::str::from_utf8(msg.get_payload_bytes()).ok().and_then(RecordId::parse) {
                         views.do_send(Wake(poll));
                     }
                 }

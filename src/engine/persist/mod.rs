@@ -16,6 +16,7 @@
 
 pub mod codec;
 pub mod memory;
+pub mod seal;
 pub mod writer;
 
 use std::future::Future;

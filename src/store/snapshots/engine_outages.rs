@@ -51,7 +51,11 @@ async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
 #[actix::test]
 async fn a_token_is_withheld_while_its_consumed_state_cannot_be_stored() {
     let redis = RedisServer::start();
-    let store = Arc::new(RedisStore::new(&crate::kv::Kv::new(&redis.url(), "test").unwrap(), "sl:"));
+    let store = Arc::new(RedisStore::new(
+        &crate::kv::Kv::new(&redis.url(), "test").unwrap(),
+        "sl:",
+        crate::engine::persist::seal::Seal::new(b"test-secret"),
+    ));
     let (e, metrics) = engine_on(store.clone(), 10, quick(), Clock::new());
     let c = e.create(APP, Duration::from_secs(300)).await.unwrap();
     e.apply_scene(APP, &c.scene, registered()).await.unwrap();
@@ -86,7 +90,11 @@ async fn a_token_is_withheld_while_its_consumed_state_cannot_be_stored() {
 #[actix::test]
 async fn an_emptied_redis_gets_every_live_attempt_again() {
     let mut redis = RedisServer::start();
-    let store = Arc::new(RedisStore::new(&crate::kv::Kv::new(&redis.url(), "test").unwrap(), "sl:"));
+    let store = Arc::new(RedisStore::new(
+        &crate::kv::Kv::new(&redis.url(), "test").unwrap(),
+        "sl:",
+        crate::engine::persist::seal::Seal::new(b"test-secret"),
+    ));
     let (e, _) = engine_on(store.clone(), 10, quick(), Clock::new());
     let a = e.create(APP, Duration::from_secs(300)).await.unwrap();
     let b = e.create(APP, Duration::from_secs(300)).await.unwrap();

@@ -1,16 +1,18 @@
 //! Snapshots in Redis (`storage.snapshots = "redis://host:port/db"`).
 //!
 //! Layout, under a prefix (`sl:` in production):
-//! - `sl:a:<poll>`: the binary snapshot ([`super::codec`]), expiring at the attempt's own
-//!   expiry (`SET … PXAT`), so Redis forgets attempts by itself;
-//! - `sl:scenes`: a hash `<app>:<scene>` → poll id of every live attempt: the index by
-//!   scene that restore walks (and that a multi-node router can use);
+//! - `sl:a:<record id>`: the snapshot, sealed (`engine::persist::seal`: stored under a
+//!   keyed hash of its poll id, the poll id inside encrypted, the whole authenticated, so
+//!   reading Redis gives nobody a login and writing to it mints none), expiring at the
+//!   attempt's own expiry (`SET … PXAT`), so Redis forgets attempts by itself;
+//! - `sl:scenes`: a hash `<app>:<scene>` → record id of every live attempt: the index
+//!   that restore walks;
 //! - `sl:epoch`: a marker; when it is gone, Redis lost its data (restarted without
 //!   persistence) and the service writes every live attempt again.
 //!
 //! A write is a small Lua script (compare the stored version, set if newer, maintain the
 //! index), and a batch of them is one pipeline: one round trip per batch. The connection
-//! is `kv`'s bulk connection (lazy: the the service starts and serves while Redis is
+//! is `kv`'s bulk connection (lazy: the service starts and serves while Redis is
 //! down and reconnects when it returns.
 
 use redis::aio::ConnectionManager;
@@ -18,6 +20,7 @@ use redis::{AsyncCommands, ErrorKind, Script, ServerErrorKind};
 
 use crate::engine::Phase;
 use crate::engine::persist::codec::{self, version_u32};
+use crate::engine::persist::seal::{RecordId, Seal};
 use crate::engine::persist::{BoxFuture, Page, Probe, Snapshot, SnapshotStore, StoreError};
 use crate::ids::PollId;
 use crate::kv::{Class, Kv};
@@ -40,6 +43,7 @@ const PAGE: usize = 5_000;
 
 pub struct RedisStore {
     conn: ConnectionManager,
+    seal: Seal,
     script: Script,
     prefix: String,
     index: String,
@@ -47,10 +51,12 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// A store on `kv`'s connections whose keys start with `prefix`. Does not connect yet.
-    pub fn new(kv: &Kv, prefix: &str) -> Self {
+    /// A store on `kv`'s connections whose keys start with `prefix`, its records sealed
+    /// with `seal`. Does not connect yet.
+    pub fn new(kv: &Kv, prefix: &str, seal: Seal) -> Self {
         Self {
             conn: kv.conn(Class::Bulk),
+            seal,
             script: Script::new(&codec::lua_with_version(WRITE_LUA)),
             prefix: prefix.to_string(),
             index: format!("{prefix}scenes"),
@@ -58,25 +64,26 @@ impl RedisStore {
         }
     }
 
-    fn key(&self, poll: &str) -> String {
-        format!("{}a:{poll}", self.prefix)
+    fn key(&self, id: &RecordId) -> String {
+        format!("{}a:{}", self.prefix, id.as_str())
     }
 
     async fn write_all(&self, batch: &[Snapshot]) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         for s in batch {
-            let data = codec::encode(s)?;
+            let data = self.seal.seal(s)?;
+            let id = self.seal.record_id(&s.poll);
             let live = if s.state.phase == Phase::Expired { "0" } else { "1" };
             pipe.cmd("EVALSHA")
                 .arg(self.script.get_hash())
                 .arg(2)
-                .arg(self.key(s.poll.as_str()))
+                .arg(self.key(&id))
                 .arg(&self.index)
                 .arg(version_u32(s.version()))
                 .arg(s.state.expires_at_ms)
                 .arg(data)
                 .arg(format!("{}:{}", s.app, s.scene.as_str()))
-                .arg(s.poll.as_str())
+                .arg(id.as_str())
                 .arg(live)
                 .ignore();
         }
@@ -106,14 +113,21 @@ impl RedisStore {
         if pairs.is_empty() {
             return Ok(page);
         }
-        let keys: Vec<String> = pairs.iter().map(|(_, poll)| self.key(poll)).collect();
+        // An index value that is no record id (a forged entry) names no key: MGET finds nothing.
+        let ids: Vec<Option<RecordId>> = pairs.iter().map(|(_, id)| RecordId::parse(id)).collect();
+        let keys: Vec<String> =
+            ids.iter().map(|id| id.as_ref().map_or_else(|| format!("{}a:-", self.prefix), |id| self.key(id))).collect();
         let blobs: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         let mut stale = Vec::new();
-        for ((field, poll), blob) in pairs.into_iter().zip(blobs) {
-            match (PollId::parse(&poll), blob) {
-                (Some(p), Some(b)) => match codec::decode(p, &b) {
+        for (((field, _), id), blob) in pairs.into_iter().zip(ids).zip(blobs) {
+            match (id, blob) {
+                (Some(id), Some(b)) => match self.seal.open(&id, &b) {
                     Ok(s) => page.snapshots.push(s),
-                    Err(_) => page.corrupt += 1,
+                    // Damaged, or not written by this deployment: not believed.
+                    Err(e) => {
+                        tracing::error!(error = %e, "snapshot in redis refused; treated as gone");
+                        page.corrupt += 1;
+                    }
                 },
                 // The attempt expired (its key is gone) but its index entry stayed: the
                 // process was down when it expired. Tidy up.
@@ -132,8 +146,16 @@ impl RedisStore {
 
     async fn one(&self, poll: &PollId) -> Result<Option<Snapshot>, StoreError> {
         let mut conn = self.conn.clone();
-        let blob: Option<Vec<u8>> = conn.get(self.key(poll.as_str())).await?;
-        Ok(blob.map(|b| codec::decode(poll.clone(), &b)).transpose()?)
+        let id = self.seal.record_id(poll);
+        let blob: Option<Vec<u8>> = conn.get(self.key(&id)).await?;
+        match blob.map(|b| self.seal.open(&id, &b)) {
+            None => Ok(None),
+            Some(Ok(s)) => Ok(Some(s)),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "snapshot in redis refused; treated as gone");
+                Ok(None)
+            }
+        }
     }
 
     async fn check(&self) -> Result<Probe, StoreError> {

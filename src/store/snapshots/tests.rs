@@ -295,7 +295,11 @@ mod redis_store {
     #[tokio::test]
     async fn contract() {
         let prefix = format!("t{:08x}:", rand::random::<u32>());
-        let s = redis::RedisStore::new(&crate::kv::Kv::new(&url(), "test").unwrap(), &prefix);
+        let s = redis::RedisStore::new(
+            &crate::kv::Kv::new(&url(), "test").unwrap(),
+            &prefix,
+            crate::engine::persist::seal::Seal::new(b"test-secret"),
+        );
         newer_versions_win(&s).await;
         consumed_mark_blocks_late_writes(&s).await;
         pages_cover_every_live_attempt(&s).await;
@@ -306,7 +310,11 @@ mod redis_store {
     #[tokio::test]
     async fn an_emptied_redis_is_noticed_and_stale_index_entries_are_dropped() {
         let prefix = format!("t{:08x}:", rand::random::<u32>());
-        let s = redis::RedisStore::new(&crate::kv::Kv::new(&url(), "test").unwrap(), &prefix);
+        let s = redis::RedisStore::new(
+            &crate::kv::Kv::new(&url(), "test").unwrap(),
+            &prefix,
+            crate::engine::persist::seal::Seal::new(b"test-secret"),
+        );
         s.probe().await.unwrap();
         assert_eq!(s.probe().await.unwrap(), Probe::Intact);
         let snap = loop_snapshot(60_000);
@@ -326,18 +334,15 @@ mod redis_store {
     #[tokio::test]
     async fn a_loop_snapshot_is_small_in_redis() {
         let prefix = format!("t{:08x}:", rand::random::<u32>());
-        let s = redis::RedisStore::new(&crate::kv::Kv::new(&url(), "test").unwrap(), &prefix);
+        let seal = crate::engine::persist::seal::Seal::new(b"test-secret");
+        let s = redis::RedisStore::new(&crate::kv::Kv::new(&url(), "test").unwrap(), &prefix, seal.clone());
         let snap = not_reg_with_code(60_000);
+        let key = format!("{prefix}a:{}", seal.record_id(&snap.poll).as_str());
         s.write(std::slice::from_ref(&snap)).await.unwrap();
         let mut c = ::redis::Client::open(url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let bytes: i64 = ::redis::cmd("MEMORY")
-            .arg("USAGE")
-            .arg(format!("{prefix}a:{}", snap.poll.as_str()))
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let bytes: i64 = ::redis::cmd("MEMORY").arg("USAGE").arg(&key).query_async(&mut c).await.unwrap();
         assert!(bytes > 100 && bytes < 300, "MEMORY USAGE of a not_reg snapshot: {bytes}");
-        let ttl: i64 = c.pttl(format!("{prefix}a:{}", snap.poll.as_str())).await.unwrap();
+        let ttl: i64 = c.pttl(&key).await.unwrap();
         assert!(ttl > 55_000 && ttl <= 60_000, "expires with the attempt: {ttl}");
         clean(&prefix).await;
     }
