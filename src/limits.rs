@@ -33,20 +33,22 @@ pub enum Kind {
     SmsResend,
     SmsPerPhone,
     SmsPerIp,
-    CodeFailuresPerPhone,
+    CodeFailuresPerOpenid,
+    CodeFailuresPerIp,
     BindPerAttempt,
     BindPerIp,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::QrPerIp,
         Kind::QrPerIpPerDay,
         Kind::QrPerApp,
         Kind::SmsResend,
         Kind::SmsPerPhone,
         Kind::SmsPerIp,
-        Kind::CodeFailuresPerPhone,
+        Kind::CodeFailuresPerOpenid,
+        Kind::CodeFailuresPerIp,
         Kind::BindPerAttempt,
         Kind::BindPerIp,
     ];
@@ -66,7 +68,8 @@ impl Kind {
             Kind::SmsResend => "sms_resend_secs",
             Kind::SmsPerPhone => "sms_per_phone_per_day",
             Kind::SmsPerIp => "sms_per_ip_per_day",
-            Kind::CodeFailuresPerPhone => "code_failures_per_phone_per_day",
+            Kind::CodeFailuresPerOpenid => "code_failures_per_openid_per_day",
+            Kind::CodeFailuresPerIp => "code_failures_per_ip_per_day",
             Kind::BindPerAttempt => "bind_per_attempt",
             Kind::BindPerIp => "bind_per_ip_per_day",
         }
@@ -79,7 +82,7 @@ impl Kind {
 
     /// Keyed by a phone number (which then never appears in a Redis key name).
     fn is_per_phone(self) -> bool {
-        matches!(self, Kind::SmsResend | Kind::SmsPerPhone | Kind::CodeFailuresPerPhone)
+        matches!(self, Kind::SmsResend | Kind::SmsPerPhone)
     }
 
     fn human(self) -> &'static str {
@@ -90,7 +93,8 @@ impl Kind {
             Kind::SmsResend => "a code was just sent to this phone",
             Kind::SmsPerPhone => "too many codes for this phone today",
             Kind::SmsPerIp => "too many codes from this address today",
-            Kind::CodeFailuresPerPhone => "too many wrong codes for this phone today",
+            Kind::CodeFailuresPerOpenid => "too many wrong codes from this WeChat user today",
+            Kind::CodeFailuresPerIp => "too many wrong codes from this address today",
             Kind::BindPerAttempt => "too many tries for this login: start a new one",
             Kind::BindPerIp => "too many phone bindings from this address today",
         }
@@ -106,7 +110,8 @@ impl From<Kind> for LimitKind {
             Kind::SmsResend => LimitKind::SmsResend,
             Kind::SmsPerPhone => LimitKind::SmsPerPhone,
             Kind::SmsPerIp => LimitKind::SmsPerIp,
-            Kind::CodeFailuresPerPhone => LimitKind::CodeFailuresPerPhone,
+            Kind::CodeFailuresPerOpenid => LimitKind::CodeFailuresPerOpenid,
+            Kind::CodeFailuresPerIp => LimitKind::CodeFailuresPerIp,
             Kind::BindPerAttempt => LimitKind::BindPerAttempt,
             Kind::BindPerIp => LimitKind::BindPerIp,
         }
@@ -134,8 +139,8 @@ fn quota(n: u32, period: Duration) -> Quota {
 
 struct Local {
     limiters: HashMap<Kind, DefaultKeyedRateLimiter<String>>,
-    /// Phones locked after too many wrong codes, until the given Unix second.
-    locked: Mutex<HashMap<String, u64>>,
+    /// Wrong codes per guesser on this node: (UTC day, count).
+    failures: Mutex<HashMap<(Kind, String), (u64, u32)>>,
 }
 
 /// The counters every node shares, and the breaker that sends calls to [`Local`] while
@@ -176,7 +181,8 @@ impl Limits {
             Kind::SmsResend => (1, Duration::from_secs(s.sms_resend_secs.max(1))),
             Kind::SmsPerPhone => (s.sms_per_phone_per_day, DAY),
             Kind::SmsPerIp => (s.sms_per_ip_per_day, DAY),
-            Kind::CodeFailuresPerPhone => (s.code_failures_per_phone_per_day, DAY),
+            Kind::CodeFailuresPerOpenid => (s.code_failures_per_openid_per_day, DAY),
+            Kind::CodeFailuresPerIp => (s.code_failures_per_ip_per_day, DAY),
             Kind::QrPerIpPerDay => (s.qr_per_ip_per_day, DAY),
             // An attempt lives minutes; a day-long window outlives any attempt.
             Kind::BindPerAttempt => (s.bind_per_attempt, DAY),
@@ -192,7 +198,7 @@ impl Limits {
                 (k, RateLimiter::keyed(quota(n, period)))
             })
             .collect();
-        let local = Local { limiters, locked: Mutex::new(HashMap::new()) };
+        let local = Local { limiters, failures: Mutex::new(HashMap::new()) };
         Arc::new(Self { local, shared, settings: settings.clone(), holds: Mutex::new(HashMap::new()), metrics })
     }
 
@@ -245,51 +251,64 @@ impl Limits {
         self.hit(kind, &crate::net::limit_bucket(ip).to_string()).await
     }
 
-    /// Is `phone` locked for wrong codes? (Does not count anything.)
-    pub async fn phone_locked(&self, phone: &str) -> Option<Refused> {
-        let now = unix_secs();
+    /// Is the guesser (`kind` keyed by `key`: a WeChat user, or an address bucket) locked
+    /// for wrong codes? It is once it sent its day's limit of them, until the day (UTC)
+    /// ends. Counts nothing. Wrong codes cost whoever guesses, never the phone guessed
+    /// at: nobody can lock someone else's number.
+    pub async fn locked(&self, kind: Kind, key: &str) -> Option<Refused> {
+        let (max, _) = Self::rule(&self.settings, kind);
+        let (day, retry) = Self::day();
+        let local = || {
+            let failures = self.local.failures.lock().unwrap_or_else(|e| e.into_inner());
+            failures.get(&(kind, key.to_string())).filter(|(d, _)| *d == day).map_or(0, |(_, n)| *n)
+        };
+        let mut n = local();
         if let Some(shared) = Shared::usable(&self.shared) {
             let kv = &shared.kv;
             let mut c = kv.conn(crate::kv::Class::Fast);
-            let ttl: Result<i64, _> =
-                redis::cmd("TTL").arg(kv.key(&["locked", &kv.phone_tag(phone)])).query_async(&mut c).await;
-            match ttl {
-                Ok(t) if t > 0 => return Some(self.refused(Kind::CodeFailuresPerPhone, t as u64)),
-                Ok(_) => {}
-                Err(e) => shared.failed(&e, Kind::CodeFailuresPerPhone.name()),
+            let stored: Result<Option<u32>, _> =
+                redis::cmd("GET").arg(Self::failure_key(kv, kind, key, day)).query_async(&mut c).await;
+            match stored {
+                Ok(stored) => n = n.max(stored.unwrap_or(0)),
+                Err(e) => shared.failed(&e, kind.name()),
             }
         }
-        let mut locked = self.local.locked.lock().unwrap_or_else(|e| e.into_inner());
-        locked.retain(|_, until| *until > now);
-        locked.get(phone).map(|until| self.refused(Kind::CodeFailuresPerPhone, until - now))
+        (n >= max).then(|| self.refused(kind, retry))
     }
 
-    /// Counts a wrong code for `phone`; past the daily limit the phone is locked for a day
-    /// (on this node at once, and for every node in Redis when it answers).
-    pub async fn wrong_code(&self, phone: &str) {
-        if self.hit(Kind::CodeFailuresPerPhone, phone).await.is_ok() {
-            return;
+    /// Counts a wrong code against the guesser `key` of `kind` (on this node, and for
+    /// every node in Redis when it answers).
+    pub async fn wrong_code(&self, kind: Kind, key: &str) {
+        let (day, _) = Self::day();
+        {
+            let mut failures = self.local.failures.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = failures.entry((kind, key.to_string())).or_insert((day, 0));
+            if entry.0 != day {
+                *entry = (day, 0);
+            }
+            entry.1 += 1;
         }
-        tracing::warn!(phone = %crate::ids::mask_phone(phone), "phone locked for the day after too many wrong codes");
-        self.local
-            .locked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(phone.to_string(), unix_secs() + DAY.as_secs());
         if let Some(shared) = Shared::usable(&self.shared) {
             let kv = &shared.kv;
+            let k = Self::failure_key(kv, kind, key, day);
             let mut c = kv.conn(crate::kv::Class::Fast);
-            let r: Result<(), _> = redis::cmd("SET")
-                .arg(kv.key(&["locked", &kv.phone_tag(phone)]))
-                .arg(1)
-                .arg("EX")
-                .arg(DAY.as_secs())
-                .query_async(&mut c)
-                .await;
+            let r: Result<(u64, i64), _> =
+                redis::pipe().atomic().incr(&k, 1u64).expire(&k, DAY.as_secs() as i64).query_async(&mut c).await;
             if let Err(e) = r {
-                shared.failed(&e, Kind::CodeFailuresPerPhone.name());
+                shared.failed(&e, kind.name());
             }
         }
+    }
+
+    /// Today (UTC days since the epoch) and the seconds until it ends.
+    fn day() -> (u64, u64) {
+        let now = unix_secs();
+        let day = now / DAY.as_secs();
+        (day, (day + 1) * DAY.as_secs() - now)
+    }
+
+    fn failure_key(kv: &crate::kv::Kv, kind: Kind, key: &str, day: u64) -> String {
+        kv.key(&["failures", kind.name(), key, &day.to_string()])
     }
 
     /// Takes one of `ip`'s held-long-poll slots (shared by its /64); `None` when none is left.
@@ -306,8 +325,11 @@ impl Limits {
         Some(HoldSlot { limits: Arc::clone(self), ip })
     }
 
-    /// Forgets idle keys (call periodically so address churn cannot grow memory).
+    /// Forgets idle keys and ended locks (call periodically so address churn cannot grow
+    /// memory).
     pub fn sweep(&self) {
+        let (today, _) = Self::day();
+        self.local.failures.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (day, _)| *day == today);
         for lim in self.local.limiters.values() {
             lim.retain_recent();
             lim.shrink_to_fit();
@@ -353,7 +375,8 @@ mod tests {
         LimitSettings {
             qr_per_ip_per_minute: 3,
             sms_per_phone_per_day: 2,
-            code_failures_per_phone_per_day: 2,
+            code_failures_per_openid_per_day: 2,
+            code_failures_per_ip_per_day: 2,
             long_polls_per_ip: 2,
             ..Default::default()
         }
@@ -368,13 +391,15 @@ mod tests {
         assert_eq!(r.kind, Kind::QrPerIp);
         assert!((1..=60).contains(&r.retry_after_secs), "{r:?}");
         assert!(l.hit(Kind::QrPerIp, &format!("{ip}9")).await.is_ok(), "other keys are not affected");
-        let phone = format!("1380013{tag:0>4}");
-        assert!(l.phone_locked(&phone).await.is_none());
+        let guesser = format!("guesser-{tag}");
+        assert!(l.locked(Kind::CodeFailuresPerOpenid, &guesser).await.is_none());
         for _ in 0..3 {
-            l.wrong_code(&phone).await;
+            l.wrong_code(Kind::CodeFailuresPerOpenid, &guesser).await;
         }
-        let locked = l.phone_locked(&phone).await.expect("locked");
-        assert!(locked.retry_after_secs > 3600);
+        let locked = l.locked(Kind::CodeFailuresPerOpenid, &guesser).await.expect("locked");
+        assert!((1..=86_400).contains(&locked.retry_after_secs), "until the day ends: {locked:?}");
+        assert!(l.locked(Kind::CodeFailuresPerIp, &guesser).await.is_none(), "one lock per kind");
+        assert!(l.locked(Kind::CodeFailuresPerOpenid, "someone else").await.is_none());
     }
 
     #[test]

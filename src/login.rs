@@ -124,7 +124,7 @@ impl LoginService {
         revocations: Revocations,
         dedup: Dedup,
     ) -> Self {
-        let code_key: [u8; 32] = Sha256::digest(format!("scanlogin/sms-code/v1/{}", settings.token.secret)).into();
+        let code_key = code_key(&settings.token.secret);
         Self {
             engine,
             users,
@@ -148,12 +148,7 @@ impl LoginService {
     }
 
     fn code_hash(&self, poll: &PollId, phone: &Phone, code: &SmsCode) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.code_key).expect("any key length");
-        for part in [poll.as_str(), phone.as_str(), code.as_str()] {
-            mac.update(part.as_bytes());
-            mac.update(&[0]);
-        }
-        mac.finalize().into_bytes().into()
+        code_hash(&self.code_key, poll, phone, code)
     }
 
     /// The user database.
@@ -338,10 +333,13 @@ impl LoginService {
     }
 
     /// `POST /api/v1/login/sms-code`: the attempt reserves the code (state and
-    /// per-attempt limits), then the per-phone and per-address limits are charged; any
-    /// refusal or a failed send un-reserves it.
+    /// per-attempt limits), then the per-address limit is charged and only then the
+    /// per-phone ones (a client over its own cap costs the phone's owner nothing); any
+    /// refusal or a failed send un-reserves it. An address locked for wrong codes gets
+    /// no more codes.
     pub async fn send_sms(&self, poll: &PollId, phone: &Phone, client: &ClientInfo) -> Result<SmsSent, ApiError> {
-        if let Some(r) = self.limits.phone_locked(phone.as_str()).await {
+        let ip = client.bucket().to_string();
+        if let Some(r) = self.limits.locked(Kind::CodeFailuresPerIp, &ip).await {
             return Err(limited(r));
         }
         let code = SmsCode::generate();
@@ -352,9 +350,8 @@ impl LoginService {
         if !o.actions.send_sms {
             return Err(self.refused(o.reply, "sending a code"));
         }
-        let ip = client.bucket().to_string();
         for (kind, key) in
-            [(Kind::SmsResend, phone.as_str()), (Kind::SmsPerPhone, phone.as_str()), (Kind::SmsPerIp, &ip)]
+            [(Kind::SmsPerIp, ip.as_str()), (Kind::SmsResend, phone.as_str()), (Kind::SmsPerPhone, phone.as_str())]
         {
             if let Err(r) = self.limits.hit(kind, key).await {
                 let _ = self.engine.apply(poll, Event::CodeFailed { hash }).await;
@@ -378,7 +375,8 @@ impl LoginService {
         client: &ClientInfo,
     ) -> Result<LoginStatus, ApiError> {
         self.charge_bind(poll, client).await?;
-        if let Some(r) = self.limits.phone_locked(phone.as_str()).await {
+        let ip = client.bucket().to_string();
+        if let Some(r) = self.limits.locked(Kind::CodeFailuresPerIp, &ip).await {
             return Err(limited(r));
         }
         let peek = self.engine.peek(poll).await?;
@@ -390,6 +388,11 @@ impl LoginService {
         let detail = peek.detail.ok_or(ApiError::Expired)?;
         let app = self.wechat.by_name(&detail.app).ok_or_else(|| ApiError::internal("attempt of an unknown app"))?;
         let openid = detail.openid.ok_or_else(|| ApiError::internal("not_reg without openid"))?;
+        // Wrong codes cost the guesser: the WeChat user who scanned, and the address.
+        let guesser = hex::encode(&Sha256::digest(format!("{}:{openid}", app.app_id))[..16]);
+        if let Some(r) = self.limits.locked(Kind::CodeFailuresPerOpenid, &guesser).await {
+            return Err(limited(r));
+        }
         // Refuse a taken phone before the code is spent.
         match self.users.check_bindable(&app.app_id, &openid, phone.as_str()).await {
             Err(BindError::PhoneTaken) => return Err(ApiError::PhoneTaken),
@@ -406,9 +409,10 @@ impl LoginService {
             other => {
                 let wrong = matches!(other, Reply::InvalidCode { .. } | Reply::NoCodeForPhone { .. });
                 self.metrics.code_check(if wrong { CodeCheck::Wrong } else { CodeCheck::Refused });
-                // Only a wrong guess at a code this attempt sent to that phone is charged to it.
-                if matches!(other, Reply::InvalidCode { .. }) {
-                    self.limits.wrong_code(phone.as_str()).await;
+                // Charged to whoever guessed, never to the phone guessed at.
+                if wrong {
+                    self.limits.wrong_code(Kind::CodeFailuresPerOpenid, &guesser).await;
+                    self.limits.wrong_code(Kind::CodeFailuresPerIp, &ip).await;
                 }
                 return Err(self.refused(other, "binding a phone"));
             }
@@ -463,6 +467,42 @@ impl LoginService {
     }
 }
 
+/// The key of the SMS codes' keyed hashes: derived from the token secret's *value* (its
+/// display is redacted, and a key derived from that would be the same public constant in
+/// every deployment, letting anyone who reads a snapshot brute-force its 6 digits).
+fn code_key(secret: &crate::config::Secret) -> [u8; 32] {
+    secret.derive("sms-code/v1")
+}
+
+/// The keyed hash an attempt keeps of the code it sent (the code itself is never stored).
+fn code_hash(key: &[u8; 32], poll: &PollId, phone: &Phone, code: &SmsCode) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
+    for part in [poll.as_str(), phone.as_str(), code.as_str()] {
+        mac.update(part.as_bytes());
+        mac.update(&[0]);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 fn limited(r: Refused) -> ApiError {
     ApiError::RateLimited { what: r.message().to_string(), retry_after_secs: r.retry_after_secs }
+}
+
+#[cfg(test)]
+mod code_key_tests {
+    use super::*;
+
+    /// A code hash kept in a snapshot verifies only under its own deployment's secret:
+    /// whoever reads a snapshot cannot try the million codes offline without the secret.
+    #[test]
+    fn two_secrets_give_two_code_keys_and_a_hash_does_not_verify_under_another() {
+        let (a, b) = (crate::config::Secret::from("deployment A's secret"), crate::config::Secret::from("B's"));
+        assert_ne!(code_key(&a), code_key(&b));
+        let poll = PollId::generate();
+        let phone = Phone::parse("13800138000").unwrap();
+        let code = SmsCode::generate();
+        let kept = code_hash(&code_key(&a), &poll, &phone, &code);
+        assert_eq!(kept, code_hash(&code_key(&a), &poll, &phone, &code));
+        assert_ne!(kept, code_hash(&code_key(&b), &poll, &phone, &code));
+    }
 }

@@ -63,7 +63,8 @@ pub async fn events(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     let feed = Feed { events, ping, first: Some(frame(&first.into())) };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // It may carry a token: no cache (a proxy's or the browser's) may keep it.
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         // nginx buffers proxied answers by default; this turns it off for this one.
         .insert_header(("x-accel-buffering", "no"))
         .streaming(feed.into_stream()))

@@ -158,7 +158,7 @@ pub async fn observe(
     if !h.contains_key(header::X_FRAME_OPTIONS) {
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
-    // An event stream sets its own (`no-cache`, as proxies expect of streams).
+    // Every API answer may carry a token or a poll key: no cache keeps one.
     if route.starts_with("/api/") && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

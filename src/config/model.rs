@@ -251,8 +251,10 @@ pub struct LimitSettings {
     pub sms_per_phone_per_day: u32,
     pub sms_per_ip_per_day: u32,
     pub code_attempts: u32,
-    /// Wrong codes per phone per day before the phone is locked for a day.
-    pub code_failures_per_phone_per_day: u32,
+    /// Wrong codes one WeChat user may send per day before it is locked for a day.
+    pub code_failures_per_openid_per_day: u32,
+    /// Wrong codes per client address per day before the address is locked for a day.
+    pub code_failures_per_ip_per_day: u32,
     /// SMS codes one login attempt may send.
     pub sms_per_attempt: u32,
     /// bind-phone calls one login attempt may make (each can probe `phone_taken`).
@@ -274,7 +276,8 @@ impl Default for LimitSettings {
             sms_per_phone_per_day: 10,
             sms_per_ip_per_day: 20,
             code_attempts: 5,
-            code_failures_per_phone_per_day: 20,
+            code_failures_per_openid_per_day: 20,
+            code_failures_per_ip_per_day: 50,
             sms_per_attempt: 3,
             bind_per_attempt: 10,
             bind_per_ip_per_day: 50,

@@ -146,7 +146,8 @@ label_set! {
         SmsResend => "sms_resend",
         SmsPerPhone => "sms_per_phone",
         SmsPerIp => "sms_per_ip",
-        CodeFailuresPerPhone => "code_failures_per_phone",
+        CodeFailuresPerOpenid => "code_failures_per_openid",
+        CodeFailuresPerIp => "code_failures_per_ip",
         BindPerAttempt => "bind_per_attempt",
         BindPerIp => "bind_per_ip",
     }

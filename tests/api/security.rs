@@ -118,16 +118,19 @@ async fn an_address_has_a_daily_qr_cap_beside_the_per_minute_one() {
 }
 
 #[actix_web::test]
-async fn guesses_for_a_phone_that_got_no_code_lock_nothing() {
-    let app = spawn_app_with(|s| s.limits.code_failures_per_phone_per_day = 3).await;
+async fn guesses_for_a_phone_that_got_no_code_lock_the_guesser_not_the_phone() {
+    let app = spawn_app_with(|s| s.limits.code_failures_per_openid_per_day = 3).await;
     let victim = "13900139000";
     // The attacker's own scan, a code to the attacker's phone, then guesses for the victim.
     let attacker = not_reg(&app, "o_attacker").await;
     assert_eq!(app.sms_code(&attacker, "13800138000").await.0, 200);
-    for _ in 0..8 {
+    for _ in 0..3 {
         let (s, b) = app.bind(&attacker, victim, "000000").await;
         assert_eq!((s, b["error"].as_str()), (400, Some("invalid_code")), "{b}");
     }
+    // They are guesses all the same: the guesser is locked.
+    let (s, b) = app.bind(&attacker, victim, "000000").await;
+    assert_eq!((s, b["error"].as_str()), (429, Some("rate_limited")), "{b}");
     // The victim logs in as usual: their number is not locked.
     let own = not_reg(&app, "o_victim").await;
     let (s, b) = app.sms_code(&own, victim).await;
@@ -135,6 +138,89 @@ async fn guesses_for_a_phone_that_got_no_code_lock_nothing() {
     let code = app.last_code(victim).await;
     let (s, b) = app.bind(&own, victim, &code).await;
     assert_eq!(s, 200, "{b}");
+}
+
+/// The third review's reproduction: one WeChat account sends a real code to a victim's
+/// number and guesses wrong again and again. The guesser is locked (its WeChat user and
+/// its address), the victim's number is not: their own login works as usual.
+#[actix_web::test]
+async fn wrong_codes_lock_the_guesser_never_the_phone() {
+    let app = spawn_app_with(|s| {
+        s.limits.code_failures_per_openid_per_day = 3;
+        s.limits.code_failures_per_ip_per_day = 5;
+        s.limits.sms_resend_secs = 1;
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let victim = "13900139000";
+    let (sms, bind) = ("/api/v1/login/sms-code", "/api/v1/login/bind-phone");
+    let attacker = not_reg(&app, "o_attacker").await;
+    assert_eq!(post_from(&app, sms, "203.0.113.7", &json!({"uuid": attacker, "phone": victim})).await.0, 200);
+    let code = app.last_code(victim).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let guess = |c: &str| json!({"uuid": attacker, "phone": victim, "code": c});
+    for _ in 0..3 {
+        assert_eq!(post_from(&app, bind, "203.0.113.7", &guess(wrong)).await.0, 400);
+    }
+    // Locked: the guesser's WeChat user, even with the right code, even from elsewhere.
+    let (s, b) = post_from(&app, bind, "198.51.100.9", &guess(&code)).await;
+    assert_eq!((s, b["error"].as_str()), (429, Some("rate_limited")), "{b}");
+    let m = app.metrics().await;
+    assert_eq!(metric(&m, "scanlogin_limits_hit_total", &["kind=\"code_failures_per_openid\""]), 1.0, "{m}");
+    // The victim, on their own phone and network, logs in as usual (once the one-second
+    // resend window of the attacker's code to their number has passed: real time).
+    actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+    let own = not_reg(&app, "o_victim").await;
+    let (s, b) = post_from(&app, sms, "192.0.2.44", &json!({"uuid": own, "phone": victim})).await;
+    assert_eq!(s, 200, "the victim's number is not locked: {b}");
+    let mine = app.last_code(victim).await;
+    let (s, b) = post_from(&app, bind, "192.0.2.44", &json!({"uuid": own, "phone": victim, "code": mine})).await;
+    assert!(s == 200 && b["token"].is_string(), "{b}");
+}
+
+/// Wrong codes from one address lock that address (for codes and binds), whoever's
+/// WeChat users it uses.
+#[actix_web::test]
+async fn wrong_codes_from_one_address_lock_that_address() {
+    let app = spawn_app_with(|s| {
+        s.limits.code_failures_per_ip_per_day = 2;
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let (sms, bind) = ("/api/v1/login/sms-code", "/api/v1/login/bind-phone");
+    for (openid, phone) in [("o_a", "13700137001"), ("o_b", "13700137002")] {
+        let uuid = not_reg(&app, openid).await;
+        assert_eq!(post_from(&app, sms, "2001:db8:9::1", &json!({"uuid": uuid, "phone": phone})).await.0, 200);
+        let body = json!({"uuid": uuid, "phone": phone, "code": "000000"});
+        let s = post_from(&app, bind, "2001:db8:9::2", &body).await.0;
+        assert!(s == 400 || s == 200, "{s}");
+    }
+    let third = not_reg(&app, "o_c").await;
+    let (s, b) = post_from(&app, sms, "2001:db8:9::3", &json!({"uuid": third, "phone": "13700137003"})).await;
+    assert_eq!((s, b["error"].as_str()), (429, Some("rate_limited")), "the /64 is locked: {b}");
+    let (s, _) = post_from(&app, sms, "2001:db8:a::1", &json!({"uuid": third, "phone": "13700137003"})).await;
+    assert_eq!(s, 200, "another /64 is not");
+}
+
+/// A client over its own SMS cap is refused before anything is charged to the phone it
+/// named: the phone's owner can still get their code.
+#[actix_web::test]
+async fn a_client_over_its_sms_cap_costs_the_phone_nothing() {
+    let app = spawn_app_with(|s| {
+        s.limits.sms_per_ip_per_day = 1;
+        s.limits.sms_per_phone_per_day = 1;
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let sms = "/api/v1/login/sms-code";
+    let attacker = not_reg(&app, "o_spender").await;
+    assert_eq!(post_from(&app, sms, "203.0.113.50", &json!({"uuid": attacker, "phone": "13800138000"})).await.0, 200);
+    let second = not_reg(&app, "o_spender2").await;
+    let (s, _) = post_from(&app, sms, "203.0.113.50", &json!({"uuid": second, "phone": "13900139000"})).await;
+    assert_eq!(s, 429, "over its own cap");
+    let own = not_reg(&app, "o_owner").await;
+    let (s, b) = post_from(&app, sms, "192.0.2.60", &json!({"uuid": own, "phone": "13900139000"})).await;
+    assert_eq!(s, 200, "the refused request charged nothing to this phone: {b}");
 }
 
 #[actix_web::test]

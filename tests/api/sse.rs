@@ -28,7 +28,7 @@ impl Sse {
         assert_eq!(r.status(), 200);
         let h = r.headers();
         assert_eq!(h["content-type"], "text/event-stream");
-        assert_eq!(h["cache-control"], "no-cache");
+        assert_eq!(h["cache-control"], "no-store", "a stream may carry a token");
         assert_eq!(h["x-accel-buffering"], "no");
         Sse { body: Box::pin(r.bytes_stream()), buf: String::new() }
     }
