@@ -29,7 +29,11 @@ const MINUTE: Duration = Duration::from_secs(60);
 pub enum Kind {
     QrPerIp,
     QrPerIpPerDay,
+    QrPerNetwork,
+    QrPerSite,
     QrPerApp,
+    /// Not a counter: the app's day use passed what new addresses may spend.
+    QrReserved,
     SmsResend,
     SmsPerPhone,
     SmsPerIp,
@@ -40,10 +44,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 13] = [
         Kind::QrPerIp,
         Kind::QrPerIpPerDay,
+        Kind::QrPerNetwork,
+        Kind::QrPerSite,
         Kind::QrPerApp,
+        Kind::QrReserved,
         Kind::SmsResend,
         Kind::SmsPerPhone,
         Kind::SmsPerIp,
@@ -64,7 +71,10 @@ impl Kind {
         match self {
             Kind::QrPerIp => "qr_per_ip_per_minute",
             Kind::QrPerIpPerDay => "qr_per_ip_per_day",
+            Kind::QrPerNetwork => "qr_per_network_per_day",
+            Kind::QrPerSite => "qr_per_site_per_day",
             Kind::QrPerApp => "qr_per_app_per_day",
+            Kind::QrReserved => "qr_reserved_percent",
             Kind::SmsResend => "sms_resend_secs",
             Kind::SmsPerPhone => "sms_per_phone_per_day",
             Kind::SmsPerIp => "sms_per_ip_per_day",
@@ -89,6 +99,9 @@ impl Kind {
         match self {
             Kind::QrPerIp => "too many QR codes from this address",
             Kind::QrPerIpPerDay => "too many QR codes from this address today",
+            Kind::QrPerNetwork => "too many QR codes from this network today",
+            Kind::QrPerSite => "too many QR codes from this site's network today",
+            Kind::QrReserved => "the QR codes left today are kept for returning users",
             Kind::QrPerApp => "the QR code quota of this account is used up for now",
             Kind::SmsResend => "a code was just sent to this phone",
             Kind::SmsPerPhone => "too many codes for this phone today",
@@ -106,6 +119,9 @@ impl From<Kind> for LimitKind {
         match k {
             Kind::QrPerIp => LimitKind::QrPerIp,
             Kind::QrPerIpPerDay => LimitKind::QrPerIpPerDay,
+            Kind::QrPerNetwork => LimitKind::QrPerNetwork,
+            Kind::QrPerSite => LimitKind::QrPerSite,
+            Kind::QrReserved => LimitKind::QrReserved,
             Kind::QrPerApp => LimitKind::QrPerApp,
             Kind::SmsResend => LimitKind::SmsResend,
             Kind::SmsPerPhone => LimitKind::SmsPerPhone,
@@ -139,6 +155,9 @@ fn quota(n: u32, period: Duration) -> Quota {
 
 struct Local {
     limiters: HashMap<Kind, DefaultKeyedRateLimiter<String>>,
+    /// QR codes charged per app on this node: (UTC day, count), the fallback of the day's
+    /// use while Redis does not answer.
+    app_day: Mutex<HashMap<String, (u64, u64)>>,
     /// Wrong codes per guesser on this node: (UTC day, count).
     failures: Mutex<HashMap<(Kind, String), (u64, u32)>>,
 }
@@ -184,6 +203,13 @@ impl Limits {
             Kind::CodeFailuresPerOpenid => (s.code_failures_per_openid_per_day, DAY),
             Kind::CodeFailuresPerIp => (s.code_failures_per_ip_per_day, DAY),
             Kind::QrPerIpPerDay => (s.qr_per_ip_per_day, DAY),
+            Kind::QrPerNetwork => (s.qr_per_network_per_day, DAY),
+            Kind::QrPerSite => (s.qr_per_site_per_day, DAY),
+            // What new addresses may spend of the app's day (the rest is kept).
+            Kind::QrReserved => {
+                let open = u64::from(s.qr_per_app_per_day) * u64::from(100 - s.qr_reserved_percent.min(100)) / 100;
+                (u32::try_from(open).unwrap_or(u32::MAX), DAY)
+            }
             // An attempt lives minutes; a day-long window outlives any attempt.
             Kind::BindPerAttempt => (s.bind_per_attempt, DAY),
             Kind::BindPerIp => (s.bind_per_ip_per_day, DAY),
@@ -198,7 +224,7 @@ impl Limits {
                 (k, RateLimiter::keyed(quota(n, period)))
             })
             .collect();
-        let local = Local { limiters, failures: Mutex::new(HashMap::new()) };
+        let local = Local { limiters, app_day: Mutex::new(HashMap::new()), failures: Mutex::new(HashMap::new()) };
         Arc::new(Self { local, shared, settings: settings.clone(), holds: Mutex::new(HashMap::new()), metrics })
     }
 
@@ -219,6 +245,9 @@ impl Limits {
 
     /// Counts one event of `kind` for `key`; refuses when over the limit.
     pub async fn hit(&self, kind: Kind, key: &str) -> Result<(), Refused> {
+        if kind == Kind::QrPerApp {
+            self.saw_app_use(key, self.qr_used_today(key) + 1);
+        }
         if let Some(shared) = Shared::usable(&self.shared) {
             let (max, period) = Self::rule(&self.settings, kind);
             let now = unix_secs();
@@ -229,6 +258,9 @@ impl Limits {
             let mut c = kv.conn(crate::kv::Class::Fast);
             let r: Result<(u64, i64), _> =
                 redis::pipe().atomic().incr(&k, 1u64).expire(&k, period.as_secs() as i64).query_async(&mut c).await;
+            if let (Kind::QrPerApp, Ok((n, _))) = (kind, &r) {
+                self.saw_app_use(key, *n);
+            }
             match r {
                 Ok((n, _)) if n > u64::from(max) => {
                     return Err(self.refused(kind, (window + 1) * period.as_secs() - now));
@@ -249,6 +281,46 @@ impl Limits {
     /// Counts one event of a per-address `kind` for the client at `ip` (by its bucket).
     pub async fn hit_address(&self, kind: Kind, ip: IpAddr) -> Result<(), Refused> {
         self.hit(kind, &crate::net::limit_bucket(ip).to_string()).await
+    }
+
+    /// Counts one event of a per-network `kind` for the client at `ip`: its IPv4 /24 or
+    /// IPv6 /56 (`QrPerNetwork`), its IPv6 /48 (`QrPerSite`; no IPv4 block is that wide).
+    /// A spread of addresses in one allocation is capped as a whole.
+    pub async fn hit_network(&self, kind: Kind, ip: IpAddr) -> Result<(), Refused> {
+        let block = match (kind, crate::net::limit_bucket(ip)) {
+            (Kind::QrPerNetwork, ip) => crate::net::block(ip, 24, 56),
+            (Kind::QrPerSite, ip @ IpAddr::V6(_)) => crate::net::block(ip, 32, 48),
+            _ => return Ok(()),
+        };
+        self.hit(kind, &block.to_string()).await
+    }
+
+    /// How many QR codes `app` was charged today (UTC): with Redis, the count its last
+    /// charge on this node saw (every node's), plus this node's since; without, this
+    /// node's. Costs no round trip: the day's use only grows, and the reserve is a share.
+    pub fn qr_used_today(&self, app: &str) -> u64 {
+        let (day, _) = Self::day();
+        let used = self.local.app_day.lock().unwrap_or_else(|e| e.into_inner());
+        used.get(app).filter(|(d, _)| *d == day).map_or(0, |(_, n)| *n)
+    }
+
+    /// Notes that `app`'s day use is at least `n` (seen in Redis by a charge).
+    fn saw_app_use(&self, app: &str, n: u64) {
+        let (day, _) = Self::day();
+        let mut used = self.local.app_day.lock().unwrap_or_else(|e| e.into_inner());
+        let e = used.entry(app.to_string()).or_insert((day, 0));
+        *e = if e.0 == day { (day, e.1.max(n)) } else { (day, n) };
+    }
+
+    /// Whether `used` (an app's day so far) passed what new addresses may spend: from
+    /// then on the rest of the day's quota is kept for returning users.
+    pub fn in_reserve(&self, used: u64) -> bool {
+        used >= u64::from(Self::rule(&self.settings, Kind::QrReserved).0)
+    }
+
+    /// The refusal of a QR code to an address without a recent login, in the reserve.
+    pub fn reserve_refused(&self) -> Refused {
+        self.refused(Kind::QrReserved, Self::day().1)
     }
 
     /// Is the guesser (`kind` keyed by `key`: a WeChat user, or an address bucket) locked

@@ -178,12 +178,38 @@ impl LoginService {
         for kind in [Kind::QrPerIp, Kind::QrPerIpPerDay] {
             self.limits.hit_address(kind, client.ip).await.map_err(limited)?;
         }
+        // Many addresses of one allocation (an IPv6 /56 or /48, an IPv4 /24) as one.
+        for kind in [Kind::QrPerNetwork, Kind::QrPerSite] {
+            self.limits.hit_network(kind, client.ip).await.map_err(limited)?;
+        }
         Ok(())
     }
 
+    /// Past the share of the app's day open to everyone, only an address with a login in
+    /// the last 30 days gets a QR code: a drain from many new addresses leaves the rest
+    /// of the day's quota to the people who use the service.
+    async fn check_reserve(&self, app: &str, client: &ClientInfo) -> Result<(), ApiError> {
+        if !self.limits.in_reserve(self.limits.qr_used_today(app)) {
+            return Ok(());
+        }
+        let since = crate::wall::unix_secs().saturating_sub(RETURNING_SECS) as i64;
+        // A database that cannot answer is no proof of a returning user.
+        match self.users.logged_in_from(&client.bucket().to_string(), since).await {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(_) => Err(limited(self.limits.reserve_refused())),
+        }
+    }
+
     /// `POST /api/v1/login/qrcode` (after [`LoginService::charge_qr`]).
-    pub async fn create_qr(&self, app: Option<&str>, scene_type: &SceneType, image: bool) -> Result<QrCode, ApiError> {
+    pub async fn create_qr(
+        &self,
+        app: Option<&str>,
+        scene_type: &SceneType,
+        image: bool,
+        client: &ClientInfo,
+    ) -> Result<QrCode, ApiError> {
         let app = self.app(app)?;
+        self.check_reserve(&app.name, client).await?;
         let ttl = self.login.qr_ttl_secs;
         let created = self
             .engine
@@ -466,6 +492,9 @@ impl LoginService {
         self.revocations.revoke(&claims).await.map_err(ApiError::Internal)
     }
 }
+
+/// How recent a login must be for its address to count as a returning user's.
+const RETURNING_SECS: u64 = 30 * 86_400;
 
 /// The key of the SMS codes' keyed hashes: derived from the token secret's *value* (its
 /// display is redacted, and a key derived from that would be the same public constant in

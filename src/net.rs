@@ -6,7 +6,7 @@
 //! header": the client writes the others. Limits count an IPv6 client by its /64
 //! ([`limit_bucket`]), since one subscriber usually holds a whole /64.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The longest forwarding header read; a longer one is not believed at all.
 pub const MAX_FORWARDED_LEN: usize = 1024;
@@ -20,6 +20,21 @@ pub fn limit_bucket(ip: IpAddr) -> IpAddr {
             Some(v4) => IpAddr::V4(v4),
             None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
         },
+    }
+}
+
+/// The block of `prefix_v4` (IPv4) or `prefix_v6` (IPv6) bits that `ip` is in, as its
+/// first address (the per-network limits count a whole allocation together).
+pub fn block(ip: IpAddr, prefix_v4: u8, prefix_v6: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix_v4.min(32))).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix_v6.min(128))).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
     }
 }
 

@@ -27,6 +27,8 @@ async fn spawn(tweak: impl FnOnce(&mut Settings)) -> (String, tempfile::TempDir)
     // All load comes from one address: lift the per-address limits, as for any load test.
     s.limits.qr_per_ip_per_minute = 1_000_000;
     s.limits.qr_per_ip_per_day = 1_000_000;
+    s.limits.qr_per_network_per_day = 1_000_000;
+    s.limits.code_failures_per_ip_per_day = 1_000_000;
     s.limits.bind_per_ip_per_day = 1_000_000;
     s.limits.sms_per_ip_per_day = 1_000_000;
     s.limits.long_polls_per_ip = 1_000_000;

@@ -45,14 +45,15 @@ pub async fn create_qr(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    state.login.charge_qr(&client(&req, &state)).await?;
+    let client = client(&req, &state);
+    state.login.charge_qr(&client).await?;
     let body: QrRequest = json_body(payload).await?;
     let scene_type = match body.scene_type.as_deref() {
         None => SceneType::default(),
         Some(s) => SceneType::parse(s)
             .ok_or_else(|| ApiError::InvalidRequest("scene_type must match ^[a-z0-9_-]{1,16}$".into()))?,
     };
-    let answer = state.login.create_qr(body.app.as_deref(), &scene_type, body.image.unwrap_or(true)).await?;
+    let answer = state.login.create_qr(body.app.as_deref(), &scene_type, body.image.unwrap_or(true), &client).await?;
     Ok(HttpResponse::Ok().json(QrAnswer::from(answer)))
 }
 

@@ -245,6 +245,13 @@ pub struct LimitSettings {
     pub qr_per_ip_per_minute: u32,
     /// QR requests per client address per day: a slow drain stays under the per-minute cap.
     pub qr_per_ip_per_day: u32,
+    /// QR requests per day from one network: an IPv4 /24, an IPv6 /56.
+    pub qr_per_network_per_day: u32,
+    /// QR requests per day from one IPv6 /48 (a site's usual allocation).
+    pub qr_per_site_per_day: u32,
+    /// The share (percent) of `qr_per_app_per_day` kept for addresses that logged in
+    /// within the last 30 days: once the day's use passes the rest, only they get a QR.
+    pub qr_reserved_percent: u32,
     /// QR codes per official account per day (WeChat's own quota is ~100k).
     pub qr_per_app_per_day: u32,
     pub sms_resend_secs: u64,
@@ -271,6 +278,9 @@ impl Default for LimitSettings {
         Self {
             qr_per_ip_per_minute: 10,
             qr_per_ip_per_day: 100,
+            qr_per_network_per_day: 1_000,
+            qr_per_site_per_day: 3_000,
+            qr_reserved_percent: 20,
             qr_per_app_per_day: 90_000,
             sms_resend_secs: 60,
             sms_per_phone_per_day: 10,

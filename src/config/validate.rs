@@ -89,6 +89,8 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("limits.code_failures_per_ip_per_day", l.code_failures_per_ip_per_day as u64),
         ("limits.sms_per_attempt", l.sms_per_attempt as u64),
         ("limits.qr_per_ip_per_day", l.qr_per_ip_per_day as u64),
+        ("limits.qr_per_network_per_day", l.qr_per_network_per_day as u64),
+        ("limits.qr_per_site_per_day", l.qr_per_site_per_day as u64),
         ("limits.bind_per_attempt", l.bind_per_attempt as u64),
         ("limits.bind_per_ip_per_day", l.bind_per_ip_per_day as u64),
         ("limits.sms_resend_secs", l.sms_resend_secs),
@@ -97,6 +99,9 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         if v == 0 {
             return Err(invalid(key, "must be > 0"));
         }
+    }
+    if l.qr_reserved_percent > 100 {
+        return Err(invalid("limits.qr_reserved_percent", "must be 0..=100"));
     }
     if s.sms.provider == SmsProvider::Webhook {
         check_url("sms.webhook_url", &s.sms.webhook_url)?;

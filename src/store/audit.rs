@@ -196,10 +196,16 @@ async fn insert(db: &Db, rows: &[Queued]) -> Result<(), sqlx::Error> {
     db.write_in_statements(rows, ROWS_PER_STATEMENT, |chunk| statement(db, chunk)).await
 }
 
+/// The address block a login's address counts in (its limit bucket), as text; an
+/// address that does not parse counts in no block.
+pub(crate) fn bucket_of(ip: &str) -> String {
+    ip.parse().map(|ip| crate::net::limit_bucket(ip).to_string()).unwrap_or_default()
+}
+
 /// One multi-row `INSERT` of `rows`, with its parameters bound.
 fn statement<'q>(db: &Db, rows: &[Queued]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    let values = vec!["(?, ?, ?, ?, ?, ?)"; rows.len()].join(", ");
-    let sql = format!("INSERT INTO logins (user_id, app, how, ip, user_agent, at) VALUES {values}");
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ");
+    let sql = format!("INSERT INTO logins (user_id, app, how, ip, bucket, user_agent, at) VALUES {values}");
     let mut q = sqlx::query(db.sql(&sql));
     for r in rows {
         q = q
@@ -207,6 +213,7 @@ fn statement<'q>(db: &Db, rows: &[Queued]) -> sqlx::query::Query<'q, sqlx::Any, 
             .bind(r.row.app.clone())
             .bind(r.row.how.clone())
             .bind(r.row.ip.clone())
+            .bind(bucket_of(&r.row.ip))
             .bind(r.row.user_agent.clone())
             .bind(r.row.at);
     }

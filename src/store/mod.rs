@@ -86,6 +86,7 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
             mysql: "",
         },
     ),
+    (7, "logins_by_address", MigrationSql::Portable(include_str!("../../migrations/0007_logins_by_address.sql"))),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

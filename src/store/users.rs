@@ -336,6 +336,18 @@ impl Users {
         self.audit.record(&self.db, Queued { user_id: user_id.to_string(), row }).await
     }
 
+    /// Whether anyone logged in from the address block `bucket` (as [`crate::net::limit_bucket`]
+    /// names it) at or after `since` (Unix seconds). Stored logins only: the few still
+    /// queued are a fraction of a second old.
+    pub async fn logged_in_from(&self, bucket: &str, since: i64) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(self.db.sql("SELECT 1 FROM logins WHERE bucket = ? AND at >= ? LIMIT 1"))
+            .bind(bucket)
+            .bind(since)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// The newest `n` logins of a user (stored or still queued), newest first.
     pub async fn recent_logins(&self, user_id: &str, n: i64) -> Result<Vec<LoginRow>, sqlx::Error> {
         self.audit.recent(&self.db, user_id, n).await

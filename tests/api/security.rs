@@ -223,6 +223,74 @@ async fn a_client_over_its_sms_cap_costs_the_phone_nothing() {
     assert_eq!(s, 200, "the refused request charged nothing to this phone: {b}");
 }
 
+/// The third review's drain: many addresses of one IPv6 allocation (each /64 under its
+/// own caps) are capped as a whole per /56 and per /48, an IPv4 /24 as one network.
+#[actix_web::test]
+async fn a_spread_of_addresses_in_one_allocation_is_capped_as_a_whole() {
+    let app = spawn_app_with(|s| {
+        s.limits.qr_per_ip_per_day = 2;
+        s.limits.qr_per_network_per_day = 5;
+        s.limits.qr_per_site_per_day = 8;
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let app = &app;
+    let from = |xff: String| async move { qr_via(app, Some(xff.as_bytes()), None).await };
+    // Five /64s of one /56: one QR each, then the /56 is spent.
+    for i in 1..=5 {
+        assert_eq!(from(format!("2001:db8:0:{i:x}::1")).await, 200);
+    }
+    assert_eq!(from("2001:db8:0:6::1".into()).await, 429, "the /56 is spent");
+    // Another /56 of the same /48: three more, then the /48 is spent.
+    for i in 1..=3 {
+        assert_eq!(from(format!("2001:db8:0:1{i:02x}::1")).await, 200);
+    }
+    assert_eq!(from("2001:db8:0:200::1".into()).await, 429, "the /48 is spent");
+    assert_eq!(from("2001:db8:1::1".into()).await, 200, "another /48 is not");
+    for i in 1..=5 {
+        assert_eq!(from(format!("203.0.113.{i}")).await, 200);
+    }
+    assert_eq!(from("203.0.113.200".into()).await, 429, "the IPv4 /24 is spent");
+    assert_eq!(from("198.51.100.1".into()).await, 200);
+    let m = app.metrics().await;
+    for kind in ["qr_per_network", "qr_per_site"] {
+        assert!(metric(&m, "scanlogin_limits_hit_total", &[&format!("kind=\"{kind}\"")]) >= 1.0, "{kind}");
+    }
+}
+
+/// Past the share of the day's quota open to everyone, new addresses get no QR code; an
+/// address that logged in lately still does.
+#[actix_web::test]
+async fn past_the_open_share_only_returning_addresses_get_a_qr_code() {
+    let app = spawn_app_with(|s| {
+        s.limits.qr_per_app_per_day = 20;
+        s.limits.qr_reserved_percent = 50;
+        s.limits.qr_per_ip_per_minute = 100;
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    // A user logs in from 127.0.0.1 (the proxy itself, no forwarded address): one QR.
+    app.register("o_returning", "13800138000").await;
+    for i in 1..=9 {
+        assert_eq!(qr_via(&app, Some(format!("2001:db8:{i:x}::1").as_bytes()), None).await, 200);
+    }
+    // Ten of twenty spent: the rest is kept.
+    let r = app.http.post(app.url("/api/v1/login/qrcode")).header("x-forwarded-for", "2001:db8:77::1");
+    let (s, b) = parts(r.json(&json!({"image": false})).send().await.unwrap()).await;
+    assert_eq!((s, b["error"].as_str()), (429, Some("rate_limited")), "{b}");
+    assert_eq!(metric(&app.metrics().await, "scanlogin_limits_hit_total", &["kind=\"qr_reserved\""]), 1.0);
+    // The returning address (its login stored behind the answer: give the writer a moment).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (s, b) = app.create_qr(json!({"image": false})).await;
+        if s == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the returning address is refused: {b}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[actix_web::test]
 async fn bind_phone_calls_are_capped_per_attempt_and_per_address() {
     let app = spawn_app_with(|s| {

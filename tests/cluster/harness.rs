@@ -78,6 +78,8 @@ impl Cluster {
             // One test host is every client: per-address caps would stop the volume.
             ("SCANLOGIN__LIMITS__QR_PER_IP_PER_MINUTE", "100000".into()),
             ("SCANLOGIN__LIMITS__QR_PER_IP_PER_DAY", "1000000".into()),
+            ("SCANLOGIN__LIMITS__QR_PER_NETWORK_PER_DAY", "1000000".into()),
+            ("SCANLOGIN__LIMITS__CODE_FAILURES_PER_IP_PER_DAY", "1000000".into()),
             ("SCANLOGIN__LIMITS__BIND_PER_IP_PER_DAY", "1000000".into()),
             ("SCANLOGIN__LIMITS__SMS_PER_IP_PER_DAY", "100000".into()),
             ("SCANLOGIN__LIMITS__SMS_PER_PHONE_PER_DAY", "1000".into()),
