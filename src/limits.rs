@@ -37,6 +37,7 @@ pub enum Kind {
     SmsResend,
     SmsPerPhone,
     SmsPerIp,
+    SmsPerDay,
     CodeFailuresPerOpenid,
     CodeFailuresPerIp,
     BindPerAttempt,
@@ -44,7 +45,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::QrPerIp,
         Kind::QrPerIpPerDay,
         Kind::QrPerNetwork,
@@ -54,6 +55,7 @@ impl Kind {
         Kind::SmsResend,
         Kind::SmsPerPhone,
         Kind::SmsPerIp,
+        Kind::SmsPerDay,
         Kind::CodeFailuresPerOpenid,
         Kind::CodeFailuresPerIp,
         Kind::BindPerAttempt,
@@ -78,6 +80,7 @@ impl Kind {
             Kind::SmsResend => "sms_resend_secs",
             Kind::SmsPerPhone => "sms_per_phone_per_day",
             Kind::SmsPerIp => "sms_per_ip_per_day",
+            Kind::SmsPerDay => "sms_per_day",
             Kind::CodeFailuresPerOpenid => "code_failures_per_openid_per_day",
             Kind::CodeFailuresPerIp => "code_failures_per_ip_per_day",
             Kind::BindPerAttempt => "bind_per_attempt",
@@ -106,6 +109,7 @@ impl Kind {
             Kind::SmsResend => "a code was just sent to this phone",
             Kind::SmsPerPhone => "too many codes for this phone today",
             Kind::SmsPerIp => "too many codes from this address today",
+            Kind::SmsPerDay => "the service has sent all the codes it may today",
             Kind::CodeFailuresPerOpenid => "too many wrong codes from this WeChat user today",
             Kind::CodeFailuresPerIp => "too many wrong codes from this address today",
             Kind::BindPerAttempt => "too many tries for this login: start a new one",
@@ -126,6 +130,7 @@ impl From<Kind> for LimitKind {
             Kind::SmsResend => LimitKind::SmsResend,
             Kind::SmsPerPhone => LimitKind::SmsPerPhone,
             Kind::SmsPerIp => LimitKind::SmsPerIp,
+            Kind::SmsPerDay => LimitKind::SmsPerDay,
             Kind::CodeFailuresPerOpenid => LimitKind::CodeFailuresPerOpenid,
             Kind::CodeFailuresPerIp => LimitKind::CodeFailuresPerIp,
             Kind::BindPerAttempt => LimitKind::BindPerAttempt,
@@ -200,6 +205,7 @@ impl Limits {
             Kind::SmsResend => (1, Duration::from_secs(s.sms_resend_secs.max(1))),
             Kind::SmsPerPhone => (s.sms_per_phone_per_day, DAY),
             Kind::SmsPerIp => (s.sms_per_ip_per_day, DAY),
+            Kind::SmsPerDay => (s.sms_per_day, DAY),
             Kind::CodeFailuresPerOpenid => (s.code_failures_per_openid_per_day, DAY),
             Kind::CodeFailuresPerIp => (s.code_failures_per_ip_per_day, DAY),
             Kind::QrPerIpPerDay => (s.qr_per_ip_per_day, DAY),

@@ -377,13 +377,21 @@ impl LoginService {
             return Err(self.refused(o.reply, "sending a code"));
         }
         for (kind, key) in
-            [(Kind::SmsPerIp, ip.as_str()), (Kind::SmsResend, phone.as_str()), (Kind::SmsPerPhone, phone.as_str())]
+            // The deployment's budget last: a request refused for its own client's sake
+            // spends none of it.
+            [
+                (Kind::SmsPerIp, ip.as_str()),
+                (Kind::SmsResend, phone.as_str()),
+                (Kind::SmsPerPhone, phone.as_str()),
+                (Kind::SmsPerDay, "deployment"),
+            ]
         {
             if let Err(r) = self.limits.hit(kind, key).await {
                 let _ = self.engine.apply(poll, Event::CodeFailed { hash }).await;
                 return Err(limited(r));
             }
         }
+        self.metrics.sms_budget_charged();
         let expires_in = self.login.sms_code_ttl_secs.min(o.expires_in);
         if self.sms.send(phone, &code, expires_in).await.is_err() {
             let _ = self.engine.apply(poll, Event::CodeFailed { hash }).await;

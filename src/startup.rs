@@ -122,6 +122,7 @@ fn metrics_for(settings: &Settings) -> Metrics {
     metrics.capacity(LimitKind::LiveAttemptsMax, settings.limits.live_attempts_max);
     metrics.capacity(LimitKind::LongPollsMax, settings.limits.long_polls_max);
     metrics.qr_quota_limit(&app_names, settings.limits.qr_per_app_per_day);
+    metrics.sms_budget_limit(settings.limits.sms_per_day);
     metrics
 }
 

@@ -257,6 +257,8 @@ pub struct LimitSettings {
     pub sms_resend_secs: u64,
     pub sms_per_phone_per_day: u32,
     pub sms_per_ip_per_day: u32,
+    /// SMS codes the whole deployment sends per day: a budget against a bill.
+    pub sms_per_day: u32,
     pub code_attempts: u32,
     /// Wrong codes one WeChat user may send per day before it is locked for a day.
     pub code_failures_per_openid_per_day: u32,
@@ -285,6 +287,7 @@ impl Default for LimitSettings {
             sms_resend_secs: 60,
             sms_per_phone_per_day: 10,
             sms_per_ip_per_day: 20,
+            sms_per_day: 10_000,
             code_attempts: 5,
             code_failures_per_openid_per_day: 20,
             code_failures_per_ip_per_day: 50,

@@ -83,6 +83,7 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("limits.qr_per_ip_per_minute", l.qr_per_ip_per_minute as u64),
         ("limits.sms_per_phone_per_day", l.sms_per_phone_per_day as u64),
         ("limits.sms_per_ip_per_day", l.sms_per_ip_per_day as u64),
+        ("limits.sms_per_day", l.sms_per_day as u64),
         ("limits.code_attempts", l.code_attempts as u64),
         ("limits.qr_per_app_per_day", l.qr_per_app_per_day as u64),
         ("limits.code_failures_per_openid_per_day", l.code_failures_per_openid_per_day as u64),

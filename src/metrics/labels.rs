@@ -149,6 +149,7 @@ label_set! {
         SmsResend => "sms_resend",
         SmsPerPhone => "sms_per_phone",
         SmsPerIp => "sms_per_ip",
+        SmsPerDay => "sms_per_day",
         CodeFailuresPerOpenid => "code_failures_per_openid",
         CodeFailuresPerIp => "code_failures_per_ip",
         BindPerAttempt => "bind_per_attempt",

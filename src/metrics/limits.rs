@@ -4,11 +4,11 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus::{IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use super::labels::{CodeCheck, LimitKind, SmsResult};
 use super::metric_names::*;
-use super::{Metrics, counter_vec, gauge_vec};
+use super::{Metrics, counter_vec, gauge, gauge_vec};
 
 fn utc_day() -> u64 {
     crate::wall::unix_secs() / 86_400
@@ -24,6 +24,10 @@ pub(super) struct LimitMetrics {
     qr_quota_apps: Mutex<Vec<String>>,
     sms_sent: IntCounterVec,
     code_checks: IntCounterVec,
+    sms_budget_used: IntGauge,
+    sms_budget_limit: IntGauge,
+    /// The UTC day `sms_budget_used` counts.
+    sms_budget_day: AtomicU64,
 }
 
 impl LimitMetrics {
@@ -36,6 +40,9 @@ impl LimitMetrics {
             qr_quota_apps: Mutex::new(Vec::new()),
             sms_sent: counter_vec(r, SMS_SENT, "SMS codes sent by provider and result", &["provider", "result"]),
             code_checks: counter_vec(r, CODE_CHECKS, "SMS code checks by result", &["result"]),
+            sms_budget_used: gauge(r, SMS_BUDGET_USED, "SMS codes sent by this node today (UTC)"),
+            sms_budget_limit: gauge(r, SMS_BUDGET_LIMIT, "Configured SMS codes per day for the deployment"),
+            sms_budget_day: AtomicU64::new(utc_day()),
         }
     }
 
@@ -91,6 +98,21 @@ impl Metrics {
     pub fn qr_quota_charged(&self, app: &str) {
         self.limits().roll_quota_day();
         self.limits().qr_quota_used.with_label_values(&[app]).inc();
+    }
+
+    /// Publishes the deployment's configured daily SMS budget.
+    pub fn sms_budget_limit(&self, per_day: u32) {
+        self.limits().sms_budget_limit.set(i64::from(per_day));
+    }
+
+    /// One SMS code charged to today's budget.
+    pub fn sms_budget_charged(&self) {
+        let m = self.limits();
+        let today = utc_day();
+        if m.sms_budget_day.swap(today, Ordering::Relaxed) != today {
+            m.sms_budget_used.set(0);
+        }
+        m.sms_budget_used.inc();
     }
 
     pub fn sms(&self, provider: &str, result: SmsResult) {

@@ -43,6 +43,11 @@ pub const LIMITS_HIT: &str = "scanlogin_limits_hit_total";
 pub const QR_QUOTA_USED: &str = "scanlogin_qr_quota_used";
 /// The configured daily QR quota of an app (`limits.qr_per_app_per_day`).
 pub const QR_QUOTA_LIMIT: &str = "scanlogin_qr_quota_limit";
+/// SMS codes this node sent today (UTC); summed over the nodes against
+/// [`SMS_BUDGET_LIMIT`] by the 80 % alert.
+pub const SMS_BUDGET_USED: &str = "scanlogin_sms_budget_used";
+/// The deployment's configured SMS codes per day (`limits.sms_per_day`).
+pub const SMS_BUDGET_LIMIT: &str = "scanlogin_sms_budget_limit";
 pub const HTTP_REQUESTS: &str = "scanlogin_http_requests_total";
 pub const HTTP_DURATION: &str = "scanlogin_http_request_duration_seconds";
 /// Cluster mode: compare-and-set rounds lost to a concurrent writer (retried).
@@ -94,6 +99,8 @@ pub const ALL: &[&str] = &[
     LIMITS_HIT,
     QR_QUOTA_USED,
     QR_QUOTA_LIMIT,
+    SMS_BUDGET_USED,
+    SMS_BUDGET_LIMIT,
     HTTP_REQUESTS,
     HTTP_DURATION,
 ];

@@ -291,6 +291,30 @@ async fn past_the_open_share_only_returning_addresses_get_a_qr_code() {
     }
 }
 
+/// The deployment's daily SMS budget ends code sending whoever asks, and only codes it
+/// let through count against it.
+#[actix_web::test]
+async fn the_daily_sms_budget_ends_code_sending_for_everyone() {
+    let app = spawn_app_with(|s| {
+        s.limits.sms_per_day = 2;
+        s.limits.sms_per_ip_per_day = 1;
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let sms = "/api/v1/login/sms-code";
+    let (a, b, c) = (not_reg(&app, "o_1").await, not_reg(&app, "o_2").await, not_reg(&app, "o_3").await);
+    assert_eq!(post_from(&app, sms, "192.0.2.1", &json!({"uuid": a, "phone": "13700137001"})).await.0, 200);
+    // Refused for its own client (over its address's cap): spends none of the budget.
+    assert_eq!(post_from(&app, sms, "192.0.2.1", &json!({"uuid": b, "phone": "13700137002"})).await.0, 429);
+    assert_eq!(post_from(&app, sms, "192.0.2.2", &json!({"uuid": b, "phone": "13700137002"})).await.0, 200);
+    let (s, body) = post_from(&app, sms, "192.0.2.3", &json!({"uuid": c, "phone": "13700137003"})).await;
+    assert_eq!((s, body["error"].as_str()), (429, Some("rate_limited")), "{body}");
+    let m = app.metrics().await;
+    assert_eq!(metric(&m, "scanlogin_limits_hit_total", &["kind=\"sms_per_day\""]), 1.0);
+    assert_eq!(metric(&m, "scanlogin_sms_budget_used", &[]), 2.0, "{m}");
+    assert_eq!(metric(&m, "scanlogin_sms_budget_limit", &[]), 2.0);
+}
+
 #[actix_web::test]
 async fn bind_phone_calls_are_capped_per_attempt_and_per_address() {
     let app = spawn_app_with(|s| {
