@@ -279,9 +279,11 @@ impl Application {
         metrics.node(&node);
         tracing::info!(node = %node, cluster = settings.cluster.enabled, store = settings.storage.snapshots.name(), "starting");
         let engine = build_engine(&settings, &db, kv.as_ref(), &metrics)?;
-        // A single node is the only writer of its database: the login audit's and the
-        // revocations' reads are then answered from memory.
-        let sole = !settings.cluster.enabled;
+        // Only a single node on its own SQLite file can be sure nobody else writes its
+        // database: then the login audit's and the revocations' reads are answered from
+        // memory. On PostgreSQL or MySQL another node or a tool may write too (a logout
+        // there must hold here), so those are read from the database.
+        let sole = !settings.cluster.enabled && db.backend == crate::store::Backend::Sqlite;
         let users = if sole { Users::sole_writer(db).await? } else { Users::new(db) };
         // The login audit is written behind the answers, on the thread that outlives the
         // HTTP workers (so shutdown can flush it).

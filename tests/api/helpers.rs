@@ -39,13 +39,35 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(None, tweak).await
+}
+
+/// A fresh, empty PostgreSQL database on the test server (`scripts/services.sh` makes its
+/// login), for apps that must share one; left for the server's next sweep of old ones.
+pub async fn scratch_postgres() -> String {
+    use sqlx::{Connection, Executor};
+    let server = std::env::var("SCANLOGIN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://scanlogin_test:scanlogin_test@127.0.0.1:5432/postgres".into());
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&server).await.expect("test PostgreSQL answers");
+    let name =
+        format!("scanlogin_test_{}_{}_{:08x}", scanlogin::wall::unix_secs(), std::process::id(), rand::random::<u32>());
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create database");
+    let mut url = url::Url::parse(&server).expect("server URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// An app on `database_url` (`None`: a fresh SQLite file of its own).
+pub async fn spawn_app_on(database_url: Option<&str>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     scanlogin::install_crypto();
     let dir = tempfile::tempdir().expect("tempdir");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
     let mut s = settings(tweak);
     s.server.public_url = format!("http://127.0.0.1:{port}");
-    s.storage.database_url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
+    s.storage.database_url =
+        database_url.map_or_else(|| format!("sqlite://{}/test.db?mode=rwc", dir.path().display()), str::to_string);
     let app = Application::with_listener(s, listener).await.expect("app builds");
     let state = app.state();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -348,6 +348,19 @@ async fn bind_phone_calls_are_capped_per_attempt_and_per_address() {
     assert_eq!(post_from(&app, bind, "2001:db8:7:8::1", &body).await.0, 400, "another /64");
 }
 
+/// Two single nodes on one PostgreSQL database (no cluster mode, no Redis): neither is
+/// its database's only writer, so a logout on one holds on the other.
+#[actix_web::test]
+async fn a_logout_on_one_node_holds_on_another_sharing_its_database() {
+    let db = crate::helpers::scratch_postgres().await;
+    let a = crate::helpers::spawn_app_on(Some(&db), |_| {}).await;
+    let b = crate::helpers::spawn_app_on(Some(&db), |_| {}).await;
+    let token = a.register("o_two_nodes", "13800138000").await;
+    assert_eq!(b.me(&token).await.0, 200);
+    assert_eq!(a.logout(&token).await, 204);
+    assert_eq!(b.me(&token).await.0, 401, "the logout on the other node holds here");
+}
+
 #[actix_web::test]
 async fn a_logout_survives_a_flushed_redis() {
     let redis = RedisServer::start();
