@@ -228,6 +228,9 @@ impl ClusterSettings {
 #[serde(default)]
 pub struct TokenSettings {
     pub secret: Secret,
+    /// The secret before the current one, during a rotation: tokens it signed are still
+    /// accepted (until they expire); nothing new is signed with it. Empty: none.
+    pub secret_previous: Secret,
     pub ttl_secs: u64,
     pub issuer: String,
     pub audience: String,
@@ -235,7 +238,13 @@ pub struct TokenSettings {
 
 impl Default for TokenSettings {
     fn default() -> Self {
-        Self { secret: "change-me".into(), ttl_secs: 7200, issuer: "scanlogin".into(), audience: "scanlogin".into() }
+        Self {
+            secret: "change-me".into(),
+            secret_previous: Secret::default(),
+            ttl_secs: 7200,
+            issuer: "scanlogin".into(),
+            audience: "scanlogin".into(),
+        }
     }
 }
 

@@ -2,6 +2,11 @@
 //!
 //! Verification pins the algorithm (so `alg: none` and key-confusion tricks fail), the
 //! issuer and the audience; revocation is checked by the caller against the store.
+//!
+//! Every token names its key in the header (`kid`: a hash derived from the secret, which
+//! tells nothing of it), so a secret can be rotated: `token.secret_previous` keeps the
+//! tokens of the old one valid until they expire, while new ones are signed with the
+//! current secret. A `kid` of neither is refused.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
@@ -28,7 +33,9 @@ pub struct Issued {
 #[derive(Clone)]
 pub struct TokenIssuer {
     enc: EncodingKey,
-    dec: DecodingKey,
+    kid: String,
+    /// The current key, then the previous one: by `kid`.
+    dec: Vec<(String, DecodingKey)>,
     ttl_secs: u64,
     issuer: String,
     audience: String,
@@ -36,9 +43,15 @@ pub struct TokenIssuer {
 
 impl TokenIssuer {
     pub fn new(s: &TokenSettings) -> Self {
+        let kid = |secret: &crate::config::Secret| hex::encode(&secret.derive("token-kid/v1")[..8]);
+        let dec = std::iter::once(&s.secret)
+            .chain((!s.secret_previous.is_empty()).then_some(&s.secret_previous))
+            .map(|secret| (kid(secret), DecodingKey::from_secret(secret.expose().as_bytes())))
+            .collect();
         Self {
             enc: EncodingKey::from_secret(s.secret.expose().as_bytes()),
-            dec: DecodingKey::from_secret(s.secret.expose().as_bytes()),
+            kid: kid(&s.secret),
+            dec,
             ttl_secs: s.ttl_secs,
             issuer: s.issuer.clone(),
             audience: s.audience.clone(),
@@ -54,7 +67,8 @@ impl TokenIssuer {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.enc).expect("HS256 signing cannot fail");
+        let header = Header { kid: Some(self.kid.clone()), ..Header::new(Algorithm::HS256) };
+        let token = encode(&header, &claims, &self.enc).expect("HS256 signing cannot fail");
         Issued { token, expires_in: self.ttl_secs }
     }
 
@@ -68,7 +82,14 @@ impl TokenIssuer {
         v.set_audience(&[&self.audience]);
         v.set_issuer(&[&self.issuer]);
         v.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
-        decode::<Claims>(token, &self.dec, &v).ok().map(|d| d.claims)
+        // The key the token names; one without a `kid` (signed before keys were named)
+        // can only be the current secret's.
+        let kid = jsonwebtoken::decode_header(token).ok()?.kid;
+        let (_, key) = match kid {
+            Some(kid) => self.dec.iter().find(|(k, _)| *k == kid)?,
+            None => self.dec.first()?,
+        };
+        decode::<Claims>(token, key, &v).ok().map(|d| d.claims)
     }
 }
 
@@ -259,5 +280,25 @@ mod tests {
         let payload = good.split('.').nth(1).unwrap();
         let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#), payload);
         assert!(t.verify(&none).is_none(), "alg none");
+    }
+
+    /// A rotation: tokens of the previous secret stay valid, new ones use the current
+    /// secret and say so; a token naming neither key, or with no previous secret kept
+    /// any more, is refused.
+    #[test]
+    fn a_rotated_secret_keeps_the_old_tokens_until_they_expire() {
+        let old = TokenIssuer::new(&settings("the old secret")).issue("u1", now()).token;
+        let rotated =
+            TokenIssuer::new(&TokenSettings { secret_previous: "the old secret".into(), ..settings("the new secret") });
+        assert_eq!(rotated.verify(&old).map(|c| c.sub), Some("u1".into()), "an old token still works");
+        let new = rotated.issue("u2", now()).token;
+        let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
+        assert_ne!(kid(&new), kid(&old), "each token names its key");
+        assert!(!kid(&new).contains("new secret"));
+        let done = TokenIssuer::new(&settings("the new secret"));
+        assert!(done.verify(&new).is_some());
+        assert!(done.verify(&old).is_none(), "the previous secret dropped: its tokens end");
+        let stranger = TokenIssuer::new(&settings("someone else's")).issue("u1", now()).token;
+        assert!(rotated.verify(&stranger).is_none());
     }
 }
