@@ -296,7 +296,8 @@ pub struct WechatSettings {
     /// Mount the fake WeChat (`/_sandbox`). Off unless a config turns it on: with it anyone
     /// can sign a push for any openid.
     pub sandbox: bool,
-    /// The sandbox on a non-loopback bind is meant (a demo host); otherwise the start stops.
+    /// A sandbox others can reach (a bind or `public_url` that is not loopback, or a trusted
+    /// proxy) is meant (a demo host); otherwise the start stops.
     pub sandbox_public: bool,
     pub apps: Vec<AppSettings>,
     /// Timeout of one call to WeChat's API.

@@ -7,8 +7,8 @@
 #[path = "../support/client.rs"]
 mod client;
 mod helpers;
-#[path = "../support/redis_server.rs"]
-mod redis_server;
+#[path = "../support/process.rs"]
+mod process;
 
 mod abuse;
 mod errors;
@@ -16,6 +16,7 @@ mod login_flow;
 mod openapi;
 mod ops;
 mod pages;
+mod refusals;
 mod security;
 mod shared_token;
 mod sse;

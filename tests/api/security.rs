@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::client::{metric, parts};
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::redis_server::{RedisServer, free_port};
+use crate::process::{RedisServer, free_port};
 
 /// A QR request as a proxy forwards it: `X-Forwarded-For` (raw bytes) and/or `Forwarded`.
 async fn qr_via(app: &TestApp, xff: Option<&[u8]>, forwarded: Option<&str>) -> u16 {

@@ -1,0 +1,47 @@
+//! Starts of the real binary (`config/default.toml` plus `SCANLOGIN__…` overrides, as an
+//! operator runs it) that must be refused: exit code 2 and one line naming the key.
+
+use crate::process::Instance;
+
+/// A strong `token.secret` (not shipped anywhere).
+const STRONG: &str = "p9Jx2mQe7Lr4Vt8Wz1Ks5Nb3Hc6Gd0Fa-strong";
+
+/// README's topology: nginx on the host in front of a loopback bind, `public_url` the
+/// proxy's HTTPS address, the proxy trusted.
+fn behind_nginx(dir: &std::path::Path, extra: &[(&str, &str)]) -> Instance {
+    let mut env = vec![
+        ("SCANLOGIN__SERVER__TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#.to_string()),
+        ("SCANLOGIN__STORAGE__DATABASE_URL", format!("sqlite://{}/r.db?mode=rwc", dir.display())),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    Instance::named(dir, "behind-nginx", "https://login.example.com", &env)
+}
+
+/// The one line of a refusal, after checking the exit code and that it is alone.
+fn refusal((code, log): (Option<i32>, String)) -> String {
+    assert_eq!(code, Some(2), "a configuration refusal exits 2; log:\n{log}");
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("config: ")).collect();
+    assert_eq!(lines.len(), 1, "one line; log:\n{log}");
+    lines[0].to_string()
+}
+
+#[actix_web::test]
+async fn the_sandbox_behind_a_proxy_with_a_public_url_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = refusal(behind_nginx(dir.path(), &[]).refused().await);
+    assert!(line.starts_with("config: wechat.sandbox:"), "{line}");
+    assert!(line.contains("wechat.sandbox_public") && line.contains("server.public_url"), "{line}");
+}
+
+#[actix_web::test]
+async fn a_sandbox_meant_to_be_public_still_needs_a_real_token_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = [("SCANLOGIN__WECHAT__SANDBOX_PUBLIC", "true")];
+    let line = refusal(behind_nginx(dir.path(), &public).refused().await);
+    assert!(line.starts_with("config: token.secret:") && line.contains("placeholder"), "{line}");
+    // With a real secret it is a demo host, as meant.
+    let mut demo = behind_nginx(dir.path(), &[public[0], ("SCANLOGIN__TOKEN__SECRET", STRONG)]);
+    demo.start().await;
+    let http = crate::client::client();
+    assert_eq!(http.get(demo.url("/_sandbox/")).send().await.unwrap().status(), 200);
+}
