@@ -205,6 +205,7 @@ fn http_server(
             .max_age(600);
         App::new()
             .app_data(state.clone())
+            .wrap(from_fn(api::intake::guard))
             .wrap(from_fn(api::ops::metrics_port))
             .wrap(from_fn(api::observe))
             .wrap(cors)

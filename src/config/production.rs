@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::LazyLock;
 
-use super::{ConfigError, Settings};
+use super::{ConfigError, Settings, SmsProvider};
 
 fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), why: why.into() }
@@ -111,6 +111,13 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
                 "the sandbox lets anyone log in as anyone and {why}; \
                  set wechat.sandbox = false, or wechat.sandbox_public = true for a demo host"
             ),
+        ));
+    }
+    if !s.wechat.sandbox && s.sms.provider == SmsProvider::Log {
+        return Err(invalid(
+            "sms.provider",
+            "`log` sends no SMS (it only logs the code for the sandbox outbox) and wechat.sandbox is off: \
+             set sms.provider = \"webhook\" with sms.webhook_url",
         ));
     }
     if !s.server.metrics_bind.is_empty() {
@@ -314,6 +321,16 @@ mod tests {
         for base in [stand_in, "https://wechat-stub.internal", "https://notqq.com"] {
             assert!(load_from_str(PROD, &prod_env(&[(API, base), (MP, base), placeholder])).is_ok(), "{base}");
         }
+    }
+
+    /// The `log` provider sends nothing: outside the sandbox nobody would get a code.
+    #[test]
+    fn the_log_sms_provider_is_refused_outside_the_sandbox() {
+        let e = err(PROD, &prod_env(&[("SCANLOGIN__SMS__PROVIDER", "log")]));
+        assert!(e.starts_with("config: sms.provider:") && e.contains("wechat.sandbox"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+        let default = include_str!("../../config/default.toml");
+        assert!(load_from_str(default, &env(&[])).is_ok(), "in the sandbox the outbox shows the codes");
     }
 
     #[test]

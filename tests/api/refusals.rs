@@ -45,3 +45,19 @@ async fn a_sandbox_meant_to_be_public_still_needs_a_real_token_secret() {
     let http = crate::client::client();
     assert_eq!(http.get(demo.url("/_sandbox/")).send().await.unwrap().status(), 200);
 }
+
+#[actix_web::test]
+async fn the_log_sms_provider_refuses_to_start_outside_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let stand_in = "http://127.0.0.1:9/_sandbox";
+    let env = [
+        ("SCANLOGIN__WECHAT__SANDBOX", "false".to_string()),
+        ("SCANLOGIN__TOKEN__SECRET", STRONG.into()),
+        ("SCANLOGIN__WECHAT__APPS__0__API_BASE", stand_in.into()),
+        ("SCANLOGIN__WECHAT__APPS__0__MP_BASE", stand_in.into()),
+        ("SCANLOGIN__STORAGE__DATABASE_URL", format!("sqlite://{}/r.db?mode=rwc", dir.path().display())),
+    ];
+    let mut server = Instance::named(dir.path(), "no-sandbox", "https://login.example.com", &env);
+    let line = refusal(server.refused().await);
+    assert!(line.starts_with("config: sms.provider:") && line.contains("webhook"), "{line}");
+}
