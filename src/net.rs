@@ -145,7 +145,8 @@ impl ClientIpPolicy {
         Self { trusted: cidrs.iter().filter_map(|c| Cidr::parse(c)).collect() }
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of `server.trusted_proxies`.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|c| c.contains(ip))
     }
 

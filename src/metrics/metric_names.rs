@@ -121,6 +121,7 @@ pub const LIMIT_KINDS: &[&str] = &[
     "long_polls_max",
     "long_polls_per_ip",
     "sms_per_attempt",
+    "connections_per_ip",
     // The names of `limits::Kind` (a test there keeps the two in step).
     "qr_per_ip",
     "qr_per_ip_per_day",

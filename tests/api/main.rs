@@ -11,6 +11,7 @@ mod helpers;
 mod process;
 
 mod abuse;
+mod connections;
 mod errors;
 mod login_flow;
 mod openapi;
@@ -19,6 +20,7 @@ mod pages;
 mod refusals;
 mod security;
 mod shared_token;
+mod slow_clients;
 mod sse;
 mod wechat_callback;
 mod wechat_protocol;

@@ -61,3 +61,21 @@ async fn the_log_sms_provider_refuses_to_start_outside_the_sandbox() {
     let line = refusal(server.refused().await);
     assert!(line.starts_with("config: sms.provider:") && line.contains("webhook"), "{line}");
 }
+
+/// Every held poll is an open connection: an open-file limit the process cannot raise to
+/// `limits.long_polls_max` and a margin stops the start, instead of a server that stops
+/// accepting (WeChat's callbacks included) once the polls use up its files.
+#[actix_web::test]
+async fn an_open_file_limit_below_long_polls_max_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // More files than the kernel lets any process have (fs.nr_open): root cannot raise it either.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").unwrap().trim().to_string();
+    let env = [
+        ("SCANLOGIN__STORAGE__DATABASE_URL", format!("sqlite://{}/r.db?mode=rwc", dir.path().display())),
+        ("SCANLOGIN__LIMITS__LONG_POLLS_MAX", nr_open),
+    ];
+    let mut server = Instance::named(dir.path(), "few-files", "http://127.0.0.1:1", &env);
+    server.nofile(1024);
+    let line = refusal(server.refused().await);
+    assert!(line.starts_with("config: limits.long_polls_max:") && line.contains("open-file limit"), "{line}");
+}
