@@ -190,11 +190,10 @@ impl MessageBody for Held {
     }
 }
 
-/// `res`, closing its connection once sent (the request's `body` left unread).
+/// `res`, holding the request's `body`: if it is not all in, actix-web closes the
+/// connection once `res` is sent (a body all in keeps the connection alive).
 fn held<L>(res: ServiceResponse<impl MessageBody + 'static>, body: Body) -> ServiceResponse<EitherBody<L, Held>> {
-    let mut res = res.map_body(|_, answer| Held { answer: BoxBody::new(answer), _request: Some(body) });
-    res.response_mut().head_mut().set_connection_type(ConnectionType::Close);
-    res.map_into_right_body()
+    res.map_body(|_, answer| Held { answer: BoxBody::new(answer), _request: Some(body) }).map_into_right_body()
 }
 
 /// An early answer (the request goes no further), closing the connection when it leaves
