@@ -75,7 +75,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Serve = command {
+        // Held polls are open files: a limit too low for them is refused like a bad key.
+        match scanlogin::open_files::raise_for(settings.limits.long_polls_max) {
+            Ok(n) => tracing::info!(open_files = n, "open-file limit"),
+            Err(line) => {
+                eprintln!("{line}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let result = match command {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
         Command::Sandbox { action: SandboxAction::Scan { ticket, openid, subscribed, server } } => {

@@ -1,15 +1,27 @@
 //! Client identity: the peer address, or the forwarded one when the peer is a trusted proxy.
 //!
 //! Forwarding headers are believed only from a peer in `server.trusted_proxies`, read
-//! right to left (the right-most entries are the ones our own proxies wrote), and a
-//! header we cannot read (oversized, not ASCII) means "the peer", never "try the next
-//! header": the client writes the others. Limits count an IPv6 client by its /64
-//! ([`limit_bucket`]), since one subscriber usually holds a whole /64.
+//! right to left (the right-most entries are the ones our own proxies wrote). A header
+//! from such a peer that we cannot read (over [`MAX_FORWARDED_HOPS`] entries or
+//! [`MAX_FORWARDED_LEN`] bytes, not ASCII) is [`Unreadable`]: the request is refused
+//! (`400 invalid_request`, `api::intake`), never charged to the proxy's own address, nor
+//! read from the next header (the client writes the others). Limits count an IPv6 client
+//! by its /64 ([`limit_bucket`]), since one subscriber usually holds a whole /64.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// The longest forwarding header read; a longer one is not believed at all.
-pub const MAX_FORWARDED_LEN: usize = 1024;
+/// The longest forwarding header read; a longer one is [`Unreadable`].
+pub const MAX_FORWARDED_LEN: usize = 4096;
+/// The most entries of a forwarding header; more are [`Unreadable`]. A chain of proxies
+/// this long is walked whole.
+pub const MAX_FORWARDED_HOPS: usize = 64;
+
+/// A forwarding header from a trusted proxy that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0} from a trusted proxy is unreadable: over {MAX_FORWARDED_HOPS} entries or {MAX_FORWARDED_LEN} bytes, or not ASCII"
+)]
+pub struct Unreadable(pub &'static str);
 
 /// The address per-address limits charge: an IPv4 address as is (an IPv4-mapped IPv6 one
 /// as IPv4), an IPv6 address by its /64 network.
@@ -93,9 +105,13 @@ pub struct Forwarding<'a> {
     pub forwarded: Option<&'a [u8]>,
 }
 
-/// A header value we believe: short, ASCII.
-fn readable(raw: &[u8]) -> Option<&str> {
-    (raw.len() <= MAX_FORWARDED_LEN && raw.is_ascii()).then(|| std::str::from_utf8(raw).ok()).flatten()
+/// A header value we read: short, few entries, ASCII.
+fn readable<'a>(raw: &'a [u8], name: &'static str) -> Result<&'a str, Unreadable> {
+    let entries = raw.iter().filter(|&&b| b == b',').count() + 1;
+    if raw.len() > MAX_FORWARDED_LEN || entries > MAX_FORWARDED_HOPS || !raw.is_ascii() {
+        return Err(Unreadable(name));
+    }
+    std::str::from_utf8(raw).map_err(|_| Unreadable(name))
 }
 
 /// `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]:4711` or `2001:db8::1`.
@@ -144,25 +160,30 @@ impl ClientIpPolicy {
         Self { trusted: cidrs.iter().filter_map(|c| Cidr::parse(c)).collect() }
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of `server.trusted_proxies`.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|c| c.contains(ip))
     }
 
     /// The client behind `peer`: `X-Forwarded-For` when the peer is trusted, else its
-    /// `Forwarded` (only when there is no `X-Forwarded-For` at all), else the peer.
-    pub fn client(&self, peer: IpAddr, headers: Forwarding<'_>) -> IpAddr {
+    /// `Forwarded` (only when there is no `X-Forwarded-For` at all), else the peer; an
+    /// error when the header to read is [`Unreadable`].
+    pub fn resolve(&self, peer: IpAddr, headers: Forwarding<'_>) -> Result<IpAddr, Unreadable> {
         if !self.is_trusted(peer) {
-            return peer;
+            return Ok(peer);
         }
         let list = match (headers.x_forwarded_for, headers.forwarded) {
-            (Some(xff), _) => readable(xff).map(str::to_string),
-            (None, Some(fwd)) => readable(fwd).map(forwarded_for),
-            (None, None) => None,
+            (Some(xff), _) => readable(xff, "X-Forwarded-For")?.to_string(),
+            (None, Some(fwd)) => forwarded_for(readable(fwd, "Forwarded")?),
+            (None, None) => return Ok(peer),
         };
-        match list {
-            Some(list) => self.client_ip(peer, Some(&list)),
-            None => peer,
-        }
+        Ok(self.client_ip(peer, Some(&list)))
+    }
+
+    /// [`ClientIpPolicy::resolve`], with the peer for an unreadable header (such a request
+    /// is refused before any handler asks: this is only the fallback).
+    pub fn client(&self, peer: IpAddr, headers: Forwarding<'_>) -> IpAddr {
+        self.resolve(peer, headers).unwrap_or(peer)
     }
 
     /// Walks `X-Forwarded-For` from the right, skipping trusted proxies, so a client
@@ -175,7 +196,7 @@ impl ClientIpPolicy {
             return peer;
         };
         let mut last = peer;
-        for hop in header.rsplit(',').take(16) {
+        for hop in header.rsplit(',').take(MAX_FORWARDED_HOPS) {
             match parse_hop(hop) {
                 Some(ip) => {
                     last = ip;
@@ -237,13 +258,41 @@ mod tests {
         let p = ClientIpPolicy::new(&["127.0.0.0/8".into()]);
         let peer = ip("127.0.0.1");
         let fwd = Some(&b"for=198.51.100.7"[..]);
-        let long = "1.1.1.1,".repeat(200);
+        let long = "1.1.1.1,".repeat(MAX_FORWARDED_HOPS);
         for xff in [long.as_bytes(), "203.0.113.9\u{e9}".as_bytes(), &[0xff, 0xfe][..]] {
             assert_eq!(p.client(peer, Forwarding { x_forwarded_for: Some(xff), forwarded: fwd }), peer);
         }
         assert_eq!(p.client(peer, Forwarding { x_forwarded_for: None, forwarded: fwd }), ip("198.51.100.7"));
         let untrusted = ip("192.0.2.1");
         assert_eq!(p.client(untrusted, Forwarding { x_forwarded_for: None, forwarded: fwd }), untrusted);
+    }
+
+    #[test]
+    fn an_unreadable_header_from_a_trusted_peer_is_an_error() {
+        let p = ClientIpPolicy::new(&["127.0.0.0/8".into()]);
+        let peer = ip("127.0.0.1");
+        fn xff(v: &[u8]) -> Forwarding<'_> {
+            Forwarding { x_forwarded_for: Some(v), forwarded: None }
+        }
+        let at_most = format!("{}203.0.113.9", "198.51.100.1,".repeat(MAX_FORWARDED_HOPS - 1));
+        assert_eq!(p.resolve(peer, xff(at_most.as_bytes())), Ok(ip("203.0.113.9")));
+        let many = format!("198.51.100.1,{at_most}");
+        let long = format!("{}203.0.113.9", " ".repeat(MAX_FORWARDED_LEN));
+        for bad in [many.as_bytes(), long.as_bytes(), "203.0.113.9\u{e9}".as_bytes(), &[0xff, 0xfe][..]] {
+            assert_eq!(p.resolve(peer, xff(bad)), Err(Unreadable("X-Forwarded-For")));
+        }
+        let fwd = Forwarding { x_forwarded_for: None, forwarded: Some(long.as_bytes()) };
+        assert_eq!(p.resolve(peer, fwd), Err(Unreadable("Forwarded")));
+        // An untrusted peer's headers are not read at all.
+        assert_eq!(p.resolve(ip("192.0.2.1"), xff(many.as_bytes())), Ok(ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn a_chain_of_up_to_64_hops_is_walked_to_the_first_untrusted_one() {
+        let p = ClientIpPolicy::new(&["10.0.0.0/8".into()]);
+        let hops: Vec<String> = (1..=40).map(|i| format!("10.0.0.{i}")).collect();
+        let xff = format!("203.0.113.5, {}", hops.join(", "));
+        assert_eq!(p.client_ip(ip("10.9.9.9"), Some(&xff)), ip("203.0.113.5"));
     }
 
     #[test]

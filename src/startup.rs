@@ -213,6 +213,10 @@ fn http_server(
 ) -> std::io::Result<Server> {
     let origins = settings.server.cors_origins.clone();
     let (demo_page, sandbox_on) = (settings.server.demo_page, settings.wechat.sandbox);
+    let connections = api::intake::Connections::new(
+        settings.limits.connections_per_ip,
+        ClientIpPolicy::new(&settings.server.trusted_proxies),
+    );
     let mut server = HttpServer::new(move || {
         let sandbox = sandbox.clone();
         // An explicit allow-list, no wildcard, no credentials: tokens travel in the
@@ -225,6 +229,7 @@ fn http_server(
             .max_age(600);
         App::new()
             .app_data(state.clone())
+            .wrap(from_fn(api::intake::guard))
             .wrap(from_fn(api::ops::metrics_port))
             .wrap(from_fn(api::observe))
             .wrap(cors)
@@ -240,6 +245,8 @@ fn http_server(
             .configure(|c| pages::configure(c, demo_page, sandbox_on))
             .default_service(api::default_service())
     })
+    // Each connection's place in its address's count (`limits.connections_per_ip`).
+    .on_connect(move |conn, data| api::intake::on_connect(&connections, conn, data))
     .listen(listener)?
     // Idle keep-alive connections close after 5 s; a proxy's own idle timeout must be
     // shorter (config/nginx.example.conf: 4 s), or it reuses a connection we are closing.

@@ -35,6 +35,9 @@ pub fn setting_for(status: u16, step: &str, message: &str) -> Option<&'static st
     if message.starts_with("too many held polls") {
         return Some("long_polls_per_ip");
     }
+    if message == scanlogin::api::intake::TOO_MANY_CONNECTIONS {
+        return Some("connections_per_ip");
+    }
     None
 }
 
@@ -75,6 +78,8 @@ mod tests {
             assert_eq!(setting_for(429, "create", k.message()), Some(k.setting()), "{k:?}");
         }
         assert_eq!(setting_for(429, "sms", "too many codes for this login; wait"), Some("sms_per_attempt"));
+        let connections = scanlogin::api::intake::TOO_MANY_CONNECTIONS;
+        assert_eq!(setting_for(429, "poll", connections), Some("connections_per_ip"));
         assert_eq!(setting_for(503, "create", "the service is at capacity, retry shortly"), Some("live_attempts_max"));
         assert_eq!(setting_for(503, "poll", "the service is at capacity, retry shortly"), None);
         assert!(hint(429, "create", Kind::QrPerApp.message()).contains("SCANLOGIN__LIMITS__QR_PER_APP_PER_DAY"));

@@ -32,6 +32,7 @@ async fn spawn(tweak: impl FnOnce(&mut Settings)) -> (String, tempfile::TempDir)
     s.limits.bind_per_ip_per_day = 1_000_000;
     s.limits.sms_per_ip_per_day = 1_000_000;
     s.limits.long_polls_per_ip = 1_000_000;
+    s.limits.connections_per_ip = 1_000_000;
     tweak(&mut s);
     let app = Application::with_listener(s, listener).await.unwrap();
     actix_web::rt::spawn(app.run_until_stopped());

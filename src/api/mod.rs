@@ -4,12 +4,14 @@
 pub mod account;
 pub mod answers;
 pub mod events;
+pub mod intake;
 pub mod login;
 pub mod openapi;
 pub mod ops;
 pub mod origin;
 pub mod wechat;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -87,13 +89,24 @@ fn joined(req: &HttpRequest, name: header::HeaderName) -> Option<Vec<u8>> {
     Some(lines.map(HeaderValue::as_bytes).collect::<Vec<_>>().join(&b","[..]))
 }
 
-/// Who is asking: the socket peer, or the forwarded client when the peer is a trusted
-/// proxy (`X-Forwarded-For`, else `Forwarded`; see [`crate::net`]).
-pub fn client(req: &HttpRequest, state: &AppState) -> crate::net::ClientInfo {
-    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+/// The socket peer's address (loopback for a request without one, as in unit tests).
+fn peer(req: &HttpRequest) -> IpAddr {
+    req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// The client's address: the socket peer, or the forwarded client when the peer is a
+/// trusted proxy (`X-Forwarded-For`, else `Forwarded`; see [`crate::net`]); an error
+/// when that header cannot be read ([`intake`] refuses such a request).
+pub fn client_ip(req: &HttpRequest, policy: &ClientIpPolicy) -> Result<IpAddr, crate::net::Unreadable> {
     let (xff, fwd) = (joined(req, header::X_FORWARDED_FOR), joined(req, header::FORWARDED));
     let forwarding = crate::net::Forwarding { x_forwarded_for: xff.as_deref(), forwarded: fwd.as_deref() };
-    let ip = state.ip_policy.client(peer, forwarding);
+    policy.resolve(peer(req), forwarding)
+}
+
+/// Who is asking: [`client_ip`] (the peer for an unreadable header, which never reaches
+/// a handler), and the user agent.
+pub fn client(req: &HttpRequest, state: &AppState) -> crate::net::ClientInfo {
+    let ip = client_ip(req, &state.ip_policy).unwrap_or_else(|_| peer(req));
     let user_agent =
         req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(256).collect();
     crate::net::ClientInfo { ip, user_agent }

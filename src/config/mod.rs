@@ -115,6 +115,7 @@ mod tests {
             &env(&[
                 ("SCANLOGIN__SERVER__BIND", "0.0.0.0:9000"),
                 ("SCANLOGIN__WECHAT__SANDBOX_PUBLIC", "true"),
+                ("SCANLOGIN__TOKEN__SECRET", "a-random-value-of-at-least-32-bytes"),
                 ("SCANLOGIN__LOGIN__QR_TTL_SECS", "60"),
                 ("SCANLOGIN__WECHAT__APPS__0__APP_SECRET", "12345"),
                 ("SCANLOGIN__SERVER__DEMO_PAGE", "false"),

@@ -282,6 +282,9 @@ pub struct LimitSettings {
     pub long_polls_max: usize,
     pub long_polls_per_ip: usize,
     pub live_attempts_max: usize,
+    /// Open connections per client address (the socket peer; IPv6 by its /64); trusted
+    /// proxies are not counted. Past it a request is answered 429 and its connection closed.
+    pub connections_per_ip: usize,
 }
 
 impl Default for LimitSettings {
@@ -303,9 +306,12 @@ impl Default for LimitSettings {
             sms_per_attempt: 3,
             bind_per_attempt: 10,
             bind_per_ip_per_day: 50,
-            long_polls_max: 50_000,
+            // Each is an open connection: with the margin of `open_files::MARGIN` this fits
+            // the open-file limits of common hosts (this project's machines: 20,000).
+            long_polls_max: 8_000,
             long_polls_per_ip: 20,
             live_attempts_max: 2_000_000,
+            connections_per_ip: 200,
         }
     }
 }
@@ -355,7 +361,8 @@ pub struct WechatSettings {
     /// Mount the fake WeChat (`/_sandbox`). Off unless a config turns it on: with it anyone
     /// can sign a push for any openid.
     pub sandbox: bool,
-    /// The sandbox on a non-loopback bind is meant (a demo host); otherwise the start stops.
+    /// A sandbox others can reach (a bind or `public_url` that is not loopback, or a trusted
+    /// proxy) is meant (a demo host); otherwise the start stops.
     pub sandbox_public: bool,
     pub apps: Vec<AppSettings>,
     /// Timeout of one call to WeChat's API.

@@ -1,6 +1,6 @@
 //! The checks that make a production start safe by default (README "Running in
-//! production"): a sandbox only where it is meant, no weak or shipped secret outside it,
-//! a metrics address that is not the API's.
+//! production"): a sandbox only where it is meant, no weak or shipped secret unless the
+//! sandbox is on loopback only, a metrics address that is not the API's.
 //!
 //! The shipped placeholders are read from the files in `config/` themselves, so a new
 //! placeholder in an example cannot drift from the list refused here.
@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::LazyLock;
 
-use super::{ConfigError, Settings};
+use super::{ConfigError, Settings, SmsProvider};
 
 fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), why: why.into() }
@@ -51,16 +51,73 @@ fn is_placeholder(value: &str) -> bool {
     PLACEHOLDER_SECRETS.iter().any(|p| p == value)
 }
 
+/// A URL whose host is this machine: `localhost` (RFC 6761) or a loopback address.
+fn is_loopback_url(url: &str) -> bool {
+    match url::Url::parse(url).ok().as_ref().and_then(url::Url::host) {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+/// A URL at WeChat's own hosts (`api.weixin.qq.com`, `mp.weixin.qq.com`, any `*.qq.com`).
+fn is_wechat_url(url: &str) -> bool {
+    let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    host.is_some_and(|h| {
+        let h = h.trim_end_matches('.');
+        h == "qq.com" || h.ends_with(".qq.com")
+    })
+}
+
+/// Why other hosts reach this server, if they do: a bind that is not loopback, a
+/// `public_url` that is not (WeChat, browsers and the world use it), or a trusted proxy
+/// (it forwards other hosts' requests: README's nginx in front of a loopback bind).
+fn exposure(s: &Settings, bind: SocketAddr) -> Option<String> {
+    if !bind.ip().is_loopback() {
+        return Some(format!("server.bind `{bind}` is not loopback"));
+    }
+    if !is_loopback_url(&s.server.public_url) {
+        return Some(format!("server.public_url `{}` is not loopback", s.server.public_url));
+    }
+    if !s.server.trusted_proxies.is_empty() {
+        return Some("server.trusted_proxies is not empty (a proxy brings other hosts' requests)".into());
+    }
+    None
+}
+
+/// Whether `app` talks to WeChat itself: through an explicit base at WeChat's hosts, or
+/// with no `api_base` outside the sandbox. Any other explicit base is a stand-in for
+/// WeChat (tests, staging) whose credentials are its own.
+fn talks_to_wechat(app: &super::AppSettings, sandbox: bool) -> bool {
+    let api = match &app.api_base {
+        Some(u) => is_wechat_url(u),
+        None => !sandbox,
+    };
+    api || app.mp_base.as_deref().is_some_and(is_wechat_url)
+}
+
 /// Runs after the per-key checks of `validate`.
 pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     let bind: SocketAddr = s.server.bind.parse().map_err(|_| invalid("server.bind", "is not host:port"))?;
-    if s.wechat.sandbox && !s.wechat.sandbox_public && !bind.ip().is_loopback() {
+    let exposed = exposure(s, bind);
+    if let (true, false, Some(why)) = (s.wechat.sandbox, s.wechat.sandbox_public, &exposed) {
         return Err(invalid(
             "wechat.sandbox",
             format!(
-                "the sandbox lets anyone log in as anyone and server.bind `{bind}` is not loopback; \
+                "the sandbox lets anyone log in as anyone and {why}; \
                  set wechat.sandbox = false, or wechat.sandbox_public = true for a demo host"
             ),
+        ));
+    }
+    if !s.wechat.sandbox && s.sms.provider == SmsProvider::Log {
+        return Err(invalid(
+            "sms.provider",
+            "`log` sends no SMS (it only logs the code for the sandbox outbox) and wechat.sandbox is off: \
+             set sms.provider = \"webhook\" with sms.webhook_url",
         ));
     }
     if !s.server.metrics_bind.is_empty() {
@@ -73,7 +130,8 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
             return Err(invalid("server.metrics_bind", "must differ from server.bind (empty: the API port)"));
         }
     }
-    if s.wechat.sandbox {
+    // Only a sandbox nobody else can reach keeps its easy secrets (a laptop).
+    if s.wechat.sandbox && exposed.is_none() {
         return Ok(());
     }
     let secret = s.token.secret.expose();
@@ -81,14 +139,14 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         return Err(invalid("token.secret", "is a placeholder shipped in config/: set a long random value"));
     }
     if secret.len() < MIN_SECRET_BYTES {
+        let outside = if s.wechat.sandbox { "on a host others reach" } else { "outside the sandbox" };
         return Err(invalid(
             "token.secret",
-            format!("must be at least {MIN_SECRET_BYTES} bytes outside the sandbox (got {})", secret.len()),
+            format!("must be at least {MIN_SECRET_BYTES} bytes {outside} (got {})", secret.len()),
         ));
     }
     for (i, app) in s.wechat.apps.iter().enumerate() {
-        // An explicit api_base is a stand-in for WeChat (tests, staging): its credentials are its own.
-        if app.api_base.is_some() {
+        if !talks_to_wechat(app, s.wechat.sandbox) {
             continue;
         }
         for (k, v) in [("app_secret", &app.app_secret), ("token", &app.token)] {
@@ -184,9 +242,95 @@ mod tests {
         let e = err(default, &env(&[("SCANLOGIN__SERVER__BIND", "0.0.0.0:8080")]));
         assert!(e.starts_with("config: wechat.sandbox:") && e.contains("sandbox_public"), "{e}");
         assert_eq!(e.lines().count(), 1);
-        let ok = env(&[("SCANLOGIN__SERVER__BIND", "0.0.0.0:8080"), ("SCANLOGIN__WECHAT__SANDBOX_PUBLIC", "true")]);
+        let ok = env(&[
+            ("SCANLOGIN__SERVER__BIND", "0.0.0.0:8080"),
+            ("SCANLOGIN__WECHAT__SANDBOX_PUBLIC", "true"),
+            ("SCANLOGIN__TOKEN__SECRET", STRONG),
+        ]);
         assert!(load_from_str(default, &ok).is_ok());
         assert!(load_from_str(default, &env(&[("SCANLOGIN__SERVER__BIND", "[::1]:8080")])).is_ok());
+    }
+
+    /// README's topology: nginx on the host in front of a loopback bind. The world reaches
+    /// the server through the proxy, so the sandbox is public although the bind is not.
+    #[test]
+    fn the_sandbox_behind_a_public_url_or_a_proxy_stops_the_start_unless_meant() {
+        let default = include_str!("../../config/default.toml");
+        let proxy = r#"["127.0.0.1/32"]"#;
+        for pairs in [
+            &[("SCANLOGIN__SERVER__PUBLIC_URL", "https://login.example.com")][..],
+            &[("SCANLOGIN__SERVER__PUBLIC_URL", "http://192.0.2.7:8080")],
+            &[("SCANLOGIN__SERVER__TRUSTED_PROXIES", proxy)],
+        ] {
+            let e = err(default, &env(pairs));
+            assert!(e.starts_with("config: wechat.sandbox:") && e.contains("sandbox_public"), "{pairs:?}: {e}");
+            assert_eq!(e.lines().count(), 1);
+        }
+        let e = err(default, &env(&[("SCANLOGIN__SERVER__PUBLIC_URL", "https://login.example.com")]));
+        assert!(e.contains("server.public_url"), "names what makes it public: {e}");
+        let e = err(default, &env(&[("SCANLOGIN__SERVER__TRUSTED_PROXIES", proxy)]));
+        assert!(e.contains("server.trusted_proxies"), "{e}");
+        // Loopback in every way: the laptop default, as before.
+        for url in ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080", "http://127.0.0.2:9000"] {
+            let loaded = load_from_str(default, &env(&[("SCANLOGIN__SERVER__PUBLIC_URL", url)]));
+            assert!(loaded.is_ok(), "{url}");
+        }
+    }
+
+    /// The secret checks are skipped only for a sandbox nobody else can reach: a sandbox
+    /// meant to be public (`sandbox_public`) still needs a real `token.secret`.
+    #[test]
+    fn a_reachable_sandbox_still_needs_a_real_token_secret() {
+        let default = include_str!("../../config/default.toml");
+        let public = [
+            &[("SCANLOGIN__SERVER__PUBLIC_URL", "https://login.example.com")][..],
+            &[("SCANLOGIN__SERVER__TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#)],
+            &[("SCANLOGIN__SERVER__BIND", "0.0.0.0:8080")],
+        ];
+        for pairs in public {
+            let mut e = env(pairs);
+            e.extend(env(&[("SCANLOGIN__WECHAT__SANDBOX_PUBLIC", "true")]));
+            let msg = err(default, &e);
+            assert!(msg.starts_with("config: token.secret:") && msg.contains("placeholder"), "{pairs:?}: {msg}");
+            e.extend(env(&[("SCANLOGIN__TOKEN__SECRET", "short-but-not-shipped")]));
+            let msg = err(default, &e);
+            assert!(msg.starts_with("config: token.secret:") && msg.contains("at least 32"), "{pairs:?}: {msg}");
+            e.extend(env(&[("SCANLOGIN__TOKEN__SECRET", STRONG)]));
+            assert!(load_from_str(default, &e).is_ok(), "{pairs:?}");
+        }
+    }
+
+    /// An explicit `api_base`/`mp_base` is a stand-in for WeChat (its credentials are its
+    /// own) only when it is not WeChat itself.
+    #[test]
+    fn an_explicit_base_at_wechat_does_not_skip_the_placeholder_checks() {
+        const API: &str = "SCANLOGIN__WECHAT__APPS__0__API_BASE";
+        const MP: &str = "SCANLOGIN__WECHAT__APPS__0__MP_BASE";
+        let placeholder = ("SCANLOGIN__WECHAT__APPS__0__TOKEN", "settoken");
+        let stand_in = "http://127.0.0.1:9000/_sandbox";
+        for (api, mp) in [
+            ("https://api.weixin.qq.com", stand_in),
+            ("https://sh.api.weixin.qq.com/", stand_in),
+            ("https://API.WEIXIN.QQ.COM.", stand_in),
+            ("https://qq.com", stand_in),
+            (stand_in, "https://mp.weixin.qq.com"),
+        ] {
+            let e = err(PROD, &prod_env(&[(API, api), (MP, mp), placeholder]));
+            assert!(e.starts_with("config: wechat.apps[0].token:"), "{api} {mp}: {e}");
+        }
+        for base in [stand_in, "https://wechat-stub.internal", "https://notqq.com"] {
+            assert!(load_from_str(PROD, &prod_env(&[(API, base), (MP, base), placeholder])).is_ok(), "{base}");
+        }
+    }
+
+    /// The `log` provider sends nothing: outside the sandbox nobody would get a code.
+    #[test]
+    fn the_log_sms_provider_is_refused_outside_the_sandbox() {
+        let e = err(PROD, &prod_env(&[("SCANLOGIN__SMS__PROVIDER", "log")]));
+        assert!(e.starts_with("config: sms.provider:") && e.contains("wechat.sandbox"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+        let default = include_str!("../../config/default.toml");
+        assert!(load_from_str(default, &env(&[])).is_ok(), "in the sandbox the outbox shows the codes");
     }
 
     #[test]

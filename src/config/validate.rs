@@ -96,6 +96,7 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("limits.bind_per_ip_per_day", l.bind_per_ip_per_day as u64),
         ("limits.sms_resend_secs", l.sms_resend_secs),
         ("limits.live_attempts_max", l.live_attempts_max as u64),
+        ("limits.connections_per_ip", l.connections_per_ip as u64),
     ] {
         if v == 0 {
             return Err(invalid(key, "must be > 0"));

@@ -140,6 +140,7 @@ label_set! {
         LongPollsMax => "long_polls_max",
         LongPollsPerIp => "long_polls_per_ip",
         SmsPerAttempt => "sms_per_attempt",
+        ConnectionsPerIp => "connections_per_ip",
         QrPerIp => "qr_per_ip",
         QrPerIpPerDay => "qr_per_ip_per_day",
         QrPerNetwork => "qr_per_network",

@@ -30,6 +30,7 @@ pub fn settings(tweak: impl FnOnce(&mut Settings)) -> Settings {
     s.limits.sms_per_ip_per_day = 100_000;
     s.limits.qr_per_ip_per_day = 100_000;
     s.limits.bind_per_ip_per_day = 100_000;
+    s.limits.connections_per_ip = 100_000;
     tweak(&mut s);
     s
 }

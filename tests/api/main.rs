@@ -7,17 +7,20 @@
 #[path = "../support/client.rs"]
 mod client;
 mod helpers;
-#[path = "../support/redis_server.rs"]
-mod redis_server;
+#[path = "../support/process.rs"]
+mod process;
 
 mod abuse;
+mod connections;
 mod errors;
 mod login_flow;
 mod openapi;
 mod ops;
 mod pages;
+mod refusals;
 mod security;
 mod shared_token;
+mod slow_clients;
 mod sse;
 mod wechat_callback;
 mod wechat_protocol;

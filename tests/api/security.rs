@@ -10,10 +10,15 @@ use serde_json::{Value, json};
 
 use crate::client::{metric, parts};
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::redis_server::{RedisServer, free_port};
+use crate::process::{RedisServer, free_port};
 
 /// A QR request as a proxy forwards it: `X-Forwarded-For` (raw bytes) and/or `Forwarded`.
 async fn qr_via(app: &TestApp, xff: Option<&[u8]>, forwarded: Option<&str>) -> u16 {
+    qr_answer_via(app, xff, forwarded).await.0
+}
+
+/// [`qr_via`], answering the status and the body.
+async fn qr_answer_via(app: &TestApp, xff: Option<&[u8]>, forwarded: Option<&str>) -> (u16, Value) {
     let mut r = app.http.post(app.url("/api/v1/login/qrcode")).json(&json!({"image": false}));
     if let Some(x) = xff {
         r = r.header("x-forwarded-for", HeaderValue::from_bytes(x).expect("header bytes"));
@@ -21,7 +26,7 @@ async fn qr_via(app: &TestApp, xff: Option<&[u8]>, forwarded: Option<&str>) -> u
     if let Some(f) = forwarded {
         r = r.header("forwarded", f);
     }
-    r.send().await.expect("request").status().as_u16()
+    parts(r.send().await.expect("request")).await
 }
 
 async fn post_from(app: &TestApp, path: &str, xff: &str, body: &Value) -> (u16, Value) {
@@ -53,28 +58,37 @@ async fn the_sandbox_is_off_unless_a_config_turns_it_on() {
     assert_eq!(scan.status(), 404);
 }
 
+/// A forwarding header from a trusted proxy that cannot be read (over 64 entries, over
+/// 4 KiB, not ASCII) is refused: charging it to the proxy's own address would put every
+/// such client in one bucket with the proxy (issue 25).
 #[actix_web::test]
-async fn an_unreadable_forwarded_for_never_lets_the_client_pick_its_address() {
+async fn an_unreadable_forwarded_for_from_a_proxy_is_refused_never_charged_to_the_proxy() {
     let app = spawn_app_with(|s| {
         s.limits.qr_per_ip_per_minute = 2;
         s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
     })
     .await;
-    let oversized = "198.51.100.1,".repeat(100);
-    let statuses = [
-        qr_via(&app, Some(oversized.as_bytes()), Some("for=203.0.113.1")).await,
-        qr_via(&app, Some("203.0.113.50\u{e9}".as_bytes()), Some("for=203.0.113.2")).await,
-        qr_via(&app, Some(&[0xff, 0xfe]), Some("for=203.0.113.3")).await,
-    ];
-    // All three are the proxy itself, whatever `Forwarded` the client added.
-    assert_eq!(statuses, [200, 200, 429]);
+    let many = format!("{}203.0.113.1", "198.51.100.1,".repeat(64));
+    let long = format!("{}203.0.113.1", format!("198.51.100.1{},", " ".repeat(100)).repeat(40));
+    assert!(long.len() > 4096 && many.len() < 1024);
+    for xff in [many.as_bytes(), long.as_bytes(), "203.0.113.50\u{e9}".as_bytes(), &[0xff, 0xfe]] {
+        let (s, body) = qr_answer_via(&app, Some(xff), Some("for=203.0.113.1")).await;
+        assert_eq!((s, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    }
+    // None of them was charged to the proxy's own address.
+    assert_eq!(qr_via(&app, None, None).await, 200);
+    assert_eq!(qr_via(&app, None, None).await, 200);
+    assert_eq!(qr_via(&app, None, None).await, 429);
+    // 64 entries are read, from the right.
+    let chain = format!("{}203.0.113.77", "198.51.100.1,".repeat(63));
+    assert_eq!(qr_via(&app, Some(chain.as_bytes()), None).await, 200);
     // `Forwarded` alone, from the trusted proxy, is believed; read right to left.
     assert_eq!(qr_via(&app, None, Some("for=192.0.2.66, for=203.0.113.9")).await, 200);
     assert_eq!(qr_via(&app, None, Some("for=192.0.2.67, for=203.0.113.9")).await, 200);
     assert_eq!(qr_via(&app, None, Some("for=192.0.2.68, for=203.0.113.9")).await, 429);
-    // From an untrusted peer no forwarding header counts.
+    // From an untrusted peer no forwarding header is read, however long.
     let app = spawn_app_with(|s| s.limits.qr_per_ip_per_minute = 1).await;
-    assert_eq!(qr_via(&app, None, Some("for=203.0.113.1")).await, 200);
+    assert_eq!(qr_via(&app, Some(long.as_bytes()), Some("for=203.0.113.1")).await, 200);
     assert_eq!(qr_via(&app, None, Some("for=203.0.113.2")).await, 429);
 }
 

@@ -11,7 +11,7 @@ use scanlogin::wechat::token::{Shared, TokenManager, TokenSource};
 
 use crate::client::metric;
 use crate::helpers::spawn_app;
-use crate::redis_server::RedisServer;
+use crate::process::RedisServer;
 
 fn node(base: &str, kv: &Kv, name: &str) -> (Arc<TokenManager>, Metrics) {
     let src = TokenSource {

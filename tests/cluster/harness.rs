@@ -70,6 +70,10 @@ impl Cluster {
             ("SCANLOGIN__STORAGE__SNAPSHOTS", redis.url()),
             ("SCANLOGIN__STORAGE__DATABASE_URL", format!("{PG_SERVER}/{db}")),
             ("SCANLOGIN__SERVER__TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#.into()),
+            // Behind a proxy the sandbox counts as public (the proxy brings other hosts'
+            // requests): meant here, and then the token secret must be a real one.
+            ("SCANLOGIN__WECHAT__SANDBOX_PUBLIC", "true".into()),
+            ("SCANLOGIN__TOKEN__SECRET", "cluster-test-secret-of-at-least-32-bytes".into()),
             // WeChat's API: the nodes' own sandbox reached through nginx, or the outside one.
             ("SCANLOGIN__WECHAT__APPS__0__API_BASE", format!("{wechat_base}/_sandbox")),
             ("SCANLOGIN__WECHAT__APPS__0__MP_BASE", format!("{wechat_base}/_sandbox")),

@@ -27,6 +27,8 @@ pub struct Instance {
     name: String,
     child: Option<Child>,
     starts: u32,
+    /// Started under this open-file limit (soft and hard, `ulimit -n`), when set.
+    nofile: Option<u64>,
 }
 
 impl Instance {
@@ -38,7 +40,7 @@ impl Instance {
         env.push(("SCANLOGIN__STORAGE__DATABASE_URL".into(), format!("sqlite://{}/server.db?mode=rwc", dir.display())));
         env.push(("SCANLOGIN__STORAGE__SNAPSHOTS".into(), snapshots.into()));
         env.push(("SCANLOGIN__LOGIN__QR_TTL_SECS".into(), qr_ttl_secs.to_string()));
-        Self { port, env, dir: dir.to_path_buf(), name: "server".into(), child: None, starts: 0 }
+        Self { port, env, dir: dir.to_path_buf(), name: "server".into(), child: None, starts: 0, nofile: None }
     }
 
     /// WeChat's API is the sandbox of the instance on `port`.
@@ -54,7 +56,7 @@ impl Instance {
         let mut env = base_env(port, &format!("http://127.0.0.1:{server_port}"));
         env.push(("SCANLOGIN__STORAGE__DATABASE_URL".into(), format!("sqlite://{}/wechat.db?mode=rwc", dir.display())));
         env.push(("SCANLOGIN__STORAGE__SNAPSHOTS".into(), "memory".into()));
-        Self { port, env, dir: dir.to_path_buf(), name: "wechat".into(), child: None, starts: 0 }
+        Self { port, env, dir: dir.to_path_buf(), name: "wechat".into(), child: None, starts: 0, nofile: None }
     }
 
     /// A node of its own name on a free port; `env` is added to the base settings.
@@ -67,6 +69,7 @@ impl Instance {
             name: name.into(),
             child: None,
             starts: 0,
+            nofile: None,
         };
         for (k, v) in env {
             i.set(k, v);
@@ -92,13 +95,27 @@ impl Instance {
         Api::at(&self.url(""), &wechat.url(""))
     }
 
-    /// Starts the process (stderr to `<dir>/<name>-<n>.log`) and waits until it listens.
-    pub async fn start(&mut self) {
+    /// Starts the next runs under the open-file limit `n` (soft and hard, as `ulimit -n`).
+    pub fn nofile(&mut self, n: u64) {
+        self.nofile = Some(n);
+    }
+
+    /// Spawns the process (stderr to `<dir>/<name>-<n>.log`).
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
-        let child = Command::new(BIN)
-            .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")])
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
+        let mut cmd = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new("bash");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
+            .args(["--config", config])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -106,6 +123,30 @@ impl Instance {
             .spawn()
             .expect("the scanlogin binary starts");
         self.child = Some(child);
+    }
+
+    /// Starts a run that must refuse to start: answers its exit code and its log (stderr).
+    /// Panics if it answers `/healthz` instead, or is still running after 20 s.
+    pub async fn refused(&mut self) -> (Option<i32>, String) {
+        self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = client();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return (status.code(), self.log());
+            }
+            if http.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+                panic!("{} started where it must refuse; log:\n{}", self.name, self.log());
+            }
+            assert!(Instant::now() < deadline, "{} neither started nor exited; log:\n{}", self.name, self.log());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Starts the process (stderr to `<dir>/<name>-<n>.log`) and waits until it listens.
+    pub async fn start(&mut self) {
+        self.spawn();
         let deadline = Instant::now() + Duration::from_secs(20);
         let http = client();
         loop {

@@ -1,0 +1,81 @@
+//! Starts of the real binary (`config/default.toml` plus `SCANLOGIN__…` overrides, as an
+//! operator runs it) that must be refused: exit code 2 and one line naming the key.
+
+use crate::process::Instance;
+
+/// A strong `token.secret` (not shipped anywhere).
+const STRONG: &str = "p9Jx2mQe7Lr4Vt8Wz1Ks5Nb3Hc6Gd0Fa-strong";
+
+/// README's topology: nginx on the host in front of a loopback bind, `public_url` the
+/// proxy's HTTPS address, the proxy trusted.
+fn behind_nginx(dir: &std::path::Path, extra: &[(&str, &str)]) -> Instance {
+    let mut env = vec![
+        ("SCANLOGIN__SERVER__TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#.to_string()),
+        ("SCANLOGIN__STORAGE__DATABASE_URL", format!("sqlite://{}/r.db?mode=rwc", dir.display())),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    Instance::named(dir, "behind-nginx", "https://login.example.com", &env)
+}
+
+/// The one line of a refusal, after checking the exit code and that it is alone.
+fn refusal((code, log): (Option<i32>, String)) -> String {
+    assert_eq!(code, Some(2), "a configuration refusal exits 2; log:\n{log}");
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("config: ")).collect();
+    assert_eq!(lines.len(), 1, "one line; log:\n{log}");
+    lines[0].to_string()
+}
+
+#[actix_web::test]
+async fn the_sandbox_behind_a_proxy_with_a_public_url_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = refusal(behind_nginx(dir.path(), &[]).refused().await);
+    assert!(line.starts_with("config: wechat.sandbox:"), "{line}");
+    assert!(line.contains("wechat.sandbox_public") && line.contains("server.public_url"), "{line}");
+}
+
+#[actix_web::test]
+async fn a_sandbox_meant_to_be_public_still_needs_a_real_token_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = [("SCANLOGIN__WECHAT__SANDBOX_PUBLIC", "true")];
+    let line = refusal(behind_nginx(dir.path(), &public).refused().await);
+    assert!(line.starts_with("config: token.secret:") && line.contains("placeholder"), "{line}");
+    // With a real secret it is a demo host, as meant.
+    let mut demo = behind_nginx(dir.path(), &[public[0], ("SCANLOGIN__TOKEN__SECRET", STRONG)]);
+    demo.start().await;
+    let http = crate::client::client();
+    assert_eq!(http.get(demo.url("/_sandbox/")).send().await.unwrap().status(), 200);
+}
+
+#[actix_web::test]
+async fn the_log_sms_provider_refuses_to_start_outside_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let stand_in = "http://127.0.0.1:9/_sandbox";
+    let env = [
+        ("SCANLOGIN__WECHAT__SANDBOX", "false".to_string()),
+        ("SCANLOGIN__TOKEN__SECRET", STRONG.into()),
+        ("SCANLOGIN__WECHAT__APPS__0__API_BASE", stand_in.into()),
+        ("SCANLOGIN__WECHAT__APPS__0__MP_BASE", stand_in.into()),
+        ("SCANLOGIN__STORAGE__DATABASE_URL", format!("sqlite://{}/r.db?mode=rwc", dir.path().display())),
+    ];
+    let mut server = Instance::named(dir.path(), "no-sandbox", "https://login.example.com", &env);
+    let line = refusal(server.refused().await);
+    assert!(line.starts_with("config: sms.provider:") && line.contains("webhook"), "{line}");
+}
+
+/// Every held poll is an open connection: an open-file limit the process cannot raise to
+/// `limits.long_polls_max` and a margin stops the start, instead of a server that stops
+/// accepting (WeChat's callbacks included) once the polls use up its files.
+#[actix_web::test]
+async fn an_open_file_limit_below_long_polls_max_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // More files than the kernel lets any process have (fs.nr_open): root cannot raise it either.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").unwrap().trim().to_string();
+    let env = [
+        ("SCANLOGIN__STORAGE__DATABASE_URL", format!("sqlite://{}/r.db?mode=rwc", dir.path().display())),
+        ("SCANLOGIN__LIMITS__LONG_POLLS_MAX", nr_open),
+    ];
+    let mut server = Instance::named(dir.path(), "few-files", "http://127.0.0.1:1", &env);
+    server.nofile(1024);
+    let line = refusal(server.refused().await);
+    assert!(line.starts_with("config: limits.long_polls_max:") && line.contains("open-file limit"), "{line}");
+}
