@@ -134,16 +134,23 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.wechat.sandbox && exposed.is_none() {
         return Ok(());
     }
-    let secret = s.token.secret.expose();
-    if is_placeholder(secret) {
-        return Err(invalid("token.secret", "is a placeholder shipped in config/: set a long random value"));
-    }
-    if secret.len() < MIN_SECRET_BYTES {
-        let outside = if s.wechat.sandbox { "on a host others reach" } else { "outside the sandbox" };
-        return Err(invalid(
-            "token.secret",
-            format!("must be at least {MIN_SECRET_BYTES} bytes {outside} (got {})", secret.len()),
-        ));
+    // The previous secret of a rotation signs nothing, but its tokens are accepted: the
+    // same rules (when one is set).
+    let previous = s.token.secret_previous.expose();
+    for (key, secret) in [("token.secret", s.token.secret.expose()), ("token.secret_previous", previous)] {
+        if key == "token.secret_previous" && secret.is_empty() {
+            continue;
+        }
+        if is_placeholder(secret) {
+            return Err(invalid(key, "is a placeholder shipped in config/: set a long random value"));
+        }
+        if secret.len() < MIN_SECRET_BYTES {
+            let outside = if s.wechat.sandbox { "on a host others reach" } else { "outside the sandbox" };
+            return Err(invalid(
+                key,
+                format!("must be at least {MIN_SECRET_BYTES} bytes {outside} (got {})", secret.len()),
+            ));
+        }
     }
     for (i, app) in s.wechat.apps.iter().enumerate() {
         if !talks_to_wechat(app, s.wechat.sandbox) {
@@ -218,6 +225,10 @@ mod tests {
             assert!(e.starts_with("config: token.secret:"), "{e}");
             assert_eq!(e.lines().count(), 1);
         }
+        let e = err(PROD, &prod_env(&[("SCANLOGIN__TOKEN__SECRET_PREVIOUS", "change-me")]));
+        assert!(e.starts_with("config: token.secret_previous:"), "a rotation's old secret too: {e}");
+        let long = "an-old-secret-of-more-than-thirty-two-bytes";
+        assert!(load_from_str(PROD, &prod_env(&[("SCANLOGIN__TOKEN__SECRET_PREVIOUS", long)])).is_ok());
         let e = err(PROD, &prod_env(&[("SCANLOGIN__WECHAT__APPS__0__TOKEN", "settoken")]));
         assert!(e.contains("wechat.apps[0].token"), "{e}");
         // The sandbox (a laptop) keeps its easy defaults.

@@ -123,9 +123,12 @@ impl LocalEngine {
         if let Some((seen, rx)) = self.table.watch(poll, self.clock.now_ms(), &self.rules) {
             return Ok((Some(seen), rx));
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         let seen = self.route(Target::Poll(poll.clone()), Cmd::Watch(tx)).await?;
-        Ok((seen, rx))
+        // An actor drops a waiter it cannot hold; one it held is woken only by a change,
+        // which the next read shows. Either way a closed receiver means: read now.
+        let held = rx.try_recv() != Err(oneshot::error::TryRecvError::Closed);
+        Ok((seen, held.then_some(rx)))
     }
 
     /// The attempt's state and detail, unchanged; an unknown one answers expired.

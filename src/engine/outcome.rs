@@ -77,6 +77,6 @@ impl Outcome {
 }
 
 /// A waiter registered on an attempt: the state read after registering it (`None`: no
-/// such attempt) and the receiver that resolves on its next change. A receiver that is
-/// already closed was not held (the attempt's waiter list is full): read again now.
-pub type Watched = (Option<Outcome>, oneshot::Receiver<()>);
+/// such attempt) and the receiver that resolves on its next change — `None` when the
+/// attempt held no waiter (its list is full): read again now.
+pub type Watched = (Option<Outcome>, Option<oneshot::Receiver<()>>);

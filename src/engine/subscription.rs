@@ -78,12 +78,10 @@ impl Watcher {
                 tokio::time::sleep_until(t + MIN_REWATCH).await;
             }
             self.last_watch = Some(Instant::now());
-            let (seen, mut rx) = self.backend.watch(&self.poll).await?;
+            let (seen, rx) = self.backend.watch(&self.poll).await?;
             // Changed between the last read and this registration, or gone: read now.
             let Some(seen) = seen.filter(|o| o.phase == told) else { return Ok(Woken::Changed) };
-            if rx.try_recv() == Err(oneshot::error::TryRecvError::Closed) {
-                return Ok(Woken::NotHeld);
-            }
+            let Some(rx) = rx else { return Ok(Woken::NotHeld) };
             self.woken = Some((rx, seen.deadline_ms));
         }
         let Some((rx, deadline_ms)) = self.woken.as_mut() else { return Ok(Woken::Changed) };

@@ -279,8 +279,8 @@ impl Table {
 
     /// Holds `tx` on the idle record at `key` until it acts or goes away (within the
     /// waiter cap, as on an actor).
-    fn hold(&mut self, key: Key, tx: oneshot::Sender<()>) {
-        self.waiters.entry(key).or_default().hold(tx);
+    fn hold(&mut self, key: Key, tx: oneshot::Sender<()>) -> bool {
+        self.waiters.entry(key).or_default().hold(tx)
     }
 
     /// The polls held on the idle record at `key`, for the actor that takes it over.
@@ -383,13 +383,14 @@ impl LiveTable {
     /// now (read in the same lock, so no change can fall between) and the receiver that
     /// resolves on its next change. `None`: not idle (or past its deadline), ask the
     /// registry.
-    pub fn watch(&self, poll: &PollId, now_ms: u64, rules: &Rules) -> Option<(Outcome, oneshot::Receiver<()>)> {
+    /// The receiver is `None` when the record's waiters are full.
+    pub fn watch(&self, poll: &PollId, now_ms: u64, rules: &Rules) -> Option<(Outcome, Option<oneshot::Receiver<()>>)> {
         let mut t = self.lock();
         let key = t.find_poll(poll)?;
         let seen = t.read(key, &Cmd::Apply(Event::Claim), now_ms, rules)?;
         let (tx, rx) = oneshot::channel();
-        t.hold(key, tx);
-        Some((seen, rx))
+        let held = t.hold(key, tx);
+        Some((seen, held.then_some(rx)))
     }
 }
 
@@ -448,9 +449,10 @@ mod tests {
                 t.insert(q.clone(), Scene::generate(), "web", idle(10_000)),
             )
         };
-        let (seen, mut gone) = shared.watch(&p, 0, &rules).expect("an idle record holds the poll");
+        let (seen, gone) = shared.watch(&p, 0, &rules).expect("an idle record holds the poll");
+        let mut gone = gone.expect("held");
         assert_eq!(seen.phase, Phase::Loop);
-        let (_, mut moved) = shared.watch(&q, 0, &rules).unwrap();
+        let mut moved = shared.watch(&q, 0, &rules).unwrap().1.expect("held");
         assert_eq!(shared.lock().held_records(), 2);
         assert!(shared.watch(&PollId::generate(), 0, &rules).is_none(), "unknown: ask the registry");
         assert!(shared.watch(&p, 10_000, &rules).is_none(), "past its deadline: its actor ends it");

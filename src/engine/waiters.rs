@@ -13,13 +13,15 @@ pub const MAX_WAITERS: usize = 32;
 pub struct Waiters(Vec<oneshot::Sender<()>>);
 
 impl Waiters {
-    /// Holds `tx` until the next wake. Past [`MAX_WAITERS`] it is dropped here, so its
-    /// poll sees a closed channel at once and answers without waiting.
-    pub fn hold(&mut self, tx: oneshot::Sender<()>) {
+    /// Holds `tx` until the next wake; whether it was held. Past [`MAX_WAITERS`] it is
+    /// dropped here, and its poll answers without waiting.
+    pub fn hold(&mut self, tx: oneshot::Sender<()>) -> bool {
         self.prune();
-        if self.0.len() < MAX_WAITERS {
+        let room = self.0.len() < MAX_WAITERS;
+        if room {
             self.0.push(tx);
         }
+        room
     }
 
     /// Wakes every waiter.
@@ -49,18 +51,18 @@ mod tests {
         let mut held: Vec<_> = (0..MAX_WAITERS)
             .map(|_| {
                 let (tx, rx) = oneshot::channel();
-                w.hold(tx);
+                assert!(w.hold(tx));
                 rx
             })
             .collect();
         let (tx, mut extra) = oneshot::channel();
-        w.hold(tx);
-        assert_eq!(extra.try_recv(), Err(oneshot::error::TryRecvError::Closed), "not held");
+        assert!(!w.hold(tx), "not held");
+        assert_eq!(extra.try_recv(), Err(oneshot::error::TryRecvError::Closed));
         assert_eq!(w.len(), MAX_WAITERS);
         // A poll that gave up frees its place.
         held.pop();
         let (tx, mut late) = oneshot::channel();
-        w.hold(tx);
+        assert!(w.hold(tx));
         assert_eq!(late.try_recv(), Err(oneshot::error::TryRecvError::Empty), "held");
         w.wake();
         assert!(held.iter_mut().all(|rx| rx.try_recv() == Err(oneshot::error::TryRecvError::Closed)));

@@ -232,9 +232,10 @@ impl ClusterEngine {
     pub async fn watch(&self, poll: &PollId) -> Result<Watched, EngineError> {
         let (tx, rx) = oneshot::channel();
         let id = self.0.records.id(poll);
-        // Views that do not answer in time drop `tx`: the poll is not held.
-        let _ = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { id: id.clone(), tx })).await;
-        Ok((Some(self.peek_id(&id).await?), rx))
+        // Views that do not answer in time (or are full) do not hold the poll.
+        let sent = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { id: id.clone(), tx })).await;
+        let held = matches!(sent, Ok(Ok(true)));
+        Ok((Some(self.peek_id(&id).await?), held.then_some(rx)))
     }
 
     /// Attempts made on this node and not yet past their deadline.

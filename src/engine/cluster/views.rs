@@ -51,21 +51,22 @@ impl Actor for Views {
     }
 }
 
-/// Hold `tx` until the attempt stored under `id` changes (within the waiter cap: past it `tx` is
-/// dropped, and the poll answers at once).
+/// Hold `tx` until the attempt stored under `id` changes; answers whether it was held
+/// (past the waiter cap `tx` is dropped, and the poll answers at once).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct Watch {
     pub id: RecordId,
     pub tx: oneshot::Sender<()>,
 }
 
 impl Handler<Watch> for Views {
-    type Result = ();
+    type Result = bool;
 
-    fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
-        self.by_id.entry(msg.id).or_default().hold(msg.tx);
+    fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) -> bool {
+        let held = self.by_id.entry(msg.id).or_default().hold(msg.tx);
         self.counted();
+        held
     }
 }
 

@@ -167,7 +167,8 @@ mod sqlite_layout {
             sqlx::query("SELECT COUNT(*) FROM attempt_snapshots").fetch_one(&mut **c).await.unwrap();
         }
         drop((a, b));
-        assert_eq!(db.migrate().await.unwrap(), 1);
+        assert_eq!(db.migrate_through(6).await.unwrap(), 1, "the move to the expiry key");
+        db.migrate().await.unwrap();
         let store = sql::SqlStore::new(db.clone());
         // Batches of every size up to 12 from two writers at once prepare the upsert on
         // both connections, the stale one included.
