@@ -29,6 +29,8 @@ pub fn settings(tweak: impl FnOnce(&mut Settings)) -> Settings {
     s.limits.qr_per_ip_per_minute = 100_000;
     s.limits.sms_per_ip_per_day = 100_000;
     s.limits.qr_per_ip_per_day = 100_000;
+    s.limits.qr_per_network_per_day = 100_000;
+    s.limits.code_failures_per_ip_per_day = 100_000;
     s.limits.bind_per_ip_per_day = 100_000;
     s.limits.connections_per_ip = 100_000;
     tweak(&mut s);

@@ -194,6 +194,8 @@ async fn experiment(snapshots: &str) {
     for (k, v) in [
         ("QR_PER_IP_PER_MINUTE", "1000000"),
         ("QR_PER_IP_PER_DAY", "1000000"),
+        ("QR_PER_NETWORK_PER_DAY", "1000000"),
+        ("CODE_FAILURES_PER_IP_PER_DAY", "1000000"),
         ("BIND_PER_IP_PER_DAY", "1000000"),
         ("SMS_PER_IP_PER_DAY", "1000000"),
         ("LONG_POLLS_PER_IP", "1000000"),
