@@ -39,14 +39,16 @@ POLL_CONNS=64; CB_RATE=2000; LOGIN_USERS=64; HOLD_SCANS=100
 echo "== building release (service, load tool, baselines)"
 cargo build --release --workspace --locked >/dev/null
 ulimit -n 1048576 2>/dev/null || ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-# Every held poll is one socket on each side: the hold target is capped by the open-file limit.
+# Every held poll is one socket on each side: the hold target is capped by the open-file
+# limit. The server refuses to start with more held polls than that limit allows (less a
+# margin of 1,024), and the target stays below the server's cap: a user without a permit
+# would be answered at once, again and again.
 FDS=$(ulimit -n)
-if [[ $FDS != unlimited ]] && (( HOLD_N > FDS - 1000 )); then
-  echo "   open files limited to $FDS here: holding $(( FDS - 1000 )) polls instead of $HOLD_N"
-  HOLD_N=$(( FDS - 1000 ))
-fi
-# The server refuses to start with more held polls than its open-file limit allows.
 if [[ $FDS == unlimited ]]; then LONG_POLLS_MAX=200000; else LONG_POLLS_MAX=$(( FDS - 1024 )); fi
+if (( HOLD_N > LONG_POLLS_MAX - 1000 )); then
+  echo "   open files limited to $FDS here: holding $(( LONG_POLLS_MAX - 1000 )) polls instead of $HOLD_N"
+  HOLD_N=$(( LONG_POLLS_MAX - 1000 ))
+fi
 redis-cli -p 6379 ping >/dev/null
 
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)

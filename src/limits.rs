@@ -169,14 +169,14 @@ struct Local {
 
 /// The counters every node shares, and the breaker that sends calls to [`Local`] while
 /// Redis does not answer.
-struct Shared {
+struct RedisCounters {
     kv: crate::kv::Kv,
     breaker: crate::breaker::Breaker,
 }
 
-impl Shared {
+impl RedisCounters {
     /// The shared store, unless it failed a moment ago.
-    fn usable(shared: &Option<Shared>) -> Option<&Shared> {
+    fn usable(shared: &Option<RedisCounters>) -> Option<&RedisCounters> {
         shared.as_ref().filter(|s| s.breaker.allows())
     }
 
@@ -189,7 +189,7 @@ impl Shared {
 pub struct Limits {
     /// Always there: the limits themselves without Redis, the fallback with it.
     local: Local,
-    shared: Option<Shared>,
+    shared: Option<RedisCounters>,
     settings: LimitSettings,
     holds: Mutex<HashMap<IpAddr, usize>>,
     metrics: Metrics,
@@ -222,7 +222,7 @@ impl Limits {
         }
     }
 
-    fn build(settings: &LimitSettings, metrics: Metrics, shared: Option<Shared>) -> Arc<Self> {
+    fn build(settings: &LimitSettings, metrics: Metrics, shared: Option<RedisCounters>) -> Arc<Self> {
         let limiters = Kind::ALL
             .into_iter()
             .map(|k| {
@@ -241,7 +241,7 @@ impl Limits {
 
     /// Limits shared by every node through Redis (fixed windows).
     pub fn redis(kv: &crate::kv::Kv, settings: &LimitSettings, metrics: Metrics) -> Arc<Self> {
-        Self::build(settings, metrics, Some(Shared { kv: kv.clone(), breaker: Default::default() }))
+        Self::build(settings, metrics, Some(RedisCounters { kv: kv.clone(), breaker: Default::default() }))
     }
 
     fn refused(&self, kind: Kind, retry_after_secs: u64) -> Refused {
@@ -254,7 +254,7 @@ impl Limits {
         if kind == Kind::QrPerApp {
             self.saw_app_use(key, self.qr_used_today(key) + 1);
         }
-        if let Some(shared) = Shared::usable(&self.shared) {
+        if let Some(shared) = RedisCounters::usable(&self.shared) {
             let (max, period) = Self::rule(&self.settings, kind);
             let now = unix_secs();
             let window = now / period.as_secs();
@@ -341,7 +341,7 @@ impl Limits {
             failures.get(&(kind, key.to_string())).filter(|(d, _)| *d == day).map_or(0, |(_, n)| *n)
         };
         let mut n = local();
-        if let Some(shared) = Shared::usable(&self.shared) {
+        if let Some(shared) = RedisCounters::usable(&self.shared) {
             let kv = &shared.kv;
             let mut c = kv.conn(crate::kv::Class::Fast);
             let stored: Result<Option<u32>, _> =
@@ -366,7 +366,7 @@ impl Limits {
             }
             entry.1 += 1;
         }
-        if let Some(shared) = Shared::usable(&self.shared) {
+        if let Some(shared) = RedisCounters::usable(&self.shared) {
             let kv = &shared.kv;
             let k = Self::failure_key(kv, kind, key, day);
             let mut c = kv.conn(crate::kv::Class::Fast);

@@ -80,7 +80,7 @@ struct EngineParts {
 /// What the nodes of a deployment must agree on: push dedup keys, limit counters and
 /// revoked tokens — in Redis when it is configured, else in this process (revocations
 /// are always in the database too: Redis is only their cache).
-struct Shared {
+struct DeploymentState {
     dedup: Dedup,
     limits: Arc<Limits>,
     revocations: Revocations,
@@ -168,9 +168,9 @@ fn build_engine(settings: &Settings, db: &Db, kv: Option<&Kv>, metrics: &Metrics
     Ok(EngineParts { handle, engine_thread, store_thread })
 }
 
-/// Dedup, limits and revocations (see [`Shared`]); a `sole` writer of the database keeps
+/// Dedup, limits and revocations (see [`DeploymentState`]); a `sole` writer of the database keeps
 /// the revocations in memory.
-async fn build_shared(settings: &Settings, kv: Option<&Kv>, users: &Users, metrics: &Metrics, sole: bool) -> Shared {
+async fn build_shared(settings: &Settings, kv: Option<&Kv>, users: &Users, metrics: &Metrics, sole: bool) -> DeploymentState {
     let dedup_ttl = Duration::from_secs(settings.wechat.dedup_ttl_secs);
     let revocations = if sole {
         Revocations::sole_writer(users.clone(), kv.cloned()).await
@@ -178,12 +178,12 @@ async fn build_shared(settings: &Settings, kv: Option<&Kv>, users: &Users, metri
         Revocations::new(users.clone(), kv.cloned())
     };
     let shared = match kv {
-        Some(kv) => Shared {
+        Some(kv) => DeploymentState {
             dedup: Dedup::redis(kv, dedup_ttl),
             limits: Limits::redis(kv, &settings.limits, metrics.clone()),
             revocations,
         },
-        None => Shared {
+        None => DeploymentState {
             dedup: Dedup::memory(dedup_ttl),
             limits: Limits::local(&settings.limits, metrics.clone()),
             revocations,

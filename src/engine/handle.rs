@@ -120,8 +120,7 @@ impl LoginsHandle {
     /// or the server shuts down; without a permit left (or with the attempt's waiters
     /// full) it answers at once instead.
     pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
-        let mut watcher = self.watcher(poll);
-        let first = watcher.claim().await?;
+        let first = self.0.backend.apply(poll, Event::Claim).await?;
         if first.phase != Phase::Loop || wait.is_zero() || self.is_closing() {
             self.0.metrics.poll(PollKind::Short);
             return Ok(first);
@@ -129,6 +128,9 @@ impl LoginsHandle {
         let Some(_permit) = self.hold_permit() else { return Ok(first) };
         self.0.metrics.poll(PollKind::Long);
         let _held = self.0.metrics.hold();
+        // Only a poll that waits gets a watcher: the short poll, the commonest request,
+        // costs one read.
+        let mut watcher = self.watcher(poll);
         let until = Instant::now() + wait;
         loop {
             let woken = watcher.changed(Phase::Loop, Some(until)).await?;

@@ -161,7 +161,7 @@ impl AppClient {
         public_url: &str,
         http: reqwest::Client,
         metrics: Metrics,
-        shared: Option<super::token::Shared>,
+        shared: Option<super::token::ClusterToken>,
     ) -> Arc<Self> {
         let sandbox_base = format!("{}/_sandbox", public_url.trim_end_matches('/'));
         let pick = |explicit: &Option<String>, real: &str| -> String {
@@ -371,7 +371,7 @@ impl WechatClient {
             .apps
             .iter()
             .map(|a| {
-                let shared = cluster.map(|(kv, node)| super::token::Shared::new(kv, &a.app_id, node));
+                let shared = cluster.map(|(kv, node)| super::token::ClusterToken::new(kv, &a.app_id, node));
                 AppClient::new(
                     a,
                     settings.wechat.sandbox,

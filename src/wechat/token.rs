@@ -7,7 +7,7 @@
 //! - compare-and-invalidate: a token reported bad (40001/40014/42001) is dropped only if
 //!   it is still the cached one, so a token another caller just refreshed survives;
 //! - errcode -1 ("system busy") is retried with backoff; fetching a token is idempotent;
-//! - shared by the nodes of a cluster ([`Shared`]): the token lives in Redis; the node
+//! - shared by the nodes of a cluster ([`ClusterToken`]): the token lives in Redis; the node
 //!   that needs a new one takes a short lease and fetches it, the others wait for it and
 //!   read it; a token reported bad is invalidated there once for all (compare-and-delete).
 //!   Redis unreachable: each node fetches for itself, as a single node does.
@@ -54,14 +54,14 @@ return 0
 ";
 
 /// The access token of one account as the nodes of a cluster share it in Redis.
-pub struct Shared {
+pub struct ClusterToken {
     kv: crate::kv::Kv,
     token_key: String,
     lease_key: String,
     node: String,
 }
 
-impl Shared {
+impl ClusterToken {
     pub fn new(kv: &crate::kv::Kv, app_id: &str, node: &str) -> Self {
         Self {
             kv: kv.clone(),
@@ -135,14 +135,14 @@ pub struct TokenManager {
     src: TokenSource,
     http: reqwest::Client,
     metrics: Metrics,
-    shared: Option<Shared>,
+    shared: Option<ClusterToken>,
     slot: Mutex<Option<Cached>>,
     refreshing: AtomicBool,
 }
 
 impl TokenManager {
     /// `shared`: the cluster's copy of this account's token (none on a single node).
-    pub fn new(src: TokenSource, http: reqwest::Client, metrics: Metrics, shared: Option<Shared>) -> Arc<Self> {
+    pub fn new(src: TokenSource, http: reqwest::Client, metrics: Metrics, shared: Option<ClusterToken>) -> Arc<Self> {
         Arc::new(Self { src, http, metrics, shared, slot: Mutex::new(None), refreshing: AtomicBool::new(false) })
     }
 
