@@ -77,6 +77,8 @@ nginx_up() {
     /# test: pid/ { print "pid " out "/nginx.pid;"; next }
     /# test: error_log/ { print "error_log " out "/error.log warn;"; next }
     /# test: temp/ { sub(/\/var\/lib\/nginx/, out); print; next }
+    # One load host is every client: the per-address connection cap would stop the volume.
+    /limit_conn per_client/ { sub(/[0-9]+;/, "60000;"); print; next }
     { print }' config/nginx.example.conf >"$OUT/nginx.conf"
   nginx -p "$OUT/nginx" -c "$OUT/nginx.conf" -g 'daemon off;' >"$OUT/nginx.out" 2>&1 &
   PIDS+=($!)

@@ -170,7 +170,13 @@ fn build_engine(settings: &Settings, db: &Db, kv: Option<&Kv>, metrics: &Metrics
 
 /// Dedup, limits and revocations (see [`DeploymentState`]); a `sole` writer of the database keeps
 /// the revocations in memory.
-async fn build_shared(settings: &Settings, kv: Option<&Kv>, users: &Users, metrics: &Metrics, sole: bool) -> DeploymentState {
+async fn build_shared(
+    settings: &Settings,
+    kv: Option<&Kv>,
+    users: &Users,
+    metrics: &Metrics,
+    sole: bool,
+) -> DeploymentState {
     let dedup_ttl = Duration::from_secs(settings.wechat.dedup_ttl_secs);
     let revocations = if sole {
         Revocations::sole_writer(users.clone(), kv.cloned()).await

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use scanlogin::config::Secret;
 use scanlogin::kv::Kv;
 use scanlogin::metrics::Metrics;
-use scanlogin::wechat::token::{Shared, TokenManager, TokenSource};
+use scanlogin::wechat::token::{ClusterToken, TokenManager, TokenSource};
 
 use crate::client::metric;
 use crate::helpers::spawn_app;
@@ -22,7 +22,7 @@ fn node(base: &str, kv: &Kv, name: &str) -> (Arc<TokenManager>, Metrics) {
         use_stable: true,
     };
     let metrics = Metrics::new();
-    let shared = Shared::new(kv, "wxsandbox0000000001", name);
+    let shared = ClusterToken::new(kv, "wxsandbox0000000001", name);
     (TokenManager::new(src, reqwest::Client::new(), metrics.clone(), Some(shared)), metrics)
 }
 

@@ -166,10 +166,15 @@ impl ClusterEngine {
 
     /// One transition: read → `step` → compare-and-set, retried on conflict. Answers the
     /// outcome and the attempt's deadline (`None`: no live attempt).
-    async fn transition(&self, id: &RecordId, event: &Event) -> Result<(Outcome, Option<u64>), EngineError> {
+    async fn transition(
+        &self,
+        id: &RecordId,
+        poll: Option<&PollId>,
+        event: &Event,
+    ) -> Result<(Outcome, Option<u64>), EngineError> {
         let rules = self.0.rules;
         for _ in 0..MAX_ROUNDS {
-            let Some(snap) = self.seen(self.0.records.load(id).await)? else {
+            let Some(snap) = self.seen(self.0.records.load(id, poll).await)? else {
                 return Ok((Outcome::expired(), None));
             };
             let now = self.0.clock.now_ms();
@@ -202,22 +207,22 @@ impl ClusterEngine {
     }
 
     pub async fn apply(&self, poll: &PollId, event: Event) -> Result<Outcome, EngineError> {
-        Ok(self.transition(&self.0.records.id(poll), &event).await?.0)
+        Ok(self.transition(&self.0.records.id(poll), Some(poll), &event).await?.0)
     }
 
     pub async fn apply_scene(&self, app: &str, scene: &Scene, event: Event) -> Result<Option<Outcome>, EngineError> {
         let Some(id) = self.seen(self.0.records.id_of(app, scene).await)? else { return Ok(None) };
-        let (o, deadline) = self.transition(&id, &event).await?;
+        let (o, deadline) = self.transition(&id, None, &event).await?;
         // An attempt that is over (consumed, expired) is no attempt for a scan.
         Ok(deadline.map(|_| o))
     }
 
     pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
-        self.peek_id(&self.0.records.id(poll)).await
+        self.peek_id(&self.0.records.id(poll), poll).await
     }
 
-    async fn peek_id(&self, id: &RecordId) -> Result<Outcome, EngineError> {
-        let Some(snap) = self.seen(self.0.records.load(id).await)? else { return Ok(Outcome::expired()) };
+    async fn peek_id(&self, id: &RecordId, poll: &PollId) -> Result<Outcome, EngineError> {
+        let Some(snap) = self.seen(self.0.records.load(id, Some(poll)).await)? else { return Ok(Outcome::expired()) };
         let now = self.0.clock.now_ms();
         if now >= snap.state.expires_at_ms {
             return Ok(Outcome::expired());
@@ -235,7 +240,7 @@ impl ClusterEngine {
         // Views that do not answer in time (or are full) do not hold the poll.
         let sent = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { id: id.clone(), tx })).await;
         let held = matches!(sent, Ok(Ok(true)));
-        Ok((Some(self.peek_id(&id).await?), held.then_some(rx)))
+        Ok((Some(self.peek_id(&id, poll).await?), held.then_some(rx)))
     }
 
     /// Attempts made on this node and not yet past their deadline.
@@ -274,7 +279,7 @@ impl ClusterEngine {
             due
         };
         for (at, poll) in due {
-            if self.transition(&self.0.records.id(&poll), &Event::Timeout).await.is_err()
+            if self.transition(&self.0.records.id(&poll), Some(&poll), &Event::Timeout).await.is_err()
                 && now < at + record::GRACE_MS / 2
             {
                 let mut made = self.made();

@@ -94,11 +94,16 @@ impl Records {
 
     /// The stored attempt, ended ones included; `None` when Redis has none (never
     /// existed, or past its deadline).
-    pub async fn load(&self, id: &RecordId) -> Result<Option<Snapshot>, EngineError> {
+    /// `poll`, when the caller knows it: the record's own copy need not be decrypted.
+    pub async fn load(&self, id: &RecordId, poll: Option<&PollId>) -> Result<Option<Snapshot>, EngineError> {
         let mut c = self.kv.conn(Class::Fast);
         let blob: Option<Vec<u8>> =
             redis::cmd("GET").arg(self.key(id)).query_async(&mut c).await.map_err(unavailable)?;
-        match blob.map(|b| self.seal.open(id, &b)) {
+        let open = |b: Vec<u8>| match poll {
+            Some(p) => self.seal.open_for(p, id, &b),
+            None => self.seal.open(id, &b),
+        };
+        match blob.map(open) {
             None => Ok(None),
             Some(Ok(s)) => Ok(Some(s)),
             // Not written by a node of this deployment (or damaged): no state of it is

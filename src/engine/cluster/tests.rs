@@ -118,7 +118,7 @@ async fn the_same_push_on_three_nodes_is_one_transition_and_one_of_two_scanners_
         assert_eq!(t.await.unwrap().unwrap().unwrap().phase, Phase::NotReg);
     }
     let records = cluster(&ns[0]).records();
-    let stored = records.load(&records.id(&made.poll)).await.unwrap().unwrap();
+    let stored = records.load(&records.id(&made.poll), None).await.unwrap().unwrap();
     assert_eq!(stored.state.version, 1, "one transition, whoever won");
     // Two different people scan a fresh code at once on two nodes: one owns it.
     let made = ns[0].create(APP, Duration::from_secs(60)).await.unwrap();
@@ -129,7 +129,7 @@ async fn the_same_push_on_three_nodes_is_one_transition_and_one_of_two_scanners_
     x.unwrap().unwrap();
     y.unwrap().unwrap();
     let records = cluster(&ns[0]).records();
-    let stored = records.load(&records.id(&made.poll)).await.unwrap().unwrap();
+    let stored = records.load(&records.id(&made.poll), None).await.unwrap().unwrap();
     assert_eq!(stored.state.version, 1);
     let owner = stored.state.openid.unwrap();
     assert!(owner == "o_x" || owner == "o_y");
@@ -261,7 +261,7 @@ async fn a_record_not_sealed_by_this_deployment_is_treated_as_gone_and_counted()
     assert!(!id.as_str().contains(made.poll.as_str()), "stored under a keyed hash");
     // Someone with write access to Redis but not the secret writes a `reg` state for a
     // user of their choice, sealed with a key of their own.
-    let mut forged = records.load(&id).await.unwrap().unwrap();
+    let mut forged = records.load(&id, None).await.unwrap().unwrap();
     forged.state.phase = Phase::Reg;
     forged.state.openid = Some("o_attacker".into());
     forged.state.user = Some(UserRef { id: "victim".into(), phone: None });
