@@ -158,13 +158,50 @@ fn quota(n: u32, period: Duration) -> Quota {
     Quota::with_period(period / n.get()).expect("non-zero period").allow_burst(n)
 }
 
+/// Counts per key for the current UTC day: a key's count starts again at 0 on a new day.
+struct DayCounts<K>(Mutex<HashMap<K, (u64, u64)>>);
+
+impl<K: std::hash::Hash + Eq> DayCounts<K> {
+    fn new() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<K, (u64, u64)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Today's count of `key`.
+    fn get<Q>(&self, key: &Q) -> u64
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let (day, _) = Limits::day();
+        self.map().get(key).filter(|(d, _)| *d == day).map_or(0, |(_, n)| *n)
+    }
+
+    /// Sets today's count of `key` to `f(its count)`, in one hold of the lock.
+    fn update(&self, key: K, f: impl FnOnce(u64) -> u64) {
+        let (day, _) = Limits::day();
+        let mut map = self.map();
+        let e = map.entry(key).or_insert((day, 0));
+        *e = (day, f(if e.0 == day { e.1 } else { 0 }));
+    }
+
+    /// Forgets the keys of past days.
+    fn sweep(&self) {
+        let (today, _) = Limits::day();
+        self.map().retain(|_, (day, _)| *day == today);
+    }
+}
+
 struct Local {
     limiters: HashMap<Kind, DefaultKeyedRateLimiter<String>>,
-    /// QR codes charged per app on this node: (UTC day, count), the fallback of the day's
-    /// use while Redis does not answer.
-    app_day: Mutex<HashMap<String, (u64, u64)>>,
-    /// Wrong codes per guesser on this node: (UTC day, count).
-    failures: Mutex<HashMap<(Kind, String), (u64, u32)>>,
+    /// QR codes charged per app today, as this node knows them (see
+    /// [`Limits::qr_used_today`]).
+    app_day: DayCounts<String>,
+    /// Wrong codes per guesser today, on this node.
+    failures: DayCounts<(Kind, String)>,
 }
 
 /// The counters every node shares, and the breaker that sends calls to [`Local`] while
@@ -230,7 +267,7 @@ impl Limits {
                 (k, RateLimiter::keyed(quota(n, period)))
             })
             .collect();
-        let local = Local { limiters, app_day: Mutex::new(HashMap::new()), failures: Mutex::new(HashMap::new()) };
+        let local = Local { limiters, app_day: DayCounts::new(), failures: DayCounts::new() };
         Arc::new(Self { local, shared, settings: settings.clone(), holds: Mutex::new(HashMap::new()), metrics })
     }
 
@@ -252,7 +289,7 @@ impl Limits {
     /// Counts one event of `kind` for `key`; refuses when over the limit.
     pub async fn hit(&self, kind: Kind, key: &str) -> Result<(), Refused> {
         if kind == Kind::QrPerApp {
-            self.saw_app_use(key, self.qr_used_today(key) + 1);
+            self.local.app_day.update(key.to_string(), |n| n + 1);
         }
         if let Some(shared) = RedisCounters::usable(&self.shared) {
             let (max, period) = Self::rule(&self.settings, kind);
@@ -264,8 +301,9 @@ impl Limits {
             let mut c = kv.conn(crate::kv::Class::Fast);
             let r: Result<(u64, i64), _> =
                 redis::pipe().atomic().incr(&k, 1u64).expire(&k, period.as_secs() as i64).query_async(&mut c).await;
+            // Every node's count, as Redis has it now.
             if let (Kind::QrPerApp, Ok((n, _))) = (kind, &r) {
-                self.saw_app_use(key, *n);
+                self.local.app_day.update(key.to_string(), |seen| seen.max(*n));
             }
             match r {
                 Ok((n, _)) if n > u64::from(max) => {
@@ -305,17 +343,7 @@ impl Limits {
     /// charge on this node saw (every node's), plus this node's since; without, this
     /// node's. Costs no round trip: the day's use only grows, and the reserve is a share.
     pub fn qr_used_today(&self, app: &str) -> u64 {
-        let (day, _) = Self::day();
-        let used = self.local.app_day.lock().unwrap_or_else(|e| e.into_inner());
-        used.get(app).filter(|(d, _)| *d == day).map_or(0, |(_, n)| *n)
-    }
-
-    /// Notes that `app`'s day use is at least `n` (seen in Redis by a charge).
-    fn saw_app_use(&self, app: &str, n: u64) {
-        let (day, _) = Self::day();
-        let mut used = self.local.app_day.lock().unwrap_or_else(|e| e.into_inner());
-        let e = used.entry(app.to_string()).or_insert((day, 0));
-        *e = if e.0 == day { (day, e.1.max(n)) } else { (day, n) };
+        self.local.app_day.get(app)
     }
 
     /// Whether `used` (an app's day so far) passed what new addresses may spend: from
@@ -336,36 +364,25 @@ impl Limits {
     pub async fn locked(&self, kind: Kind, key: &str) -> Option<Refused> {
         let (max, _) = Self::rule(&self.settings, kind);
         let (day, retry) = Self::day();
-        let local = || {
-            let failures = self.local.failures.lock().unwrap_or_else(|e| e.into_inner());
-            failures.get(&(kind, key.to_string())).filter(|(d, _)| *d == day).map_or(0, |(_, n)| *n)
-        };
-        let mut n = local();
+        let mut n = self.local.failures.get(&(kind, key.to_string()));
         if let Some(shared) = RedisCounters::usable(&self.shared) {
             let kv = &shared.kv;
             let mut c = kv.conn(crate::kv::Class::Fast);
-            let stored: Result<Option<u32>, _> =
+            let stored: Result<Option<u64>, _> =
                 redis::cmd("GET").arg(Self::failure_key(kv, kind, key, day)).query_async(&mut c).await;
             match stored {
                 Ok(stored) => n = n.max(stored.unwrap_or(0)),
                 Err(e) => shared.failed(&e, kind.name()),
             }
         }
-        (n >= max).then(|| self.refused(kind, retry))
+        (n >= u64::from(max)).then(|| self.refused(kind, retry))
     }
 
     /// Counts a wrong code against the guesser `key` of `kind` (on this node, and for
     /// every node in Redis when it answers).
     pub async fn wrong_code(&self, kind: Kind, key: &str) {
         let (day, _) = Self::day();
-        {
-            let mut failures = self.local.failures.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = failures.entry((kind, key.to_string())).or_insert((day, 0));
-            if entry.0 != day {
-                *entry = (day, 0);
-            }
-            entry.1 += 1;
-        }
+        self.local.failures.update((kind, key.to_string()), |n| n + 1);
         if let Some(shared) = RedisCounters::usable(&self.shared) {
             let kv = &shared.kv;
             let k = Self::failure_key(kv, kind, key, day);
@@ -406,8 +423,7 @@ impl Limits {
     /// Forgets idle keys and ended locks (call periodically so address churn cannot grow
     /// memory).
     pub fn sweep(&self) {
-        let (today, _) = Self::day();
-        self.local.failures.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (day, _)| *day == today);
+        self.local.failures.sweep();
         for lim in self.local.limiters.values() {
             lim.retain_recent();
             lim.shrink_to_fit();

@@ -423,7 +423,7 @@ impl LoginService {
         let app = self.wechat.by_name(&detail.app).ok_or_else(|| ApiError::internal("attempt of an unknown app"))?;
         let openid = detail.openid.ok_or_else(|| ApiError::internal("not_reg without openid"))?;
         // Wrong codes cost the guesser: the WeChat user who scanned, and the address.
-        let guesser = hex::encode(&Sha256::digest(format!("{}:{openid}", app.app_id))[..16]);
+        let guesser = short_hash(&format!("{}:{openid}", app.app_id));
         if let Some(r) = self.limits.locked(Kind::CodeFailuresPerOpenid, &guesser).await {
             return Err(limited(r));
         }
@@ -469,7 +469,7 @@ impl LoginService {
     /// looked up: every call can probe whether a phone is taken.
     async fn charge_bind(&self, poll: &PollId, client: &ClientInfo) -> Result<(), ApiError> {
         self.limits.hit_address(Kind::BindPerIp, client.ip).await.map_err(limited)?;
-        let attempt = hex::encode(&Sha256::digest(poll.as_str().as_bytes())[..16]);
+        let attempt = short_hash(poll.as_str());
         self.limits.hit(Kind::BindPerAttempt, &attempt).await.map_err(limited)
     }
 
@@ -509,6 +509,12 @@ const RETURNING_SECS: u64 = 30 * 86_400;
 /// every deployment, letting anyone who reads a snapshot brute-force its 6 digits).
 fn code_key(secret: &crate::config::Secret) -> [u8; 32] {
     secret.derive("sms-code/v1")
+}
+
+/// What stands for an identifier in a limit's key: 128 bits of its SHA-256, in hex (the
+/// key never holds a poll id or an openid itself).
+fn short_hash(id: &str) -> String {
+    hex::encode(&Sha256::digest(id.as_bytes())[..16])
 }
 
 /// The keyed hash an attempt keeps of the code it sent (the code itself is never stored).

@@ -111,15 +111,10 @@ impl Metrics {
         }
     }
 
+    /// One attempt moved from `from` to `to`: counted, and the live gauge moved with it.
     pub fn transition(&self, app: &str, from: State, to: State) {
-        self.transition_counted(app, from, to);
-        self.live_changed(app, Some(from), Some(to));
-    }
-
-    /// A transition counted without moving the live gauge (cluster mode: the attempt may
-    /// have been created on another node).
-    pub fn transition_counted(&self, app: &str, from: State, to: State) {
         self.engine().transitions.with_label_values(&[app, from.label(), to.label()]).inc();
+        self.live_changed(app, Some(from), Some(to));
     }
 
     pub fn finished(&self, app: &str, how: Finish) {
