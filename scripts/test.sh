@@ -80,6 +80,9 @@ echo "== wechatpy cross-check (safe mode against an independent implementation)"
 cargo build --locked --quiet
 python3 tests/wechatpy/crosscheck.py "${CARGO_TARGET_DIR:-target}/debug/scanlogin"
 
+echo "== OpenID Connect provider against openid-client (npm) and Authlib (PyPI), every algorithm"
+bash scripts/oidc-rp.sh
+
 echo "== schemathesis (the OpenAPI document against the running binary)"
 bash scripts/schemathesis.sh
 

@@ -19,10 +19,32 @@ fn random_b64(bytes: usize) -> String {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PollId(String);
 
+/// Whom an attempt's answers go to: the page that polls (a `reg` answer carries the
+/// token), or the OpenID Connect provider (a `reg` answer carries a redirect, never a
+/// token). Told by the poll id's length: only the server makes the ids of live attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollKind {
+    Direct,
+    Provider,
+}
+
 impl PollId {
     /// 32 random bytes = 256 bits, 43 characters.
     pub fn generate() -> Self {
-        Self(random_b64(32))
+        Self::generate_for(PollKind::Direct)
+    }
+
+    /// A direct attempt's id has 43 characters (32 random bytes), a provider attempt's 44
+    /// (33 bytes).
+    pub fn generate_for(kind: PollKind) -> Self {
+        match kind {
+            PollKind::Direct => Self(random_b64(32)),
+            PollKind::Provider => Self(random_b64(33)),
+        }
+    }
+
+    pub fn kind(&self) -> PollKind {
+        if self.0.len() == 44 { PollKind::Provider } else { PollKind::Direct }
     }
     pub fn parse(s: &str) -> Option<Self> {
         let ok = (22..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');

@@ -38,6 +38,7 @@ pub mod limits;
 pub mod login;
 pub mod metrics;
 pub mod net;
+pub mod oidc;
 pub mod open_files;
 pub mod pages;
 pub mod sandbox;

@@ -42,10 +42,14 @@ pub enum Kind {
     CodeFailuresPerIp,
     BindPerAttempt,
     BindPerIp,
+    /// Failed requests at the provider's token endpoint, by client address.
+    TokenFailuresPerIp,
+    /// … and by the client they named.
+    TokenFailuresPerClient,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::QrPerIp,
         Kind::QrPerIpPerDay,
         Kind::QrPerNetwork,
@@ -60,6 +64,8 @@ impl Kind {
         Kind::CodeFailuresPerIp,
         Kind::BindPerAttempt,
         Kind::BindPerIp,
+        Kind::TokenFailuresPerIp,
+        Kind::TokenFailuresPerClient,
     ];
 
     /// The limit's name in metrics, in Redis keys and in the README.
@@ -85,6 +91,8 @@ impl Kind {
             Kind::CodeFailuresPerIp => "code_failures_per_ip_per_day",
             Kind::BindPerAttempt => "bind_per_attempt",
             Kind::BindPerIp => "bind_per_ip_per_day",
+            Kind::TokenFailuresPerIp => "oidc_token_failures_per_ip_per_day",
+            Kind::TokenFailuresPerClient => "oidc_token_failures_per_client_per_day",
         }
     }
 
@@ -114,6 +122,8 @@ impl Kind {
             Kind::CodeFailuresPerIp => "too many wrong codes from this address today",
             Kind::BindPerAttempt => "too many tries for this login: start a new one",
             Kind::BindPerIp => "too many phone bindings from this address today",
+            Kind::TokenFailuresPerIp => "too many failed token requests from this address today",
+            Kind::TokenFailuresPerClient => "too many failed token requests for this client today",
         }
     }
 }
@@ -135,6 +145,8 @@ impl From<Kind> for LimitKind {
             Kind::CodeFailuresPerIp => LimitKind::CodeFailuresPerIp,
             Kind::BindPerAttempt => LimitKind::BindPerAttempt,
             Kind::BindPerIp => LimitKind::BindPerIp,
+            Kind::TokenFailuresPerIp => LimitKind::OidcTokenFailuresPerIp,
+            Kind::TokenFailuresPerClient => LimitKind::OidcTokenFailuresPerClient,
         }
     }
 }
@@ -256,6 +268,8 @@ impl Limits {
             // An attempt lives minutes; a day-long window outlives any attempt.
             Kind::BindPerAttempt => (s.bind_per_attempt, DAY),
             Kind::BindPerIp => (s.bind_per_ip_per_day, DAY),
+            Kind::TokenFailuresPerIp => (s.oidc_token_failures_per_ip_per_day, DAY),
+            Kind::TokenFailuresPerClient => (s.oidc_token_failures_per_client_per_day, DAY),
         }
     }
 

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{LoginSettings, Settings};
 use crate::engine::{Event, LoginsHandle, Outcome, Phase, Reply, UserRef};
 use crate::error::ApiError;
-use crate::ids::{Phone, PollId, Scene, SceneType, SmsCode, mask_phone};
+use crate::ids::{Phone, PollId, PollKind, Scene, SceneType, SmsCode, mask_phone};
 use crate::limits::{HoldSlot, Kind, Limits, Refused};
 use crate::metrics::Metrics;
 use crate::metrics::labels::{CodeCheck, LimitKind, LoginHow};
@@ -32,10 +32,12 @@ use crate::wechat::{AppClient, WechatClient};
 
 mod events;
 mod health;
+mod provider;
 mod push;
 
 pub use events::StatusEvents;
 pub use health::Readiness;
+pub use provider::ProviderLink;
 pub use push::{PushAnswer, PushOutcome, PushPolicy, kind as push_kind};
 
 /// A new attempt's QR code, as WeChat made it.
@@ -66,6 +68,8 @@ pub struct LoginStatus {
     /// Seconds left while the login is still in progress (`loop`, `not_reg`).
     pub expires_in: Option<u64>,
     pub login: Option<LoggedIn>,
+    /// A provider attempt's `reg`: where the browser goes on (never with a token).
+    pub redirect: Option<String>,
 }
 
 /// A code sent by SMS.
@@ -109,6 +113,8 @@ pub struct LoginService {
     /// Key of the SMS-code HMAC: a stolen snapshot does not reveal codes by brute force
     /// without the server secret.
     code_key: [u8; 32],
+    /// The OpenID Connect provider's link, when it is on.
+    provider: Option<ProviderLink>,
 }
 
 impl LoginService {
@@ -123,13 +129,14 @@ impl LoginService {
         limits: Arc<Limits>,
         revocations: Revocations,
         dedup: Dedup,
+        tokens: TokenIssuer,
     ) -> Self {
         let code_key = code_key(&settings.token.secret);
         Self {
             engine,
             users,
             wechat,
-            tokens: TokenIssuer::new(&settings.token),
+            tokens,
             sms,
             metrics,
             limits,
@@ -144,7 +151,13 @@ impl LoginService {
             login: settings.login.clone(),
             sms_resend_secs: settings.limits.sms_resend_secs,
             code_key,
+            provider: None,
         }
+    }
+
+    /// How tokens are signed (and the keyring, for the JWK Set).
+    pub fn tokens(&self) -> &TokenIssuer {
+        &self.tokens
     }
 
     fn code_hash(&self, poll: &PollId, phone: &Phone, code: &SmsCode) -> [u8; 32] {
@@ -208,12 +221,25 @@ impl LoginService {
         image: bool,
         client: &ClientInfo,
     ) -> Result<QrCode, ApiError> {
+        self.create_qr_for(app, scene_type, image, client, PollKind::Direct).await
+    }
+
+    /// A QR create for an attempt whose answers go to `kind` (the provider's login page
+    /// makes [`PollKind::Provider`] ones, after the same charges).
+    pub async fn create_qr_for(
+        &self,
+        app: Option<&str>,
+        scene_type: &SceneType,
+        image: bool,
+        client: &ClientInfo,
+        kind: PollKind,
+    ) -> Result<QrCode, ApiError> {
         let app = self.app(app)?;
         self.check_reserve(&app.name, client).await?;
         let ttl = self.login.qr_ttl_secs;
         let created = self
             .engine
-            .create(&app.name, Duration::from_secs(ttl))
+            .create_for(&app.name, Duration::from_secs(ttl), kind)
             .await
             .inspect_err(|_| self.metrics.limit_hit(LimitKind::LiveAttemptsMax))?;
         if let Err(r) = self.limits.hit(Kind::QrPerApp, &app.name).await {
@@ -253,8 +279,15 @@ impl LoginService {
     }
 
     /// The answer that hands out a token: written to the login audit first.
-    async fn token_answer(&self, user: UserRef, how: LoginHow, app: &str, client: &ClientInfo) -> LoginStatus {
-        let issued = self.tokens.issue(&user.id, crate::wall::unix_secs());
+    /// A provider attempt (`poll`) answers with a continue URL instead.
+    async fn token_answer(
+        &self,
+        poll: &PollId,
+        user: UserRef,
+        how: LoginHow,
+        app: &str,
+        client: &ClientInfo,
+    ) -> LoginStatus {
         self.metrics.login(app, how);
         if let Err(e) =
             self.users.record_login(&user.id, app, how.label(), &client.ip.to_string(), &client.user_agent).await
@@ -262,6 +295,10 @@ impl LoginService {
             // The attempt is already consumed: losing the audit row beats losing the login.
             tracing::error!(error = %e, "could not record a login in the audit");
         }
+        if let Some(answer) = self.continue_answer(poll, &user, how).await {
+            return answer;
+        }
+        let issued = self.tokens.issue(&user.id, crate::wall::unix_secs());
         LoginStatus {
             phase: Phase::Reg,
             expires_in: None,
@@ -271,6 +308,7 @@ impl LoginService {
                 user_id: user.id,
                 phone: user.phone.as_deref().map(mask_phone),
             }),
+            redirect: None,
         }
     }
 
@@ -293,19 +331,19 @@ impl LoginService {
             slot
         };
         let o = self.engine.poll(poll, wait).await?;
-        Ok(self.answer(o, client).await)
+        Ok(self.answer(poll, o, client).await)
     }
 
     /// The status of what the engine told a poll or an event stream (a token answer is
     /// issued here, and audited).
-    pub async fn answer(&self, o: Outcome, client: &ClientInfo) -> LoginStatus {
+    pub async fn answer(&self, poll: &PollId, o: Outcome, client: &ClientInfo) -> LoginStatus {
         let app = o.detail.as_ref().map(|d| d.app.clone()).unwrap_or_default();
         match (o.reply, o.phase) {
-            (Reply::Token(user), _) => self.token_answer(user, LoginHow::Scan, &app, client).await,
+            (Reply::Token(user), _) => self.token_answer(poll, user, LoginHow::Scan, &app, client).await,
             (_, phase @ (Phase::Loop | Phase::NotReg)) => {
-                LoginStatus { phase, expires_in: Some(o.expires_in), login: None }
+                LoginStatus { phase, expires_in: Some(o.expires_in), login: None, redirect: None }
             }
-            (_, phase) => LoginStatus { phase, expires_in: None, login: None },
+            (_, phase) => LoginStatus { phase, expires_in: None, login: None, redirect: None },
         }
     }
 
@@ -459,7 +497,7 @@ impl LoginService {
         self.enrich_later(app, &openid);
         let o = self.engine.apply(poll, Event::Bound { user }).await?;
         match o.reply {
-            Reply::Token(user) => Ok(self.token_answer(user, LoginHow::Bind, &app.name, client).await),
+            Reply::Token(user) => Ok(self.token_answer(poll, user, LoginHow::Bind, &app.name, client).await),
             other => Err(self.refused(other, "binding a phone")),
         }
     }
@@ -473,9 +511,15 @@ impl LoginService {
         self.limits.hit(Kind::BindPerAttempt, &attempt).await.map_err(limited)
     }
 
-    async fn claims(&self, bearer: &str) -> Result<crate::token::Claims, ApiError> {
+    pub async fn claims(&self, bearer: &str) -> Result<crate::token::Claims, ApiError> {
         let claims = self.tokens.verify(bearer).ok_or(ApiError::Unauthorized)?;
         if self.revocations.is_revoked(&claims.jti).await {
+            return Err(ApiError::Unauthorized);
+        }
+        // A provider access token ends with its session (RP-initiated logout).
+        if let Some(sid) = &claims.sid
+            && self.provider_session_over(sid).await
+        {
             return Err(ApiError::Unauthorized);
         }
         Ok(claims)

@@ -1,4 +1,4 @@
-//! The `scanlogin` command: `serve` (default), `migrate`, `sandbox scan`.
+//! The `scanlogin` command: `serve` (default), `migrate`, `sandbox scan`, `keys list|rotate`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,20 @@ enum Command {
         #[command(subcommand)]
         action: SandboxAction,
     },
+    /// The token signing keys in the configured database (works while the service runs).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Each key's kid, algorithm, state and dates.
+    List,
+    /// Add the next key of every algorithm: published now, signing after
+    /// `token.key_publish_secs`.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -92,6 +106,7 @@ async fn main() -> ExitCode {
         Command::Sandbox { action: SandboxAction::Scan { ticket, openid, subscribed, server } } => {
             scan(server.unwrap_or(settings.server.public_url), ticket, openid, subscribed).await
         }
+        Command::Keys { action } => keys(settings, action).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,6 +123,40 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let app = Application::build(settings).await.map_err(|e| e.to_string())?;
     tracing::info!(%bind, sandbox, "scanlogin listening");
     app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+async fn keys(settings: Settings, action: KeysAction) -> Result<(), String> {
+    let db = Db::connect_with(&settings.storage.database_url, settings.storage.sqlite_synchronous)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    db.migrate().await.map_err(|e| format!("migrate: {e}"))?;
+    let keyring = scanlogin::startup::keyring(&settings, &db).await.map_err(|e| e.to_string())?;
+    if let KeysAction::Rotate = action {
+        let made = keyring.rotate().await.map_err(|e| e.to_string())?;
+        let from = scanlogin::wall::unix_secs() + settings.token.key_publish_secs;
+        for kid in made {
+            println!("rotated: {kid} published now, signs from {}", scanlogin::store::rfc3339(from as i64));
+        }
+    }
+    println!(
+        "{:<44} {:<6} {:>3} {:<8} {:<20} {:<20} {:<20} {:<20}",
+        "kid", "alg", "gen", "state", "created", "signs_from", "retired", "dropped_after"
+    );
+    let date = |t: Option<i64>| t.map(scanlogin::store::rfc3339).unwrap_or_else(|| "-".into());
+    for k in keyring.list() {
+        println!(
+            "{:<44} {:<6} {:>3} {:<8} {:<20} {:<20} {:<20} {:<20}",
+            k.kid,
+            k.alg.as_str(),
+            k.generation,
+            k.state.as_str(),
+            date(Some(k.created_at)),
+            date(Some(k.signs_from)),
+            date(k.retired_at),
+            date(k.dropped_at)
+        );
+    }
+    Ok(())
 }
 
 async fn migrate(settings: Settings) -> Result<(), String> {

@@ -36,10 +36,12 @@ use crate::net::ClientIpPolicy;
 use crate::pages;
 use crate::sandbox::{self, Sandbox, SandboxState};
 use crate::sms::{Outbox, SmsSender};
+use crate::store::signing_keys::SigningKeys;
 use crate::store::snapshots::redis::RedisStore;
 use crate::store::snapshots::sql::SqlStore;
 use crate::store::{Db, Users};
-use crate::token::Revocations;
+use crate::token::keyring::KeyPolicy;
+use crate::token::{Keyring, Revocations, TokenIssuer};
 use crate::wechat::WechatClient;
 use crate::wechat::dedup::Dedup;
 
@@ -53,6 +55,8 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     #[error("snapshot store: {0}")]
     Snapshots(#[from] StoreError),
+    #[error("{0}")]
+    Keys(#[from] crate::token::keyring::KeyringError),
     /// A setting that only turns out wrong when used (a file it names cannot be read).
     #[error("{0}")]
     Setting(String),
@@ -124,6 +128,38 @@ fn metrics_for(settings: &Settings) -> Metrics {
     metrics.qr_quota_limit(&app_names, settings.limits.qr_per_app_per_day);
     metrics.sms_budget_limit(settings.limits.sms_per_day);
     metrics
+}
+
+/// How tokens are signed: the keyring's key of `token.algorithm` (made on first start,
+/// re-read from the database in the background), or HS256 with the secret.
+async fn token_issuer(settings: &Settings, db: &Db) -> Result<TokenIssuer, StartError> {
+    let t = &settings.token;
+    let oidc = settings.oidc.enabled;
+    let issuer = match (t.algorithm.asymmetric(), oidc) {
+        (None, false) => return Ok(TokenIssuer::shared_secret(t)),
+        (None, true) => TokenIssuer::shared_secret(t).with_keyring(keyring(settings, db).await?),
+        (Some(alg), _) => TokenIssuer::with_keys(t, keyring(settings, db).await?, alg),
+    };
+    if let Some(ring) = issuer.keyring() {
+        ring.spawn_reloader(ring.reload_every());
+    }
+    Ok(if oidc { issuer.with_access_issuer(settings.oidc.issuer(&settings.server.public_url)) } else { issuer })
+}
+
+/// The signing keys the configuration needs (login tokens' and, with the provider on,
+/// every client's ID-token algorithm), opened — and made, the first time.
+pub async fn keyring(settings: &Settings, db: &Db) -> Result<Keyring, crate::token::keyring::KeyringError> {
+    let t = &settings.token;
+    let mut algorithms: Vec<_> = t.algorithm.asymmetric().into_iter().collect();
+    if settings.oidc.enabled {
+        for c in &settings.oidc.clients {
+            if !algorithms.contains(&c.id_token_alg) {
+                algorithms.push(c.id_token_alg);
+            }
+        }
+    }
+    let policy = KeyPolicy { algorithms, publish_secs: t.key_publish_secs, max_token_secs: t.ttl_secs };
+    Keyring::open(SigningKeys::new(db.clone()), &t.secret, &t.secret_previous, policy).await
 }
 
 /// The user database, migrated.
@@ -216,6 +252,7 @@ fn http_server(
     listener: TcpListener,
     state: web::Data<AppState>,
     sandbox: Option<web::Data<Sandbox>>,
+    provider: Option<web::Data<crate::oidc::Provider>>,
 ) -> std::io::Result<Server> {
     let origins = settings.server.cors_origins.clone();
     let (demo_page, sandbox_on) = (settings.server.demo_page, settings.wechat.sandbox);
@@ -223,8 +260,10 @@ fn http_server(
         settings.limits.connections_per_ip,
         ClientIpPolicy::new(&settings.server.trusted_proxies),
     );
+    let provider_on = provider.is_some();
     let mut server = HttpServer::new(move || {
         let sandbox = sandbox.clone();
+        let provider = provider.clone();
         // An explicit allow-list, no wildcard, no credentials: tokens travel in the
         // Authorization header, never in cookies.
         let cors = origins
@@ -248,7 +287,13 @@ fn http_server(
                 }
             })
             .configure(api::configure)
-            .configure(|c| pages::configure(c, demo_page, sandbox_on))
+            .configure(move |c| {
+                if let Some(p) = provider {
+                    c.app_data(p);
+                    crate::oidc::configure(c);
+                }
+            })
+            .configure(|c| pages::configure(c, demo_page, sandbox_on, provider_on))
             .default_service(api::default_service())
     })
     // Each connection's place in its address's count (`limits.connections_per_ip`).
@@ -309,7 +354,9 @@ impl Application {
         let outbox = cluster_kv.map_or_else(Outbox::default, |kv| Outbox::Redis(kv.clone()));
         let sms = SmsSender::new(&settings.sms, outbox.clone(), metrics.clone());
         let wechat = Arc::new(WechatClient::new(&settings, metrics.clone(), cluster_kv.map(|kv| (kv, node.as_str()))));
-        let login = Arc::new(LoginService::new(
+        let tokens = token_issuer(&settings, users.db()).await?;
+        let oidc_store = settings.oidc.enabled.then(|| crate::store::oidc::OidcStore::new(users.db().clone()));
+        let login = LoginService::new(
             &settings,
             engine.handle.clone(),
             users,
@@ -319,7 +366,18 @@ impl Application {
             shared.limits,
             shared.revocations,
             shared.dedup,
-        ));
+            tokens,
+        );
+        let login = Arc::new(match &oidc_store {
+            Some(store) => login.with_provider(crate::login::ProviderLink {
+                store: store.clone(),
+                continue_ttl_secs: settings.oidc.code_ttl_secs,
+                continue_base: format!("{}/oidc/continue/", settings.server.public_url.trim_end_matches('/')),
+            }),
+            None => login,
+        });
+        let provider = oidc_store
+            .map(|store| web::Data::new(crate::oidc::Provider::new(&settings, login.clone(), store, metrics.clone())));
         let sandbox = settings.wechat.sandbox.then(|| {
             let state = cluster_kv.map_or_else(SandboxState::memory, |kv| SandboxState::Redis(kv.clone()));
             web::Data::new(Sandbox::new(&settings, state, outbox))
@@ -332,7 +390,7 @@ impl Application {
             metrics,
             node: node.clone(),
         });
-        let server = http_server(&settings, listener, state.clone(), sandbox)?;
+        let server = http_server(&settings, listener, state.clone(), sandbox, provider)?;
         Ok(Self {
             port,
             server,

@@ -21,8 +21,13 @@ fn spawn(store: Store) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let keys = AppKeys { app_id: "wxsandbox0000000001".into(), token: "sandbox-token".into(), aes_keys: vec![] };
-    let state =
-        State { store, keys, tokens: TokenIssuer::new(&TokenSettings::default()), ttl_secs: 300, max_wait_secs: 60 };
+    let state = State {
+        store,
+        keys,
+        tokens: TokenIssuer::shared_secret(&TokenSettings::default()),
+        ttl_secs: 300,
+        max_wait_secs: 60,
+    };
     actix_web::rt::spawn(serve(listener, state, 2).unwrap());
     format!("http://127.0.0.1:{port}")
 }

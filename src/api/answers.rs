@@ -49,6 +49,11 @@ pub struct StatusAnswer {
     pub token_expires_in: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<UserView>,
+    /// An attempt of the OpenID Connect provider's login page answers `reg` with where
+    /// the browser goes on (single use), never with a token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "https://login.example.com/oidc/continue/3fQm0aJp9W1xRkq8ZbT2nV5cYh7LdE4sUo6iGfXwBvA")]
+    pub redirect: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -106,6 +111,7 @@ impl From<LoginStatus> for StatusAnswer {
             token_type,
             token_expires_in,
             user,
+            redirect: s.redirect,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod account;
 pub mod answers;
 pub mod events;
 pub mod intake;
+pub mod keys;
 pub mod login;
 pub mod openapi;
 pub mod ops;
@@ -217,6 +218,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(endpoint("/logout", Method::POST, account::logout))
             .service(endpoint("/openapi.json", Method::GET, openapi::openapi_json)),
     )
+    .route("/.well-known/jwks.json", web::get().to(keys::jwks))
     .route("/healthz", web::get().to(ops::healthz))
     .route("/readyz", web::get().to(ops::readyz))
     .route("/metrics", web::get().to(ops::metrics))

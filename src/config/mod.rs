@@ -7,6 +7,7 @@
 
 mod env;
 mod model;
+mod oidc;
 mod production;
 mod secret;
 mod validate;
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use model::*;
+pub use oidc::{EmailPolicy, OidcClient, OidcSettings};
 pub use production::PLACEHOLDER_SECRETS;
 
 /// Why the settings could not be used; its `Display` is the one line printed at exit.

@@ -18,6 +18,7 @@ pub struct Settings {
     pub sms: SmsSettings,
     pub wechat: WechatSettings,
     pub cluster: ClusterSettings,
+    pub oidc: super::OidcSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +235,11 @@ pub struct TokenSettings {
     pub ttl_secs: u64,
     pub issuer: String,
     pub audience: String,
+    /// How login tokens (and the provider's access tokens) are signed.
+    pub algorithm: TokenAlgorithm,
+    /// A rotated key is published this long before it signs (relying parties' JWK Set
+    /// caches pick it up first).
+    pub key_publish_secs: u64,
 }
 
 impl Default for TokenSettings {
@@ -244,6 +250,36 @@ impl Default for TokenSettings {
             ttl_secs: 7200,
             issuer: "scanlogin".into(),
             audience: "scanlogin".into(),
+            algorithm: TokenAlgorithm::default(),
+            key_publish_secs: 3600,
+        }
+    }
+}
+
+/// `token.algorithm`: an asymmetric key of ours (published in the JWK Set), or HS256
+/// with `token.secret` as the shared key (only when configured).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum TokenAlgorithm {
+    #[default]
+    #[serde(rename = "ES256")]
+    Es256,
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+    #[serde(rename = "RS256")]
+    Rs256,
+    #[serde(rename = "HS256")]
+    Hs256,
+}
+
+impl TokenAlgorithm {
+    /// The keyring's algorithm, or `None` for HS256.
+    pub fn asymmetric(self) -> Option<crate::token::SigningAlg> {
+        use crate::token::SigningAlg;
+        match self {
+            TokenAlgorithm::Es256 => Some(SigningAlg::Es256),
+            TokenAlgorithm::EdDsa => Some(SigningAlg::EdDsa),
+            TokenAlgorithm::Rs256 => Some(SigningAlg::Rs256),
+            TokenAlgorithm::Hs256 => None,
         }
     }
 }
@@ -279,6 +315,10 @@ pub struct LimitSettings {
     pub bind_per_attempt: u32,
     /// bind-phone calls per client address per day.
     pub bind_per_ip_per_day: u32,
+    /// Failed provider token requests per client address per day (then locked for the day).
+    pub oidc_token_failures_per_ip_per_day: u32,
+    /// Failed provider token requests naming one client per day.
+    pub oidc_token_failures_per_client_per_day: u32,
     pub long_polls_max: usize,
     pub long_polls_per_ip: usize,
     pub live_attempts_max: usize,
@@ -306,6 +346,8 @@ impl Default for LimitSettings {
             sms_per_attempt: 3,
             bind_per_attempt: 10,
             bind_per_ip_per_day: 50,
+            oidc_token_failures_per_ip_per_day: 100,
+            oidc_token_failures_per_client_per_day: 1_000,
             // Each is an open connection: with the margin of `open_files::MARGIN` this fits
             // the open-file limits of common hosts (this project's machines: 20,000).
             long_polls_max: 8_000,

@@ -152,6 +152,24 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
             ));
         }
     }
+    // A relying party's secret guards its users' tokens; a code sent over plain http to a
+    // host other than this machine can be read on the way.
+    for c in s.oidc.clients.iter().filter(|_| s.oidc.enabled) {
+        let key = format!("oidc.clients[{}]", c.client_id);
+        let secret = c.client_secret.expose();
+        if !secret.is_empty() && (secret.len() < MIN_SECRET_BYTES || secret.starts_with("set-")) {
+            return Err(invalid(
+                &format!("{key}.client_secret"),
+                format!("must be at least {MIN_SECRET_BYTES} random bytes"),
+            ));
+        }
+        if let Some(uri) = c.redirect_uris.iter().find(|u| u.starts_with("http://") && !is_loopback_url(u)) {
+            return Err(invalid(
+                &format!("{key}.redirect_uris"),
+                format!("`{uri}` must be https (or on this machine)"),
+            ));
+        }
+    }
     for (i, app) in s.wechat.apps.iter().enumerate() {
         if !talks_to_wechat(app, s.wechat.sandbox) {
             continue;

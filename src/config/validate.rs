@@ -72,6 +72,7 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         return Err(invalid("storage.database_url", "must start with sqlite:, postgres:// or mysql://"));
     }
     validate_cluster(s)?;
+    validate_oidc(s)?;
     if s.token.secret.is_empty() {
         return Err(invalid("token.secret", "must not be empty"));
     }
@@ -94,6 +95,8 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("limits.qr_per_site_per_day", l.qr_per_site_per_day as u64),
         ("limits.bind_per_attempt", l.bind_per_attempt as u64),
         ("limits.bind_per_ip_per_day", l.bind_per_ip_per_day as u64),
+        ("limits.oidc_token_failures_per_ip_per_day", l.oidc_token_failures_per_ip_per_day as u64),
+        ("limits.oidc_token_failures_per_client_per_day", l.oidc_token_failures_per_client_per_day as u64),
         ("limits.sms_resend_secs", l.sms_resend_secs),
         ("limits.live_attempts_max", l.live_attempts_max as u64),
         ("limits.connections_per_ip", l.connections_per_ip as u64),
@@ -160,6 +163,60 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
 
 /// Cluster mode needs what several nodes can share: Redis for the attempts, and a SQL
 /// server (not a SQLite file) for the users.
+/// The provider's settings, when it is on: every client has an id, exact absolute
+/// redirect URIs, an app that exists, and what its email policy needs.
+fn validate_oidc(s: &Settings) -> Result<(), ConfigError> {
+    let o = &s.oidc;
+    if !o.enabled {
+        return Ok(());
+    }
+    if !o.issuer.is_empty() {
+        check_url("oidc.issuer", &o.issuer)?;
+    }
+    for (key, v) in [
+        ("oidc.code_ttl_secs", o.code_ttl_secs),
+        ("oidc.session_ttl_secs", o.session_ttl_secs),
+        ("oidc.refresh_token_ttl_secs", o.refresh_token_ttl_secs),
+    ] {
+        if v == 0 {
+            return Err(invalid(key, "must be > 0"));
+        }
+    }
+    if o.code_ttl_secs > 600 {
+        return Err(invalid("oidc.code_ttl_secs", "must be 1..=600 (RFC 6749 §4.1.2: short-lived)"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for c in &o.clients {
+        let id = &c.client_id;
+        let key = |k: &str| format!("oidc.clients[{id}].{k}");
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return Err(invalid("oidc.clients.client_id", format!("`{id}` must be 1–128 visible characters, no `:`")));
+        }
+        if !seen.insert(id.clone()) {
+            return Err(invalid("oidc.clients.client_id", format!("`{id}` is registered twice")));
+        }
+        if c.redirect_uris.is_empty() {
+            return Err(invalid(&key("redirect_uris"), "must list at least one URI"));
+        }
+        for uri in c.redirect_uris.iter().chain(&c.post_logout_redirect_uris) {
+            let ok = url::Url::parse(uri).is_ok_and(|u| u.fragment().is_none() && !u.cannot_be_a_base());
+            if !ok {
+                return Err(invalid(
+                    &key("redirect_uris"),
+                    format!("`{uri}` is not an absolute URI without a fragment"),
+                ));
+            }
+        }
+        if !c.app.is_empty() && !s.wechat.apps.iter().any(|a| a.name == c.app) {
+            return Err(invalid(&key("app"), format!("no [[wechat.apps]] is named `{}`", c.app)));
+        }
+        if c.email == crate::config::EmailPolicy::Synthetic && c.synthetic_email_domain.is_empty() {
+            return Err(invalid(&key("synthetic_email_domain"), "must be set for email = \"synthetic\""));
+        }
+    }
+    Ok(())
+}
+
 fn validate_cluster(s: &Settings) -> Result<(), ConfigError> {
     if !s.cluster.enabled {
         return Ok(());

@@ -21,7 +21,7 @@ use super::outcome::{Created, EngineError, Outcome, Watched};
 use super::persist::Health;
 use super::recovery::RestoreReport;
 use super::state::Event;
-use crate::ids::{PollId, Scene};
+use crate::ids::{PollId, PollKind, Scene};
 
 #[derive(Clone)]
 pub enum Backend {
@@ -31,10 +31,10 @@ pub enum Backend {
 
 impl Backend {
     /// A new attempt in `loop` for `app`, living `ttl`; answered once it is stored.
-    pub async fn create(&self, app: &str, ttl: Duration) -> Result<Created, EngineError> {
+    pub async fn create(&self, app: &str, ttl: Duration, kind: PollKind) -> Result<Created, EngineError> {
         match self {
-            Backend::Local(e) => e.create(app, ttl).await,
-            Backend::Cluster(e) => e.create(app, ttl).await,
+            Backend::Local(e) => e.create(app, ttl, kind).await,
+            Backend::Cluster(e) => e.create(app, ttl, kind).await,
         }
     }
 

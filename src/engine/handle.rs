@@ -24,7 +24,7 @@ use super::persist::{Health, Persister};
 use super::recovery::RestoreReport;
 use super::state::{Event, Phase};
 use super::subscription::{Subscription, Watcher, Woken};
-use crate::ids::{PollId, Scene};
+use crate::ids::{self, PollId, Scene};
 use crate::kv::Kv;
 use crate::metrics::Metrics;
 use crate::metrics::labels::{LimitKind, PollKind};
@@ -94,10 +94,15 @@ impl LoginsHandle {
     /// A new attempt in `loop` for `app`, living `ttl`; answered once it is stored.
     /// `Overloaded` at the live-attempt cap.
     pub async fn create(&self, app: &str, ttl: Duration) -> Result<Created, EngineError> {
+        self.create_for(app, ttl, ids::PollKind::Direct).await
+    }
+
+    /// A new attempt whose answers go to `kind` (see [`PollKind`]).
+    pub async fn create_for(&self, app: &str, ttl: Duration, kind: ids::PollKind) -> Result<Created, EngineError> {
         if self.0.backend.live() >= self.0.live_max {
             return Err(EngineError::Overloaded);
         }
-        self.0.backend.create(app, ttl).await
+        self.0.backend.create(app, ttl, kind).await
     }
 
     /// Feeds `event` to the attempt polled by `poll`; an unknown one answers expired.

@@ -21,7 +21,7 @@ use super::recovery::{self, RestoreReport};
 use super::registry::{Create, Ping, Registry, RewriteAll, Route, Target};
 use super::state::{Event, Rules};
 use super::table::LiveTable;
-use crate::ids::{PollId, Scene};
+use crate::ids::{PollId, PollKind, Scene};
 use crate::metrics::Metrics;
 
 /// How much longer than the snapshot writer's ack budget a caller waits for the
@@ -91,8 +91,8 @@ impl LocalEngine {
 
     /// A new attempt in `loop` for `app`, living `ttl`; answered once its snapshot is
     /// stored (or the store is known down), else `Overloaded`.
-    pub async fn create(&self, app: &str, ttl: Duration) -> Result<Created, EngineError> {
-        self.ask(Create { app: app.to_string(), ttl_ms: ttl.as_millis() as u64 }).await?
+    pub async fn create(&self, app: &str, ttl: Duration, kind: PollKind) -> Result<Created, EngineError> {
+        self.ask(Create { app: app.to_string(), ttl_ms: ttl.as_millis() as u64, kind }).await?
     }
 
     /// Feeds `event` to the attempt polled by `poll`; an unknown one answers expired.

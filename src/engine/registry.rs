@@ -30,7 +30,7 @@ use super::recovering::Recovery;
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
 use super::table::{Body, Idle, Key, LiveTable};
 use super::waiters::Waiters;
-use crate::ids::{PollId, Scene};
+use crate::ids::{PollId, PollKind, Scene};
 use crate::metrics::Metrics;
 
 mod revive;
@@ -210,6 +210,7 @@ impl Actor for Registry {
 pub struct Create {
     pub app: String,
     pub ttl_ms: u64,
+    pub kind: PollKind,
 }
 
 impl Message for Create {
@@ -224,7 +225,7 @@ impl Handler<Create> for Registry {
         let now = self.clock.now_ms();
         let expires_at_ms = now + msg.ttl_ms;
         let snap = Snapshot {
-            poll: PollId::generate(),
+            poll: PollId::generate_for(msg.kind),
             scene: Scene::generate(),
             app: msg.app,
             state: AttemptState::fresh(now, expires_at_ms),

@@ -22,6 +22,7 @@ pub struct StatusEvents {
     login: Arc<LoginService>,
     sub: Subscription,
     client: ClientInfo,
+    poll: PollId,
     _slot: HoldSlot,
 }
 
@@ -40,8 +41,8 @@ impl LoginService {
         })?;
         let mut sub = self.engine.subscribe(poll)?;
         let first = sub.next().await?.ok_or_else(|| ApiError::internal("a new subscription tells nothing"))?;
-        let first = self.answer(first, &client).await;
-        Ok((first, StatusEvents { login: Arc::clone(self), sub, client, _slot: slot }))
+        let first = self.answer(poll, first, &client).await;
+        Ok((first, StatusEvents { login: Arc::clone(self), sub, client, poll: poll.clone(), _slot: slot }))
     }
 }
 
@@ -61,7 +62,7 @@ impl StatusEvents {
     /// timer: in `reg` it claims the token.
     pub async fn next(&mut self) -> Result<Option<LoginStatus>, EngineError> {
         match self.sub.next().await? {
-            Some(o) => Ok(Some(self.login.answer(o, &self.client).await)),
+            Some(o) => Ok(Some(self.login.answer(&self.poll, o, &self.client).await)),
             None => Ok(None),
         }
     }

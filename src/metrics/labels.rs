@@ -155,7 +155,37 @@ label_set! {
         CodeFailuresPerIp => "code_failures_per_ip",
         BindPerAttempt => "bind_per_attempt",
         BindPerIp => "bind_per_ip",
+        OidcTokenFailuresPerIp => "oidc_token_failures_per_ip",
+        OidcTokenFailuresPerClient => "oidc_token_failures_per_client",
     }
+}
+
+label_set! {
+    /// `scanlogin_oidc_authorize_total{client,outcome}`: the login page of a new attempt,
+    /// a code at once from the session (`sso`), or an error.
+    OidcAuthorize { Page => "page", Sso => "sso", Error => "error" }
+}
+
+label_set! {
+    /// `scanlogin_oidc_codes_total{client,outcome}`.
+    OidcCode { Issued => "issued", Exchanged => "exchanged", Refused => "refused" }
+}
+
+label_set! {
+    /// `scanlogin_oidc_codes_refused_total{client,reason}`: why a code was not exchanged.
+    OidcCodeRefusal {
+        Unknown => "unknown",
+        Replayed => "replayed",
+        Expired => "expired",
+        OtherClient => "other_client",
+        RedirectUri => "redirect_uri",
+        Verifier => "verifier",
+    }
+}
+
+label_set! {
+    /// `scanlogin_oidc_tokens_total{client,grant}`.
+    OidcGrant { AuthorizationCode => "authorization_code", RefreshToken => "refresh_token" }
 }
 
 #[cfg(test)]
@@ -179,6 +209,10 @@ mod tests {
             WechatApi::LABELS,
             TokenRefresh::LABELS,
             LimitKind::LABELS,
+            OidcAuthorize::LABELS,
+            OidcCode::LABELS,
+            OidcCodeRefusal::LABELS,
+            OidcGrant::LABELS,
         ];
         for set in sets {
             assert!(set.iter().all(|l| l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')), "{set:?}");

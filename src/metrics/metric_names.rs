@@ -62,6 +62,12 @@ pub const NODE_INFO: &str = "scanlogin_node_info";
 pub const PROCESS_NAMESPACE: &str = "scanlogin";
 
 /// Every name above (the process collector's excepted), for the catalogue tests.
+pub const OIDC_AUTHORIZE: &str = "scanlogin_oidc_authorize_total";
+pub const OIDC_CODES: &str = "scanlogin_oidc_codes_total";
+pub const OIDC_CODES_REFUSED: &str = "scanlogin_oidc_codes_refused_total";
+pub const OIDC_TOKENS: &str = "scanlogin_oidc_tokens_total";
+pub const OIDC_REFRESH_REUSE: &str = "scanlogin_oidc_refresh_reuse_total";
+
 pub const ALL: &[&str] = &[
     CLUSTER_CAS_CONFLICTS,
     CLUSTER_WAKEUPS,
@@ -103,6 +109,11 @@ pub const ALL: &[&str] = &[
     SMS_BUDGET_LIMIT,
     HTTP_REQUESTS,
     HTTP_DURATION,
+    OIDC_AUTHORIZE,
+    OIDC_CODES,
+    OIDC_CODES_REFUSED,
+    OIDC_TOKENS,
+    OIDC_REFRESH_REUSE,
 ];
 
 /// Label names that would leak an identity or explode cardinality; none may be used.

@@ -16,6 +16,7 @@ mod cluster;
 mod engine;
 mod http;
 mod limits;
+mod oidc;
 mod store;
 mod wechat;
 
@@ -39,6 +40,7 @@ struct Inner {
     limits: limits::LimitMetrics,
     http: http::HttpMetrics,
     cluster: cluster::ClusterMetrics,
+    oidc: oidc::OidcMetrics,
 }
 
 /// Cheap to clone; all clones feed the same registry.
@@ -89,6 +91,7 @@ impl Metrics {
             limits: limits::LimitMetrics::new(&r),
             http: http::HttpMetrics::new(&r),
             cluster: cluster::ClusterMetrics::new(&r),
+            oidc: oidc::OidcMetrics::new(&r),
             registry: r,
         }))
     }
@@ -101,6 +104,8 @@ impl Metrics {
         m.wechat.preset(apps);
         m.limits.preset(apps, sms_provider);
         m.store.preset(snapshot_store);
+        // The provider's series (clients are added when it starts).
+        self.preset_oidc(&[]);
     }
 
     /// The Prometheus text exposition of everything.

@@ -31,10 +31,10 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("sandbox.js", JS, include_str!("static/sandbox.js")),
 ];
 
-/// Mounts `/assets/{name}` (whenever a page is on: the sandbox page needs them too) and,
-/// with `demo_page`, the login page at `/`.
-pub fn configure(cfg: &mut web::ServiceConfig, demo_page: bool, sandbox: bool) {
-    if demo_page || sandbox {
+/// Mounts `/assets/{name}` (whenever a page is on: the sandbox page and the provider's
+/// login page need them too) and, with `demo_page`, the login page at `/`.
+pub fn configure(cfg: &mut web::ServiceConfig, demo_page: bool, sandbox: bool, provider: bool) {
+    if demo_page || sandbox || provider {
         cfg.route("/assets/{name}", web::get().to(asset));
     }
     if demo_page {
@@ -55,8 +55,38 @@ fn html(body: String) -> HttpResponse {
 }
 
 async fn index(state: web::Data<AppState>) -> HttpResponse {
-    let sandbox = if state.settings.wechat.sandbox { "true" } else { "false" };
-    html(INDEX_HTML.replace(SANDBOX_FLAG, sandbox))
+    login_page(state.settings.wechat.sandbox, None)
+}
+
+/// The login page; with `attempt` (the JSON of an attempt the server made, for the
+/// provider's authorize request) the page uses that attempt instead of asking for one.
+pub fn login_page(sandbox: bool, attempt: Option<&serde_json::Value>) -> HttpResponse {
+    let page = INDEX_HTML.replace(SANDBOX_FLAG, if sandbox { "true" } else { "false" });
+    let Some(attempt) = attempt else {
+        return html(page);
+    };
+    // Data, not code (the CSP forbids inline scripts, not JSON blocks); `<` escaped so
+    // no value can close the element.
+    let json = attempt.to_string().replace('<', "\\u003c");
+    let block = format!(r#"<script type="application/json" id="scanlogin-attempt">{json}</script>"#);
+    html(page.replacen("</head>", &format!("{block}\n</head>"), 1))
+}
+
+/// A page that only says something (the provider's errors, "signed out").
+pub fn message_page(status: actix_web::http::StatusCode, title: &str, text: &str) -> HttpResponse {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} — scanlogin</title>\n\
+         <link rel=\"stylesheet\" href=\"/assets/style.css\">\n</head>\n<body>\n<main class=\"card\">\n\
+         <h1>{}</h1>\n<p id=\"message\">{}</p>\n</main>\n</body>\n</html>\n",
+        esc(title),
+        esc(title),
+        esc(text)
+    );
+    let mut res = html(body);
+    *res.status_mut() = status;
+    res
 }
 
 /// The sandbox phone's page (routed by the sandbox, so it exists only with it).

@@ -7,7 +7,9 @@
 
 mod audit;
 pub mod known_ids;
+pub mod oidc;
 mod recent_cache;
+pub mod signing_keys;
 pub mod snapshots;
 #[cfg(test)]
 pub(crate) mod testdb;
@@ -87,6 +89,16 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
         },
     ),
     (7, "logins_by_address", MigrationSql::Portable(include_str!("../../migrations/0007_logins_by_address.sql"))),
+    (
+        8,
+        "signing_keys",
+        MigrationSql::PerBackend {
+            sqlite: include_str!("../../migrations/0008_signing_keys.sql"),
+            postgres: include_str!("../../migrations/0008_signing_keys.sql"),
+            mysql: include_str!("../../migrations/0008_signing_keys.mysql.sql"),
+        },
+    ),
+    (9, "oidc", MigrationSql::Portable(include_str!("../../migrations/0009_oidc.sql"))),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,17 +1,26 @@
-//! Login tokens: HS256 JWTs with `sub`, `iat`, `exp`, `jti`, `iss` and `aud`.
+//! Login tokens: JWTs with `sub`, `iat`, `exp`, `jti`, `iss` and `aud`, signed with an
+//! asymmetric key of the [`keyring`] (`token.algorithm`, ES256 by default), or — only when
+//! configured — HS256 with `token.secret` as the shared key.
 //!
 //! Verification pins the algorithm (so `alg: none` and key-confusion tricks fail), the
-//! issuer and the audience; revocation is checked by the caller against the store.
+//! key (a `kid` we publish), the issuer and the audience; revocation is checked by the
+//! caller against the store.
 //!
-//! Every token names its key in the header (`kid`: a hash derived from the secret, which
+//! With HS256 every token names its key too (`kid`: a hash derived from the secret, which
 //! tells nothing of it), so a secret can be rotated: `token.secret_previous` keeps the
 //! tokens of the old one valid until they expire, while new ones are signed with the
 //! current secret. A `kid` of neither is refused.
+
+pub mod jws;
+pub mod keyring;
+pub mod keys;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TokenSettings;
+pub use keyring::Keyring;
+pub use keys::SigningAlg;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
@@ -21,6 +30,14 @@ pub struct Claims {
     pub jti: String,
     pub iss: String,
     pub aud: String,
+    /// Access tokens of the provider (RFC 9068): the client, the granted scope and the
+    /// provider session they belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// A freshly minted token.
@@ -30,32 +47,124 @@ pub struct Issued {
     pub expires_in: u64,
 }
 
+/// How tokens are signed.
+#[derive(Clone)]
+enum Signing {
+    /// HS256 with the configured secret: the current key, then the previous one, by `kid`.
+    Shared { enc: EncodingKey, kid: String, dec: Vec<(String, DecodingKey)> },
+    /// An asymmetric key of the keyring, of this algorithm.
+    Keys(SigningAlg),
+}
+
 #[derive(Clone)]
 pub struct TokenIssuer {
-    enc: EncodingKey,
-    kid: String,
-    /// The current key, then the previous one: by `kid`.
-    dec: Vec<(String, DecodingKey)>,
+    signing: Signing,
+    /// The asymmetric keys (with HS256 login tokens, the provider's ID-token keys).
+    keyring: Option<Keyring>,
+    /// The provider's issuer: access tokens carry it (and `typ: at+jwt`).
+    access_issuer: Option<String>,
     ttl_secs: u64,
     issuer: String,
     audience: String,
 }
 
 impl TokenIssuer {
-    pub fn new(s: &TokenSettings) -> Self {
+    /// HS256 tokens keyed with `token.secret` (and checked with `secret_previous` too).
+    pub fn shared_secret(s: &TokenSettings) -> Self {
         let kid = |secret: &crate::config::Secret| hex::encode(&secret.derive("token-kid/v1")[..8]);
         let dec = std::iter::once(&s.secret)
             .chain((!s.secret_previous.is_empty()).then_some(&s.secret_previous))
             .map(|secret| (kid(secret), DecodingKey::from_secret(secret.expose().as_bytes())))
             .collect();
+        let signing =
+            Signing::Shared { enc: EncodingKey::from_secret(s.secret.expose().as_bytes()), kid: kid(&s.secret), dec };
         Self {
-            enc: EncodingKey::from_secret(s.secret.expose().as_bytes()),
-            kid: kid(&s.secret),
-            dec,
+            signing,
+            keyring: None,
+            access_issuer: None,
             ttl_secs: s.ttl_secs,
             issuer: s.issuer.clone(),
             audience: s.audience.clone(),
         }
+    }
+
+    /// Tokens signed by the keyring's current `alg` key.
+    pub fn with_keys(s: &TokenSettings, keyring: Keyring, alg: SigningAlg) -> Self {
+        Self { signing: Signing::Keys(alg), keyring: Some(keyring), ..Self::shared_secret(s) }
+    }
+
+    /// HS256 login tokens, and the keyring for the provider's ID tokens.
+    pub fn with_keyring(self, keyring: Keyring) -> Self {
+        Self { keyring: Some(keyring), ..self }
+    }
+
+    /// The provider's issuer: access tokens it issues are accepted too.
+    pub fn with_access_issuer(self, issuer: String) -> Self {
+        Self { access_issuer: Some(issuer), ..self }
+    }
+
+    /// The published keys (none with HS256 and no provider).
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_ref()
+    }
+
+    fn sign(&self, typ: &str, claims: &Claims) -> String {
+        match (&self.signing, &self.keyring) {
+            (Signing::Shared { enc, kid, .. }, _) => {
+                let header =
+                    Header { kid: Some(kid.clone()), typ: Some(typ.to_string()), ..Header::new(Algorithm::HS256) };
+                encode(&header, claims, enc).expect("HS256 signing cannot fail")
+            }
+            (Signing::Keys(alg), Some(keyring)) => {
+                // The keyring always has a key of each configured algorithm (made at start).
+                let key = keyring.signer(*alg).expect("a signing key of the configured algorithm");
+                jws::sign(&key, typ, claims)
+            }
+            (Signing::Keys(_), None) => unreachable!("with_keys sets the keyring"),
+        }
+    }
+
+    /// An access token of the provider (RFC 9068): `typ: at+jwt`, the provider's issuer,
+    /// the client, scope and session. Accepted by `/oidc/userinfo` and `/api/v1/me`.
+    pub fn issue_access(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        sid: &str,
+        now_secs: u64,
+    ) -> (Issued, Claims) {
+        let claims = Claims {
+            sub: user_id.to_string(),
+            iat: now_secs as i64,
+            exp: (now_secs + self.ttl_secs) as i64,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            iss: self.access_issuer.clone().unwrap_or_else(|| self.issuer.clone()),
+            aud: self.audience.clone(),
+            client_id: Some(client_id.to_string()),
+            scope: Some(scope.to_string()),
+            sid: Some(sid.to_string()),
+        };
+        let token = self.sign(jws::TYP_ACCESS, &claims);
+        (Issued { token, expires_in: self.ttl_secs }, claims)
+    }
+
+    /// An ID token (or any provider-signed JWT) with `alg` of the keyring.
+    pub fn sign_with(&self, alg: SigningAlg, claims: &serde_json::Value) -> Option<String> {
+        let key = self.keyring.as_ref()?.signer(alg)?;
+        Some(jws::sign(&key, jws::TYP_JWT, claims))
+    }
+
+    /// The claims of an ID token we signed for the provider, expired or not (an
+    /// `id_token_hint` names a past login).
+    pub fn read_id_token(&self, token: &str) -> Option<serde_json::Value> {
+        let v = jws::verify(token, self.keyring.as_ref()?, &SigningAlg::ALL)?;
+        let claims: serde_json::Value = serde_json::from_slice(&v.payload).ok()?;
+        (claims.get("iss").and_then(|i| i.as_str()) == self.access_issuer.as_deref()).then_some(claims)
+    }
+
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
     }
 
     pub fn issue(&self, user_id: &str, now_secs: u64) -> Issued {
@@ -66,10 +175,20 @@ impl TokenIssuer {
             jti: uuid::Uuid::new_v4().simple().to_string(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            client_id: None,
+            scope: None,
+            sid: None,
         };
-        let header = Header { kid: Some(self.kid.clone()), ..Header::new(Algorithm::HS256) };
-        let token = encode(&header, &claims, &self.enc).expect("HS256 signing cannot fail");
-        Issued { token, expires_in: self.ttl_secs }
+        Issued { token: self.sign(jws::TYP_JWT, &claims), expires_in: self.ttl_secs }
+    }
+
+    /// A login token, or an access token of the provider: the issuer that goes with its
+    /// `typ` (an access token always names its client).
+    fn issued_by_us(&self, typ: Option<&str>, c: &Claims) -> bool {
+        let access = typ.is_some_and(|t| t.eq_ignore_ascii_case(jws::TYP_ACCESS));
+        let login = typ.is_none_or(|t| t.eq_ignore_ascii_case(jws::TYP_JWT));
+        (login && c.iss == self.issuer && c.client_id.is_none())
+            || (access && Some(&c.iss) == self.access_issuer.as_ref() && c.client_id.is_some())
     }
 
     /// The claims of a valid token, or `None` (forged, malformed, expired, wrong aud/iss).
@@ -77,19 +196,30 @@ impl TokenIssuer {
         if token.len() > 4096 {
             return None;
         }
-        let mut v = Validation::new(Algorithm::HS256);
-        v.leeway = 0;
-        v.set_audience(&[&self.audience]);
-        v.set_issuer(&[&self.issuer]);
-        v.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
-        // The key the token names; one without a `kid` (signed before keys were named)
-        // can only be the current secret's.
-        let kid = jsonwebtoken::decode_header(token).ok()?.kid;
-        let (_, key) = match kid {
-            Some(kid) => self.dec.iter().find(|(k, _)| *k == kid)?,
-            None => self.dec.first()?,
-        };
-        decode::<Claims>(token, key, &v).ok().map(|d| d.claims)
+        match (&self.signing, &self.keyring) {
+            (Signing::Shared { dec, .. }, _) => {
+                let mut v = Validation::new(Algorithm::HS256);
+                v.leeway = 0;
+                v.set_audience(&[&self.audience]);
+                v.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
+                // The key the token names; one without a `kid` (signed before keys were
+                // named) can only be the current secret's.
+                let header = jsonwebtoken::decode_header(token).ok()?;
+                let (_, key) = match header.kid {
+                    Some(kid) => dec.iter().find(|(k, _)| *k == kid)?,
+                    None => dec.first()?,
+                };
+                let c = decode::<Claims>(token, key, &v).ok()?.claims;
+                self.issued_by_us(header.typ.as_deref(), &c).then_some(c)
+            }
+            (Signing::Keys(alg), Some(keyring)) => {
+                let v = jws::verify(token, keyring, &[*alg])?;
+                let c: Claims = serde_json::from_slice(&v.payload).ok()?;
+                let now = crate::wall::unix_secs() as i64;
+                (self.issued_by_us(v.typ.as_deref(), &c) && c.aud == self.audience && now < c.exp).then_some(c)
+            }
+            (Signing::Keys(_), None) => None,
+        }
     }
 }
 
@@ -173,17 +303,22 @@ impl Revocations {
 
     /// Written to the database first: only that makes the logout succeed.
     pub async fn revoke(&self, claims: &Claims) -> Result<(), String> {
-        self.db.revoke(&claims.jti, claims.exp).await.map_err(|e| e.to_string())?;
+        self.revoke_id(&claims.jti, claims.exp).await
+    }
+
+    /// Revokes token `jti`, which expires at `exp`.
+    pub async fn revoke_id(&self, jti: &str, exp: i64) -> Result<(), String> {
+        self.db.revoke(jti, exp).await.map_err(|e| e.to_string())?;
         if let Some(local) = &self.local {
-            local.add(&claims.jti, claims.exp);
+            local.add(jti, exp);
         }
         if let Some(kv) = &self.cache {
             let mut c = kv.conn(crate::kv::Class::Fast);
             let r = redis::cmd("SET")
-                .arg(Self::key(kv, &claims.jti))
+                .arg(Self::key(kv, jti))
                 .arg(1)
                 .arg("EXAT")
-                .arg(claims.exp.max(crate::wall::unix_secs() as i64 + 1))
+                .arg(exp.max(crate::wall::unix_secs() as i64 + 1))
                 .query_async::<()>(&mut c)
                 .await;
             if let Err(e) = r {
@@ -217,7 +352,17 @@ mod revocation_tests {
 
     fn claims(jti: &str) -> Claims {
         let now = crate::wall::unix_secs() as i64;
-        Claims { sub: "u".into(), iat: now, exp: now + 600, jti: jti.into(), iss: "i".into(), aud: "a".into() }
+        Claims {
+            sub: "u".into(),
+            iat: now,
+            exp: now + 600,
+            jti: jti.into(),
+            iss: "i".into(),
+            aud: "a".into(),
+            client_id: None,
+            scope: None,
+            sid: None,
+        }
     }
 
     #[tokio::test]
@@ -258,7 +403,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let t = TokenIssuer::new(&settings("k1"));
+        let t = TokenIssuer::shared_secret(&settings("k1"));
         let i = t.issue("u1", now());
         let c = t.verify(&i.token).expect("valid");
         assert_eq!(c.sub, "u1");
@@ -268,11 +413,11 @@ mod tests {
 
     #[test]
     fn forged_expired_and_foreign_tokens_fail() {
-        let t = TokenIssuer::new(&settings("k1"));
-        let other = TokenIssuer::new(&settings("k2"));
+        let t = TokenIssuer::shared_secret(&settings("k1"));
+        let other = TokenIssuer::shared_secret(&settings("k2"));
         assert!(t.verify(&other.issue("u1", now()).token).is_none(), "wrong key");
         assert!(t.verify(&t.issue("u1", now() - 8000).token).is_none(), "expired");
-        let foreign = TokenIssuer::new(&TokenSettings { audience: "else".into(), ..settings("k1") });
+        let foreign = TokenIssuer::shared_secret(&TokenSettings { audience: "else".into(), ..settings("k1") });
         assert!(t.verify(&foreign.issue("u1", now()).token).is_none(), "wrong audience");
         assert!(t.verify("not.a.token").is_none());
         // alg: none with the same claims.
@@ -287,18 +432,20 @@ mod tests {
     /// any more, is refused.
     #[test]
     fn a_rotated_secret_keeps_the_old_tokens_until_they_expire() {
-        let old = TokenIssuer::new(&settings("the old secret")).issue("u1", now()).token;
-        let rotated =
-            TokenIssuer::new(&TokenSettings { secret_previous: "the old secret".into(), ..settings("the new secret") });
+        let old = TokenIssuer::shared_secret(&settings("the old secret")).issue("u1", now()).token;
+        let rotated = TokenIssuer::shared_secret(&TokenSettings {
+            secret_previous: "the old secret".into(),
+            ..settings("the new secret")
+        });
         assert_eq!(rotated.verify(&old).map(|c| c.sub), Some("u1".into()), "an old token still works");
         let new = rotated.issue("u2", now()).token;
         let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
         assert_ne!(kid(&new), kid(&old), "each token names its key");
         assert!(!kid(&new).contains("new secret"));
-        let done = TokenIssuer::new(&settings("the new secret"));
+        let done = TokenIssuer::shared_secret(&settings("the new secret"));
         assert!(done.verify(&new).is_some());
         assert!(done.verify(&old).is_none(), "the previous secret dropped: its tokens end");
-        let stranger = TokenIssuer::new(&settings("someone else's")).issue("u1", now()).token;
+        let stranger = TokenIssuer::shared_secret(&settings("someone else's")).issue("u1", now()).token;
         assert!(rotated.verify(&stranger).is_none());
     }
 }

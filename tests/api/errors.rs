@@ -107,7 +107,7 @@ async fn unauthorized_tokens() {
     let none = parts(app.http.get(app.url("/api/v1/me")).send().await.unwrap()).await;
     assert_error(&none, 401, "unauthorized");
     assert_error(&app.me("garbage").await, 401, "unauthorized");
-    let other_key = scanlogin::token::TokenIssuer::new(&scanlogin::config::TokenSettings {
+    let other_key = scanlogin::token::TokenIssuer::shared_secret(&scanlogin::config::TokenSettings {
         secret: "another".into(),
         ..Default::default()
     });

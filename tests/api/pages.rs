@@ -69,9 +69,12 @@ async fn demo_page_off_keeps_only_the_sandbox_page() {
 
 #[actix_web::test]
 async fn production_settings_serve_no_page_at_all() {
+    // As config/production.example.toml: no demo page, no sandbox, no provider (whose
+    // login page needs the assets).
     let app = spawn_app_with(|s| {
         s.server.demo_page = false;
         s.wechat.sandbox = false;
+        s.oidc.enabled = false;
     })
     .await;
     for path in ["/", "/_sandbox/", "/assets/login.js", "/assets/style.css"] {

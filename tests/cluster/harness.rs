@@ -110,6 +110,11 @@ impl Cluster {
         c
     }
 
+    /// The cluster's SQL database (for the command line's `keys` commands).
+    pub fn database_url(&self) -> String {
+        format!("{PG_SERVER}/{}", self.db.as_deref().expect("a database"))
+    }
+
     /// Base URL of node `i` (0-based), straight, not through nginx.
     pub fn node(&self, i: usize) -> String {
         self.nodes[i % 3].url("")

@@ -15,5 +15,6 @@ mod harness;
 
 mod cross_node;
 mod faults;
+mod oidc;
 mod rolling;
 mod shared;

@@ -116,7 +116,7 @@ fn main() -> std::io::Result<()> {
                 let state = State {
                     store,
                     keys,
-                    tokens: TokenIssuer::new(&TokenSettings::default()),
+                    tokens: TokenIssuer::shared_secret(&TokenSettings::default()),
                     ttl_secs: ttl,
                     max_wait_secs: 60,
                 };

@@ -38,7 +38,7 @@ use super::outcome::{Created, Detail, EngineError, Outcome, Watched};
 use super::persist::seal::{RecordId, Seal};
 use super::persist::{Health, Snapshot};
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
-use crate::ids::{PollId, Scene};
+use crate::ids::{PollId, PollKind, Scene};
 use crate::kv::Kv;
 use crate::metrics::Metrics;
 
@@ -142,13 +142,13 @@ impl ClusterEngine {
         self.0.made.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub async fn create(&self, app: &str, ttl: Duration) -> Result<Created, EngineError> {
+    pub async fn create(&self, app: &str, ttl: Duration, kind: PollKind) -> Result<Created, EngineError> {
         let now = self.0.clock.now_ms();
         let expires_at_ms = now + ttl.as_millis() as u64;
         // A fresh random pair never collides in practice; the CAS refuses if it does.
         for _ in 0..3 {
             let snap = Snapshot {
-                poll: PollId::generate(),
+                poll: PollId::generate_for(kind),
                 scene: Scene::generate(),
                 app: app.to_string(),
                 state: AttemptState::fresh(now, expires_at_ms),

@@ -156,12 +156,33 @@
 
   // ---- QR code -------------------------------------------------------------------
 
+  /**
+   * On the provider's authorize page the server made the attempt already and embeds it
+   * (`#scanlogin-attempt`, the body of a QR create with `image: false`): that one is used
+   * once; a new code is a new authorize request (the page reloads).
+   */
+  var embedded = (function () {
+    var el = document.getElementById('scanlogin-attempt');
+    if (!el) return null;
+    try { return JSON.parse(el.textContent); } catch (e) { return null; }
+  })();
+  var PROVIDER = embedded !== null;
+
   async function newQr() {
     var gen = newFlow();
     show('loading');
     var r;
+    if (PROVIDER && embedded === false) {
+      window.location.reload();
+      return;
+    }
     try {
-      r = await S.api('POST', '/api/v1/login/qrcode', { json: { scene_type: TV ? 'tv' : 'web', image: !DRAW } });
+      if (PROVIDER) {
+        r = { ok: true, body: embedded };
+        embedded = false;
+      } else {
+        r = await S.api('POST', '/api/v1/login/qrcode', { json: { scene_type: TV ? 'tv' : 'web', image: !DRAW } });
+      }
     } catch (e) {
       if (gen === flow.gen) failed.apply(null, netError());
       return;
@@ -448,6 +469,12 @@
 
   function onToken(answer) {
     newFlow();
+    // A provider attempt answers with where to go on (the relying party's redirect).
+    if (answer.redirect) {
+      show('loading');
+      window.location.assign(answer.redirect);
+      return;
+    }
     sessionStorage.setItem(TOKEN_KEY, answer.token);
     showAccount(answer.token);
   }
@@ -525,10 +552,12 @@
       $('link-draw').href = '/?layout=tv&image=false';
     }
     if (document.body.getAttribute('data-sandbox') === 'true') $('link-sandbox').hidden = false;
+    // On the provider's page the layout links would leave the relying party's flow.
+    if (PROVIDER) $('link-layout').hidden = $('link-draw').hidden = true;
   }
 
   setUpLinks();
-  var saved = sessionStorage.getItem(TOKEN_KEY);
+  var saved = PROVIDER ? null : sessionStorage.getItem(TOKEN_KEY);
   if (saved) showAccount(saved);
   else newQr();
 })();
