@@ -18,6 +18,9 @@
 # and (b) side by side; if it is still worse, the run fails loudly and the report goes
 # to the raw directory instead of replacing load/REPORT.md (the table shows the latest
 # measurement of each figure, the first sitting's is listed under it). QUICK runs only warn (their sizes differ).
+# Logins run twice for ours: on the default config (ES256 tokens) and on the same build
+# with HS256, side by side (the signature's cost on the login path); then the provider's
+# whole flow (`load oidc`), with the server's CPU per login beside the direct flow's.
 # Other work on the host skews every figure: the host load is printed and recorded.
 #
 # Needs: Redis on 127.0.0.1:6379 (baseline a uses database 15 and flushes it), jq, curl.
@@ -67,12 +70,15 @@ wait_up() {
   echo "server at $1 did not start" >&2; return 1
 }
 
-# start DESIGN PORT: ours | lean | seed, fresh each time
+# start DESIGN PORT: ours | ours_hs (the same build, HS256 tokens) | lean | seed, fresh each time
 start() {
   stop
   case $1 in
-    ours)
+    ours|ours_hs)
       rm -f "$OUT/ours.db"*
+      local alg=ES256
+      [[ $1 == ours_hs ]] && alg=HS256
+      SCANLOGIN__TOKEN__ALGORITHM=$alg \
       SCANLOGIN__SERVER__BIND=127.0.0.1:$2 SCANLOGIN__SERVER__PUBLIC_URL=http://127.0.0.1:$2 \
       SCANLOGIN__STORAGE__DATABASE_URL="sqlite://$OUT/ours.db?mode=rwc" \
       SCANLOGIN__LIMITS__QR_PER_IP_PER_MINUTE=1000000000 SCANLOGIN__LIMITS__LONG_POLLS_PER_IP=1000000 \
@@ -162,15 +168,25 @@ run_cb() {
   echo "   $d: callback p99 ${R[cbp99,$d]} ms at ${R[cbrate,$d]}/s (+ duplicates), errors ${R[cberr,$d]}"
 }
 
+# The server's CPU time so far (user + system), in milliseconds.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$PID/stat"; }
+
+# run_login DESIGN [SCENARIO]: `login` (the direct flow) or `oidc` (the provider's, ours
+# only); for ours also the server's CPU per login.
 run_login() {
-  local d=$1
+  local d=$1 scenario=${2:-login} key=$1
+  [[ $scenario == oidc ]] && key=oidc
   start $d $PORT
-  load login --target http://127.0.0.1:$PORT --users $LOGIN_USERS --connections 64 \
-    --duration ${LOGIN_SECS}s --json "$OUT/login-$d.json" > "$OUT/login-$d.txt"
-  R[logins,$d]=$(step "$OUT/login-$d.json" "login total" per_sec | cut -d. -f1)
-  R[loginp99,$d]=$(step "$OUT/login-$d.json" "login total" p99_ms)
-  R[loginerr,$d]=$(j "$OUT/login-$d.json" .total_errors)
-  echo "   $d: ${R[logins,$d]} logins/s, p99 ${R[loginp99,$d]} ms, errors ${R[loginerr,$d]}"
+  local cpu0=$(cpu_ms)
+  load $scenario --target http://127.0.0.1:$PORT --users $LOGIN_USERS --connections 64 \
+    --duration ${LOGIN_SECS}s --json "$OUT/login-$key.json" > "$OUT/login-$key.txt"
+  local cpu1=$(cpu_ms) n
+  R[logins,$key]=$(step "$OUT/login-$key.json" "login total" per_sec | cut -d. -f1)
+  R[loginp99,$key]=$(step "$OUT/login-$key.json" "login total" p99_ms)
+  R[loginerr,$key]=$(j "$OUT/login-$key.json" .total_errors)
+  n=$(step "$OUT/login-$key.json" "login total" count)
+  R[logincpu,$key]=$(python3 -c "print(f'{($cpu1 - $cpu0) * 1000 / max($n, 1):.0f}')")
+  echo "   $key: ${R[logins,$key]} logins/s, p99 ${R[loginp99,$key]} ms, errors ${R[loginerr,$key]}, server CPU ${R[logincpu,$key]} µs per login"
 }
 
 echo "== 2. status polls: req/s at $POLL_CONNS connections, p99 at half that rate"
@@ -180,7 +196,9 @@ for d in ours lean; do run_hold $d; done
 echo "== 4. callbacks at $CB_RATE/s with $CB_N live attempts; /metrics scrape time (ours)"
 for d in ours seed lean; do run_cb $d; done
 echo "== 5. full logins per second ($LOGIN_USERS users, closed loop)"
-for d in ours seed lean; do run_login $d; done
+for d in ours ours_hs seed lean; do run_login $d; done
+echo "== 5b. the OpenID Connect provider's flow (authorize → scan → continue → code exchange), ours"
+run_login ours oidc
 stop
 
 echo "== 6. restore: $RESTORE_N live attempts in the snapshot store; server start → /readyz 200; a sample polled"
@@ -258,6 +276,9 @@ table() {
   echo "| callback p99 ms at $CB_RATE/s (incl. duplicates), $CB_N live | ≤ 20 and ≤ 2× (a) | $o (at $(v cbrate,ours)/s) | $s (at $(v cbrate,seed)/s) | $(ratio "$o" "$s") | $l (at $(v cbrate,lean)/s) | $(ratio "$o" "$l") | $(met "$o <= 20 && $o <= 2 * $s" "$o" "$s") |"
   o=$(v logins,ours); s=$(v logins,seed); l=$(v logins,lean)
   echo "| full logins per second ($LOGIN_USERS users, SQLite) | ≥ 0.9× (b) | $o | $s | $(ratio "$o" "$s") | $l | $(ratio "$o" "$l") | $(met "$o >= 0.9 * $l" "$o" "$l") |"
+  o=$(v logins,ours); l=$(v logins,ours_hs)
+  echo "| full logins per second, ES256 tokens (default) ÷ the same build with HS256 | ≥ 0.9× | $o | — | — | $l (HS256) | $(ratio "$o" "$l") | $(met "$o >= 0.9 * $l" "$o" "$l") |"
+  echo "| server CPU µs per login: direct flow / HS256 / provider flow (code exchange included) | — | $(v logincpu,ours) | — | — | $(v logincpu,ours_hs) (HS256) | — | provider: $(v logincpu,oidc) µs, $(v logins,oidc) logins/s |"
   for st in sqlite redis; do
     o=$(v restore,$st)
     echo "| $RESTORE_N attempts restored, s to ready ($st) | ≤ 5 s (1M) | $o ($(v restorelive,$st) live, $(v restorebad,$st) of the sample wrong) | n/a | — | n/a | — | $(met "$o <= 5 && $(v restorebad,$st) == 0" "$o") |"
@@ -265,7 +286,8 @@ table() {
   echo "| /metrics scrape ms with $(v scrapelive,ours) live | — | $(v scrape,ours) | n/a | — | n/a | — | — |"
   echo
   echo "Errors (poll / hold / callbacks / logins): ours $(v pollerr,ours) / $(v holderr,ours) / $(v cberr,ours) / $(v loginerr,ours);" \
-       "seed $(v pollerr,seed) / n/a / $(v cberr,seed) / $(v loginerr,seed); lean $(v pollerr,lean) / $(v holderr,lean) / $(v cberr,lean) / $(v loginerr,lean)." \
+       "seed $(v pollerr,seed) / n/a / $(v cberr,seed) / $(v loginerr,seed); lean $(v pollerr,lean) / $(v holderr,lean) / $(v cberr,lean) / $(v loginerr,lean);" \
+       "logins with HS256 $(v loginerr,ours_hs), provider flow $(v loginerr,oidc)." \
        "Service RSS while holding the polls: $(v rss_hold,ours) MiB."
   if [[ -n $REMEASURED ]]; then echo; echo "$REMEASURED"; fi
 }

@@ -12,7 +12,11 @@ What it reads from README.md (so the README and this check cannot drift apart):
      before it, and every answer is checked; then the "second scan with --subscribed"
      sentence is played the same way;
   3. the load tool's block (under "### Load tool"): run as written, as one bash script,
-     with the durations the README gives; every scenario must exit 0 and report requests.
+     with the durations the README gives; every scenario must exit 0 and report requests;
+  4. the provider's "try it" block (under "## Log other applications in"): the server and
+     the example relying party started as written, then a person's walk through it —
+     the example's login link, the provider's page, the sandbox phone's scan, a phone
+     bind — until the example shows the ID token's claims.
 A line this script does not know how to check fails it: add the check with the line.
 
 Called by scripts/test.sh (so by .ci/run). Needs port 8080 free.
@@ -97,6 +101,15 @@ class Server:
                 pass
             time.sleep(0.5)
         fail(f"/healthz did not answer within {START_BUDGET_S}s:\n{self.tail()}")
+
+    def stop_quietly(self):
+        """Stops a helper that does not listen on 8080 (the example relying party)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.log.close()
 
     def stop(self):
         """SIGTERM to the whole group (a background server the script started, too)."""
@@ -299,6 +312,68 @@ def load_block(readme):
     print(f"readme-check: load block OK ({', '.join(reports)})")
 
 
+def provider_block(readme):
+    section = readme.split("## Log other applications in", 1)[1].split("\n## ", 1)[0]
+    cmds = commands(sh_blocks(section)[0])
+    expected = [
+        "cargo run --release",
+        "python3 -m pip install authlib requests",
+        "python3 examples/oidc-rp/app.py --issuer http://127.0.0.1:8080 --client-id demo --port 8090",
+    ]
+    if cmds != expected:
+        fail(f"the provider's try-it commands changed: {cmds}; update scripts/readme_check.py with them")
+    if not port_free():
+        fail("something already answers on 127.0.0.1:8080; stop it first")
+    server = Server(cmds[0], "readme-check-provider.log")
+    rp = None
+    try:
+        server.wait_healthy()
+        run(cmds[1])
+        rp = Server(cmds[2], "readme-check-rp.log")
+        import requests  # installed by the line above, as the README has the reader do
+
+        deadline = time.time() + 60
+        while True:
+            try:
+                home = requests.get("http://127.0.0.1:8090/", timeout=2)
+                break
+            except requests.RequestException:
+                if time.time() > deadline or rp.proc.poll() is not None:
+                    fail(f"the example relying party did not start:\n{rp.tail()}")
+                time.sleep(0.3)
+        if 'href="/login"' not in home.text:
+            fail(f"the example's home page has no login link: {home.text[:300]}")
+        browser = requests.Session()
+        to_provider = browser.get("http://127.0.0.1:8090/login", allow_redirects=False)
+        page = browser.get(to_provider.headers["location"], allow_redirects=False)
+        found = re.search(r'id="scanlogin-attempt">(.*?)</script>', page.text, re.S)
+        if page.status_code != 200 or not found:
+            fail(f"the provider's login page ({page.status_code}) embeds no attempt")
+        attempt = json.loads(found.group(1))
+        uuid = attempt["uuid"]
+        ticket = urllib.parse.parse_qs(urllib.parse.urlsplit(attempt["qr_image_url"]).query)["ticket"][0]
+        # The sandbox phone: a new follower scans, binds 13800138009 with the SMS code.
+        requests.post(BASE + "/_sandbox/scan", json={"ticket": ticket, "openid": "o_readme_rp", "subscribed": False})
+        st = requests.get(f"{BASE}/api/v1/login/status", params={"uuid": uuid, "wait": 10}).json()
+        if st.get("state") != "not_reg":
+            fail(f"after the scan the provider's attempt is {st}")
+        phone = "13800138009"
+        requests.post(BASE + "/api/v1/login/sms-code", json={"uuid": uuid, "phone": phone})
+        code = requests.get(BASE + "/_sandbox/sms", params={"phone": phone}).json()["messages"][-1]["code"]
+        bound = requests.post(BASE + "/api/v1/login/bind-phone", json={"uuid": uuid, "phone": phone, "code": code}).json()
+        if "token" in bound or "redirect" not in bound:
+            fail(f"a provider attempt's bind must answer a redirect, never a token: {bound}")
+        back = browser.get(bound["redirect"], allow_redirects=False)
+        done = browser.get(back.headers["location"])
+        if done.status_code != 200 or "ID token claims" not in done.text or "+86" + phone not in done.text:
+            fail(f"the example did not show the ID token's claims ({done.status_code}): {done.text[:500]}")
+        print("readme-check: provider block OK (server, example relying party, a login through it)")
+    finally:
+        if rp is not None:
+            rp.stop_quietly()
+        server.stop()
+
+
 def main():
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
@@ -307,8 +382,13 @@ def main():
         first_screen(readme)
     finally:
         restore_data_dir(aside)
+    aside = fresh_data_dir()
+    try:
+        provider_block(readme)
+    finally:
+        restore_data_dir(aside)
     load_block(readme)
-    print("readme-check: 2 passed, 0 failed")
+    print("readme-check: 3 passed, 0 failed")
 
 
 if __name__ == "__main__":

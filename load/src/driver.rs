@@ -187,6 +187,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         Scenario::PollStorm => scenarios::poll_storm::run(shared).await,
         Scenario::Hold => scenarios::hold::run(shared).await,
         Scenario::Callbacks => scenarios::callbacks::run(shared).await,
+        Scenario::Oidc => scenarios::oidc::run(shared).await,
     };
     if let Some(t) = ticker {
         t.abort();

@@ -16,6 +16,10 @@ pub enum Scenario {
     /// Signed WeChat pushes at `--rate` against `users` live attempts: scans of real
     /// scenes, unknown scenes, other events, and WeChat-style duplicate retries.
     Callbacks,
+    /// The OpenID Connect provider's flow with the shipped `demo` client: authorize (the
+    /// login page) → scan → long poll → (first time: SMS, bind) → continue → code
+    /// exchange with PKCE; no session kept, so every iteration is a full login.
+    Oidc,
 }
 
 impl Scenario {
@@ -25,6 +29,7 @@ impl Scenario {
             Scenario::PollStorm => "poll-storm",
             Scenario::Hold => "hold",
             Scenario::Callbacks => "callbacks",
+            Scenario::Oidc => "oidc",
         }
     }
 }

@@ -1,13 +1,15 @@
-//! The four scenarios. Each sets up what it needs (QR codes, scenes) outside the
+//! The five scenarios. Each sets up what it needs (QR codes, scenes) outside the
 //! measured window, then runs its users inside it and returns what they recorded.
 
 pub mod callbacks;
 pub mod hold;
 pub mod login;
+pub mod oidc;
 pub mod poll_storm;
 
 /// Report order of the steps (composite steps have a space in their name).
 pub const STEP_ORDER: &[&str] = &[
+    "authorize",
     "create",
     "ticket",
     "scan",
@@ -17,6 +19,8 @@ pub const STEP_ORDER: &[&str] = &[
     "sms_outbox",
     "bind",
     "me",
+    "continue",
+    "token",
     "login total",
     "callback",
     "duplicate",
