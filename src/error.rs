@@ -1,4 +1,4 @@
-//! `ApiError`: every error the HTTP API can answer, as API.md lists them, mapped to a
+//! `ApiError`: every error the HTTP API can answer, as docs/api.md lists them, mapped to a
 //! status and the `{"error": code, "message": text}` body in this one place.
 
 use actix_web::http::StatusCode;
@@ -16,7 +16,8 @@ pub enum ApiError {
     InvalidCode { attempts_left: u32 },
     #[error("missing, malformed, expired or revoked token")]
     Unauthorized,
-    /// A browser POST from a page of another site (API.md "Requests from browsers of other sites").
+    /// A browser POST from a page of another site (docs/api.md "Requests from browsers of
+    /// other sites").
     #[error("requests from this origin are not allowed")]
     Forbidden,
     #[error("no such app")]
@@ -126,7 +127,7 @@ impl ResponseError for ApiError {
 mod tests {
     use super::*;
 
-    /// Every API.md code maps to its status; a variant added without a mapping fails here.
+    /// Every docs/api.md code maps to its status; a variant added without a mapping fails here.
     #[test]
     fn codes_and_statuses_match_the_contract() {
         let all = [

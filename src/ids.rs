@@ -1,7 +1,7 @@
 //! Parsed domain values ("parse, don't validate"): handlers take these, never raw strings.
 //!
 //! Each type has one `parse` that is the whole rule for what the outside may send,
-//! and the random ones have one generator with the entropy API.md asks for.
+//! and the random ones have one generator with the entropy docs/api.md asks for.
 
 use std::fmt;
 
@@ -15,7 +15,7 @@ fn random_b64(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// The browser's secret poll key (API.md: 22–64 URL-safe chars, ≥128 random bits).
+/// The browser's secret poll key (docs/api.md: 22–64 URL-safe chars, ≥128 random bits).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PollId(String);
 

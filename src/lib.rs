@@ -11,8 +11,8 @@
 //!   Redis changed by compare-and-set, local view actors woken over pub/sub).
 //! - [`login`]: the login flow composed from engine, users, WeChat, SMS and tokens, in
 //!   domain results; `login::push`: WeChat pushes — dedup, the budget, what each does.
-//! - [`api`]: HTTP handlers of API.md and their answer bodies, the WeChat callback (open,
-//!   verify, seal), operations endpoints.
+//! - [`api`]: HTTP handlers of docs/api.md and their answer bodies, the WeChat callback
+//!   (open, verify, seal), operations endpoints.
 //! - [`wechat`]: WeChat's protocol (signatures, AES message crypto, XML), its API client,
 //!   the access-token manager (shared by the nodes of a cluster) and push dedup.
 //! - [`pages`]: the demo login page at `/` and the sandbox phone's page, embedded.

@@ -68,7 +68,7 @@ impl Kind {
         Kind::TokenFailuresPerClient,
     ];
 
-    /// The limit's name in metrics, in Redis keys and in the README.
+    /// The limit's name in metrics, in Redis keys and in docs/architecture.md's limits table.
     pub fn name(self) -> &'static str {
         LimitKind::from(self).label()
     }

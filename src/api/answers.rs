@@ -1,4 +1,4 @@
-//! The JSON bodies of the login and account answers (API.md), built from the login
+//! The JSON bodies of the login and account answers (docs/api.md), built from the login
 //! service's domain results; their schemas feed the OpenAPI document.
 
 use serde::Serialize;

@@ -1,5 +1,5 @@
 //! What a request must pass before any handler, so that one address cannot hold the
-//! server's connections (issue 25):
+//! server's connections (docs/architecture.md, "Abuse controls and security"):
 //!
 //! - its connection's slot: at most `limits.connections_per_ip` open connections per
 //!   client address ([`Connections`], counted when a connection opens); one past the cap

@@ -1,4 +1,4 @@
-//! The HTTP API of API.md: routes, shared state, body and query parsing, and the
+//! The HTTP API of docs/api.md: routes, shared state, body and query parsing, and the
 //! middleware every answer passes (metrics, security headers).
 
 pub mod account;
@@ -33,7 +33,7 @@ use crate::net::ClientIpPolicy;
 
 /// JSON request bodies are small; anything bigger is refused before parsing.
 pub const JSON_LIMIT: usize = 4 * 1024;
-/// WeChat callbacks (API.md: over 64 KiB is 413).
+/// WeChat callbacks (docs/api.md: over 64 KiB is 413).
 pub const CALLBACK_LIMIT: usize = 64 * 1024;
 
 /// What every handler can reach.

@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{account, events, login};
 
-/// The error codes of API.md, as the `error` field spells them.
+/// The error codes of docs/api.md, as the `error` field spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -62,7 +62,7 @@ impl ErrorCode {
         }
     }
 
-    /// The HTTP status API.md gives the code.
+    /// The HTTP status docs/api.md gives the code.
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::InvalidRequest | ErrorCode::InvalidPhone | ErrorCode::InvalidCode => 400,
@@ -113,7 +113,7 @@ pub struct ErrorBody {
     pub attempts_left: Option<u32>,
 }
 
-/// The `state` of a status answer (API.md "Login states").
+/// The `state` of a status answer (docs/api.md "Login states").
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum LoginState {

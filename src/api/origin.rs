@@ -1,4 +1,4 @@
-//! Requests from browsers of other sites (API.md): a `POST` under `/api/v1/` whose
+//! Requests from browsers of other sites (docs/api.md): a `POST` under `/api/v1/` whose
 //! `Origin` is neither `server.public_url`'s nor one of `server.cors_origins` is 403
 //! `forbidden` before its handler runs, so it costs nothing (no limit charged, no quota,
 //! no WeChat call, no SMS). A simple cross-site POST needs no CORS preflight, which is

@@ -19,7 +19,7 @@ use crate::wechat::callback::{self, OpenError, PushQuery};
 use crate::wechat::xml::XmlError;
 
 /// How long WeChat waits for an answer before it gives up and sends the push again
-/// (WECHAT.md §4), plus a margin for its clock.
+/// (docs/wechat.md, "Timeouts, resends, dedup"), plus a margin for its clock.
 const WECHAT_WAIT: Duration = Duration::from_millis(5_200);
 
 fn app<'a>(state: &'a AppState, appid: &str) -> Result<&'a Arc<AppClient>, ApiError> {

@@ -201,7 +201,8 @@ impl TryFrom<String> for SnapshotBackend {
     }
 }
 
-/// Many nodes on one Redis and one SQL database (API.md "Many nodes").
+/// Many nodes on one Redis and one SQL database (docs/operations.md "Running several
+/// nodes").
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ClusterSettings {

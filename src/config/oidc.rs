@@ -1,5 +1,5 @@
 //! `[oidc]` and `[[oidc.clients]]`: the OpenID Connect provider and the relying
-//! applications registered with it (API.md, "Identity provider").
+//! applications registered with it (docs/api.md, "OpenID Connect provider").
 
 use serde::Deserialize;
 

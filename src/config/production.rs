@@ -1,5 +1,5 @@
-//! The checks that make a production start safe by default (README "Running in
-//! production"): a sandbox only where it is meant, no weak or shipped secret unless the
+//! The checks that make a production start safe by default (docs/operations.md "Running
+//! in production"): a sandbox only where it is meant, no weak or shipped secret unless the
 //! sandbox is on loopback only, a metrics address that is not the API's.
 //!
 //! The shipped placeholders are read from the files in `config/` themselves, so a new
@@ -75,7 +75,8 @@ fn is_wechat_url(url: &str) -> bool {
 
 /// Why other hosts reach this server, if they do: a bind that is not loopback, a
 /// `public_url` that is not (WeChat, browsers and the world use it), or a trusted proxy
-/// (it forwards other hosts' requests: README's nginx in front of a loopback bind).
+/// (it forwards other hosts' requests: nginx in front of a loopback bind, as in
+/// docs/operations.md).
 fn exposure(s: &Settings, bind: SocketAddr) -> Option<String> {
     if !bind.ip().is_loopback() {
         return Some(format!("server.bind `{bind}` is not loopback"));
@@ -280,8 +281,9 @@ mod tests {
         assert!(load_from_str(default, &env(&[("SCANLOGIN__SERVER__BIND", "[::1]:8080")])).is_ok());
     }
 
-    /// README's topology: nginx on the host in front of a loopback bind. The world reaches
-    /// the server through the proxy, so the sandbox is public although the bind is not.
+    /// The topology of docs/operations.md: nginx on the host in front of a loopback bind.
+    /// The world reaches the server through the proxy, so the sandbox is public although
+    /// the bind is not.
     #[test]
     fn the_sandbox_behind_a_public_url_or_a_proxy_stops_the_start_unless_meant() {
         let default = include_str!("../../config/default.toml");

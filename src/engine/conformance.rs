@@ -4,7 +4,7 @@
 //!
 //! `cargo nextest list` shows every case twice, as `conformance::<case>::local` and
 //! `conformance::<case>::cluster`. A case uses only what both engines offer and reads the
-//! metrics the README promises, so the two engines cannot drift apart unseen.
+//! metrics docs/operations.md promises, so the two engines cannot drift apart unseen.
 //! Time passes with `tokio::time::sleep` (instant on the paused clock, real on Redis), and
 //! "the poll is held" is read off the held-polls gauge, never assumed after a sleep.
 

@@ -9,7 +9,7 @@
 
 use subtle::ConstantTimeEq;
 
-/// The outside phase of an attempt (API.md "Login states").
+/// The outside phase of an attempt (docs/api.md "Login states").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
     Loop,

@@ -1,6 +1,6 @@
 //! Held polls and event streams: the one loop that waits on an attempt ([`Watcher`]),
 //! and [`Subscription`], one watcher's view of an attempt as a sequence of states for the
-//! server-sent event stream (API.md `GET /api/v1/login/events`).
+//! server-sent event stream (docs/api.md `GET /api/v1/login/events`).
 //!
 //! A long poll and a stream wait the same way: register a waiter with the backend (which
 //! reads the state after registering it, so no change falls between), then wait for the

@@ -2,12 +2,13 @@
 //! push does (login scans drive attempts, follows and unfollows are recorded, text
 //! messages get the auto-reply). The HTTP handler only opens and seals.
 //!
-//! A push is acknowledged only once what it did is stored (issue 14): the work runs in
-//! its own task and the answer waits for it at most the callback budget. Done in time:
-//! [`PushAnswer::Done`] with the passive reply. Not done: [`PushAnswer::NotStored`], so
-//! WeChat is not told `success` and sends the push again; the task goes on and records
-//! its reply under the dedup key, where the retry finds it. A duplicate waits for the
-//! first delivery's outcome, and takes the claim over when the first one's holder died.
+//! A push is acknowledged only once what it did is stored (docs/wechat.md, the 5-second
+//! rule): the work runs in its own task and the answer waits for it at most the callback
+//! budget. Done in time: [`PushAnswer::Done`] with the passive reply. Not done:
+//! [`PushAnswer::NotStored`], so WeChat is not told `success` and sends the push again;
+//! the task goes on and records its reply under the dedup key, where the retry finds it.
+//! A duplicate waits for the first delivery's outcome, and takes the claim over when the
+//! first one's holder died.
 
 use std::sync::Arc;
 use std::time::Duration;

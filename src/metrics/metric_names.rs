@@ -1,7 +1,7 @@
 //! The metric catalogue's names, in one place (the label-value sets are [`super::labels`]).
 //!
-//! Every name carries the `scanlogin_` prefix; the README's "Operations" table lists each
-//! one (a test keeps the two in step). No label ever holds a poll id, scene, openid or
+//! Every name carries the `scanlogin_` prefix; the metrics catalogue of docs/operations.md
+//! lists each one (a test keeps the two in step). No label ever holds a poll id, scene, openid or
 //! phone: values come from configuration (app names) or the small sets of [`super::labels`].
 
 pub const ATTEMPTS_CREATED: &str = "scanlogin_attempts_created_total";

@@ -1,4 +1,5 @@
-//! Catalogue tests: names, labels, presets, the README listing, bounded label values.
+//! Catalogue tests: names, labels, presets, the listing in docs/operations.md, bounded
+//! label values.
 
 use std::collections::HashSet;
 
@@ -67,9 +68,9 @@ fn preset_exports_rare_series_at_zero() {
 
 #[test]
 fn readme_lists_every_metric() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/operations.md");
     for name in ALL {
-        assert!(readme.contains(&format!("`{name}`")), "README does not list `{name}`");
+        assert!(readme.contains(&format!("`{name}`")), "docs/operations.md does not list `{name}`");
     }
 }
 
@@ -113,11 +114,11 @@ fn token_latency_and_snapshot_hooks_record() {
 }
 
 /// Each typed label set: every value has a series after `preset()` and is named in the
-/// README's row of its metric, so the table and the catalogue cannot drift apart.
+/// catalogue's row of its metric in docs/operations.md, so the table and the code cannot drift apart.
 #[test]
 fn typed_label_sets_are_pre_created_and_listed_in_the_readme() {
     use super::labels::*;
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/operations.md");
     let text = preset().render();
     let sets: Vec<(&str, Vec<&str>)> = vec![
         ("scanlogin_polls_total", PollKind::LABELS.to_vec()),
@@ -145,13 +146,13 @@ fn typed_label_sets_are_pre_created_and_listed_in_the_readme() {
         let row = readme
             .lines()
             .find(|l| l.starts_with(&format!("| `{metric}`")))
-            .unwrap_or_else(|| panic!("README has no row for {metric}"));
+            .unwrap_or_else(|| panic!("docs/operations.md has no row for {metric}"));
         for v in values {
-            assert!(row.contains(&format!("`{v}`")), "README row of {metric} lacks `{v}`: {row}");
+            assert!(row.contains(&format!("`{v}`")), "docs/operations.md row of {metric} lacks `{v}`: {row}");
             pre_created(metric, v);
         }
     }
-    // The README's row points at the limits table for these.
+    // The catalogue's row points at the limits table for these.
     for k in LimitKind::ALL {
         pre_created("scanlogin_limits_hit_total", k.label());
     }

@@ -1,4 +1,4 @@
-//! What the provider says about a user, per granted scope (API.md): `sub` is our user
+//! What the provider says about a user, per granted scope (docs/api.md): `sub` is our user
 //! id (stable, opaque, never an openid); `phone` gives the number in E.164 — the one
 //! place a phone leaves unmasked, to a client that asked for it; `profile` the masked
 //! number and when the account changed; `email` follows the client's policy, since

@@ -1,5 +1,6 @@
-//! The OpenID Connect provider (API.md, "Identity provider"): any application that speaks
-//! OIDC logs its users in by WeChat scan, and never sees a poll key or a secret of ours.
+//! The OpenID Connect provider (docs/api.md, "OpenID Connect provider"): any application
+//! that speaks OIDC logs its users in by WeChat scan, and never sees a poll key or a
+//! secret of ours.
 //!
 //! Around the login engine, not inside it: the authorize request makes an attempt whose
 //! poll id says "provider" ([`crate::ids::PollKind`]), so where a direct attempt hands

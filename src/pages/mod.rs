@@ -1,4 +1,4 @@
-//! The demo pages: the login page at `/` (a reference client of API.md, with a TV
+//! The demo pages: the login page at `/` (a reference client of docs/api.md, with a TV
 //! layout at `/?layout=tv`) and the sandbox phone's page (mounted by [`crate::sandbox`]
 //! at `/_sandbox/`). Plain HTML, CSS and JavaScript compiled into the binary: nothing is
 //! fetched from anywhere but this server, and a strict Content-Security-Policy (scripts

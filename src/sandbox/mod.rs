@@ -1,4 +1,4 @@
-//! The sandbox: a fake WeChat platform inside the same server (API.md "Sandbox").
+//! The sandbox: a fake WeChat platform inside the same server (docs/wechat.md "Sandbox").
 //!
 //! - [`platform`]: the API calls our client makes (`token`, `qrcode/create`,
 //!   `showqrcode` with a real QR picture, `user/info`);

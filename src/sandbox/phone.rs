@@ -87,9 +87,10 @@ pub async fn deliver(
     let from = PushSender { token: app.token.expose(), app_id: &app.app_id, key: key.as_ref(), account };
     let SignedPush { params, body } = sign_push(&from, openid, plain);
     let url = format!("{}/wechat/{}/callback", sb.public_url, app.app_id);
-    // WeChat sends a push again when it got no answer (WECHAT.md §4: up to two resends),
-    // and so does the sandbox when the connection failed (refused, reset, closed before
-    // the answer: a node or a proxy's upstream restarting).
+    // WeChat sends a push again when it got no answer (docs/wechat.md, "Timeouts,
+    // resends, dedup": up to two resends), and so does the sandbox when the connection
+    // failed (refused, reset, closed before the answer: a node or a proxy's upstream
+    // restarting).
     let req = sb.http.post(&url).query(&params).header("content-type", "text/xml").body(body);
     let resp = send_resending(req, PUSH_RESENDS, PUSH_RESEND_AFTER)
         .await

@@ -2,9 +2,10 @@
 //! mirror images WeChat's side needs, which the sandbox and the load tool use: sealing a
 //! push ([`seal_push`]) and opening a reply ([`open_reply`]). One place signs and seals.
 //!
-//! Order per WECHAT.md §10: the URL `signature` first; then, for an app with an AES key,
-//! `msg_signature` over `Encrypt` and the decryption with its appid check. An app with
-//! a key accepts only encrypted pushes, so a plaintext event cannot bypass safe mode.
+//! Order per docs/wechat.md, "The order a push is handled in": the URL `signature` first;
+//! then, for an app with an AES key, `msg_signature` over `Encrypt` and the decryption
+//! with its appid check. An app with a key accepts only encrypted pushes, so a plaintext
+//! event cannot bypass safe mode.
 
 use super::crypto::{self, AesKey};
 use super::xml::{self, Envelope, Fields, XmlError};

@@ -1,4 +1,5 @@
-//! WeChat Official Account "safe mode" message crypto (WECHAT.md §1, §2.2–§2.6).
+//! WeChat Official Account "safe mode" message crypto (docs/wechat.md, "Server URL
+//! verification" and "Plaintext, compatible and safe mode").
 //!
 //! Pure functions, no I/O: SHA-1 signatures over sorted strings (`signature`,
 //! `msg_signature`), the EncodingAESKey → AES key derivation, and the

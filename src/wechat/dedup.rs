@@ -1,6 +1,7 @@
-//! Push deduplication (WECHAT.md §4): WeChat re-sends a push it got no answer to within
-//! 5 s, up to three times. The first delivery is processed; a duplicate gets the first
-//! one's reply once that one is done, without touching the attempt.
+//! Push deduplication (docs/wechat.md, "Timeouts, resends, dedup"): WeChat re-sends a
+//! push it got no answer to within 5 s, up to three times. The first delivery is
+//! processed; a duplicate gets the first one's reply once that one is done, without
+//! touching the attempt.
 //!
 //! A claim is a *lease*, not a promise: the first delivery holds the key as "pending"
 //! for `lease` (the callback budget) only. A duplicate waits for the outcome while the

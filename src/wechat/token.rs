@@ -1,4 +1,4 @@
-//! The access-token manager of one official account (WECHAT.md §6).
+//! The access-token manager of one official account (docs/wechat.md, "Access tokens").
 //!
 //! - cached, and refreshed in the background once it is within 5 minutes of expiry, so
 //!   callers keep using the still-valid token and never wait for a refresh;

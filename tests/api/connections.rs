@@ -1,8 +1,8 @@
-//! Connections one address can hold (issue 25, finding 2), in process: a body that does
-//! not come in time is 408 and closes its connection, a body nobody reads closes it after
-//! the answer, and an address past `limits.connections_per_ip` is refused (429, closed),
-//! except a trusted proxy. The same against the real binary under a low open-file limit:
-//! `slow_clients.rs`.
+//! Connections one address can hold (docs/architecture.md, "Connections"), in process: a
+//! body that does not come in time is 408 and closes its connection, a body nobody reads
+//! closes it after the answer, and an address past `limits.connections_per_ip` is refused
+//! (429, closed), except a trusted proxy. The same against the real binary under a low
+//! open-file limit: `slow_clients.rs`.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! Every API.md error this service can produce, each through real HTTP, with the
+//! Every docs/api.md error this service can produce, each through real HTTP, with the
 //! `{"error", "message"}` shape and the right status (and `Retry-After` on 429/503).
 
 use serde_json::{Value, json};

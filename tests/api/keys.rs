@@ -1,4 +1,4 @@
-//! Signing keys as a relying service meets them (API.md "Tokens and signing keys"): a
+//! Signing keys as a relying service meets them (docs/api.md "Tokens and signing keys"): a
 //! login token is an ES256 JWT that a maintained library verifies with the published key
 //! alone; forgeries (`alg: none`, HS256 keyed with our public key, a key we do not
 //! publish) are 401; `scanlogin keys rotate|list` work on the running service's

@@ -1,4 +1,4 @@
-//! Black-box tests of scanlogin over real HTTP, driven only by API.md: one binary,
+//! Black-box tests of scanlogin over real HTTP, driven only by docs/api.md: one binary,
 //! each test with its own server, database file and sandbox.
 
 // Test code: a failed unwrap is how a test fails.

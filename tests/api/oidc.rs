@@ -1,7 +1,8 @@
-//! The OpenID Connect provider over real HTTP, one refusal per test (API.md "Identity
-//! provider"): a relying party's browser (no redirects followed, the session cookie kept
-//! by hand) and its back end, against a server whose sandbox plays the phone. The happy
-//! path with maintained client libraries is `tests/oidc` (openid-client, Authlib).
+//! The OpenID Connect provider over real HTTP, one refusal per test (docs/api.md "OpenID
+//! Connect provider"): a relying party's browser (no redirects followed, the session
+//! cookie kept by hand) and its back end, against a server whose sandbox plays the phone.
+//! The happy path with maintained client libraries is `tests/oidc` (openid-client,
+//! Authlib).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

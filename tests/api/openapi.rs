@@ -1,5 +1,6 @@
-//! `GET /api/v1/openapi.json`: the document is served, agrees with the README's API
-//! table, and a wrong method on a known route answers as the document's preamble says.
+//! `GET /api/v1/openapi.json`: the document is served, agrees with the API summary table
+//! of docs/api.md, and a wrong method on a known route answers as the document's preamble
+//! says.
 
 use std::collections::BTreeSet;
 
@@ -8,9 +9,9 @@ use serde_json::Value;
 use crate::client::parts;
 use crate::helpers::spawn_app;
 
-/// `(METHOD, path)` of every `/api/v1/` row of the README's API summary table.
+/// `(METHOD, path)` of every `/api/v1/` row of the API summary table in docs/api.md.
 fn readme_endpoints() -> BTreeSet<(String, String)> {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/api.md");
     let table = readme.split("## API summary").nth(1).expect("an API summary section");
     table
         .lines()
@@ -43,7 +44,7 @@ async fn the_document_and_the_readme_table_list_the_same_endpoints() {
         .collect();
     let readme = readme_endpoints();
     assert!(readme.len() >= 8, "the table was read: {readme:?}");
-    assert_eq!(documented, readme, "document vs README table");
+    assert_eq!(documented, readme, "document vs docs/api.md table");
 
     // The uuid parameter carries its pattern; the Bearer scheme guards the account.
     let params = doc["paths"]["/api/v1/login/status"]["get"]["parameters"].as_array().unwrap();

@@ -6,8 +6,8 @@ use crate::process::Instance;
 /// A strong `token.secret` (not shipped anywhere).
 const STRONG: &str = "p9Jx2mQe7Lr4Vt8Wz1Ks5Nb3Hc6Gd0Fa-strong";
 
-/// README's topology: nginx on the host in front of a loopback bind, `public_url` the
-/// proxy's HTTPS address, the proxy trusted.
+/// The topology of docs/operations.md: nginx on the host in front of a loopback bind,
+/// `public_url` the proxy's HTTPS address, the proxy trusted.
 fn behind_nginx(dir: &std::path::Path, extra: &[(&str, &str)]) -> Instance {
     let mut env = vec![
         ("SCANLOGIN__SERVER__TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#.to_string()),

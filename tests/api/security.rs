@@ -1,4 +1,4 @@
-//! The holes of the security review (issue 12), each shut over real HTTP: the sandbox
+//! The holes a security review found, each shut over real HTTP: the sandbox
 //! off by default, forwarding headers only from trusted proxies, IPv6 /64 buckets, the
 //! daily caps, phone locks only for real wrong guesses, durable revocations, limits that
 //! survive a dead Redis, cross-site POSTs, WeChat's errmsg, and the metrics port.
@@ -60,7 +60,7 @@ async fn the_sandbox_is_off_unless_a_config_turns_it_on() {
 
 /// A forwarding header from a trusted proxy that cannot be read (over 64 entries, over
 /// 4 KiB, not ASCII) is refused: charging it to the proxy's own address would put every
-/// such client in one bucket with the proxy (issue 25).
+/// such client in one bucket with the proxy.
 #[actix_web::test]
 async fn an_unreadable_forwarded_for_from_a_proxy_is_refused_never_charged_to_the_proxy() {
     let app = spawn_app_with(|s| {

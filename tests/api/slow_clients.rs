@@ -1,7 +1,7 @@
-//! One address holding many connections whose request bodies never come (issue 25,
-//! finding 2), against the real binary under a low open-file limit: the body's deadline
-//! closes them, the per-address cap refuses the ones past it, and everyone else —
-//! another address, WeChat's callback — is still answered at once.
+//! One address holding many connections whose request bodies never come
+//! (docs/architecture.md, "Connections"), against the real binary under a low open-file
+//! limit: the body's deadline closes them, the per-address cap refuses the ones past it,
+//! and everyone else — another address, WeChat's callback — is still answered at once.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! The experiment of issue 14 as a test: 8 workers run whole logins (create → WeChat
+//! The crash experiment as a test: 8 workers run whole logins (create → WeChat
 //! push → long poll → SMS → bind for a newcomer, a returning user's token otherwise)
 //! against one node while it is killed with SIGKILL and restarted every 2–4 s; then every
 //! attempt is checked. No token is answered twice for one attempt; no acknowledged step

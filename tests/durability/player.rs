@@ -1,7 +1,8 @@
 //! Plays WeChat's push delivery: a signed push with a fixed `CreateTime` (so every resend
 //! has the same dedup key), each delivery given WeChat's 5 s, sent again while it is not
-//! acknowledged — a bounded number of times, as WeChat does (WECHAT.md §4). Only a 200
-//! counts as acknowledged; a refused connection, a timeout or a 5xx is a failed delivery.
+//! acknowledged — a bounded number of times, as WeChat does (docs/wechat.md, "Timeouts,
+//! resends, dedup"). Only a 200 counts as acknowledged; a refused connection, a timeout
+//! or a 5xx is a failed delivery.
 
 use std::time::Duration;
 

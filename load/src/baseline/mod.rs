@@ -27,7 +27,7 @@ use scanlogin::wechat::xml::Push;
 use serde::Deserialize;
 use serde_json::json;
 
-/// Login states, numbered as the seed (and API.md) number them.
+/// Login states, numbered as the seed (and docs/api.md, "Login states") number them.
 pub const EXPIRED: u8 = 1;
 pub const LOOP: u8 = 2;
 pub const REG: u8 = 3;

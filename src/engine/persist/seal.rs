@@ -29,7 +29,7 @@ use super::codec::{self, CodecError};
 use crate::ids::PollId;
 
 const MAC_LEN: usize = 16;
-/// Poll ids are at most 64 characters (API.md): two PRF blocks of keystream.
+/// Poll ids are at most 64 characters (docs/api.md): two PRF blocks of keystream.
 const POLL_MAX: usize = 64;
 
 type HmacSha256 = Hmac<Sha256>;

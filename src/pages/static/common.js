@@ -7,8 +7,8 @@
 
   /**
    * One call to this server. Resolves to {status, ok, body, retryAfter} for every HTTP
-   * answer (errors included, as API.md's {"error","message"} bodies); rejects only when
-   * no answer came (network failure, abort).
+   * answer (errors included, as docs/api.md's {"error","message"} bodies); rejects only
+   * when no answer came (network failure, abort).
    */
   async function api(method, path, opts) {
     opts = opts || {};

@@ -1,5 +1,5 @@
 /*
- * The login page: a reference client of API.md.
+ * The login page: a reference client of docs/api.md.
  *
  * One "flow" per QR code: ask for a code, show it, watch its status, and follow the
  * state it reports (loop → keep watching; not_reg → phone step; reg → logged in;
@@ -121,7 +121,7 @@
 
   // ---- API answers in words ------------------------------------------------------
 
-  /** [zh, en] for an error answer of API.md. */
+  /** [zh, en] for an error answer of docs/api.md. */
   function explain(r) {
     var b = r.body || {};
     var wait = r.retryAfter || 60;
