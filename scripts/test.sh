@@ -86,6 +86,18 @@ bash scripts/oidc-rp.sh
 echo "== schemathesis (the OpenAPI document against the running binary)"
 bash scripts/schemathesis.sh
 
+# The README's backend snippets (examples/verify-token): PyJWT, jose (npm), Go's standard
+# library (Debian's golang-go).
+if ! python3 -c "import jwt, cryptography" >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check "pyjwt[crypto]"
+fi
+if ! command -v go >/dev/null 2>&1; then
+  echo "== installing golang-go (Debian package) for the Go snippet"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+fi
+(cd examples/verify-token && npm ci --silent --no-audit --no-fund)
+
 echo "== README commands, run as written (first screen, curl walk-through, load tool)"
 python3 scripts/readme_check.py
 
