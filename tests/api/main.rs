@@ -25,5 +25,6 @@ mod security;
 mod shared_token;
 mod slow_clients;
 mod sse;
+mod start_errors;
 mod wechat_callback;
 mod wechat_protocol;
