@@ -136,9 +136,14 @@ async fn main() -> ExitCode {
 
 async fn serve(settings: Settings) -> Result<(), String> {
     let bind = settings.server.bind.clone();
+    // Where /metrics is served: its own address, or the API's.
+    let metrics = match settings.server.metrics_bind.as_str() {
+        "" => bind.clone(),
+        only => only.to_string(),
+    };
     let sandbox = settings.wechat.sandbox;
     let app = Application::build(settings).await.map_err(|e| e.to_string())?;
-    tracing::info!(%bind, sandbox, "scanlogin listening");
+    tracing::info!(%bind, %metrics, sandbox, "scanlogin listening");
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
 

@@ -13,6 +13,7 @@ mod process;
 mod abuse;
 mod connections;
 mod errors;
+mod healthy_start;
 mod keys;
 mod login_flow;
 mod oidc;
