@@ -109,3 +109,21 @@ async fn the_icon_is_served_where_browsers_look_for_it() {
     let page = get(&app, "/").await.text().await.unwrap();
     assert!(page.contains(r#"href="/favicon.ico""#) && page.contains(r#"href="/favicon.svg""#));
 }
+
+#[actix_web::test]
+async fn the_sandbox_phone_learns_which_tickets_were_scanned() {
+    let app = spawn_app().await;
+    let (_, scanned) = app.new_login().await;
+    let (_, fresh) = app.new_login().await;
+    let (s, reply) = app.scan(&scanned, "o_marks", false).await;
+    assert_eq!(s, 200, "{reply}");
+    let (_, list) = app.get("/_sandbox/tickets").await;
+    let scans = |ticket: &str| {
+        list["tickets"].as_array().unwrap().iter().find(|t| t["ticket"] == ticket).map(|t| t["scans"].clone())
+    };
+    assert_eq!(scans(&scanned), Some(1.into()), "{list}");
+    assert_eq!(scans(&fresh), Some(0.into()), "{list}");
+    let r = app.http.get(app.url("/_sandbox/tickets")).query(&[("ticket", &scanned)]).send().await.unwrap();
+    let one: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(one["scans"], 1, "{one}");
+}
