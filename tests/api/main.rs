@@ -27,5 +27,6 @@ mod shared_token;
 mod slow_clients;
 mod sse;
 mod start_errors;
+mod systemd_unit;
 mod wechat_callback;
 mod wechat_protocol;
