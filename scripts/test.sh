@@ -33,6 +33,15 @@ if ! command -v openssl >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
 fi
 
+# systemd-analyze (Debian's `systemd` package): the suite checks the unit example
+# config/scanlogin.service with `systemd-analyze verify` (tests/api/systemd_unit.rs). Only
+# the command is used: nothing is started under systemd.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "== installing systemd (Debian package) for systemd-analyze"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+
 # nginx (Debian's package): the cluster tests (tests/cluster) run their own nginx on the
 # shipped config/nginx.example.conf as a child process. Only the binary is needed: the
 # system service is never started (policy-rc.d in containers forbids it anyway, and a

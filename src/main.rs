@@ -1,4 +1,9 @@
 //! The `scanlogin` command: `serve` (default), `migrate`, `sandbox scan`, `keys list|rotate`.
+//!
+//! Exit status: 0 when done (`serve`: stopped by SIGTERM or SIGINT with everything
+//! written); [`REFUSED`] (2) when the command line or the configuration is refused
+//! before anything is opened; [`FAILED`] (1) for every other failure. Either way the
+//! reason is the last line on stderr, and it starts with the configuration key to fix.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use scanlogin::config::{self, Settings};
-use scanlogin::startup::Application;
-use scanlogin::store::Db;
+use scanlogin::startup::{self, Application};
 
 /// Every request allocates dozens of short-lived buffers on two worker threads; glibc's
 /// allocator took ~15 % of the server's CPU samples under `load login` (`perf record`),
@@ -15,6 +19,19 @@ use scanlogin::store::Db;
 /// `load/REPORT.md`).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Refused before anything was opened: the command line (clap's own status for a usage
+/// error), the configuration file (unreadable, not TOML, a bad value: `config: key: why`)
+/// or an open-file limit below what `limits.long_polls_max` needs. Restarting changes
+/// nothing until the configuration does (systemd: `RestartPreventExitStatus=2`).
+const REFUSED: u8 = 2;
+
+/// Failed: something the configuration names could not be opened or used (the database
+/// of `storage.database_url`, the address of `server.bind` or `server.metrics_bind`, the
+/// file of `storage.redis_ca_file`, the signing keys), or the service failed while
+/// running (snapshots left unwritten when the grace period ran out at a stop). Such a
+/// failure may pass: a database that comes up, an address that is freed.
+const FAILED: u8 = 1;
 
 #[derive(Parser)]
 #[command(name = "scanlogin", version, about = "Log in by scanning a WeChat Official Account QR code")]
@@ -86,7 +103,7 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(line) => {
             eprintln!("{line}");
-            return ExitCode::from(2);
+            return ExitCode::from(REFUSED);
         }
     };
     let command = cli.command.unwrap_or(Command::Serve);
@@ -96,7 +113,7 @@ async fn main() -> ExitCode {
             Ok(n) => tracing::info!(open_files = n, "open-file limit"),
             Err(line) => {
                 eprintln!("{line}");
-                return ExitCode::from(2);
+                return ExitCode::from(REFUSED);
             }
         }
     }
@@ -112,25 +129,29 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(line) => {
             eprintln!("{line}");
-            ExitCode::FAILURE
+            ExitCode::from(FAILED)
         }
     }
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
     let bind = settings.server.bind.clone();
+    // Where /metrics is served: its own address, or the API's.
+    let metrics = match settings.server.metrics_bind.as_str() {
+        "" => bind.clone(),
+        only => only.to_string(),
+    };
     let sandbox = settings.wechat.sandbox;
     let app = Application::build(settings).await.map_err(|e| e.to_string())?;
-    tracing::info!(%bind, sandbox, "scanlogin listening");
+    tracing::info!(%bind, %metrics, sandbox, "scanlogin listening");
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
 
 async fn keys(settings: Settings, action: KeysAction) -> Result<(), String> {
-    let db = Db::connect_with(&settings.storage.database_url, settings.storage.sqlite_synchronous)
-        .await
-        .map_err(|e| format!("database: {e}"))?;
-    db.migrate().await.map_err(|e| format!("migrate: {e}"))?;
-    let keyring = scanlogin::startup::keyring(&settings, &db).await.map_err(|e| e.to_string())?;
+    let db = startup::connect_database(&settings).await.map_err(|e| e.to_string())?;
+    startup::migrate_database(&settings, &db).await.map_err(|e| e.to_string())?;
+    let keyring =
+        startup::keyring(&settings, &db).await.map_err(|e| startup::keyring_error(&settings, e).to_string())?;
     if let KeysAction::Rotate = action {
         let made = keyring.rotate().await.map_err(|e| e.to_string())?;
         let from = scanlogin::wall::unix_secs() + settings.token.key_publish_secs;
@@ -160,10 +181,8 @@ async fn keys(settings: Settings, action: KeysAction) -> Result<(), String> {
 }
 
 async fn migrate(settings: Settings) -> Result<(), String> {
-    let db = Db::connect_with(&settings.storage.database_url, settings.storage.sqlite_synchronous)
-        .await
-        .map_err(|e| format!("database: {e}"))?;
-    let ran = db.migrate().await.map_err(|e| format!("migrate: {e}"))?;
+    let db = startup::connect_database(&settings).await.map_err(|e| e.to_string())?;
+    let ran = startup::migrate_database(&settings, &db).await.map_err(|e| e.to_string())?;
     println!("applied {ran} migration(s)");
     Ok(())
 }

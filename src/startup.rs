@@ -25,7 +25,7 @@ use crate::api::{self, AppState};
 use crate::config::{Settings, SnapshotBackend};
 use crate::engine::persist::memory::MemoryStore;
 use crate::engine::persist::seal::Seal;
-use crate::engine::persist::{Persister, SnapshotStore, StoreError, WriterConfig};
+use crate::engine::persist::{Persister, SnapshotStore, WriterConfig};
 use crate::engine::{Clock, EngineConfig, LoginsHandle, Rules};
 use crate::kv::Kv;
 use crate::limits::Limits;
@@ -45,21 +45,159 @@ use crate::token::{Keyring, Revocations, TokenIssuer};
 use crate::wechat::WechatClient;
 use crate::wechat::dedup::Dedup;
 
+/// Why the service could not start once its configuration was accepted (the
+/// configuration's own refusals are [`crate::config::ConfigError`]s, checked before
+/// anything is opened). Its `Display` is the one line printed at exit: the key whose
+/// value could not be used, what happened, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen: {0}")]
-    Listen(#[from] std::io::Error),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("snapshot store: {0}")]
-    Snapshots(#[from] StoreError),
+    /// `server.bind` or `server.metrics_bind` cannot be listened on.
+    #[error("{key}: cannot listen on {addr} ({reason}): {advice}")]
+    Listen { key: &'static str, addr: String, reason: String, advice: &'static str },
+    /// The database of `storage.database_url` cannot be opened, migrated or read.
+    #[error("storage.database_url: {what} {url} ({reason}): {advice}")]
+    Database { what: &'static str, url: String, reason: String, advice: String },
+    /// The Redis of `storage.snapshots` cannot be set up (its URL or TLS settings).
+    #[error("storage.snapshots: cannot use {url} ({reason}): check the URL and storage.redis_ca_file")]
+    Redis { url: String, reason: String },
+    /// The signing keys cannot be opened (a wrong `token.secret`, a broken stored key).
     #[error("{0}")]
-    Keys(#[from] crate::token::keyring::KeyringError),
+    Keys(String),
     /// A setting that only turns out wrong when used (a file it names cannot be read).
     #[error("{0}")]
     Setting(String),
+    /// The HTTP server could not be set up on listeners already bound (not a setting).
+    #[error("cannot start the HTTP server ({0})")]
+    Http(String),
+}
+
+/// An operating system error's text without its " (os error N)" tail.
+fn os_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" (os error ") {
+        Some((reason, _)) => reason.to_string(),
+        None => text,
+    }
+}
+
+/// Binds the address of `key` (`server.bind` or `server.metrics_bind`).
+fn listen(key: &'static str, addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).map_err(|e| {
+        use std::io::ErrorKind;
+        let advice = match (e.kind(), key) {
+            (ErrorKind::AddrInUse, _) => "another process listens there: stop it, or choose another port",
+            (ErrorKind::PermissionDenied, _) => {
+                "ports below 1024 need root or CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE): choose a port above 1023"
+            }
+            (_, "server.metrics_bind") => "set it to an address of this host or empty",
+            _ => "set it to an address of this host (127.0.0.1 or 0.0.0.0 with a port)",
+        };
+        StartError::Listen { key, addr: addr.to_string(), reason: os_reason(&e), advice }
+    })
+}
+
+/// The start's failure to open the signing keys.
+pub fn keyring_error(settings: &Settings, e: crate::token::keyring::KeyringError) -> StartError {
+    use crate::token::keyring::KeyringError;
+    use crate::token::keys::KeyError;
+    match e {
+        KeyringError::Db(e) => read_error(settings, "cannot read the signing keys from", &e),
+        KeyringError::Key(e @ KeyError::Sealed(_)) => StartError::Keys(format!("token.secret: {e}")),
+        KeyringError::Key(e) => StartError::Keys(format!("signing keys: {e}")),
+    }
+}
+
+/// A read of the database that failed after it connected and migrated.
+fn read_error(settings: &Settings, what: &'static str, e: &sqlx::Error) -> StartError {
+    StartError::Database {
+        what,
+        url: shown_url(&settings.storage.database_url),
+        reason: one_line(&db_reason(e)),
+        advice: "check the database server's log".into(),
+    }
+}
+
+/// `url` as a message may show it: no password, no query (which may hold one).
+fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => crate::config::redacted_url(url),
+    }
+}
+
+/// A message on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What the database or the driver said, without sqlx's own prefix.
+fn db_reason(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => os_reason(io),
+        sqlx::Error::Database(d) => d.message().to_string(),
+        sqlx::Error::PoolTimedOut => "no connection within 3 s".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The start's failure to connect to the database of `url`.
+fn connect_error(url: &str, e: &sqlx::Error) -> StartError {
+    let sqlite = crate::store::Backend::from_url(url) == crate::store::Backend::Sqlite;
+    let server = url::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default().unwrap_or(0))))
+        .unwrap_or_default();
+    let advice = match e {
+        _ if sqlite => "check the file's path, and that this user may create and write files in its directory".into(),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => {
+            format!("check that the database server at {server} runs and that this host can reach it")
+        }
+        sqlx::Error::Database(_) => "check the user, the password and the database name of the URL".into(),
+        sqlx::Error::Tls(_) => format!("check the TLS settings of the URL and the certificate of {server}"),
+        _ => "use sqlite://path, postgres://user:password@host/database or mysql://user:password@host/database".into(),
+    };
+    StartError::Database { what: "cannot connect to", url: shown_url(url), reason: one_line(&db_reason(e)), advice }
+}
+
+/// The user database, connected: `storage.database_url` named in every failure.
+pub async fn connect_database(settings: &Settings) -> Result<Db, StartError> {
+    let url = &settings.storage.database_url;
+    match Db::connect_with(url, settings.storage.sqlite_synchronous).await {
+        Ok(db) => Ok(db),
+        // The pool retries a refused connection until its timeout and then says only
+        // that: one more attempt of our own tells why.
+        Err(sqlx::Error::PoolTimedOut) => {
+            use sqlx::Connection as _;
+            let direct = url.replacen("mariadb://", "mysql://", 1);
+            let cause = match tokio::time::timeout(Duration::from_secs(3), sqlx::AnyConnection::connect(&direct)).await
+            {
+                Ok(Err(e)) => e,
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    sqlx::Error::PoolTimedOut
+                }
+                Err(_) => sqlx::Error::PoolTimedOut,
+            };
+            Err(connect_error(url, &cause))
+        }
+        Err(e) => Err(connect_error(url, &e)),
+    }
+}
+
+/// Applies the migrations not yet applied; answers how many ran.
+pub async fn migrate_database(settings: &Settings, db: &Db) -> Result<usize, StartError> {
+    db.migrate().await.map_err(|e| StartError::Database {
+        what: "cannot migrate",
+        url: shown_url(&settings.storage.database_url),
+        reason: one_line(&db_reason(&e)),
+        advice: "the URL's user must be allowed to create and alter tables".into(),
+    })
 }
 
 pub struct Application {
@@ -111,11 +249,15 @@ fn snapshot_stores(backend: &SnapshotBackend, db: &Db, kv: Option<&Kv>, seal: Se
 fn redis_kv(settings: &Settings) -> Result<Option<Kv>, StartError> {
     let Some(url) = settings.storage.snapshots.redis_url() else { return Ok(None) };
     let path = &settings.storage.redis_ca_file;
-    let ca = (!path.is_empty())
-        .then(|| std::fs::read(path))
-        .transpose()
-        .map_err(|e| StartError::Setting(format!("storage.redis_ca_file: cannot read {path}: {e}")))?;
-    Ok(Some(Kv::with_ca(url, settings.token.secret.expose(), ca)?))
+    let ca = (!path.is_empty()).then(|| std::fs::read(path)).transpose().map_err(|e| {
+        StartError::Setting(format!(
+            "storage.redis_ca_file: cannot read {path} ({}): set it to a readable PEM file of the CA(s), or empty",
+            os_reason(&e)
+        ))
+    })?;
+    Kv::with_ca(url, settings.token.secret.expose(), ca)
+        .map(Some)
+        .map_err(|e| StartError::Redis { url: shown_url(url), reason: one_line(&e.to_string()) })
 }
 
 /// The metrics registry with every known series created at 0.
@@ -137,13 +279,18 @@ async fn token_issuer(settings: &Settings, db: &Db) -> Result<TokenIssuer, Start
     let oidc = settings.oidc.enabled;
     let issuer = match (t.algorithm.asymmetric(), oidc) {
         (None, false) => return Ok(TokenIssuer::shared_secret(t)),
-        (None, true) => TokenIssuer::shared_secret(t).with_keyring(keyring(settings, db).await?),
-        (Some(alg), _) => TokenIssuer::with_keys(t, keyring(settings, db).await?, alg),
+        (None, true) => TokenIssuer::shared_secret(t).with_keyring(open_keyring(settings, db).await?),
+        (Some(alg), _) => TokenIssuer::with_keys(t, open_keyring(settings, db).await?, alg),
     };
     if let Some(ring) = issuer.keyring() {
         ring.spawn_reloader(ring.reload_every());
     }
     Ok(if oidc { issuer.with_access_issuer(settings.oidc.issuer(&settings.server.public_url)) } else { issuer })
+}
+
+/// [`keyring`], its failure named as the start names it.
+async fn open_keyring(settings: &Settings, db: &Db) -> Result<Keyring, StartError> {
+    keyring(settings, db).await.map_err(|e| keyring_error(settings, e))
 }
 
 /// The signing keys the configuration needs (login tokens' and, with the provider on,
@@ -164,8 +311,8 @@ pub async fn keyring(settings: &Settings, db: &Db) -> Result<Keyring, crate::tok
 
 /// The user database, migrated.
 async fn database(settings: &Settings) -> Result<Db, StartError> {
-    let db = Db::connect_with(&settings.storage.database_url, settings.storage.sqlite_synchronous).await?;
-    let ran = db.migrate().await?;
+    let db = connect_database(settings).await?;
+    let ran = migrate_database(settings, &db).await?;
     if ran > 0 {
         tracing::info!(migrations = ran, "database migrated");
     }
@@ -253,7 +400,9 @@ fn http_server(
     state: web::Data<AppState>,
     sandbox: Option<web::Data<Sandbox>>,
     provider: Option<web::Data<crate::oidc::Provider>>,
-) -> std::io::Result<Server> {
+    metrics_listener: Option<TcpListener>,
+) -> Result<Server, StartError> {
+    let failed = |e: std::io::Error| StartError::Http(os_reason(&e));
     let origins = settings.server.cors_origins.clone();
     let (demo_page, sandbox_on) = (settings.server.demo_page, settings.wechat.sandbox);
     let connections = api::intake::Connections::new(
@@ -298,7 +447,8 @@ fn http_server(
     })
     // Each connection's place in its address's count (`limits.connections_per_ip`).
     .on_connect(move |conn, data| api::intake::on_connect(&connections, conn, data))
-    .listen(listener)?
+    .listen(listener)
+    .map_err(failed)?
     // Idle keep-alive connections close after 5 s; a proxy's own idle timeout must be
     // shorter (config/nginx.example.conf: 4 s), or it reuses a connection we are closing.
     .keep_alive(Duration::from_secs(5))
@@ -309,8 +459,8 @@ fn http_server(
     // period for flushing snapshots.
     .disable_signals()
     .shutdown_timeout(settings.server.shutdown_grace_secs.saturating_sub(1).max(1));
-    if !settings.server.metrics_bind.is_empty() {
-        server = server.listen(TcpListener::bind(&settings.server.metrics_bind)?)?;
+    if let Some(l) = metrics_listener {
+        server = server.listen(l).map_err(failed)?;
     }
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
@@ -321,18 +471,22 @@ fn http_server(
 impl Application {
     /// Binds `server.bind` and builds everything.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(&settings.server.bind)?;
+        let listener = listen("server.bind", &settings.server.bind)?;
         Self::with_listener(settings, listener).await
     }
 
     /// Builds on an already bound listener (tests bind port 0 and set `public_url`), in
-    /// steps: metrics, database, engine, shared services, the login service, HTTP.
+    /// steps: the metrics address and the Redis CA file (what fails fast first), the
+    /// metrics, database, engine, shared services, the login service, HTTP.
     pub async fn with_listener(settings: Settings, listener: TcpListener) -> Result<Self, StartError> {
         crate::install_crypto();
-        let port = listener.local_addr()?.port();
+        let port = listener.local_addr().map_err(|e| StartError::Http(os_reason(&e)))?.port();
+        let metrics_bind = &settings.server.metrics_bind;
+        let metrics_listener =
+            (!metrics_bind.is_empty()).then(|| listen("server.metrics_bind", metrics_bind)).transpose()?;
+        let kv = redis_kv(&settings)?;
         let metrics = metrics_for(&settings);
         let db = database(&settings).await?;
-        let kv = redis_kv(&settings)?;
         let node = settings.cluster.node_name();
         metrics.node(&node);
         tracing::info!(node = %node, cluster = settings.cluster.enabled, store = settings.storage.snapshots.name(), "starting");
@@ -342,7 +496,11 @@ impl Application {
         // memory. On PostgreSQL or MySQL another node or a tool may write too (a logout
         // there must hold here), so those are read from the database.
         let sole = !settings.cluster.enabled && db.backend == crate::store::Backend::Sqlite;
-        let users = if sole { Users::sole_writer(db).await? } else { Users::new(db) };
+        let users = if sole {
+            Users::sole_writer(db).await.map_err(|e| read_error(&settings, "cannot read the accounts from", &e))?
+        } else {
+            Users::new(db)
+        };
         // The login audit is written behind the answers, on the thread that outlives the
         // HTTP workers (so shutdown can flush it).
         engine.store_thread.spawn(users.audit_writer());
@@ -390,7 +548,7 @@ impl Application {
             metrics,
             node: node.clone(),
         });
-        let server = http_server(&settings, listener, state.clone(), sandbox, provider)?;
+        let server = http_server(&settings, listener, state.clone(), sandbox, provider, metrics_listener)?;
         Ok(Self {
             port,
             server,

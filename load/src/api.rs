@@ -15,10 +15,15 @@ use serde_json::{Value, json};
 use crate::limits::{Hints, backoff};
 use crate::report::Recorder;
 
-/// Live counters for the progress line.
+/// Live counters for the progress line: counted where the recorders count, so the last
+/// progress line says what the report says.
 #[derive(Default)]
 pub struct Progress {
+    /// Successful requests of the measured window (as `Report::requests`)…
     pub requests: AtomicU64,
+    /// … and of the set-up before it (as `Report::setup_requests`).
+    pub setup_requests: AtomicU64,
+    /// Failures, the set-up's included (as `Report::total_errors`).
     pub errors: AtomicU64,
     pub held: AtomicI64,
     /// The most polls held at once during the run.
@@ -107,7 +112,9 @@ impl Api {
             return failed;
         }
         rec.ok(step, start.elapsed());
-        self.progress.requests.fetch_add(1, Ordering::Relaxed);
+        rec.request();
+        let counter = if rec.is_setup() { &self.progress.setup_requests } else { &self.progress.requests };
+        counter.fetch_add(1, Ordering::Relaxed);
         Some((status, text))
     }
 

@@ -99,7 +99,7 @@ pub async fn setup_attempts(shared: &Arc<Shared>, with_scene: bool) -> (Vec<Opti
     let rec = fan_out(users, shared.opts.connections, |u| {
         let (s, slots) = (shared.clone(), slots.clone());
         async move {
-            let mut rec = Recorder::default();
+            let mut rec = Recorder::for_setup();
             let slot = make_slot(&s, &mut rec, with_scene).await;
             slots.lock().unwrap_or_else(|p| p.into_inner())[u] = slot;
             rec
@@ -117,13 +117,16 @@ pub async fn make_slot(s: &Shared, rec: &mut Recorder, with_scene: bool) -> Opti
     Some(Slot { uuid: qr.uuid, scene })
 }
 
+/// One progress line: the requests so far (the measured window's, as the report counts
+/// them, and the set-up's), the rate of all since the last line, errors, held polls.
 fn progress_line(start: Instant, p: &Progress, last: &mut (Instant, u64)) -> String {
     let now = Instant::now();
     let reqs = p.requests.load(Ordering::Relaxed);
-    let rate = (reqs - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
-    *last = (now, reqs);
+    let setup = p.setup_requests.load(Ordering::Relaxed);
+    let rate = (reqs + setup - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
+    *last = (now, reqs + setup);
     format!(
-        "[{:>5.1}s] requests {reqs:>9} ({rate:>8.0}/s)  errors {:>6}  held {:>6}",
+        "[{:>5.1}s] requests {reqs:>9} ({rate:>8.0}/s)  set-up {setup:>7}  errors {:>6}  held {:>6}",
         now.duration_since(start).as_secs_f64(),
         p.errors.load(Ordering::Relaxed),
         p.held.load(Ordering::Relaxed)
@@ -161,23 +164,28 @@ async fn wait_until_up(target: &str, budget: Duration) -> Result<(), String> {
 
 /// Runs the scenario of `opts` and returns its report (measured window only).
 pub async fn run(opts: Options) -> Result<Report, String> {
+    run_counted(opts, Arc::new(Progress::default())).await
+}
+
+/// [`run`], counting into `progress` as it goes (the progress line's counters).
+pub async fn run_counted(opts: Options, progress: Arc<Progress>) -> Result<Report, String> {
     if opts.users == 0 {
         return Err("--users must be at least 1".into());
     }
     wait_until_up(&opts.target, SERVER_START_BUDGET).await?;
-    let progress = Arc::new(Progress::default());
     let wechat = Wechat::new(&opts.app_id, &opts.wechat_token, &opts.aes_key)?;
     let api = Api::new(&opts.target, Duration::from_secs(opts.wait), progress.clone());
     let shared = Arc::new(Shared { api, wechat, run_id: rand::random_range(0..10_000), opts: opts.clone() });
+    let start = Instant::now();
+    let last = Arc::new(std::sync::Mutex::new((start, 0)));
     let ticker = (!opts.quiet).then(|| {
-        let p = progress.clone();
+        let (p, last) = (progress.clone(), last.clone());
         tokio::spawn(async move {
-            let start = Instant::now();
-            let mut last = (start, 0);
             let mut every = tokio::time::interval(Duration::from_secs(1));
             every.tick().await;
             loop {
                 every.tick().await;
+                let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
                 eprintln!("{}", progress_line(start, &p, &mut last));
             }
         })
@@ -191,6 +199,10 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     };
     if let Some(t) = ticker {
         t.abort();
+        // The last line counts everything the report counts (a tick may have been up to
+        // a second before the end).
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        eprintln!("{}  done", progress_line(start, &progress, &mut last));
     }
     let head = ReportHead {
         scenario: opts.scenario.name().into(),

@@ -23,6 +23,7 @@ pub mod report;
 pub mod scenarios;
 pub mod wechat;
 
-pub use driver::run;
+pub use api::Progress;
+pub use driver::{run, run_counted};
 pub use options::{Options, Scenario};
 pub use report::Report;

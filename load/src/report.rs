@@ -21,9 +21,35 @@ fn histogram() -> Histogram<u32> {
 pub struct Recorder {
     steps: BTreeMap<&'static str, Histogram<u32>>,
     errors: BTreeMap<String, u64>,
+    /// Successful HTTP requests ([`Recorder::request`]) in the measured window…
+    requests: u64,
+    /// … and before it, in the set-up.
+    setup_requests: u64,
+    /// A set-up task's recorder: its requests are set-up requests.
+    setup: bool,
 }
 
 impl Recorder {
+    /// The recorder of a set-up task (work before the measured window).
+    pub fn for_setup() -> Self {
+        Self { setup: true, ..Self::default() }
+    }
+
+    pub fn is_setup(&self) -> bool {
+        self.setup
+    }
+
+    /// One successful HTTP request. Counted here, where it was made, and not from the
+    /// steps: a step may be a measurement of no request of its own (`wake`, `login
+    /// total`), and the set-up's steps are not reported.
+    pub fn request(&mut self) {
+        if self.setup {
+            self.setup_requests += 1;
+        } else {
+            self.requests += 1;
+        }
+    }
+
     pub fn ok(&mut self, step: &'static str, took: Duration) {
         let us = (took.as_micros() as u64).clamp(1, MAX_MICROS);
         let h = self.steps.entry(step).or_insert_with(histogram);
@@ -44,13 +70,16 @@ impl Recorder {
         for (k, n) in other.errors {
             *self.errors.entry(k).or_default() += n;
         }
+        self.requests += other.requests;
+        self.setup_requests += other.setup_requests;
     }
 
-    /// Only the errors, renamed `setup <step>: kind`: set-up work is not measured, but its
-    /// failures are reported.
+    /// Only the errors, renamed `setup <step>: kind`, and the request count: set-up work
+    /// is not measured, but its failures are reported and its requests counted.
     pub fn into_setup(self) -> Recorder {
         let errors = self.errors.into_iter().map(|(k, n)| (format!("setup {k}"), n)).collect();
-        Recorder { steps: BTreeMap::new(), errors }
+        let setup_requests = self.requests + self.setup_requests;
+        Recorder { errors, setup_requests, setup: true, ..Recorder::default() }
     }
 
     pub fn count(&self, step: &str) -> u64 {
@@ -85,7 +114,8 @@ impl Recorder {
         Report {
             head,
             elapsed_secs: secs,
-            requests: steps.iter().filter(|s| !s.name.contains(' ')).map(|s| s.count).sum(),
+            requests: self.requests,
+            setup_requests: self.setup_requests,
             total_errors: self.errors.values().sum(),
             peak_held: 0,
             steps,
@@ -122,9 +152,12 @@ pub struct Report {
     #[serde(flatten)]
     pub head: ReportHead,
     pub elapsed_secs: f64,
-    /// Successful HTTP requests (steps named with a space, like `login total`, are
-    /// composites of several requests and not counted).
+    /// Successful HTTP requests of the measured window (`wake` and `login total` are
+    /// measurements, not requests of their own). The progress line counts the same.
     pub requests: u64,
+    /// Successful HTTP requests of the set-up before the window (QR codes, scenes).
+    pub setup_requests: u64,
+    /// Failed requests and unexpected answers, the set-up's included.
     pub total_errors: u64,
     /// The most long polls this tool held at once (hold scenario).
     pub peak_held: i64,
@@ -146,7 +179,7 @@ impl Report {
         let h = &self.head;
         let mut out = format!(
             "scenario {} against {}: {} users, rate {}, {:.1} s measured\n\
-             {} requests ({:.0}/s), {} errors, at most {} polls held at once\n\n",
+             {} requests ({:.0}/s), {} errors, at most {} polls held at once{}\n\n",
             h.scenario,
             h.target,
             h.users,
@@ -155,7 +188,11 @@ impl Report {
             self.requests,
             self.requests as f64 / self.elapsed_secs,
             self.total_errors,
-            self.peak_held
+            self.peak_held,
+            match self.setup_requests {
+                0 => String::new(),
+                n => format!("; {n} set-up requests before the window"),
+            }
         );
         out.push_str(&format!(
             "{:<16} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
@@ -196,24 +233,41 @@ mod tests {
             b.ok("poll", Duration::from_millis(ms));
         }
         b.ok("create", Duration::from_millis(5));
+        for _ in 0..101 {
+            b.request();
+        }
+        // A measurement of no request of its own, and a set-up that made 7 requests.
+        b.ok("wake", Duration::from_millis(1));
+        let mut setup = Recorder::for_setup();
+        for _ in 0..7 {
+            setup.request();
+        }
+        setup.error("create", "timeout");
+        b.merge(setup.into_setup());
         b.error("poll", "http_503 overloaded");
         b.error("poll", "http_503 overloaded");
         b.error("create", "timeout");
         a.merge(b);
         let r = a.report(head(), &["create", "poll"], Duration::from_secs(2));
-        assert_eq!(r.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["create", "poll"]);
+        assert_eq!(r.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["create", "poll", "wake"]);
         let poll = r.step("poll").unwrap();
         assert_eq!((poll.count, poll.errors), (100, 2));
         assert!((poll.per_sec - 50.0).abs() < 1e-9);
         assert!((poll.p50_ms - 50.0).abs() < 0.5, "{}", poll.p50_ms);
         assert!((poll.p99_ms - 99.0).abs() < 1.0, "{}", poll.p99_ms);
         assert!((poll.max_ms - 100.0).abs() < 1.0, "{}", poll.max_ms);
-        assert_eq!((r.requests, r.total_errors), (101, 3));
+        assert_eq!((r.requests, r.setup_requests, r.total_errors), (101, 7, 4));
         let text = r.to_text();
+        assert!(
+            text.contains("101 requests (50/s), 4 errors, at most 0 polls held at once; 7 set-up requests"),
+            "{text}"
+        );
         assert!(text.contains("2  poll: http_503 overloaded"), "{text}");
         let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(json["steps"][1]["count"], 100);
         assert_eq!(json["errors"]["create: timeout"], 1);
+        assert_eq!(json["errors"]["setup create: timeout"], 1);
+        assert_eq!(json["setup_requests"], 7);
         assert_eq!(json["scenario"], "t");
     }
 }

@@ -23,6 +23,8 @@ const SHIPPED: &[(&str, &str)] = &[
     ("production.example.toml", include_str!("../../config/production.example.toml")),
     // Not TOML (it holds no secrets): listed so every file in config/ is accounted for.
     ("nginx.example.conf", include_str!("../../config/nginx.example.conf")),
+    // Not TOML either: the systemd unit example (its secrets go in an environment file).
+    ("scanlogin.service", include_str!("../../config/scanlogin.service")),
 ];
 
 /// The secrets written in the shipped files (`token.secret`, and each app's `app_secret`

@@ -9,6 +9,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::api::AppState;
 
+mod icon;
+
 /// Only this server's files; images also as `data:` (the inline QR picture);
 /// no frames, no form posts (the pages submit through `fetch`), no `<base>`.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -31,11 +33,17 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("sandbox.js", JS, include_str!("static/sandbox.js")),
 ];
 
-/// Mounts `/assets/{name}` (whenever a page is on: the sandbox page and the provider's
-/// login page need them too) and, with `demo_page`, the login page at `/`.
+/// The `<link>`s of the pages' icon, in every page's head.
+const ICON_LINKS: &str = r#"<link rel="icon" href="/favicon.ico" sizes="32x32">
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">"#;
+
+/// Mounts `/assets/{name}` and the icon (whenever a page is on: the sandbox page and the
+/// provider's login page need them too) and, with `demo_page`, the login page at `/`.
 pub fn configure(cfg: &mut web::ServiceConfig, demo_page: bool, sandbox: bool, provider: bool) {
     if demo_page || sandbox || provider {
         cfg.route("/assets/{name}", web::get().to(asset));
+        cfg.route("/favicon.ico", web::get().to(favicon_ico));
+        cfg.route("/favicon.svg", web::get().to(favicon_svg));
     }
     if demo_page {
         cfg.route("/", web::get().to(index));
@@ -78,7 +86,7 @@ pub fn message_page(status: actix_web::http::StatusCode, title: &str, text: &str
     let body = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} — scanlogin</title>\n\
-         <link rel=\"stylesheet\" href=\"/assets/style.css\">\n</head>\n<body>\n<main class=\"card\">\n\
+         {ICON_LINKS}\n<link rel=\"stylesheet\" href=\"/assets/style.css\">\n</head>\n<body>\n<main class=\"card\">\n\
          <h1>{}</h1>\n<p id=\"message\">{}</p>\n</main>\n</body>\n</html>\n",
         esc(title),
         esc(title),
@@ -92,6 +100,22 @@ pub fn message_page(status: actix_web::http::StatusCode, title: &str, text: &str
 /// The sandbox phone's page (routed by the sandbox, so it exists only with it).
 pub fn sandbox_page() -> HttpResponse {
     html(SANDBOX_HTML.to_string())
+}
+
+/// The icon a browser asks for by itself; it changes only with a release.
+fn icon(content_type: &'static str, body: &'static [u8]) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(body)
+}
+
+async fn favicon_ico() -> HttpResponse {
+    icon("image/x-icon", &icon::ICO)
+}
+
+async fn favicon_svg() -> HttpResponse {
+    icon("image/svg+xml", icon::SVG.as_bytes())
 }
 
 async fn asset(req: HttpRequest) -> HttpResponse {
@@ -116,6 +140,19 @@ mod tests {
                 let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
                 assert!(ASSETS.iter().any(|(n, _, _)| *n == name), "{name} is linked but not served");
             }
+        }
+    }
+
+    #[test]
+    fn every_page_links_the_icon() {
+        use actix_web::body::MessageBody as _;
+        let message = message_page(actix_web::http::StatusCode::OK, "t", "x");
+        let message = match message.into_body().try_into_bytes() {
+            Ok(b) => String::from_utf8(b.to_vec()).unwrap(),
+            Err(_) => panic!("a page is one body"),
+        };
+        for page in [INDEX_HTML, SANDBOX_HTML, message.as_str()] {
+            assert!(page.contains(ICON_LINKS), "no icon links in:\n{page}");
         }
     }
 

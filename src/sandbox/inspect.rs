@@ -29,7 +29,8 @@ struct OneTicket {
     ticket: Option<String>,
 }
 
-/// Live tickets, newest first (for the sandbox phone page); with `?ticket=T`, that one
+/// Live tickets, newest first, each with how often the sandbox phone scanned it (for
+/// the sandbox phone page, which marks the used ones); with `?ticket=T`, that one
 /// ticket with its scene, as WeChat knows it (the load tool uses it to post scans
 /// straight to our callback, signed and encrypted itself).
 pub(super) async fn tickets(sb: web::Data<Sandbox>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -37,10 +38,13 @@ pub(super) async fn tickets(sb: web::Data<Sandbox>, req: HttpRequest) -> Result<
     if let Ok(OneTicket { ticket: Some(ticket) }) = query::<OneTicket>(&req) {
         let t = sb.state.ticket(&ticket).await.map_err(|_| ApiError::Overloaded { retry_after_secs: 1 })?;
         return Ok(match t {
-            Some(t) => HttpResponse::Ok().json(
-                json!({"ticket": ticket, "app_id": t.app_id, "scene": t.scene, "url": t.url, "expires_in": t.expires_at - now}),
-            ),
-            None => HttpResponse::NotFound().json(json!({"error": "not_found", "message": "unknown or expired ticket"})),
+            Some(t) => HttpResponse::Ok().json(json!({
+                "ticket": ticket, "app_id": t.app_id, "scene": t.scene, "url": t.url,
+                "expires_in": t.expires_at - now, "scans": t.scans,
+            })),
+            None => {
+                HttpResponse::NotFound().json(json!({"error": "not_found", "message": "unknown or expired ticket"}))
+            }
         });
     }
     let list = sb.state.live_tickets(50).await.map_err(|_| ApiError::Overloaded { retry_after_secs: 1 })?;
@@ -48,7 +52,12 @@ pub(super) async fn tickets(sb: web::Data<Sandbox>, req: HttpRequest) -> Result<
     // and load tools can act as WeChat directly.
     let items: Vec<_> = list
         .into_iter()
-        .map(|(ticket, i)| json!({"ticket": ticket, "app_id": i.app_id, "url": i.url, "expires_in": i.expires_at - now, "scene": i.scene}))
+        .map(|(ticket, i)| {
+            json!({
+                "ticket": ticket, "app_id": i.app_id, "url": i.url, "expires_in": i.expires_at - now,
+                "scene": i.scene, "scans": i.scans,
+            })
+        })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"tickets": items})))
 }

@@ -50,6 +50,8 @@ pub(super) async fn scan(sb: web::Data<Sandbox>, payload: web::Payload) -> Resul
         if body.subscribed { ("SCAN", info.scene.clone()) } else { ("subscribe", format!("qrscene_{}", info.scene)) };
     let plain = event_xml(&account, &body.openid, unix_secs(), event, Some(&key), Some(&body.ticket));
     let reply = deliver(&sb, app, &account, &body.openid, &plain).await?;
+    // Delivered: the phone page marks the ticket as used (a failed count only loses that mark).
+    let _ = sb.state.count_scan(&body.ticket).await;
     Ok(HttpResponse::Ok().json(reply))
 }
 

@@ -112,7 +112,7 @@ pub(super) async fn qrcode_create(sb: web::Data<Sandbox>, req: HttpRequest, payl
     raw[0] = 0xfb; // forces a `+`/`/` early in the text
     let ticket = STANDARD.encode(&raw[..38]);
     let url = format!("http://weixin.qq.com/q/{}", random_b64(18));
-    let info = TicketInfo { app_id, scene, url: url.clone(), expires_at: unix_secs() as i64 + expire };
+    let info = TicketInfo { app_id, scene, url: url.clone(), expires_at: unix_secs() as i64 + expire, scans: 0 };
     match sb.state.put_ticket(&ticket, &info).await {
         Ok(true) => {}
         Ok(false) => return wx_error(45009, "reach max api daily quota limit"),

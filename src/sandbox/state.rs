@@ -1,5 +1,5 @@
-//! What the fake WeChat platform remembers: the tickets of the QR codes it made and the
-//! access tokens it issued. In process, or in Redis when the nodes of a cluster share
+//! What the fake WeChat platform remembers: the tickets of the QR codes it made (and how
+//! often the sandbox phone scanned each) and the access tokens it issued. In process, or in Redis when the nodes of a cluster share
 //! one sandbox (a QR made through one node is scanned through another's
 //! `/_sandbox/scan`, a token issued by one node is accepted by all). Bounded both ways:
 //! entries expire with the ticket or token, and at most [`MAX_TICKETS`] are kept.
@@ -22,6 +22,10 @@ pub struct TicketInfo {
     pub scene: String,
     pub url: String,
     pub expires_at: i64,
+    /// Scans through the sandbox phone so far (kept beside the ticket in Redis, so it is
+    /// never part of the stored ticket itself).
+    #[serde(default, skip_serializing)]
+    pub scans: u32,
 }
 
 pub enum SandboxState {
@@ -101,15 +105,47 @@ impl SandboxState {
             }
             SandboxState::Redis(kv) => {
                 let mut c = kv.conn(Class::Fast);
-                let raw: Option<String> = redis::cmd("GET")
-                    .arg(kv.key(&["sbx", "ticket", ticket]))
+                let (raw, scans): (Option<String>, Option<u32>) = redis::pipe()
+                    .get(kv.key(&["sbx", "ticket", ticket]))
+                    .get(kv.key(&["sbx", "scans", ticket]))
                     .query_async(&mut c)
                     .await
                     .map_err(busy)?;
-                raw.and_then(|r| serde_json::from_str(&r).ok())
+                raw.and_then(|r| serde_json::from_str::<TicketInfo>(&r).ok())
+                    .map(|info| TicketInfo { scans: scans.unwrap_or(0), ..info })
             }
         };
         Ok(found.filter(|t| t.expires_at > now))
+    }
+
+    /// Counts one scan of `ticket` through the sandbox phone (a ticket no longer live is
+    /// left alone).
+    pub async fn count_scan(&self, ticket: &str) -> Result<(), Busy> {
+        match self {
+            SandboxState::Memory { tickets, .. } => {
+                let now = unix_secs() as i64;
+                let mut tickets = tickets.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(t) = tickets.get_mut(ticket).filter(|t| t.expires_at > now) {
+                    t.scans = t.scans.saturating_add(1);
+                }
+                Ok(())
+            }
+            SandboxState::Redis(kv) => {
+                let Some(info) = self.ticket(ticket).await? else { return Ok(()) };
+                let key = kv.key(&["sbx", "scans", ticket]);
+                let mut c = kv.conn(Class::Fast);
+                redis::pipe()
+                    .incr(&key, 1)
+                    .ignore()
+                    .cmd("EXPIREAT")
+                    .arg(&key)
+                    .arg(info.expires_at)
+                    .ignore()
+                    .query_async(&mut c)
+                    .await
+                    .map_err(busy)
+            }
+        }
     }
 
     /// Up to `n` live tickets, newest first.
@@ -218,6 +254,7 @@ mod tests {
             scene: "s1".into(),
             url: "http://weixin.qq.com/q/x".into(),
             expires_at: unix_secs() as i64 + expires_in,
+            scans: 0,
         }
     }
 
@@ -228,6 +265,12 @@ mod tests {
         assert!(b.ticket("T0").await.unwrap().is_none(), "an expired ticket is gone");
         let live = b.live_tickets(50).await.unwrap();
         assert_eq!(live.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), ["T1"]);
+        assert_eq!(live[0].1.scans, 0);
+        a.count_scan("T1").await.unwrap();
+        b.count_scan("T1").await.unwrap();
+        a.count_scan("T0").await.unwrap();
+        assert_eq!(b.ticket("T1").await.unwrap().unwrap().scans, 2, "scans through either node count");
+        assert_eq!(a.live_tickets(50).await.unwrap()[0].1.scans, 2);
         let (t1, _) = a.issue_token("wx1", true, "tok-a".into()).await.unwrap();
         let (t2, _) = b.issue_token("wx1", true, "tok-b".into()).await.unwrap();
         assert_eq!(t1, t2, "stable_token hands out the live token, whichever node is asked");

@@ -191,6 +191,13 @@ impl Db {
                         .await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
+                    if backend == Backend::Postgres {
+                        // PostgreSQL sends a NOTICE for what only informs ("relation …
+                        // already exists, skipping" from the migrations' IF NOT EXISTS, on
+                        // every start), and the driver logs each one: only warnings and
+                        // errors are worth a line in our log.
+                        conn.execute("SET client_min_messages = warning").await?;
+                    }
                     Ok(())
                 })
             })

@@ -77,7 +77,7 @@ async fn production_settings_serve_no_page_at_all() {
         s.oidc.enabled = false;
     })
     .await;
-    for path in ["/", "/_sandbox/", "/assets/login.js", "/assets/style.css"] {
+    for path in ["/", "/_sandbox/", "/assets/login.js", "/assets/style.css", "/favicon.ico"] {
         assert_eq!(get(&app, path).await.status(), 404, "{path}");
     }
 }
@@ -89,4 +89,41 @@ async fn without_sandbox_the_login_page_does_not_offer_it() {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains(r#"data-sandbox="false""#));
     assert_eq!(get(&app, "/_sandbox/").await.status(), 404);
+}
+
+#[actix_web::test]
+async fn the_icon_is_served_where_browsers_look_for_it() {
+    let app = spawn_app().await;
+    let r = get(&app, "/favicon.ico").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), "image/x-icon");
+    assert!(header(&r, "cache-control").contains("max-age"));
+    let ico = r.bytes().await.unwrap();
+    assert_eq!(&ico[..4], &[0, 0, 1, 0], "an ICO file");
+    assert_eq!(&ico[22..26], b"\x89PNG", "holding a PNG");
+    let r = get(&app, "/favicon.svg").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), "image/svg+xml");
+    assert!(r.text().await.unwrap().starts_with("<svg"));
+    // The pages link both; the CSP's img-src 'self' allows them.
+    let page = get(&app, "/").await.text().await.unwrap();
+    assert!(page.contains(r#"href="/favicon.ico""#) && page.contains(r#"href="/favicon.svg""#));
+}
+
+#[actix_web::test]
+async fn the_sandbox_phone_learns_which_tickets_were_scanned() {
+    let app = spawn_app().await;
+    let (_, scanned) = app.new_login().await;
+    let (_, fresh) = app.new_login().await;
+    let (s, reply) = app.scan(&scanned, "o_marks", false).await;
+    assert_eq!(s, 200, "{reply}");
+    let (_, list) = app.get("/_sandbox/tickets").await;
+    let scans = |ticket: &str| {
+        list["tickets"].as_array().unwrap().iter().find(|t| t["ticket"] == ticket).map(|t| t["scans"].clone())
+    };
+    assert_eq!(scans(&scanned), Some(1.into()), "{list}");
+    assert_eq!(scans(&fresh), Some(0.into()), "{list}");
+    let r = app.http.get(app.url("/_sandbox/tickets")).query(&[("ticket", &scanned)]).send().await.unwrap();
+    let one: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(one["scans"], 1, "{one}");
 }

@@ -302,3 +302,37 @@ test('the phone step shows phone_taken and rate_limited', async () => {
     assertNoProblems(page);
   });
 });
+
+test('the sandbox phone on a 1440×900 screen keeps its controls in view and marks the codes it scanned', async () => {
+  await session({}, { width: 1440, height: 900 }, async (server, context) => {
+    // Several live codes, as after a few visits to the login page.
+    for (let i = 0; i < 6; i++) {
+      const made = await server.post('/api/v1/login/qrcode', { image: false });
+      assert.equal(made.status, 200);
+    }
+    const phone = await openPage(context, `${server.url}/_sandbox/`);
+    await phone.locator('#tickets li').nth(5).waitFor();
+    for (const id of ['#openid', '#scan', '#sms-phone', '#sms-show']) {
+      const box = await phone.locator(id).boundingBox();
+      assert.ok(box && box.y >= 0 && box.y + box.height <= 900, `${id} is above the fold: ${JSON.stringify(box)}`);
+    }
+    await shot(phone, 'f1-sandbox-wide');
+
+    // The newest code is chosen by itself; once scanned it is marked, and only it.
+    const chosen = await phone.locator('#tickets input:checked').getAttribute('value');
+    await phone.fill('#openid', 'o_wide');
+    await phone.click('#scan');
+    await phone.locator('#scan-result.ok').waitFor();
+    const item = phone.locator('#tickets li', { has: phone.locator(`input[value="${chosen}"]`) });
+    await item.locator('.ticket-badge', { hasText: 'scanned' }).waitFor();
+    assert.equal(await phone.locator('#tickets li.scanned').count(), 1);
+    await shot(phone, 'f2-sandbox-scanned');
+
+    // The server counts the scans: a fresh page knows too, and offers an unused code.
+    const again = await openPage(context, `${server.url}/_sandbox/`);
+    await again.locator('#tickets li.scanned').waitFor();
+    assert.notEqual(await again.locator('#tickets input:checked').getAttribute('value'), chosen);
+    assertNoProblems(phone);
+    assertNoProblems(again);
+  });
+});

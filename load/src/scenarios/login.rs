@@ -24,27 +24,37 @@ pub async fn run(shared: Arc<Shared>) -> (Recorder, Duration) {
 
 async fn user(s: Arc<Shared>, window: Arc<Window>, u: usize) -> Recorder {
     let mut rec = Recorder::default();
+    // The first poll of each login, made beside the scan; kept here, so what it recorded
+    // stays when the window closes on the login (as the progress counters keep it).
+    let mut poll_rec = Recorder::default();
     let openid = format!("o_load_{}_{u}", s.run_id);
     let phone = phone_for(s.run_id, u);
     let mut registered = false;
     while window.next().await {
-        if let Some(done) = window.within(once(&s, &mut rec, &openid, &phone, registered)).await {
+        if let Some(done) = window.within(once(&s, &mut rec, &mut poll_rec, &openid, &phone, registered)).await {
             registered |= done;
         }
     }
+    rec.merge(poll_rec);
     rec
 }
 
 /// One login; `true` when it ended with a token.
-async fn once(s: &Shared, rec: &mut Recorder, openid: &str, phone: &str, registered: bool) -> bool {
+async fn once(
+    s: &Shared,
+    rec: &mut Recorder,
+    poll_rec: &mut Recorder,
+    openid: &str,
+    phone: &str,
+    registered: bool,
+) -> bool {
     let (api, wechat) = (&s.api, &s.wechat);
     let started = Instant::now();
     let Some(qr) = api.create_qr(rec).await else { return false };
     let Some(scene) = api.scene_of(rec, &qr.ticket).await else { return false };
     // The page is already polling when the person scans.
-    let mut poll_rec = Recorder::default();
     let mut sent_at = None;
-    let poll = api.status(&mut poll_rec, "poll", &qr.uuid, s.opts.wait);
+    let poll = api.status(poll_rec, "poll", &qr.uuid, s.opts.wait);
     let scan = async {
         tokio::time::sleep(Duration::from_millis(2)).await;
         let push = wechat.scan(openid, &scene, registered);
@@ -52,7 +62,6 @@ async fn once(s: &Shared, rec: &mut Recorder, openid: &str, phone: &str, registe
         wechat.post(api, rec, "scan", &push).await
     };
     let (answer, scanned) = tokio::join!(poll, scan);
-    rec.merge(poll_rec);
     let (Some(mut answer), Some(())) = (answer, scanned) else { return false };
     // The poll came back before the scan landed (or the server has no long polls, like
     // the seed's design): the page polls again.

@@ -67,6 +67,11 @@ pub enum Probe {
     /// The store answers but has lost its contents since we last looked (a Redis
     /// restarted without persistence): every live attempt must be written again.
     Lost,
+    /// The store answers and this process had not looked at it before: it holds no
+    /// mark of ours yet, so it is new to the service (its first use, or it was emptied
+    /// while no node ran, which no node can tell apart or undo). Nothing this process
+    /// wrote is missing: a start, not a loss.
+    New,
 }
 
 /// A page of [`SnapshotStore::load_page`]: snapshots, how many entries could not be

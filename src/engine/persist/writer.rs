@@ -402,6 +402,12 @@ async fn run(s: Arc<WriteQueue>) {
             next_probe = now + s.cfg.probe_every;
             match bounded(s.cfg.call_budget, s.primary.probe()).await {
                 Ok(Probe::Intact) => {}
+                Ok(Probe::New) => {
+                    tracing::info!(store = name, "snapshot store new to this service: marked");
+                    // Nothing was lost; only what may have been written before this
+                    // first look (nothing, at a start) is written again.
+                    s.store_back();
+                }
                 Ok(Probe::Lost) => {
                     tracing::warn!(store = name, "snapshot store lost its data; writing every live attempt again");
                     s.store_back();

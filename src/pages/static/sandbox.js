@@ -1,5 +1,6 @@
 /*
- * The sandbox phone: lists this server's live QR tickets, "scans" one as a WeChat user
+ * The sandbox phone: lists this server's live QR tickets (marking the ones it already
+ * scanned: the server counts each ticket's scans), "scans" one as a WeChat user
  * (POST /_sandbox/scan: a signed callback, exactly as WeChat sends it), and shows the
  * SMS codes the `log` provider sent to a phone number.
  */
@@ -36,10 +37,22 @@
     url.textContent = t.url;
     var ttl = document.createElement('span');
     ttl.className = 'muted ticket-ttl';
-    text.append(url, document.createElement('br'), ttl);
+    var badge = document.createElement('span');
+    badge.className = 'ticket-badge';
+    badge.hidden = true;
+    text.append(url, document.createElement('br'), ttl, document.createElement('br'), badge);
     label.append(radio, canvas, text);
     li.append(label);
-    return { li: li, radio: radio, ttl: ttl };
+    return { li: li, radio: radio, ttl: ttl, badge: badge };
+  }
+
+  /** Marks a ticket the phone scanned `scans` times (0: not yet). */
+  function markScans(item, scans) {
+    item.li.classList.toggle('scanned', scans > 0);
+    item.badge.hidden = !(scans > 0);
+    if (scans > 0) {
+      S.setText(item.badge, '已扫码' + (scans > 1 ? ' ' + scans + ' 次' : ''), 'scanned' + (scans > 1 ? ' ' + scans + '×' : ''));
+    }
   }
 
   async function refreshTickets() {
@@ -62,6 +75,7 @@
         items.set(t.ticket, item);
       }
       S.setText(item.ttl, t.app_id + ' · ' + t.expires_in + ' 秒后过期', 'expires in ' + t.expires_in + ' s');
+      markScans(item, t.scans || 0);
       if (list.children[i] !== item.li) list.insertBefore(item.li, list.children[i] || null);
     });
     items.forEach(function (item, ticket) {
@@ -71,9 +85,10 @@
       }
     });
     $('tickets-empty').hidden = items.size > 0;
-    // With nothing chosen yet, the newest code is the one a person just opened.
-    if (!list.querySelector('input:checked') && list.firstElementChild) {
-      list.firstElementChild.querySelector('input').checked = true;
+    // With nothing chosen yet, the newest code not scanned yet is the one a person just opened.
+    var fresh = list.querySelector('li:not(.scanned) input') || list.querySelector('input');
+    if (!list.querySelector('input:checked') && fresh) {
+      fresh.checked = true;
     }
   }
 
@@ -158,6 +173,7 @@
       return;
     }
     remember(openid);
+    refreshTickets(); // the scanned ticket shows its mark at once
     var reply = r.body.reply;
     if (reply && reply.content) {
       result('ok', '已扫码。公众号回复：' + reply.content, '');

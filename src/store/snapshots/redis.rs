@@ -15,6 +15,8 @@
 //! is `kv`'s bulk connection (lazy: the service starts and serves while Redis is
 //! down and reconnects when it returns.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, ErrorKind, Script, ServerErrorKind};
 
@@ -48,6 +50,9 @@ pub struct RedisStore {
     prefix: String,
     index: String,
     epoch: String,
+    /// Whether a probe of this process found or set the epoch marker: a marker missing
+    /// after that is a loss, one missing before is a new store ([`Probe::New`]).
+    marked: AtomicBool,
 }
 
 impl RedisStore {
@@ -61,6 +66,7 @@ impl RedisStore {
             prefix: prefix.to_string(),
             index: format!("{prefix}scenes"),
             epoch: format!("{prefix}epoch"),
+            marked: AtomicBool::new(false),
         }
     }
 
@@ -160,10 +166,16 @@ impl RedisStore {
 
     async fn check(&self) -> Result<Probe, StoreError> {
         let mut conn = self.conn.clone();
-        // SET NX answers whether the marker was missing: then Redis lost its data (or
-        // this is its first use), and the caller writes every live attempt again.
+        // SET NX answers whether the marker was missing: then Redis lost its data since
+        // this process last looked (and the caller writes every live attempt again), or,
+        // at this process's first look, it is new to the service.
         let created: bool = redis::cmd("SET").arg(&self.epoch).arg(1).arg("NX").query_async(&mut conn).await?;
-        Ok(if created { Probe::Lost } else { Probe::Intact })
+        let looked_before = self.marked.swap(true, Ordering::SeqCst);
+        Ok(match (created, looked_before) {
+            (false, _) => Probe::Intact,
+            (true, true) => Probe::Lost,
+            (true, false) => Probe::New,
+        })
     }
 }
 

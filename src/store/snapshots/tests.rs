@@ -313,8 +313,12 @@ mod redis_store {
         let prefix = format!("t{:08x}:", rand::random::<u32>());
         let seal = crate::engine::persist::seal::Seal::new(b"test-secret");
         let s = redis::RedisStore::new(&crate::kv::Kv::new(&url(), "test").unwrap(), &prefix, seal.clone());
-        s.probe().await.unwrap();
+        // No marker at the first look: a store new to the service, not a loss.
+        assert_eq!(s.probe().await.unwrap(), Probe::New);
         assert_eq!(s.probe().await.unwrap(), Probe::Intact);
+        // Another process on the same Redis finds the marker: nothing new, nothing lost.
+        let other = redis::RedisStore::new(&crate::kv::Kv::new(&url(), "test").unwrap(), &prefix, seal.clone());
+        assert_eq!(other.probe().await.unwrap(), Probe::Intact);
         let snap = loop_snapshot(60_000);
         s.write(std::slice::from_ref(&snap)).await.unwrap();
         let mut c = ::redis::Client::open(url()).unwrap().get_multiplexed_async_connection().await.unwrap();
