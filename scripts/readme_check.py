@@ -180,10 +180,13 @@ class Walkthrough:
         if "/api/v1/login/qrcode" in line:
             qr = as_json(cmd, out)
             ticket = urllib.parse.parse_qs(urllib.parse.urlparse(qr["qr_image_url"]).query)["ticket"][0]
-            self.vals.update(U=qr["uuid"], T=ticket)
+            # What a reader copies from `…?ticket=T`: the value as the URL has it
+            # (percent-encoded); `sandbox scan` takes it as it is.
+            copied = urllib.parse.urlparse(qr["qr_image_url"]).query.split("ticket=", 1)[1].split("&")[0]
+            self.vals.update(U=qr["uuid"], T=copied, PLAIN_T=ticket)
             assert "qr_image" not in qr, "image:false must skip the picture"
         elif "/_sandbox/tickets" in line:
-            if self.vals["T"] not in out:
+            if self.vals["PLAIN_T"] not in out:
                 fail(f"the live tickets do not list the new ticket: {out[:500]}")
         elif "sandbox scan" in line:
             if "--subscribed" not in line and "--openid" not in line:

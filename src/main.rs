@@ -187,7 +187,31 @@ async fn migrate(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// A ticket as a reader copies it: plain (from `/_sandbox/tickets`) or percent-encoded
+/// (from a QR answer's `qr_image_url`, `…?ticket=T`). Real tickets are base64, which has
+/// no `%`: a `%XX` can only be an escape.
+fn plain_ticket(copied: &str) -> String {
+    let bytes = copied.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| copied.to_string())
+}
+
 async fn scan(server: String, ticket: String, openid: String, subscribed: bool) -> Result<(), String> {
+    let ticket = plain_ticket(&ticket);
     let url = format!("{}/_sandbox/scan", server.trim_end_matches('/'));
     let resp = reqwest::Client::new()
         .post(url)
@@ -199,4 +223,16 @@ async fn scan(server: String, ticket: String, openid: String, subscribed: bool) 
     let text = resp.text().await.map_err(|e| e.to_string())?;
     println!("{text}");
     if status.is_success() { Ok(()) } else { Err(format!("sandbox scan failed: HTTP {}", status.as_u16())) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_ticket_is_taken_plain_or_as_the_qr_url_has_it() {
+        let plain = "gQH47joAAAAAAAAAASxodHRw+Oi8v/d2VpeGluLnFxLmNvbS9xLzAy==";
+        let copied = "gQH47joAAAAAAAAAASxodHRw%2BOi8v%2Fd2VpeGluLnFxLmNvbS9xLzAy%3D%3D";
+        assert_eq!(super::plain_ticket(plain), plain);
+        assert_eq!(super::plain_ticket(copied), plain);
+        assert_eq!(super::plain_ticket("50%"), "50%", "a lone % is kept");
+    }
 }
