@@ -81,7 +81,13 @@ pub async fn spawn_app_on(database_url: Option<&str>, tweak: impl FnOnce(&mut Se
         }
     }));
     let address = format!("http://127.0.0.1:{port}");
-    let client = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    // As `client::client()`: no read waits longer than a minute.
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
     TestApp {
         api: Api::with_client(client, &address, &address),
         state,

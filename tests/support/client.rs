@@ -11,10 +11,17 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
 
-/// An HTTP client (the crate's TLS provider installed first, as the binary does).
+/// An HTTP client (the crate's TLS provider installed first, as the binary does). A
+/// server that stops answering fails the test within a minute instead of hanging it:
+/// every read waits at most 60 s (a held poll is at most 25 s by default, an event
+/// stream pings every 15 s), a connection 10 s.
 pub fn client() -> Client {
     scanlogin::install_crypto();
-    Client::new()
+    Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client")
 }
 
 /// Talks HTTP to the server under test and to "WeChat".
