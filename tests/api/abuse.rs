@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::client::{metric, parts};
+use crate::client::{delivered, metric, parts};
 use crate::helpers::spawn_app_with;
 
 #[actix_web::test]
@@ -65,8 +65,8 @@ async fn a_second_code_to_the_same_phone_within_a_minute_is_429() {
     let app = spawn_app_with(|_| {}).await;
     let (a, ta) = app.new_login().await;
     let (b, tb) = app.new_login().await;
-    app.scan(&ta, "o_a", false).await;
-    app.scan(&tb, "o_b", false).await;
+    delivered(app.scan(&ta, "o_a", false).await);
+    delivered(app.scan(&tb, "o_b", false).await);
     assert_eq!(app.sms_code(&a, "13800138000").await.0, 200);
     let (s, body) = app.sms_code(&b, "13800138000").await;
     assert_eq!((s, body["error"].as_str()), (429, Some("rate_limited")), "{body}");
@@ -78,10 +78,10 @@ async fn a_second_code_to_the_same_phone_within_a_minute_is_429() {
 async fn codes_per_address_per_day_are_capped() {
     let app = spawn_app_with(|s| s.limits.sms_per_ip_per_day = 1).await;
     let (a, ta) = app.new_login().await;
-    app.scan(&ta, "o_ip", false).await;
+    delivered(app.scan(&ta, "o_ip", false).await);
     assert_eq!(app.sms_code(&a, "13800138000").await.0, 200);
     let (b, tb) = app.new_login().await;
-    app.scan(&tb, "o_ip2", false).await;
+    delivered(app.scan(&tb, "o_ip2", false).await);
     let (s, body) = app.sms_code(&b, "13900139000").await;
     assert_eq!((s, body["error"].as_str()), (429, Some("rate_limited")), "{body}");
 }
@@ -126,7 +126,7 @@ async fn me_shows_the_login_audit() {
     let app = spawn_app_with(|_| {}).await;
     let token = app.register("o_audit", "13800138000").await;
     let (uuid, ticket) = app.new_login().await;
-    app.scan(&ticket, "o_audit", true).await;
+    delivered(app.scan(&ticket, "o_audit", true).await);
     let r = app
         .http
         .get(app.url("/api/v1/login/status"))

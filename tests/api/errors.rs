@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::client::parts;
+use crate::client::{delivered, parts};
 use crate::helpers::{spawn_app, spawn_app_with};
 
 fn assert_error(got: &(u16, Value), status: u16, code: &str) {
@@ -54,7 +54,7 @@ async fn phone_and_state_errors() {
     assert_error(&app.sms_code(&"B".repeat(43), "13800138000").await, 410, "expired");
     assert_error(&app.bind(&"B".repeat(43), "13800138000", "123456").await, 410, "expired");
 
-    app.scan(&ticket, "o_err", false).await;
+    delivered(app.scan(&ticket, "o_err", false).await);
     assert_eq!(app.sms_code(&uuid, "13800138000").await.0, 200);
     // The same attempt asking again within resend_after.
     let again = app.post_json("/api/v1/login/sms-code", &json!({"uuid": uuid, "phone": "13800138000"})).await;
@@ -67,7 +67,7 @@ async fn phone_and_state_errors() {
 async fn five_wrong_codes_kill_the_code_and_other_phones_do_not_bind() {
     let app = spawn_app().await;
     let (uuid, ticket) = app.new_login().await;
-    app.scan(&ticket, "o_guess", false).await;
+    delivered(app.scan(&ticket, "o_guess", false).await);
     assert_eq!(app.sms_code(&uuid, "13800138000").await.0, 200);
     let code = app.last_code("13800138000").await;
     // The right code for another phone is a wrong code.
@@ -91,7 +91,7 @@ async fn phone_taken_spends_no_code() {
     // The owner's account exists already (bound earlier; no code to this phone now).
     app.state.login.users().bind("wxsandbox0000000001", "o_owner", "13800138000").await.unwrap();
     let (uuid, ticket) = app.new_login().await;
-    app.scan(&ticket, "o_intruder", false).await;
+    delivered(app.scan(&ticket, "o_intruder", false).await);
     assert_eq!(app.sms_code(&uuid, "13800138000").await.0, 200);
     let code = app.last_code("13800138000").await;
     assert_error(&app.bind(&uuid, "13800138000", &code).await, 409, "phone_taken");
@@ -167,7 +167,7 @@ async fn sms_gateway_failure_is_502_and_forgets_the_code() {
     })
     .await;
     let (uuid, ticket) = app.new_login().await;
-    app.scan(&ticket, "o_sms", false).await;
+    delivered(app.scan(&ticket, "o_sms", false).await);
     assert_error(&app.sms_code(&uuid, "13800138000").await, 502, "sms_failed");
     // Not kept: the attempt puts no cooldown on a failed send (another phone is tried at
     // once; the per-phone limit still counted the first phone's request).

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::client::{metric, ticket_of};
+use crate::client::{delivered, metric, ticket_of};
 use crate::helpers::{spawn_app, spawn_app_with};
 
 #[actix_web::test]
@@ -69,7 +69,7 @@ async fn returning_user_logs_in_by_scan_and_gets_the_token_once() {
     assert_eq!(s, 200);
     assert!(reply["reply"]["content"].as_str().unwrap().contains("登录成功"), "{reply}");
     // A WeChat retry or second tap changes nothing.
-    app.scan(&ticket, "o_back", true).await;
+    delivered(app.scan(&ticket, "o_back", true).await);
 
     let (_, b) = app.status(&uuid).await;
     assert_eq!((b["status"].as_u64(), b["state"].as_str()), (Some(3), Some("reg")));
@@ -94,7 +94,8 @@ async fn concurrent_polls_share_one_token() {
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;
         app.scan(&ticket, "o_twice", true).await
     };
-    let (answers, _) = futures_util::future::join(futures_util::future::join_all(polls), scan).await;
+    let (answers, scanned) = futures_util::future::join(futures_util::future::join_all(polls), scan).await;
+    delivered(scanned);
     let tokens = answers.iter().filter(|(_, b)| b.get("token").is_some()).count();
     assert_eq!(tokens, 1, "{answers:?}");
     assert!(answers.iter().all(|(s, b)| *s == 200 && (b["state"] == "reg" || b["state"] == "expired")), "{answers:?}");
@@ -110,7 +111,8 @@ async fn long_poll_is_woken_by_a_scan() {
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;
         app.scan(&ticket, "o_waiter", false).await
     };
-    let ((s, b), _) = futures_util::future::join(poll, scan).await;
+    let ((s, b), scanned) = futures_util::future::join(poll, scan).await;
+    delivered(scanned);
     assert_eq!((s, b["state"].as_str()), (200, Some("not_reg")));
     assert!(start.elapsed() < Duration::from_secs(5), "woken, not timed out: {:?}", start.elapsed());
 }
