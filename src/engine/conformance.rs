@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::persist::memory::MemoryStore;
 use super::persist::{Persister, WriterConfig};
 use super::*;
-use crate::ids::PollId;
+use crate::ids::{PollId, PollKind};
 use crate::kv::Kv;
 use crate::metrics::Metrics;
 use crate::test_redis::RedisServer;
@@ -217,6 +217,7 @@ conformance!(
     a_duplicate_scan_changes_nothing,
     a_second_scanner_is_refused,
     unknown_ids_and_other_apps_scenes_find_nothing,
+    a_provider_attempt_keeps_its_kind_through_the_flow,
 );
 
 async fn a_registered_scan_hands_out_the_token_once(kind: Kind) {
@@ -426,4 +427,19 @@ async fn unknown_ids_and_other_apps_scenes_find_nothing(kind: Kind) {
     let other = r.e.apply_scene("other", &c.scene, Event::Scanned { openid: "o".into(), user: None }).await;
     assert!(other.unwrap().is_none(), "a scene belongs to its app");
     assert_eq!(r.claim(&c.poll).await.phase, Phase::Loop);
+}
+
+/// An attempt made for the OpenID Connect provider is told apart by its poll id alone
+/// (the login flow then answers `reg` with a redirect, not a token): each engine makes
+/// the id of the kind asked for, and the attempt goes through the same states.
+async fn a_provider_attempt_keeps_its_kind_through_the_flow(kind: Kind) {
+    let r = Rig::start(kind, CAPS).await;
+    let direct = r.create(LONG).await;
+    let c = r.e.create_for(APP, LONG, PollKind::Provider).await.expect("create");
+    assert_eq!(direct.poll.kind(), PollKind::Direct);
+    assert_eq!(c.poll.kind(), PollKind::Provider, "{:?}", c.poll);
+    assert_eq!(r.claim(&c.poll).await.phase, Phase::Loop, "found by its id");
+    assert_eq!(r.scan(&c, "o1", Some(user())).await.phase, Phase::Reg);
+    assert!(matches!(r.claim(&c.poll).await.reply, Reply::Token(_)), "the engine hands out the login once");
+    assert_eq!(r.claim(&c.poll).await.phase, Phase::Expired);
 }

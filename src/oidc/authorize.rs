@@ -167,12 +167,11 @@ fn read_request(
     if !scope.contains(&"openid") {
         return Err(("invalid_scope", "the scope must include openid"));
     }
-    if let Some(bad) = scope.iter().find(|s| !SCOPES.contains(s)) {
-        let _ = bad;
+    if scope.iter().any(|s| !SCOPES.contains(s)) {
         return Err(("invalid_scope", "unknown scope value"));
     }
-    let mut granted: Vec<&str> = SCOPES.iter().copied().filter(|s| scope.contains(s)).collect();
-    granted.dedup();
+    // In SCOPES' order, each once (a scope repeated in the request is granted once).
+    let granted: Vec<&str> = SCOPES.iter().copied().filter(|s| scope.contains(s)).collect();
     let challenge = param(q, "code_challenge").unwrap_or("");
     match (param(q, "code_challenge_method"), challenge.is_empty()) {
         (Some("S256"), false) => {

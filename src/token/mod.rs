@@ -193,10 +193,15 @@ impl TokenIssuer {
     /// A login token, or an access token of the provider: the issuer that goes with its
     /// `typ` (an access token always names its client).
     fn issued_by_us(&self, typ: Option<&str>, c: &Claims) -> bool {
-        let access = typ.is_some_and(|t| t.eq_ignore_ascii_case(jws::TYP_ACCESS));
         let login = typ.is_none_or(|t| t.eq_ignore_ascii_case(jws::TYP_JWT));
         (login && c.iss == self.issuer && c.client_id.is_none())
-            || (access && Some(&c.iss) == self.access_issuer.as_ref() && c.client_id.is_some())
+            || (is_access(typ) && Some(&c.iss) == self.access_issuer.as_ref() && c.client_id.is_some())
+    }
+
+    /// What every token of ours must satisfy once its signature holds: ours by issuer and
+    /// type, our audience, not expired at `now`.
+    fn accepted(&self, typ: Option<&str>, c: &Claims, now: i64) -> bool {
+        self.issued_by_us(typ, c) && c.aud == self.audience && now < c.exp
     }
 
     /// The claims of a valid token, or `None` (forged, malformed, expired, wrong aud/iss).
@@ -227,20 +232,24 @@ impl TokenIssuer {
                     let payload = token.split('.').nth(1)?;
                     let c: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
                     let typ = if known.access { jws::TYP_ACCESS } else { jws::TYP_JWT };
-                    return (self.issued_by_us(Some(typ), &c) && c.aud == self.audience && now < c.exp).then_some(c);
+                    return self.accepted(Some(typ), &c, now).then_some(c);
                 }
                 let v = jws::verify(token, keyring, &[*alg])?;
                 let c: Claims = serde_json::from_slice(&v.payload).ok()?;
-                let ok = self.issued_by_us(v.typ.as_deref(), &c) && c.aud == self.audience && now < c.exp;
+                let ok = self.accepted(v.typ.as_deref(), &c, now);
                 if ok {
-                    let access = v.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(jws::TYP_ACCESS));
-                    self.vouched.add(token, vouched::Entry { exp: c.exp, access });
+                    self.vouched.add(token, vouched::Entry { exp: c.exp, access: is_access(v.typ.as_deref()) });
                 }
                 ok.then_some(c)
             }
             (Signing::Keys(_), None) => None,
         }
     }
+}
+
+/// Whether a JWS `typ` header says "access token" (RFC 9068).
+fn is_access(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| t.eq_ignore_ascii_case(jws::TYP_ACCESS))
 }
 
 /// Revoked token ids, until their token would have expired anyway. The database is the

@@ -48,32 +48,15 @@ async fn once(
     phone: &str,
     registered: bool,
 ) -> bool {
-    let (api, wechat) = (&s.api, &s.wechat);
+    let api = &s.api;
     let started = Instant::now();
     let Some(qr) = api.create_qr(rec).await else { return false };
     let Some(scene) = api.scene_of(rec, &qr.ticket).await else { return false };
-    // The page is already polling when the person scans.
-    let mut sent_at = None;
-    let poll = api.status(poll_rec, "poll", &qr.uuid, s.opts.wait);
-    let scan = async {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let push = wechat.scan(openid, &scene, registered);
-        sent_at = Some(Instant::now());
-        wechat.post(api, rec, "scan", &push).await
+    let Some((answer, sent_at)) = scan_while_polling(s, rec, poll_rec, &qr.uuid, &scene, openid, registered).await
+    else {
+        return false;
     };
-    let (answer, scanned) = tokio::join!(poll, scan);
-    let (Some(mut answer), Some(())) = (answer, scanned) else { return false };
-    // The poll came back before the scan landed (or the server has no long polls, like
-    // the seed's design): the page polls again.
-    while answer["state"] == "loop" {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let Some(a) = api.status(rec, "poll", &qr.uuid, s.opts.wait).await else { return false };
-        answer = a;
-    }
-    let answered = Instant::now();
-    if let Some(t) = sent_at {
-        rec.ok("wake", answered.saturating_duration_since(t));
-    }
+    rec.ok("wake", sent_at.elapsed());
     let token = match (answer["state"].as_str(), registered) {
         // A known user (or a server that counts every scanner as registered).
         (Some("reg"), _) => answer["token"].as_str().map(str::to_string),
@@ -83,6 +66,38 @@ async fn once(
     let Some(token) = token else { return false };
     rec.ok("login total", started.elapsed());
     api.me(rec, &token).await.is_some()
+}
+
+/// The page long-polls `uuid` while WeChat posts `openid`'s scan of `scene` (the page is
+/// already polling when the person scans); while the answer is `loop` — the poll came back
+/// before the scan landed, or the server has no long polls, like the seed's design — the
+/// page polls again. The first answer past `loop`, and when the scan was sent. The first
+/// poll records into `poll_rec` (see [`user`]).
+pub(super) async fn scan_while_polling(
+    s: &Shared,
+    rec: &mut Recorder,
+    poll_rec: &mut Recorder,
+    uuid: &str,
+    scene: &str,
+    openid: &str,
+    registered: bool,
+) -> Option<(Value, Instant)> {
+    let (api, wechat) = (&s.api, &s.wechat);
+    let mut sent_at = None;
+    let poll = api.status(poll_rec, "poll", uuid, s.opts.wait);
+    let scan = async {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let push = wechat.scan(openid, scene, registered);
+        sent_at = Some(Instant::now());
+        wechat.post(api, rec, "scan", &push).await
+    };
+    let (answer, scanned) = tokio::join!(poll, scan);
+    let (Some(mut answer), Some(())) = (answer, scanned) else { return None };
+    while answer["state"] == "loop" {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        answer = api.status(rec, "poll", uuid, s.opts.wait).await?;
+    }
+    Some((answer, sent_at?))
 }
 
 /// The new-user half: SMS code, read it from the outbox, bind; the token.

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use sha2::Digest as _;
 
+use super::login::scan_while_polling;
 use super::phone_for;
 use crate::driver::{Shared, Window, fan_out};
 use crate::report::Recorder;
@@ -38,14 +39,19 @@ pub async fn run(shared: Arc<Shared>) -> (Recorder, Duration) {
 
 async fn user(s: Arc<Shared>, browser: reqwest::Client, window: Arc<Window>, u: usize) -> Recorder {
     let mut rec = Recorder::default();
+    // As the `login` scenario's: the first poll of each login records here, so what it
+    // recorded stays when the window closes on the login.
+    let mut poll_rec = Recorder::default();
     let openid = format!("o_oidc_{}_{u}", s.run_id);
     let phone = phone_for(s.run_id, u);
     let mut registered = false;
     while window.next().await {
-        if let Some(done) = window.within(once(&s, &browser, &mut rec, &openid, &phone, registered)).await {
+        let login = once(&s, &browser, &mut rec, &mut poll_rec, &openid, &phone, registered);
+        if let Some(done) = window.within(login).await {
             registered |= done;
         }
     }
+    rec.merge(poll_rec);
     rec
 }
 
@@ -61,11 +67,12 @@ async fn once(
     s: &Shared,
     browser: &reqwest::Client,
     rec: &mut Recorder,
+    poll_rec: &mut Recorder,
     openid: &str,
     phone: &str,
     registered: bool,
 ) -> bool {
-    let (api, wechat) = (&s.api, &s.wechat);
+    let api = &s.api;
     let started = Instant::now();
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(VERIFIER.as_bytes()));
     let authorize = browser.get(api.url("/oidc/authorize")).query(&[
@@ -87,21 +94,9 @@ async fn once(
         .and_then(|u| u.query_pairs().find(|(k, _)| k == "ticket").map(|(_, v)| v.into_owned()))
         .unwrap_or_default();
     let Some(scene) = api.scene_of(rec, &ticket).await else { return false };
-    let mut poll_rec = Recorder::default();
-    let poll = api.status(&mut poll_rec, "poll", &uuid, s.opts.wait);
-    let scan = async {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let push = wechat.scan(openid, &scene, registered);
-        wechat.post(api, rec, "scan", &push).await
+    let Some((mut answer, _)) = scan_while_polling(s, rec, poll_rec, &uuid, &scene, openid, registered).await else {
+        return false;
     };
-    let (answer, scanned) = tokio::join!(poll, scan);
-    rec.merge(poll_rec);
-    let (Some(mut answer), Some(())) = (answer, scanned) else { return false };
-    while answer["state"] == "loop" {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let Some(a) = api.status(rec, "poll", &uuid, s.opts.wait).await else { return false };
-        answer = a;
-    }
     if answer["state"] == "not_reg" && !registered {
         let Some(_) = api.sms_code(rec, &uuid, phone).await else { return false };
         let Some(code) = api.outbox_code(rec, phone).await else { return false };
