@@ -62,6 +62,41 @@ impl fmt::Debug for PollId {
     }
 }
 
+/// The single-use ticket of a confirmation on the phone (docs/api.md "Confirm on the
+/// phone"): 32 random bytes (256 bits), 43 URL-safe characters. The attempt keeps only
+/// its SHA-256 ([`ConfirmTicket::hash`]); the ticket itself is in the link sent to the
+/// scanner and nowhere else (no `Debug` of it shows it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfirmTicket(String);
+
+impl ConfirmTicket {
+    pub fn generate() -> Self {
+        Self(random_b64(32))
+    }
+
+    /// Exactly what [`ConfirmTicket::generate`] makes: 43 URL-safe characters.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        ok.then(|| Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the attempt and the indexes keep.
+    pub fn hash(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.0.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for ConfirmTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConfirmTicket(…)")
+    }
+}
+
 /// The scene string put into the QR code; independent of the poll id (ARCHITECTURE rule 3).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Scene(String);

@@ -17,7 +17,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::config::{LoginSettings, Settings};
-use crate::engine::{Event, LoginsHandle, Outcome, Phase, Reply, UserRef};
+use crate::engine::{Event, LoginsHandle, Outcome, Phase, Reply, Requester, UserRef};
 use crate::error::ApiError;
 use crate::ids::{Phone, PollId, PollKind, Scene, SceneType, SmsCode, mask_phone};
 use crate::limits::{HoldSlot, Kind, Limits, Refused};
@@ -30,11 +30,15 @@ use crate::token::{Revocations, TokenIssuer};
 use crate::wechat::dedup::Dedup;
 use crate::wechat::{AppClient, WechatClient};
 
+mod agent;
+mod confirm;
 mod events;
 mod health;
 mod provider;
 mod push;
 
+pub use agent::describe as describe_agent;
+pub use confirm::{ConfirmView, Decided, beijing_time};
 pub use events::StatusEvents;
 pub use health::Readiness;
 pub use provider::ProviderLink;
@@ -65,8 +69,10 @@ pub struct LoggedIn {
 #[derive(Debug, Clone)]
 pub struct LoginStatus {
     pub phase: Phase,
-    /// Seconds left while the login is still in progress (`loop`, `not_reg`).
+    /// Seconds left while the login is still in progress (`loop`, `scanned`, `not_reg`).
     pub expires_in: Option<u64>,
+    /// Why an `expired` attempt ended, when the contract names it (`denied`).
+    pub reason: Option<&'static str>,
     pub login: Option<LoggedIn>,
     /// A provider attempt's `reg`: where the browser goes on (never with a token).
     pub redirect: Option<String>,
@@ -90,10 +96,14 @@ pub struct Account {
 }
 
 /// What a scan did, for the passive reply text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanResult {
     Registered,
     NeedsPhone,
+    /// The app asks for confirmation: this reply (with its link) goes to the scanner.
+    Confirm(String),
+    /// A second tap while the first reply's link waits.
+    AwaitingConfirm,
     /// No live attempt has this scene (expired, consumed or never ours).
     Unknown,
 }
@@ -115,6 +125,8 @@ pub struct LoginService {
     code_key: [u8; 32],
     /// The OpenID Connect provider's link, when it is on.
     provider: Option<ProviderLink>,
+    /// `server.public_url` without its trailing slash: the confirmation links' base.
+    public_url: String,
 }
 
 impl LoginService {
@@ -152,6 +164,7 @@ impl LoginService {
             sms_resend_secs: settings.limits.sms_resend_secs,
             code_key,
             provider: None,
+            public_url: settings.server.public_url.trim_end_matches('/').to_string(),
         }
     }
 
@@ -237,9 +250,11 @@ impl LoginService {
         let app = self.app(app)?;
         self.check_reserve(&app.name, client).await?;
         let ttl = self.login.qr_ttl_secs;
+        // Who asked, as this service saw it: shown to the scanner (confirm on the phone).
+        let requester = Requester::new(&client.ip.to_string(), &client.user_agent);
         let created = self
             .engine
-            .create_for(&app.name, Duration::from_secs(ttl), kind)
+            .create_by(&app.name, Duration::from_secs(ttl), kind, Some(requester))
             .await
             .inspect_err(|_| self.metrics.limit_hit(LimitKind::LiveAttemptsMax))?;
         if let Err(r) = self.limits.hit(Kind::QrPerApp, &app.name).await {
@@ -302,6 +317,7 @@ impl LoginService {
         LoginStatus {
             phase: Phase::Reg,
             expires_in: None,
+            reason: None,
             login: Some(LoggedIn {
                 token: issued.token,
                 expires_in: issued.expires_in,
@@ -338,18 +354,22 @@ impl LoginService {
     /// issued here, and audited).
     pub async fn answer(&self, poll: &PollId, o: Outcome, client: &ClientInfo) -> LoginStatus {
         let app = o.detail.as_ref().map(|d| d.app.clone()).unwrap_or_default();
+        let reason = o.reason();
         match (o.reply, o.phase) {
             (Reply::Token(user), _) => self.token_answer(poll, user, LoginHow::Scan, &app, client).await,
-            (_, phase @ (Phase::Loop | Phase::NotReg)) => {
-                LoginStatus { phase, expires_in: Some(o.expires_in), login: None, redirect: None }
+            (_, phase @ (Phase::Loop | Phase::NotReg | Phase::Scanned)) => {
+                LoginStatus { phase, expires_in: Some(o.expires_in), reason: None, login: None, redirect: None }
             }
-            (_, phase) => LoginStatus { phase, expires_in: None, login: None, redirect: None },
+            (_, phase) => LoginStatus { phase, expires_in: None, reason, login: None, redirect: None },
         }
     }
 
     /// A `subscribe`/`SCAN` for `scene` by `openid` arrived on the callback of `app`.
     async fn scanned(&self, app: &AppClient, scene: &Scene, openid: &str) -> Result<ScanResult, ApiError> {
         let user = self.users.find_by_openid(&app.app_id, openid).await?;
+        if app.confirm == crate::config::ConfirmMode::Always {
+            return self.scanned_to_confirm(app, scene, openid, user).await;
+        }
         let ev = Event::Scanned { openid: openid.to_string(), user };
         let outcome = self.engine.apply_scene(&app.name, scene, ev).await?;
         // Someone else scanned this code first: it is not this person's to go on with.

@@ -410,6 +410,7 @@ fn http_server(
         ClientIpPolicy::new(&settings.server.trusted_proxies),
     );
     let provider_on = provider.is_some();
+    let confirm_on = settings.wechat.apps.iter().any(|a| a.confirm == crate::config::ConfirmMode::Always);
     let mut server = HttpServer::new(move || {
         let sandbox = sandbox.clone();
         let provider = provider.clone();
@@ -442,7 +443,7 @@ fn http_server(
                     crate::oidc::configure(c);
                 }
             })
-            .configure(|c| pages::configure(c, demo_page, sandbox_on, provider_on))
+            .configure(|c| pages::configure(c, demo_page, sandbox_on, provider_on, confirm_on))
             .default_service(api::default_service())
     })
     // Each connection's place in its address's count (`limits.connections_per_ip`).

@@ -33,13 +33,19 @@ pub struct UserView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"status": 2, "state": "loop", "expires_in": 287}))]
 pub struct StatusAnswer {
-    /// 2 `loop`, 4 `not_reg`, 3 `reg`, 1 `expired` (the original Java design's codes).
-    #[schema(minimum = 1, maximum = 4)]
+    /// 2 `loop`, 4 `not_reg`, 3 `reg`, 1 `expired` (the original Java design's codes);
+    /// 5 `scanned` (waiting for the confirmation on the phone).
+    #[schema(minimum = 1, maximum = 5)]
     pub status: u8,
     #[schema(value_type = crate::api::openapi::LoginState)]
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<u64>,
+    /// Why an `expired` attempt ended, when known: `denied` (the person tapped Deny on
+    /// the phone) or `ended` (an operator ended it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::api::openapi::ExpiredReason>)]
+    pub reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +113,7 @@ impl From<LoginStatus> for StatusAnswer {
             status: s.phase.code(),
             state: s.phase.name(),
             expires_in: s.expires_in,
+            reason: s.reason,
             token,
             token_type,
             token_expires_in,

@@ -121,6 +121,15 @@ pub enum LoginState {
     NotReg,
     Reg,
     Expired,
+    Scanned,
+}
+
+/// The `reason` of an `expired` status answer (docs/api.md "Login states").
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ExpiredReason {
+    Denied,
+    Ended,
 }
 
 use ErrorCode::*;
@@ -238,7 +247,7 @@ fn error_response(status: u16, codes: &[ErrorCode]) -> utoipa::openapi::Response
         account::logout,
         openapi_json
     ),
-    components(schemas(ErrorBody, ErrorCode, LoginState)),
+    components(schemas(ErrorBody, ErrorCode, LoginState, ExpiredReason)),
     modifiers(&Errors),
     tags(
         (name = "login", description = "The login flow of one QR code"),

@@ -458,6 +458,19 @@ pub struct AppSettings {
     pub reply_expired: String,
     /// Auto-reply to text messages; empty: no reply.
     pub reply_text: String,
+    /// Whether the person who scans must confirm the login on the phone.
+    pub confirm: ConfirmMode,
+}
+
+/// `wechat.apps[].confirm` (docs/api.md "Confirm on the phone").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfirmMode {
+    /// A scan logs in (or asks for a phone) by itself, as before.
+    #[default]
+    Off,
+    /// A scan asks the scanner to confirm a request that shows where it came from.
+    Always,
 }
 
 impl Default for AppSettings {
@@ -476,6 +489,7 @@ impl Default for AppSettings {
             reply_bind_phone: "请在网页上绑定手机号完成登录。Please bind your phone number on the page.".into(),
             reply_expired: "二维码已过期，请刷新网页。This QR code has expired: refresh the page.".into(),
             reply_text: String::new(),
+            confirm: ConfirmMode::Off,
         }
     }
 }

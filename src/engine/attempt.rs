@@ -17,6 +17,8 @@
 //! is stricter still: it is handed out only once its "consumed" state is stored (see
 //! [`token_owed`]), otherwise the caller gets [`EngineError::Unavailable`].
 
+use std::sync::Arc;
+
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -26,6 +28,7 @@ use super::commit;
 use super::outcome::{Detail, EngineError, Outcome};
 use super::persist::{Persister, Snapshot, Stored};
 use super::state::{Actions, AttemptState, Event, Phase, Reply, Rules, Step, step, token_owed};
+use super::table::LiveTable;
 use super::waiters::Waiters;
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
@@ -81,6 +84,9 @@ pub struct Attempt {
     pub(super) scene: Scene,
     pub(super) app: String,
     pub(super) state: AttemptState,
+    /// The registry's table: a confirmation ticket is listed there, and a reason kept
+    /// once the attempt is gone, before anyone learns of the change.
+    pub(super) table: Arc<LiveTable>,
     /// The highest version the store acknowledged (`None`: nothing yet). A repeated scan
     /// of a state not yet stored waits for it instead of acknowledging it blindly.
     pub(super) stored: Option<u64>,
@@ -133,9 +139,8 @@ impl Attempt {
     /// second scanner is not told to go on). A token answer always says which app it
     /// logs into (for the audit and metrics); other answers skip the copies.
     fn outcome(&self, reply: Reply, detail: bool) -> Outcome {
-        let detail = (detail || matches!(reply, Reply::Token(_)))
-            .then(|| Detail { app: self.app.clone(), openid: self.state.openid.clone() });
-        let mut o = Outcome::read(reply, self.state.phase, self.state.expires_at_ms, self.clock.now_ms());
+        let detail = (detail || matches!(reply, Reply::Token(_))).then(|| Detail::of(&self.app, &self.state));
+        let mut o = Outcome::of_state(reply, &self.state, self.clock.now_ms());
         o.detail = detail;
         o
     }
@@ -145,8 +150,9 @@ impl Attempt {
     fn apply(&mut self, event: Event) -> Answer {
         let now = self.clock.now_ms();
         let Step { state: next, reply, actions } = step(&self.state, &event, now, &self.rules);
-        let acknowledges = matches!(event, Event::Scanned { .. } | Event::CodeIssued { .. });
-        let detail = matches!(event, Event::Scanned { .. });
+        let scan = matches!(event, Event::Scanned { .. } | Event::ScannedToConfirm { .. });
+        let acknowledges = scan || matches!(event, Event::CodeIssued { .. });
+        let detail = scan;
         if !actions.persist {
             // A repeated scan (WeChat's retry) acknowledges what the first one did.
             if acknowledges && self.stored != Some(self.state.version) && self.state.phase != Phase::Expired {
@@ -204,6 +210,15 @@ impl Attempt {
     /// After a change is stored (or given up on): count it, wake held polls, stop if over.
     fn committed(&mut self, before: Phase, event: &Event, now: u64, actions: Actions, ctx: &mut Context<Self>) {
         commit::committed(&self.metrics, &self.app, before, &self.state, event, actions, now);
+        if before != Phase::Scanned
+            && self.state.phase == Phase::Scanned
+            && let Some(ticket) = self.state.ticket
+        {
+            self.table.lock().index_ticket(&self.poll, ticket);
+        }
+        if let Some(ending) = actions.end {
+            self.table.lock().tombstone(&self.poll, ending, self.state.expires_at_ms, now);
+        }
         if actions.wake {
             self.waiters.wake();
         }

@@ -11,17 +11,15 @@
 //! An enum rather than a trait object: two known backends, no boxed future per call on
 //! the poll path.
 
-use std::time::Duration;
-
 use futures_util::future::Either;
 
 use super::cluster::ClusterEngine;
 use super::local::LocalEngine;
-use super::outcome::{Created, EngineError, Outcome, Watched};
+use super::outcome::{Created, EngineError, NewAttempt, Outcome, Watched};
 use super::persist::Health;
 use super::recovery::RestoreReport;
 use super::state::Event;
-use crate::ids::{PollId, PollKind, Scene};
+use crate::ids::{PollId, Scene};
 
 #[derive(Clone)]
 pub enum Backend {
@@ -31,10 +29,27 @@ pub enum Backend {
 
 impl Backend {
     /// A new attempt in `loop` for `app`, living `ttl`; answered once it is stored.
-    pub async fn create(&self, app: &str, ttl: Duration, kind: PollKind) -> Result<Created, EngineError> {
+    pub async fn create(&self, new: NewAttempt) -> Result<Created, EngineError> {
         match self {
-            Backend::Local(e) => e.create(app, ttl, kind).await,
-            Backend::Cluster(e) => e.create(app, ttl, kind).await,
+            Backend::Local(e) => e.create(new).await,
+            Backend::Cluster(e) => e.create(new).await,
+        }
+    }
+
+    /// Feeds `event` to the attempt whose confirmation ticket hashes to `ticket`; `None`
+    /// if there is none (never was, or it ended).
+    pub async fn apply_ticket(&self, ticket: &[u8; 32], event: Event) -> Result<Option<Outcome>, EngineError> {
+        match self {
+            Backend::Local(e) => e.apply_ticket(ticket, event).await,
+            Backend::Cluster(e) => e.apply_ticket(ticket, event).await,
+        }
+    }
+
+    /// The attempt whose confirmation ticket hashes to `ticket`, unchanged, with its detail.
+    pub async fn peek_ticket(&self, ticket: &[u8; 32]) -> Result<Option<Outcome>, EngineError> {
+        match self {
+            Backend::Local(e) => e.peek_ticket(ticket).await,
+            Backend::Cluster(e) => e.peek_ticket(ticket).await,
         }
     }
 

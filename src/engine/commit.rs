@@ -8,7 +8,7 @@
 
 use super::labels::finish;
 use super::state::{Actions, AttemptState, Event, Phase};
-use crate::metrics::labels::LoginHow;
+use crate::metrics::labels::{Decision, LoginHow};
 use crate::metrics::{Metrics, State};
 
 /// A new attempt of `app` is live (in `loop`).
@@ -29,9 +29,16 @@ pub fn committed(
     if before != after.phase {
         metrics.transition(app, before.into(), after.phase.into());
     }
+    let since = |t: Option<u64>| t.map(|t| now_ms.saturating_sub(t) as f64 / 1000.0);
+    if before == Phase::Scanned && before != after.phase {
+        match event {
+            Event::Confirm { .. } => metrics.decision(app, Decision::Confirm, since(after.scanned_ms)),
+            Event::Deny { .. } => metrics.decision(app, Decision::Deny, since(after.scanned_ms)),
+            _ => {}
+        }
+    }
     if actions.hand_out {
         let how = if matches!(event, Event::Bound { .. }) { LoginHow::Bind } else { LoginHow::Scan };
-        let since = |t: Option<u64>| t.map(|t| now_ms.saturating_sub(t) as f64 / 1000.0);
         metrics.token_latency(app, how, since(after.created_ms), since(after.scanned_ms));
     }
     if let Some(why) = actions.end {

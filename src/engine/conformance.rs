@@ -154,7 +154,11 @@ impl Rig {
     }
 
     async fn scan(&self, c: &Created, openid: &str, user: Option<UserRef>) -> Outcome {
-        let ev = Event::Scanned { openid: openid.into(), user };
+        self.scan_with(c, Event::Scanned { openid: openid.into(), user }).await
+    }
+
+    /// A scan event `ev` of `c`'s attempt, which must be live.
+    async fn scan_with(&self, c: &Created, ev: Event) -> Outcome {
         self.e.apply_scene(APP, &c.scene, ev).await.expect("scan").expect("a live attempt")
     }
 
@@ -443,3 +447,5 @@ async fn a_provider_attempt_keeps_its_kind_through_the_flow(kind: Kind) {
     assert!(matches!(r.claim(&c.poll).await.reply, Reply::Token(_)), "the engine hands out the login once");
     assert_eq!(r.claim(&c.poll).await.phase, Phase::Expired);
 }
+
+mod confirm;

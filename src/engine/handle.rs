@@ -18,11 +18,11 @@ use super::backend::Backend;
 use super::clock::Clock;
 use super::cluster::ClusterEngine;
 use super::local::LocalEngine;
-use super::outcome::{Created, EngineConfig, EngineError, Outcome};
+use super::outcome::{Created, EngineConfig, EngineError, NewAttempt, Outcome};
 use super::persist::seal::Seal;
 use super::persist::{Health, Persister};
 use super::recovery::RestoreReport;
-use super::state::{Event, Phase};
+use super::state::{Event, Requester};
 use super::subscription::{Subscription, Watcher, Woken};
 use crate::ids::{self, PollId, Scene};
 use crate::kv::Kv;
@@ -99,10 +99,33 @@ impl LoginsHandle {
 
     /// A new attempt whose answers go to `kind` (see [`PollKind`]).
     pub async fn create_for(&self, app: &str, ttl: Duration, kind: ids::PollKind) -> Result<Created, EngineError> {
+        self.create_by(app, ttl, kind, None).await
+    }
+
+    /// A new attempt asked for by `requester` (kept with it: the confirmation on the
+    /// phone shows it, operators see it).
+    pub async fn create_by(
+        &self,
+        app: &str,
+        ttl: Duration,
+        kind: ids::PollKind,
+        requester: Option<Requester>,
+    ) -> Result<Created, EngineError> {
         if self.0.backend.live() >= self.0.live_max {
             return Err(EngineError::Overloaded);
         }
-        self.0.backend.create(app, ttl, kind).await
+        self.0.backend.create(NewAttempt { app: app.to_string(), ttl, kind, requester }).await
+    }
+
+    /// Feeds `event` (a confirmation or a denial) to the attempt whose confirmation
+    /// ticket hashes to `ticket`; `None` if there is none.
+    pub async fn apply_ticket(&self, ticket: &[u8; 32], event: Event) -> Result<Option<Outcome>, EngineError> {
+        self.0.backend.apply_ticket(ticket, event).await
+    }
+
+    /// The attempt whose confirmation ticket hashes to `ticket`, with its detail.
+    pub async fn peek_ticket(&self, ticket: &[u8; 32]) -> Result<Option<Outcome>, EngineError> {
+        self.0.backend.peek_ticket(ticket).await
     }
 
     /// Feeds `event` to the attempt polled by `poll`; an unknown one answers expired.
@@ -121,12 +144,12 @@ impl LoginsHandle {
     }
 
     /// The status poll. In `reg` this takes the token (once, across every node). With a
-    /// `wait`, a `loop` attempt is held until it changes, its deadline or `wait` passes,
+    /// `wait`, a `loop` (or `scanned`) attempt is held until it changes, its deadline or `wait` passes,
     /// or the server shuts down; without a permit left (or with the attempt's waiters
     /// full) it answers at once instead.
     pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
         let first = self.0.backend.apply(poll, Event::Claim).await?;
-        if first.phase != Phase::Loop || wait.is_zero() || self.is_closing() {
+        if !first.phase.is_waiting() || wait.is_zero() || self.is_closing() {
             self.0.metrics.poll(PollKind::Short);
             return Ok(first);
         }
@@ -138,11 +161,11 @@ impl LoginsHandle {
         let mut watcher = self.watcher(poll);
         let until = Instant::now() + wait;
         loop {
-            let woken = watcher.changed(Phase::Loop, Some(until)).await?;
+            let woken = watcher.changed(first.phase, Some(until)).await?;
             let now = watcher.claim().await?;
-            // Still `loop` after a wake-up that changed nothing (a lost pub/sub
+            // Still where it was after a wake-up that changed nothing (a lost pub/sub
             // connection): hold again until the poll's own limit.
-            if now.phase != Phase::Loop || woken == Woken::NotHeld || Instant::now() >= until || self.is_closing() {
+            if now.phase != first.phase || woken == Woken::NotHeld || Instant::now() >= until || self.is_closing() {
                 return Ok(now);
             }
         }

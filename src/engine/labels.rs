@@ -12,6 +12,7 @@ impl From<Phase> for State {
             Phase::NotReg => State::NotReg,
             Phase::Reg => State::Reg,
             Phase::Expired => State::Expired,
+            Phase::Scanned => State::Scanned,
         }
     }
 }
@@ -25,6 +26,7 @@ pub fn finish(why: Ending, event: &Event, scanned: bool) -> Finish {
         (Ending::Timeout, _) if scanned => Finish::Abandoned,
         (Ending::Timeout, _) => Finish::Expired,
         (Ending::Discarded, _) => Finish::Discarded,
+        (Ending::Denied, _) => Finish::Denied,
     }
 }
 
@@ -42,6 +44,7 @@ mod tests {
             (Ending::Timeout, Event::Timeout, false, Finish::Expired),
             (Ending::Timeout, Event::Claim, true, Finish::Abandoned),
             (Ending::Discarded, Event::Discard, false, Finish::Discarded),
+            (Ending::Denied, Event::Deny { ticket: [0; 32] }, true, Finish::Denied),
         ];
         for (why, ev, scanned, want) in cases {
             assert_eq!(finish(why, &ev, scanned), want, "{why:?} {ev:?}");
@@ -50,7 +53,7 @@ mod tests {
 
     #[test]
     fn every_phase_has_its_state_label() {
-        for p in [Phase::Loop, Phase::NotReg, Phase::Reg, Phase::Expired] {
+        for p in [Phase::Loop, Phase::NotReg, Phase::Reg, Phase::Expired, Phase::Scanned] {
             assert_eq!(State::from(p).label(), p.name());
         }
     }

@@ -14,14 +14,14 @@ use tokio::sync::oneshot;
 
 use super::attempt::Cmd;
 use super::clock::Clock;
-use super::outcome::{Created, EngineError, Outcome, Watched};
+use super::outcome::{Created, EngineError, NewAttempt, Outcome, Watched};
 use super::persist::{Health, Persister};
 use super::recovering::Recovery;
 use super::recovery::{self, RestoreReport};
 use super::registry::{Create, Ping, Registry, RewriteAll, Route, Target};
 use super::state::{Event, Rules};
 use super::table::LiveTable;
-use crate::ids::{PollId, PollKind, Scene};
+use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
 
 /// How much longer than the snapshot writer's ack budget a caller waits for the
@@ -91,8 +91,14 @@ impl LocalEngine {
 
     /// A new attempt in `loop` for `app`, living `ttl`; answered once its snapshot is
     /// stored (or the store is known down), else `Overloaded`.
-    pub async fn create(&self, app: &str, ttl: Duration, kind: PollKind) -> Result<Created, EngineError> {
-        self.ask(Create { app: app.to_string(), ttl_ms: ttl.as_millis() as u64, kind }).await?
+    pub async fn create(&self, new: NewAttempt) -> Result<Created, EngineError> {
+        self.ask(Create(new)).await?
+    }
+
+    /// The answer for `poll` when no attempt of it is listed: `expired`, with the reason
+    /// it ended for while that is still told.
+    fn gone(&self, poll: &PollId) -> Outcome {
+        Outcome::ended(self.table.lock().ended(poll, self.clock.now_ms()))
     }
 
     /// Feeds `event` to the attempt polled by `poll`; an unknown one answers expired.
@@ -102,7 +108,7 @@ impl LocalEngine {
             return Ok(o);
         }
         let r = self.route(Target::Poll(poll.clone()), cmd).await?;
-        Ok(r.unwrap_or_else(Outcome::expired))
+        Ok(r.unwrap_or_else(|| self.gone(poll)))
     }
 
     /// The answer to `cmd` if it is a read of an idle attempt (a status poll of a `loop`
@@ -137,7 +143,18 @@ impl LocalEngine {
             return Ok(o);
         }
         let r = self.route(Target::Poll(poll.clone()), Cmd::Peek).await?;
-        Ok(r.unwrap_or_else(Outcome::expired))
+        Ok(r.unwrap_or_else(|| self.gone(poll)))
+    }
+
+    /// Feeds `event` to the attempt whose confirmation ticket hashes to `ticket`; `None`
+    /// if there is none.
+    pub async fn apply_ticket(&self, ticket: &[u8; 32], event: Event) -> Result<Option<Outcome>, EngineError> {
+        self.route(Target::Ticket(*ticket), Cmd::Apply(event)).await
+    }
+
+    /// The state and detail of the attempt whose ticket hashes to `ticket`, unchanged.
+    pub async fn peek_ticket(&self, ticket: &[u8; 32]) -> Result<Option<Outcome>, EngineError> {
+        self.route(Target::Ticket(*ticket), Cmd::Peek).await
     }
 
     /// Whether the registry answers a message within the ask budget.

@@ -32,6 +32,7 @@ mod registry;
 pub mod state;
 pub mod subscription;
 mod table;
+mod tombstones;
 mod waiters;
 
 pub use clock::Clock;
@@ -40,7 +41,7 @@ pub use handle::LoginsHandle;
 pub use local::LocalEngine;
 pub use outcome::{Created, Detail, EngineConfig, EngineError, Outcome};
 pub use recovery::RestoreReport;
-pub use state::{Ending, Event, Phase, Reply, Rules, UserRef};
+pub use state::{Ending, Event, Phase, Reply, Requester, Rules, UserRef};
 pub use subscription::Subscription;
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The engine's vocabulary at its edge, shared by both engines and the handle: what a
 //! caller configures, what it gets back, and what it gets instead.
 
+use std::time::Duration;
+
 use tokio::sync::oneshot;
 
-use super::state::{Actions, Phase, Reply, Rules};
-use crate::ids::{PollId, Scene};
+use super::state::{Actions, AttemptState, Ending, Phase, Reply, Requester, Rules};
+use crate::ids::{PollId, PollKind, Scene};
 
 /// Settings of the engine itself.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +26,17 @@ pub enum EngineError {
     /// mark the store did not take), or the engine is still restoring.
     #[error("the login engine cannot answer durably right now")]
     Unavailable,
+}
+
+/// What a new attempt is made of.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub app: String,
+    pub ttl: Duration,
+    /// Whom its answers go to.
+    pub kind: PollKind,
+    /// Who asked for it (shown to the scanner, and to operators).
+    pub requester: Option<Requester>,
 }
 
 /// A fresh attempt's public identity.
@@ -49,12 +62,30 @@ pub struct Outcome {
     pub deadline_ms: u64,
     /// Filled by a peek, a scan's answer and token replies: who scanned, and the app.
     pub detail: Option<Detail>,
+    /// Why an `expired` attempt ended, where it is still known (its `reason`).
+    pub ending: Option<Ending>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detail {
     pub app: String,
     pub openid: Option<String>,
+    /// Who asked for the login (the confirmation shows it to the scanner).
+    pub requester: Option<Requester>,
+    /// When the attempt was made (ms since the epoch), where known.
+    pub created_ms: Option<u64>,
+}
+
+impl Detail {
+    /// The detail of an attempt of `app` in `state`.
+    pub fn of(app: &str, state: &AttemptState) -> Self {
+        Self {
+            app: app.to_string(),
+            openid: state.openid.clone(),
+            requester: state.requester.clone(),
+            created_ms: state.created_ms,
+        }
+    }
 }
 
 impl Outcome {
@@ -66,13 +97,29 @@ impl Outcome {
             expires_in: 0,
             deadline_ms: 0,
             detail: None,
+            ending: None,
         }
+    }
+
+    /// `expired` for this reason (an attempt that ended, read after its end).
+    pub fn ended(ending: Option<Ending>) -> Self {
+        Self { ending, ..Self::expired() }
     }
 
     /// A reply read from a live state with deadline `deadline_ms`, at `now_ms`.
     pub fn read(reply: Reply, phase: Phase, deadline_ms: u64, now_ms: u64) -> Self {
         let expires_in = deadline_ms.saturating_sub(now_ms).div_ceil(1000);
-        Self { reply, actions: Actions::default(), phase, expires_in, deadline_ms, detail: None }
+        Self { reply, actions: Actions::default(), phase, expires_in, deadline_ms, detail: None, ending: None }
+    }
+
+    /// A reply read from `state` at `now_ms` (its phase, deadline and ending).
+    pub fn of_state(reply: Reply, state: &AttemptState, now_ms: u64) -> Self {
+        Self { ending: state.ending, ..Self::read(reply, state.phase, state.expires_at_ms, now_ms) }
+    }
+
+    /// The `reason` of an `expired` answer, if it has one.
+    pub fn reason(&self) -> Option<&'static str> {
+        if self.phase == Phase::Expired { self.ending.and_then(Ending::reason) } else { None }
     }
 }
 

@@ -78,6 +78,10 @@ pub(super) async fn restore(
         for s in page.snapshots {
             if s.state.phase == Phase::Expired {
                 report.ended += 1;
+                // Its reason is still told (`"reason": "denied"`) until its deadline.
+                if s.state.ending.is_some_and(|e| e.reason().is_some()) && s.state.expires_at_ms > now {
+                    live.push(s);
+                }
             } else if s.state.expires_at_ms <= now {
                 report.expired += 1;
             } else {

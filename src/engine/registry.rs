@@ -24,13 +24,13 @@ use tokio::sync::oneshot;
 use super::attempt::{Attempt, Cmd, Ended};
 use super::clock::Clock;
 use super::commit;
-use super::outcome::{Created, EngineError, Outcome};
+use super::outcome::{Created, EngineError, NewAttempt, Outcome};
 use super::persist::{Persister, Snapshot, Stored};
 use super::recovering::Recovery;
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
 use super::table::{Body, Idle, Key, LiveTable};
 use super::waiters::Waiters;
-use crate::ids::{PollId, PollKind, Scene};
+use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
 
 mod revive;
@@ -87,6 +87,7 @@ impl Registry {
             app: snap.app,
             stored,
             state: snap.state,
+            table: self.table.clone(),
             rules: self.rules,
             clock: self.clock,
             waiters,
@@ -112,13 +113,23 @@ impl Registry {
             self.arm(at, ctx);
             let idle =
                 Idle { expires_at_ms: at, version: snap.state.version, created_ms: snap.state.created_ms, stored };
-            self.table.lock().insert(snap.poll, snap.scene, &snap.app, Body::Idle(idle));
+            let mut t = self.table.lock();
+            let key = t.insert(snap.poll, snap.scene, &snap.app, Body::Idle(idle));
+            if let Some(rec) = t.get_mut(key) {
+                rec.requester = snap.state.requester.map(Box::new);
+            }
         } else {
             let version = stored.then_some(snap.state.version);
             let (poll, scene, app) = (snap.poll.clone(), snap.scene.clone(), snap.app.clone());
-            let at = snap.state.expires_at_ms;
+            let (at, ticket) =
+                (snap.state.expires_at_ms, snap.state.ticket.filter(|_| snap.state.phase == Phase::Scanned));
             let addr = self.start_actor(snap, version, Waiters::default(), ctx);
-            self.table.lock().insert(poll, scene, &app, Body::Active(addr, at));
+            let mut t = self.table.lock();
+            t.insert(poll.clone(), scene, &app, Body::Active(addr, at));
+            // A restored or revived `scanned` attempt is found by its ticket again.
+            if let Some(ticket) = ticket {
+                t.index_ticket(&poll, ticket);
+            }
         }
     }
 
@@ -206,12 +217,8 @@ impl Actor for Registry {
     }
 }
 
-/// Start a new attempt for `app` that lives `ttl_ms`.
-pub struct Create {
-    pub app: String,
-    pub ttl_ms: u64,
-    pub kind: PollKind,
-}
+/// Start a new attempt.
+pub struct Create(pub NewAttempt);
 
 impl Message for Create {
     /// `Overloaded`: the store did not take it in time.
@@ -223,12 +230,13 @@ impl Handler<Create> for Registry {
 
     fn handle(&mut self, msg: Create, ctx: &mut Self::Context) -> Self::Result {
         let now = self.clock.now_ms();
-        let expires_at_ms = now + msg.ttl_ms;
+        let Create(new) = msg;
+        let expires_at_ms = now + new.ttl.as_millis() as u64;
         let snap = Snapshot {
-            poll: PollId::generate_for(msg.kind),
+            poll: PollId::generate_for(new.kind),
             scene: Scene::generate(),
-            app: msg.app,
-            state: AttemptState::fresh(now, expires_at_ms),
+            app: new.app,
+            state: AttemptState { requester: new.requester, ..AttemptState::fresh(now, expires_at_ms) },
         };
         let created = Created { poll: snap.poll.clone(), scene: snap.scene.clone(), expires_at_ms };
         commit::made(&self.metrics, &snap.app);
@@ -249,7 +257,12 @@ impl Handler<Create> for Registry {
 /// Where a routed command goes.
 pub enum Target {
     Poll(PollId),
-    Scene { app: String, scene: Scene },
+    Scene {
+        app: String,
+        scene: Scene,
+    },
+    /// The SHA-256 of a confirmation ticket.
+    Ticket([u8; 32]),
 }
 
 /// Route `cmd` to the attempt named by `target`.
@@ -282,6 +295,7 @@ impl Handler<Route> for Registry {
             let key = match &msg.target {
                 Target::Poll(p) => t.find_poll(p),
                 Target::Scene { app, scene } => t.find_scene(app, scene),
+                Target::Ticket(ticket) => t.find_ticket(ticket),
             };
             (key, key.and_then(|k| t.read(k, &msg.cmd, now, &self.rules)))
         };
@@ -360,6 +374,11 @@ impl Handler<ListRestored> for Registry {
         let mut counted: Vec<(String, Phase, i64)> = Vec::new();
         self.table.lock().reserve(msg.0.len());
         for snap in msg.0 {
+            // An attempt that ended for a reason still tells it after the restart.
+            if let Some(ending) = snap.state.ending.filter(|_| snap.state.phase == Phase::Expired) {
+                self.table.lock().tombstone(&snap.poll, ending, snap.state.expires_at_ms, now);
+                continue;
+            }
             if snap.is_live(now) && self.table.lock().find_poll(&snap.poll).is_none() {
                 match counted.iter_mut().find(|(a, p, _)| *a == snap.app && *p == snap.state.phase) {
                     Some(c) => c.2 += 1,

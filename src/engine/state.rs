@@ -16,6 +16,9 @@ pub enum Phase {
     NotReg,
     Reg,
     Expired,
+    /// Scanned by an app that asks for confirmation: waiting for the person's decision
+    /// on the phone (docs/api.md "Confirm on the phone").
+    Scanned,
 }
 
 impl Phase {
@@ -26,6 +29,7 @@ impl Phase {
             Phase::Loop => 2,
             Phase::Reg => 3,
             Phase::NotReg => 4,
+            Phase::Scanned => 5,
         }
     }
     pub fn name(self) -> &'static str {
@@ -34,7 +38,13 @@ impl Phase {
             Phase::NotReg => "not_reg",
             Phase::Reg => "reg",
             Phase::Expired => "expired",
+            Phase::Scanned => "scanned",
         }
+    }
+
+    /// Nothing to do but wait for the person on the phone: a held poll waits on it.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Phase::Loop | Phase::Scanned)
     }
 }
 
@@ -47,6 +57,50 @@ pub enum Ending {
     Consumed,
     /// Given up by the service itself (e.g. WeChat refused to make the QR code).
     Discarded,
+    /// The person who scanned tapped Deny on the phone.
+    Denied,
+}
+
+impl Ending {
+    /// The `reason` an `expired` answer carries for this ending; `None` for the endings
+    /// the contract leaves unexplained (timed out, used, given up).
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Ending::Denied => Some("denied"),
+            Ending::Timeout | Ending::Consumed | Ending::Discarded => None,
+        }
+    }
+}
+
+/// The browser that asked for the login, as the service saw it when the attempt was
+/// made: shown to the person who scans (confirm on the phone) and to operators.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Requester {
+    /// The client address (behind trusted proxies, the forwarded one).
+    pub ip: String,
+    pub user_agent: String,
+}
+
+impl Requester {
+    /// Longest address kept (an IPv6 text form is at most 45 bytes).
+    pub const IP_MAX: usize = 64;
+    /// Longest `User-Agent` kept: enough to tell the browser and OS, bounded so an
+    /// attacker's header cannot grow every snapshot.
+    pub const USER_AGENT_MAX: usize = 200;
+
+    /// The facts, cut to their bounds (at a character boundary).
+    pub fn new(ip: &str, user_agent: &str) -> Self {
+        Self { ip: cut(ip, Self::IP_MAX).to_string(), user_agent: cut(user_agent, Self::USER_AGENT_MAX).to_string() }
+    }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The account a scan or a bind resolved to.
@@ -96,6 +150,12 @@ pub struct AttemptState {
     /// login-latency histograms; `None` where unknown (a snapshot of an older release).
     pub created_ms: Option<u64>,
     pub scanned_ms: Option<u64>,
+    /// The SHA-256 of the confirmation ticket handed to the scanner (`scanned`, and kept
+    /// after it so the cluster's ticket index is removed with the attempt). Only its
+    /// hash: the ticket itself leaves in the passive reply and is never stored.
+    pub ticket: Option<[u8; 32]>,
+    /// Who asked for the login (`None`: unknown, e.g. a snapshot of an older release).
+    pub requester: Option<Requester>,
 }
 
 impl AttemptState {
@@ -112,6 +172,8 @@ impl AttemptState {
             version: 0,
             created_ms: None,
             scanned_ms: None,
+            ticket: None,
+            requester: None,
         }
     }
 
@@ -145,6 +207,13 @@ impl Default for Rules {
 pub enum Event {
     /// WeChat says `openid` scanned this attempt's QR; `user` is its account, if any.
     Scanned { openid: String, user: Option<UserRef> },
+    /// The same scan of an app that asks for confirmation: nobody is logged in until a
+    /// [`Event::Confirm`] with the ticket whose SHA-256 is `ticket`.
+    ScannedToConfirm { openid: String, user: Option<UserRef>, ticket: [u8; 32] },
+    /// The scanner confirmed on the phone (`ticket`: the SHA-256 of the ticket shown).
+    Confirm { ticket: [u8; 32] },
+    /// The scanner denied on the phone: the attempt ends.
+    Deny { ticket: [u8; 32] },
     /// A poll: in `reg` it takes the token and ends the attempt.
     Claim,
     /// An SMS code (already hashed) is about to be sent to `phone`.
@@ -253,17 +322,35 @@ fn next(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> (Att
         (Phase::Loop, Event::Scanned { openid, user }) => {
             s.openid = Some(openid.clone());
             s.scanned_ms = Some(now_ms);
-            match user {
-                Some(u) => {
-                    s.user = Some(u.clone());
-                    s.phase = Phase::Reg;
-                }
-                None => s.phase = Phase::NotReg,
-            }
+            s.user = user.clone();
+            s.phase = scan_result(user);
+            Reply::Ok
+        }
+        // The scan's account is kept for the confirmation, which then goes as the scan
+        // would have gone.
+        (Phase::Loop, Event::ScannedToConfirm { openid, user, ticket }) => {
+            s.openid = Some(openid.clone());
+            s.scanned_ms = Some(now_ms);
+            s.user = user.clone();
+            s.ticket = Some(*ticket);
+            s.phase = Phase::Scanned;
             Reply::Ok
         }
         // A repeated scan (WeChat retry, second tap, another person) changes nothing.
-        (_, Event::Scanned { .. }) => Reply::Ok,
+        (_, Event::Scanned { .. } | Event::ScannedToConfirm { .. }) => Reply::Ok,
+        (Phase::Scanned, Event::Confirm { ticket } | Event::Deny { ticket }) if !same_ticket(&s, ticket) => {
+            Reply::WrongState
+        }
+        (Phase::Scanned, Event::Confirm { .. }) => {
+            s.phase = scan_result(&s.user);
+            Reply::Ok
+        }
+        (Phase::Scanned, Event::Deny { .. }) => {
+            end(&mut s, Ending::Denied);
+            Reply::Ok
+        }
+        // A ticket works once, and only while its attempt waits for it.
+        (_, Event::Confirm { .. } | Event::Deny { .. }) => Reply::WrongState,
         (Phase::Reg, Event::Claim) => {
             let user = s.user.clone().expect("reg always holds its user");
             end(&mut s, Ending::Consumed);
@@ -339,6 +426,16 @@ fn next(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> (Att
     (s, reply)
 }
 
+/// Where a scan by `user` (or its confirmation) leads: `reg` for an account, else `not_reg`.
+fn scan_result(user: &Option<UserRef>) -> Phase {
+    if user.is_some() { Phase::Reg } else { Phase::NotReg }
+}
+
+/// Whether `ticket` is the attempt's ticket (compared in constant time).
+fn same_ticket(s: &AttemptState, ticket: &[u8; 32]) -> bool {
+    s.ticket.is_some_and(|t| bool::from(t.ct_eq(ticket)))
+}
+
 /// The state to keep when the "consumed" state of a handed-out token could not be
 /// stored: the token is not handed out, and stays owed to whoever polls next. From `reg`
 /// that is `reg` again; after a bind it is `reg` with the bound account (the phone is
@@ -386,6 +483,8 @@ mod tests {
     const TTL: u64 = 300_000;
     const H1: [u8; 32] = [1; 32];
     const H2: [u8; 32] = [2; 32];
+    const T1: [u8; 32] = [11; 32];
+    const T2: [u8; 32] = [12; 32];
 
     fn rules() -> Rules {
         Rules::default()
@@ -412,7 +511,19 @@ mod tests {
                 s.phase = Phase::Expired;
                 s.ending = Some(Ending::Timeout);
             }
+            Phase::Scanned => {
+                s.phase = Phase::Scanned;
+                s.openid = Some("o1".into());
+                s.ticket = Some(T1);
+            }
         }
+        s
+    }
+
+    /// A `scanned` attempt of a registered user.
+    fn scanned_reg() -> AttemptState {
+        let mut s = in_phase(Phase::Scanned);
+        s.user = Some(user());
         s
     }
 
@@ -427,6 +538,10 @@ mod tests {
             Event::Bound { user: user() },
             Event::Timeout,
             Event::Discard,
+            Event::ScannedToConfirm { openid: "o2".into(), user: None, ticket: T2 },
+            Event::Confirm { ticket: T1 },
+            Event::Deny { ticket: T1 },
+            Event::Confirm { ticket: T2 },
         ]
     }
 
@@ -447,7 +562,15 @@ mod tests {
     }
 
     /// One row of the table: a state's name, the state, and per event (phase, reply, actions).
-    type Row = (&'static str, AttemptState, [(Phase, &'static str, &'static str); 9]);
+    type Row = (&'static str, AttemptState, [(Phase, &'static str, &'static str); 13]);
+
+    /// The row of a `scanned` attempt whose confirmation leads to `confirmed`.
+    fn scanned_row(confirmed: Phase) -> [(Phase, &'static str, &'static str); 13] {
+        use Phase::*;
+        let (ok, wrong) = ((Scanned, "Ok", ""), (Scanned, "WrongState", ""));
+        let ended = (Expired, "Ok", "pwe");
+        [ok, ok, ok, wrong, wrong, wrong, wrong, ok, ended, ok, (confirmed, "Ok", "pw"), ended, wrong]
+    }
 
     /// Every state × every event, before the deadline: the resulting phase, the reply
     /// kind and the actions the executor must perform.
@@ -469,6 +592,10 @@ mod tests {
                     (Loop, "WrongState", none),
                     (Loop, "Ok", none),
                     (Expired, "Ok", "pwe"),
+                    (Scanned, "Ok", "pw"),
+                    (Loop, "WrongState", none),
+                    (Loop, "WrongState", none),
+                    (Loop, "WrongState", none),
                 ],
             ),
             (
@@ -484,6 +611,10 @@ mod tests {
                     (NotReg, "WrongState", none),
                     (NotReg, "Ok", none),
                     (Expired, "Ok", "pwe"),
+                    (NotReg, "Ok", none),
+                    (NotReg, "WrongState", none),
+                    (NotReg, "WrongState", none),
+                    (NotReg, "WrongState", none),
                 ],
             ),
             (
@@ -499,6 +630,10 @@ mod tests {
                     (Expired, "Token", "pwhe"),
                     (NotReg, "Ok", none),
                     (Expired, "Ok", "pwe"),
+                    (NotReg, "Ok", none),
+                    (NotReg, "WrongState", none),
+                    (NotReg, "WrongState", none),
+                    (NotReg, "WrongState", none),
                 ],
             ),
             (
@@ -514,6 +649,10 @@ mod tests {
                     (Reg, "WrongState", none),
                     (Reg, "Ok", none),
                     (Expired, "Ok", "pwe"),
+                    (Reg, "Ok", none),
+                    (Reg, "WrongState", none),
+                    (Reg, "WrongState", none),
+                    (Reg, "WrongState", none),
                 ],
             ),
             (
@@ -529,8 +668,14 @@ mod tests {
                     (Expired, "Expired", none),
                     (Expired, "Ok", none),
                     (Expired, "Ok", none),
+                    (Expired, "Expired", none),
+                    (Expired, "Expired", none),
+                    (Expired, "Expired", none),
+                    (Expired, "Expired", none),
                 ],
             ),
+            ("scanned, new user", in_phase(Scanned), scanned_row(NotReg)),
+            ("scanned, registered user", scanned_reg(), scanned_row(Reg)),
         ];
         for (name, state, row) in &expect {
             for (ev, (want_phase, want_reply, want_actions)) in events().iter().zip(row.iter()) {
@@ -558,7 +703,7 @@ mod tests {
 
     #[test]
     fn every_event_after_the_deadline_sees_expired() {
-        for p in [Phase::Loop, Phase::NotReg, Phase::Reg] {
+        for p in [Phase::Loop, Phase::NotReg, Phase::Reg, Phase::Scanned] {
             for ev in events() {
                 let (s, r) = step(&in_phase(p), &ev, T0 + TTL, &rules());
                 assert_eq!(s.phase, Phase::Expired, "{p:?} {ev:?}");
@@ -578,6 +723,65 @@ mod tests {
         assert_eq!((s2.clone(), r), (s1.clone(), Reply::Ok));
         let other = Event::Scanned { openid: "o9".into(), user: Some(user()) };
         assert_eq!(step(&s1, &other, T0 + 5, &rules()).0, s1);
+    }
+
+    #[test]
+    fn a_confirmed_scan_goes_as_the_scan_would_have_gone() {
+        for (user, want) in [(Some(user()), Phase::Reg), (None, Phase::NotReg)] {
+            let ev = Event::ScannedToConfirm { openid: "o1".into(), user: user.clone(), ticket: T1 };
+            let (s, _) = step(&in_phase(Phase::Loop), &ev, T0, &rules());
+            assert_eq!(
+                (s.phase, s.openid.as_deref(), s.user.clone(), s.scanned_ms),
+                (Phase::Scanned, Some("o1"), user, Some(T0))
+            );
+            // The same scan again (WeChat's retry, a second tap), or another person's: nothing.
+            assert_eq!(step(&s, &ev, T0 + 1, &rules()).0, s);
+            let other = Event::ScannedToConfirm { openid: "o9".into(), user: None, ticket: T2 };
+            assert_eq!(step(&s, &other, T0 + 1, &rules()).0, s);
+            assert_eq!(
+                step(&s, &Event::Confirm { ticket: T2 }, T0 + 1, &rules()).1,
+                Reply::WrongState,
+                "another ticket"
+            );
+            let (done, r) = step(&s, &Event::Confirm { ticket: T1 }, T0 + 2, &rules());
+            assert_eq!((done.phase, r), (want, Reply::Ok));
+            assert_eq!(step(&done, &Event::Confirm { ticket: T1 }, T0 + 3, &rules()).1, Reply::WrongState, "used once");
+            assert_eq!(step(&done, &Event::Deny { ticket: T1 }, T0 + 3, &rules()).1, Reply::WrongState);
+        }
+    }
+
+    #[test]
+    fn a_denied_scan_ends_the_attempt_with_its_reason() {
+        let st = super::step(&scanned_reg(), &Event::Deny { ticket: T1 }, T0, &rules());
+        assert_eq!(
+            (st.state.phase, st.state.ending, st.actions.end),
+            (Phase::Expired, Some(Ending::Denied), Some(Ending::Denied))
+        );
+        assert_eq!(st.state.ending.and_then(Ending::reason), Some("denied"));
+        assert_eq!(step(&st.state, &Event::Claim, T0 + 1, &rules()).1, Reply::Expired, "no token after a denial");
+        assert_eq!(step(&st.state, &Event::Confirm { ticket: T1 }, T0 + 1, &rules()).1, Reply::Expired);
+        for e in [Ending::Timeout, Ending::Consumed, Ending::Discarded] {
+            assert_eq!(e.reason(), None, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_scanned_attempt_expires_at_its_deadline() {
+        let (s, r) = step(&scanned_reg(), &Event::Confirm { ticket: T1 }, T0 + TTL, &rules());
+        assert_eq!((s.phase, s.ending, r), (Phase::Expired, Some(Ending::Timeout), Reply::Expired));
+        let (s, _) = step(&scanned_reg(), &Event::Timeout, T0 + TTL, &rules());
+        assert_eq!(s.ending, Some(Ending::Timeout));
+    }
+
+    #[test]
+    fn the_requester_is_bounded() {
+        let r = Requester::new(&"1".repeat(100), &"é".repeat(300));
+        assert_eq!(r.ip.len(), Requester::IP_MAX);
+        assert!(r.user_agent.len() <= Requester::USER_AGENT_MAX && r.user_agent.len() >= Requester::USER_AGENT_MAX - 1);
+        assert_eq!(
+            Requester::new("10.0.0.1", "Firefox"),
+            Requester { ip: "10.0.0.1".into(), user_agent: "Firefox".into() }
+        );
     }
 
     #[test]

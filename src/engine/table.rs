@@ -35,7 +35,8 @@ use tokio::sync::oneshot;
 use super::attempt::{Attempt, Cmd};
 use super::outcome::{Detail, Outcome};
 use super::persist::Snapshot;
-use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
+use super::state::{AttemptState, Ending, Event, Phase, Reply, Requester, Rules, Step, step};
+use super::tombstones::Tombstones;
 use super::waiters::Waiters;
 use crate::ids::{PollId, Scene};
 
@@ -65,11 +66,18 @@ pub struct Record {
     pub scene: Scene,
     pub app: AppName,
     pub body: Body,
+    /// Who asked for the login: an idle record's state has no room for it.
+    pub requester: Option<Box<Requester>>,
+    /// The hash of its confirmation ticket, once it has one (the ticket index's key).
+    pub ticket: Option<[u8; 32]>,
 }
 
 impl Record {
     /// This attempt in `state`, as a store keeps it.
-    pub fn snapshot(&self, state: AttemptState) -> Snapshot {
+    pub fn snapshot(&self, mut state: AttemptState) -> Snapshot {
+        if state.requester.is_none() {
+            state.requester = self.requester.as_deref().cloned();
+        }
         Snapshot { poll: self.poll.clone(), scene: self.scene.clone(), app: self.app.to_string(), state }
     }
 
@@ -174,6 +182,10 @@ pub struct Table {
     /// its poll, which reads the state again.
     waiters: HashMap<Key, Waiters>,
     hasher: RandomState,
+    /// Confirmation tickets (their SHA-256: random, nobody aims at it) → the record.
+    tickets: HashMap<[u8; 32], Key>,
+    /// Why attempts that left the table ended, where the answer tells it.
+    ended: Tombstones,
 }
 
 impl Table {
@@ -205,7 +217,7 @@ impl Table {
             Body::Idle(i) => Some(i.expires_at_ms),
             Body::Active(..) => None,
         };
-        let rec = Record { poll, scene, app: self.app(app), body };
+        let rec = Record { poll, scene, app: self.app(app), body, requester: None, ticket: None };
         let key = match self.free.pop() {
             Some(idx) => {
                 let slot = &mut self.slots[idx as usize];
@@ -254,9 +266,37 @@ impl Table {
         let (ph, sh) = (self.poll_hash(&rec.poll), self.scene_hash(&rec.app, &rec.scene));
         self.by_poll.remove(ph, key);
         self.by_scene.remove(sh, key);
+        if let Some(t) = &rec.ticket {
+            self.tickets.remove(t);
+        }
         // The attempt is gone: its held polls wake and read `expired`.
         self.waiters.remove(&key);
         Some(rec)
+    }
+
+    /// Lists the confirmation ticket (its hash) of the record of `poll`.
+    pub fn index_ticket(&mut self, poll: &PollId, ticket: [u8; 32]) {
+        let Some(key) = self.find_poll(poll) else { return };
+        if let Some(rec) = self.get_mut(key) {
+            rec.ticket = Some(ticket);
+            self.tickets.insert(ticket, key);
+        }
+    }
+
+    /// The record whose confirmation ticket hashes to `ticket`.
+    pub fn find_ticket(&self, ticket: &[u8; 32]) -> Option<Key> {
+        self.tickets.get(ticket).copied().filter(|k| self.get(*k).is_some_and(|r| r.ticket.as_ref() == Some(ticket)))
+    }
+
+    /// Remembers why `poll` ended, for answers after its record is gone (see
+    /// [`Tombstones`]).
+    pub fn tombstone(&mut self, poll: &PollId, ending: Ending, until_ms: u64, now_ms: u64) {
+        self.ended.insert(poll.clone(), ending, until_ms, now_ms);
+    }
+
+    /// Why `poll`, no longer in the table, ended (if that is still told).
+    pub fn ended(&self, poll: &PollId, now_ms: u64) -> Option<Ending> {
+        self.ended.get(poll, now_ms)
     }
 
     /// Idle records whose deadline is at or before `now_ms`, taken off the deadline list.
@@ -336,7 +376,7 @@ impl Table {
         match cmd {
             Cmd::Peek => {
                 let mut o = read(Reply::Ok);
-                o.detail = Some(Detail { app: rec.app.to_string(), openid: None });
+                o.detail = Some(Detail::of(&rec.app, &rec.snapshot(state).state));
                 Some(o)
             }
             Cmd::Apply(ev) => {

@@ -48,7 +48,8 @@ impl LoginService {
         if poll.kind() != PollKind::Provider {
             return None;
         }
-        let expired = LoginStatus { phase: Phase::Expired, expires_in: None, login: None, redirect: None };
+        let expired =
+            LoginStatus { phase: Phase::Expired, expires_in: None, reason: None, login: None, redirect: None };
         let Some(link) = &self.provider else {
             return Some(expired);
         };
@@ -62,6 +63,7 @@ impl LoginService {
             Ok(Some(id)) => Some(LoginStatus {
                 phase: Phase::Reg,
                 expires_in: None,
+                reason: None,
                 login: None,
                 redirect: Some(format!("{}{id}", link.continue_base)),
             }),

@@ -114,6 +114,8 @@ impl LoginService {
                 Ok(match result {
                     ScanResult::Registered => reply(&app.replies.logged_in),
                     ScanResult::NeedsPhone => reply(&app.replies.bind_phone),
+                    ScanResult::Confirm(text) => reply(&text),
+                    ScanResult::AwaitingConfirm => reply(super::confirm::AWAITING_REPLY),
                     ScanResult::Unknown => reply(&app.replies.expired),
                 })
             }

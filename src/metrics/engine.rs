@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
-use super::labels::{Finish, LimitKind, LoginHow, PollKind, State};
+use super::labels::{Decision, Finish, LimitKind, LoginHow, PollKind, State};
 use super::metric_names::*;
 use super::{Metrics, counter_vec, gauge, gauge_vec, histogram_vec};
 
@@ -22,6 +22,8 @@ pub(super) struct EngineMetrics {
     scan_to_token: HistogramVec,
     create_to_token: HistogramVec,
     logins: IntCounterVec,
+    confirmations: IntCounterVec,
+    scan_to_decision: HistogramVec,
     polls: IntCounterVec,
     held: IntGauge,
     capacity: IntGaugeVec,
@@ -40,6 +42,14 @@ impl EngineMetrics {
             scan_to_token: login_latency(SCAN_TO_TOKEN, "From WeChat's scan event to the answer carrying the token"),
             create_to_token: login_latency(CREATE_TO_TOKEN, "From QR creation to the answer carrying the token"),
             logins: counter_vec(r, LOGINS, "Tokens handed out, by how", &["app", "how"]),
+            confirmations: counter_vec(r, CONFIRMATIONS, "Decisions on the phone, by app", &["app", "decision"]),
+            scan_to_decision: histogram_vec(
+                r,
+                SCAN_TO_DECISION,
+                "From the scan to the decision on the phone",
+                LOGIN_BUCKETS,
+                &["app", "decision"],
+            ),
             polls: counter_vec(r, POLLS, "Status polls by kind", &["kind"]),
             held: gauge(r, HELD_LONG_POLLS, "Long polls held right now"),
             capacity: gauge_vec(r, CAPACITY, "Configured capacity by limit", &["limit"]),
@@ -63,6 +73,10 @@ impl EngineMetrics {
                 self.logins.with_label_values(&[app, how.label()]);
                 self.scan_to_token.with_label_values(&[app, how.label()]);
                 self.create_to_token.with_label_values(&[app, how.label()]);
+            }
+            for d in Decision::ALL {
+                self.confirmations.with_label_values(&[app, d.label()]);
+                self.scan_to_decision.with_label_values(&[app, d.label()]);
             }
         }
         for k in PollKind::ALL {
@@ -129,6 +143,15 @@ impl Metrics {
         }
         if let Some(s) = since_scan {
             self.engine().scan_to_token.with_label_values(&[app, how.label()]).observe(s);
+        }
+    }
+
+    /// The person who scanned decided on the phone, `since_scan` seconds after the scan
+    /// (unknown for an attempt restored from an older snapshot).
+    pub fn decision(&self, app: &str, decision: Decision, since_scan: Option<f64>) {
+        self.engine().confirmations.with_label_values(&[app, decision.label()]).inc();
+        if let Some(s) = since_scan {
+            self.engine().scan_to_decision.with_label_values(&[app, decision.label()]).observe(s);
         }
     }
 

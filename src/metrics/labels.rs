@@ -27,7 +27,7 @@ macro_rules! label_set {
 label_set! {
     /// An attempt's state (`scanlogin_live_attempts{state}`, `scanlogin_transitions_total{from,to}`):
     /// the engine maps its phases onto these, so metrics know nothing of the engine's types.
-    State { Loop => "loop", NotReg => "not_reg", Reg => "reg", Expired => "expired" }
+    State { Loop => "loop", NotReg => "not_reg", Reg => "reg", Expired => "expired", Scanned => "scanned" }
 }
 
 impl State {
@@ -43,6 +43,10 @@ impl State {
         (State::Loop, State::Expired),
         (State::NotReg, State::Expired),
         (State::Reg, State::Expired),
+        (State::Loop, State::Scanned),
+        (State::Scanned, State::Reg),
+        (State::Scanned, State::NotReg),
+        (State::Scanned, State::Expired),
     ];
 }
 
@@ -50,14 +54,27 @@ label_set! {
     /// `scanlogin_attempts_finished_total{outcome}`: a token after a registered scan
     /// (`reg`) or after a phone bind (`bound`); the timer ran out before anyone scanned
     /// (`expired`) or after a scan without a login (`abandoned`); the service gave it up
-    /// (`discarded`).
-    Finish { Reg => "reg", Bound => "bound", Expired => "expired", Abandoned => "abandoned", Discarded => "discarded" }
+    /// (`discarded`); the person who scanned denied it on the phone (`denied`).
+    Finish {
+        Reg => "reg",
+        Bound => "bound",
+        Expired => "expired",
+        Abandoned => "abandoned",
+        Discarded => "discarded",
+        Denied => "denied",
+    }
 }
 
 label_set! {
     /// `how` of `scanlogin_logins_total` and the login latencies (also the login audit's
     /// `how`): in the answer to a poll after a scan, or to a bind.
     LoginHow { Scan => "scan", Bind => "bind" }
+}
+
+label_set! {
+    /// `decision` of `scanlogin_confirmations_total` and `scanlogin_scan_to_decision_seconds`:
+    /// the person who scanned confirmed the login on the phone, or denied it.
+    Decision { Confirm => "confirm", Deny => "deny" }
 }
 
 label_set! {
@@ -198,6 +215,7 @@ mod tests {
             State::LABELS,
             Finish::LABELS,
             LoginHow::LABELS,
+            Decision::LABELS,
             PollKind::LABELS,
             CodeCheck::LABELS,
             SnapshotWrite::LABELS,

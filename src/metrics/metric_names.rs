@@ -11,6 +11,10 @@ pub const ATTEMPTS_FINISHED: &str = "scanlogin_attempts_finished_total";
 pub const SCAN_TO_TOKEN: &str = "scanlogin_scan_to_token_seconds";
 pub const CREATE_TO_TOKEN: &str = "scanlogin_create_to_token_seconds";
 pub const LOGINS: &str = "scanlogin_logins_total";
+/// Decisions on the phone (confirm on the phone), by app and `decision`.
+pub const CONFIRMATIONS: &str = "scanlogin_confirmations_total";
+/// From the scan to the person's decision on the phone.
+pub const SCAN_TO_DECISION: &str = "scanlogin_scan_to_decision_seconds";
 pub const POLLS: &str = "scanlogin_polls_total";
 pub const HELD_LONG_POLLS: &str = "scanlogin_held_long_polls";
 /// Configured capacities (`limit` = `live_attempts_max`, `long_polls_max`), so alerts can
@@ -80,6 +84,8 @@ pub const ALL: &[&str] = &[
     SCAN_TO_TOKEN,
     CREATE_TO_TOKEN,
     LOGINS,
+    CONFIRMATIONS,
+    SCAN_TO_DECISION,
     POLLS,
     HELD_LONG_POLLS,
     CAPACITY,

@@ -130,6 +130,7 @@ fn typed_label_sets_are_pre_created_and_listed_in_the_readme() {
         ("scanlogin_live_attempts", State::ALL.iter().filter(|s| s.is_live()).map(|l| l.label()).collect()),
         ("scanlogin_attempts_finished_total", Finish::LABELS.to_vec()),
         ("scanlogin_logins_total", LoginHow::LABELS.to_vec()),
+        ("scanlogin_confirmations_total", Decision::LABELS.to_vec()),
         ("scanlogin_callbacks_total", CallbackKind::LABELS.to_vec()),
         ("scanlogin_callbacks_total", CallbackResult::LABELS.to_vec()),
         ("scanlogin_wechat_api_calls_total", WechatApi::LABELS.to_vec()),

@@ -4,11 +4,13 @@
 //! fetched from anywhere but this server, and a strict Content-Security-Policy (scripts
 //! and styles only from `/assets/`, no inline code) keeps it that way.
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::api::AppState;
 
+mod confirm;
 mod icon;
 
 /// Only this server's files; images also as `data:` (the inline QR picture);
@@ -37,10 +39,14 @@ const ASSETS: &[(&str, &str, &str)] = &[
 const ICON_LINKS: &str = r#"<link rel="icon" href="/favicon.ico" sizes="32x32">
 <link rel="icon" href="/favicon.svg" type="image/svg+xml">"#;
 
-/// Mounts `/assets/{name}` and the icon (whenever a page is on: the sandbox page and the
-/// provider's login page need them too) and, with `demo_page`, the login page at `/`.
-pub fn configure(cfg: &mut web::ServiceConfig, demo_page: bool, sandbox: bool, provider: bool) {
-    if demo_page || sandbox || provider {
+/// Mounts `/assets/{name}` and the icon (whenever a page is on: the sandbox page, the
+/// provider's login page and the confirm page need them too), with `demo_page` the login
+/// page at `/`, and with `confirm` (an app asks for confirmation) the confirm page.
+pub fn configure(cfg: &mut web::ServiceConfig, demo_page: bool, sandbox: bool, provider: bool, confirm: bool) {
+    if confirm {
+        confirm::configure(cfg);
+    }
+    if demo_page || sandbox || provider || confirm {
         cfg.route("/assets/{name}", web::get().to(asset));
         cfg.route("/favicon.ico", web::get().to(favicon_ico));
         cfg.route("/favicon.svg", web::get().to(favicon_svg));
@@ -52,13 +58,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, demo_page: bool, sandbox: bool, p
 
 /// An HTML page with the headers every page carries.
 fn html(body: String) -> HttpResponse {
-    let mut res = HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body);
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     // The page is tiny and must never outlive a deploy in a cache.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    page_with(StatusCode::OK, body, [CSP, "no-referrer", "no-cache"])
+}
+
+/// An HTML page with its `Content-Security-Policy`, `Referrer-Policy` and `Cache-Control`
+/// (in that order); never in a frame.
+fn page_with(status: StatusCode, body: String, [csp, referrer, cache]: [&'static str; 3]) -> HttpResponse {
+    let mut res = HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static(referrer));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     res
 }
 

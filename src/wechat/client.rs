@@ -149,6 +149,8 @@ pub struct AppClient {
     pub keys: AppKeys,
     /// Passive reply texts.
     pub replies: Replies,
+    /// Whether a scan must be confirmed on the phone.
+    pub confirm: crate::config::ConfirmMode,
     http: reqwest::Client,
     tokens: Arc<TokenManager>,
     metrics: Metrics,
@@ -205,6 +207,7 @@ impl AppClient {
                 expired: app.reply_expired.clone(),
                 text: app.reply_text.clone(),
             },
+            confirm: app.confirm,
             http,
             tokens,
             metrics,

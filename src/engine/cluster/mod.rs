@@ -34,11 +34,11 @@ use self::record::{Cas, Records};
 use self::views::{CountViews, Views, Watch};
 use super::clock::Clock;
 use super::commit;
-use super::outcome::{Created, Detail, EngineError, Outcome, Watched};
+use super::outcome::{Created, Detail, EngineError, NewAttempt, Outcome, Watched};
 use super::persist::seal::{RecordId, Seal};
 use super::persist::{Health, Snapshot};
 use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
-use crate::ids::{PollId, PollKind, Scene};
+use crate::ids::{PollId, Scene};
 use crate::kv::Kv;
 use crate::metrics::Metrics;
 
@@ -130,10 +130,10 @@ impl ClusterEngine {
     }
 
     fn outcome(&self, s: &Snapshot, reply: Reply, now: u64) -> Outcome {
-        let mut o = Outcome::read(reply, s.state.phase, s.state.expires_at_ms, now);
+        let mut o = Outcome::of_state(reply, &s.state, now);
         // As the local engine: token answers name the app, scan answers the owner.
         if matches!(o.reply, Reply::Token(_) | Reply::Ok) {
-            o.detail = Some(Detail { app: s.app.clone(), openid: s.state.openid.clone() });
+            o.detail = Some(Detail::of(&s.app, &s.state));
         }
         o
     }
@@ -142,7 +142,9 @@ impl ClusterEngine {
         self.0.made.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub async fn create(&self, app: &str, ttl: Duration, kind: PollKind) -> Result<Created, EngineError> {
+    pub async fn create(&self, new: NewAttempt) -> Result<Created, EngineError> {
+        let NewAttempt { app, ttl, kind, requester } = new;
+        let app = app.as_str();
         let now = self.0.clock.now_ms();
         let expires_at_ms = now + ttl.as_millis() as u64;
         // A fresh random pair never collides in practice; the CAS refuses if it does.
@@ -151,7 +153,7 @@ impl ClusterEngine {
                 poll: PollId::generate_for(kind),
                 scene: Scene::generate(),
                 app: app.to_string(),
-                state: AttemptState::fresh(now, expires_at_ms),
+                state: AttemptState { requester: requester.clone(), ..AttemptState::fresh(now, expires_at_ms) },
             };
             if self.seen(self.0.records.cas(None, &snap).await)? == Cas::Written {
                 commit::made(&self.0.metrics, app);
@@ -217,6 +219,23 @@ impl ClusterEngine {
         Ok(deadline.map(|_| o))
     }
 
+    pub async fn apply_ticket(&self, ticket: &[u8; 32], event: Event) -> Result<Option<Outcome>, EngineError> {
+        let Some(id) = self.seen(self.0.records.id_of_ticket(ticket).await)? else { return Ok(None) };
+        Ok(Some(self.transition(&id, None, &event).await?.0))
+    }
+
+    pub async fn peek_ticket(&self, ticket: &[u8; 32]) -> Result<Option<Outcome>, EngineError> {
+        let Some(id) = self.seen(self.0.records.id_of_ticket(ticket).await)? else { return Ok(None) };
+        let Some(snap) = self.seen(self.0.records.load(&id, None).await)? else { return Ok(None) };
+        let now = self.0.clock.now_ms();
+        if now >= snap.state.expires_at_ms {
+            return Ok(Some(Outcome::expired()));
+        }
+        let mut o = self.outcome(&snap, Reply::Ok, now);
+        o.detail = Some(Detail::of(&snap.app, &snap.state));
+        Ok(Some(o))
+    }
+
     pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
         self.peek_id(&self.0.records.id(poll), poll).await
     }
@@ -228,7 +247,7 @@ impl ClusterEngine {
             return Ok(Outcome::expired());
         }
         let mut o = self.outcome(&snap, Reply::Ok, now);
-        o.detail = Some(Detail { app: snap.app.clone(), openid: snap.state.openid.clone() });
+        o.detail = Some(Detail::of(&snap.app, &snap.state));
         Ok(o)
     }
 

@@ -8,6 +8,9 @@
 //!   that made one had the time to write its end;
 //! - `sl:s:<app>:<scene>`: the record id of the attempt with that scene, same expiry: how
 //!   a WeChat push, which names the scene, finds its attempt;
+//! - `sl:t:<hex SHA-256 of a confirmation ticket>`: the record id of the `scanned` attempt
+//!   it confirms, same expiry, deleted when the attempt leaves `scanned`: how the confirm
+//!   page finds its attempt (the ticket itself is never stored);
 //! - channel `sl:wake`: every committed transition publishes its record id there, so the
 //!   nodes holding polls for it re-read.
 //!
@@ -18,6 +21,7 @@
 use redis::Script;
 
 use crate::engine::EngineError;
+use crate::engine::Phase;
 use crate::engine::persist::Snapshot;
 use crate::engine::persist::codec::{self, version_u32};
 use crate::engine::persist::seal::{RecordId, Seal};
@@ -25,14 +29,20 @@ use crate::ids::{PollId, Scene};
 use crate::kv::{Class, Kv};
 use crate::metrics::Metrics;
 
-/// KEYS: record, scene key. ARGV: expected version (-1: none), data, expires_at_ms,
-/// record id for the scene key ('' = leave it), channel, message.
+/// KEYS: record, scene key, ticket key. ARGV: expected version (-1: none), data,
+/// expires_at_ms, record id for the scene key ('' = leave it), channel, message, what to
+/// do with the ticket key ('set', 'del', '' = leave it).
 /// Answers -2 when written, else the version found (-1: no record).
 const CAS_LUA: &str = r"
 if v ~= tonumber(ARGV[1]) then return v end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 if ARGV[4] ~= '' then
   redis.call('SET', KEYS[2], ARGV[4], 'PXAT', ARGV[3])
+end
+if ARGV[7] == 'set' then
+  redis.call('SET', KEYS[3], ARGV[6], 'PXAT', ARGV[3])
+elseif ARGV[7] == 'del' then
+  redis.call('DEL', KEYS[3])
 end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return -2
@@ -92,6 +102,18 @@ impl Records {
         self.kv.key(&["s", app, scene.as_str()])
     }
 
+    fn ticket_key(&self, ticket: &[u8; 32]) -> String {
+        self.kv.key(&["t", &hex::encode(ticket)])
+    }
+
+    /// The record id of the attempt whose confirmation ticket hashes to `ticket`.
+    pub async fn id_of_ticket(&self, ticket: &[u8; 32]) -> Result<Option<RecordId>, EngineError> {
+        let mut c = self.kv.conn(Class::Fast);
+        let id: Option<String> =
+            redis::cmd("GET").arg(self.ticket_key(ticket)).query_async(&mut c).await.map_err(unavailable)?;
+        Ok(id.and_then(|p| RecordId::parse(&p)))
+    }
+
     /// The stored attempt, ended ones included; `None` when Redis has none (never
     /// existed, or past its deadline).
     /// `poll`, when the caller knows it: the record's own copy need not be decrypted.
@@ -134,17 +156,25 @@ impl Records {
         let expected = expected.map_or(-1, |v| i64::from(version_u32(v)));
         let id = self.id(&snap.poll);
         let scene_value = if expected < 0 { id.as_str() } else { "" };
+        // The ticket finds its attempt only while the attempt waits for it.
+        let (ticket_key, ticket_op) = match &snap.state.ticket {
+            Some(t) if snap.state.phase == Phase::Scanned => (self.ticket_key(t), "set"),
+            Some(t) => (self.ticket_key(t), "del"),
+            None => (self.key(&id), ""),
+        };
         let mut c = self.kv.conn(Class::Fast);
         let r: i64 = self
             .cas
             .key(self.key(&id))
             .key(self.scene_key(&snap.app, &snap.scene))
+            .key(ticket_key)
             .arg(expected)
             .arg(data)
             .arg(snap.state.expires_at_ms + GRACE_MS)
             .arg(scene_value)
             .arg(&self.channel)
             .arg(id.as_str())
+            .arg(ticket_op)
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;

@@ -11,14 +11,21 @@
 //! u8      sms_sent:7 | verified (a code was accepted: the phone may be bound)
 //! str8    code phone, [32] code hash, varint sent_at_ms, varint expires_at_ms, u8 wrong
 //! varint  created_ms, varint scanned_ms     0 = unknown; absent in older snapshots
+//! u8      ext                scanned | requester | ticket    absent in older snapshots
+//! u8      ending code        0 none, 1 timeout, 2 consumed, 3 discarded, 4 denied, 5 ended
+//! str8    requester ip, str8 requester user agent   if flagged
+//! [32]    ticket hash                               if flagged
 //! ```
+//! The flags byte has two bits for the phase and two for the ending, full since
+//! confirmation on the phone: `ext` and the ending code carry what does not fit (the flags
+//! byte then holds `not_reg` for `scanned` and `discarded` for a later ending).
 //! `str8` is a length byte and the bytes. The poll id is not inside: every store keys the
 //! snapshot by it. A loop attempt takes ~57 bytes, a `not_reg` one with a code ~145.
 //! The account's phone is stored masked: it only ever leaves the service masked, so the
 //! full number need not sit in the snapshot store (the pending code's phone must: the
 //! code is bound to it).
 
-use crate::engine::state::{AttemptState, Ending, PendingCode, Phase, UserRef};
+use crate::engine::state::{AttemptState, Ending, PendingCode, Phase, Requester, UserRef};
 use crate::ids::{PollId, Scene, mask_phone};
 
 use super::Snapshot;
@@ -64,17 +71,36 @@ fn phase_bits(p: Phase) -> u8 {
         Phase::NotReg => 1,
         Phase::Reg => 2,
         Phase::Expired => 3,
+        // Marked in `ext`; `not_reg` is what it becomes for a new user.
+        Phase::Scanned => 1,
     }
 }
 
-fn ending_bits(e: Option<Ending>) -> u8 {
+/// The ending's code (the tail's byte; the flags byte holds it capped at 3).
+fn ending_code(e: Option<Ending>) -> u8 {
     match e {
         None => 0,
         Some(Ending::Timeout) => 1,
         Some(Ending::Consumed) => 2,
         Some(Ending::Discarded) => 3,
+        Some(Ending::Denied) => 4,
     }
 }
+
+fn ending_of(code: u8) -> Result<Option<Ending>, CodecError> {
+    Ok(match code {
+        0 => None,
+        1 => Some(Ending::Timeout),
+        2 => Some(Ending::Consumed),
+        3 => Some(Ending::Discarded),
+        4 => Some(Ending::Denied),
+        _ => return Err(CodecError::Malformed("ending")),
+    })
+}
+
+const X_SCANNED: u8 = 1;
+const X_REQUESTER: u8 = 1 << 1;
+const X_TICKET: u8 = 1 << 2;
 
 const F_OPENID: u8 = 1 << 4;
 const F_USER: u8 = 1 << 5;
@@ -87,7 +113,7 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(160);
     out.push(FORMAT);
     out.extend_from_slice(&version_u32(st.version).to_be_bytes());
-    let mut flags = phase_bits(st.phase) | (ending_bits(st.ending) << 2);
+    let mut flags = phase_bits(st.phase) | (ending_code(st.ending).min(3) << 2);
     if st.openid.is_some() {
         flags |= F_OPENID;
     }
@@ -125,6 +151,25 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, CodecError> {
     }
     put_varint(&mut out, st.created_ms.unwrap_or(0));
     put_varint(&mut out, st.scanned_ms.unwrap_or(0));
+    let mut ext = 0;
+    if st.phase == Phase::Scanned {
+        ext |= X_SCANNED;
+    }
+    if st.requester.is_some() {
+        ext |= X_REQUESTER;
+    }
+    if st.ticket.is_some() {
+        ext |= X_TICKET;
+    }
+    out.push(ext);
+    out.push(ending_code(st.ending));
+    if let Some(r) = &st.requester {
+        put_str(&mut out, &r.ip, "requester ip")?;
+        put_str(&mut out, &r.user_agent, "requester user agent")?;
+    }
+    if let Some(t) = &st.ticket {
+        out.extend_from_slice(t);
+    }
     Ok(out)
 }
 
@@ -200,13 +245,13 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
     }
     let version = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| CodecError::Truncated)?);
     let flags = r.u8()?;
-    let phase = match flags & 3 {
+    let mut phase = match flags & 3 {
         0 => Phase::Loop,
         1 => Phase::NotReg,
         2 => Phase::Reg,
         _ => Phase::Expired,
     };
-    let ending = match (flags >> 2) & 3 {
+    let mut ending = match (flags >> 2) & 3 {
         0 => None,
         1 => Some(Ending::Timeout),
         2 => Some(Ending::Consumed),
@@ -242,6 +287,26 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
     let known = |t: u64| (t != 0).then_some(t);
     let (created_ms, scanned_ms) =
         if r.buf.is_empty() { (None, None) } else { (known(r.varint()?), known(r.varint()?)) };
+    // So did the tail (confirmation on the phone, the requester).
+    let (mut requester, mut ticket) = (None, None);
+    if !r.buf.is_empty() {
+        let ext = r.u8()?;
+        if ext & !(X_SCANNED | X_REQUESTER | X_TICKET) != 0 {
+            return Err(CodecError::Malformed("ext"));
+        }
+        if ext & X_SCANNED != 0 {
+            phase = Phase::Scanned;
+        }
+        ending = ending_of(r.u8()?)?;
+        if ext & X_REQUESTER != 0 {
+            let ip = r.str("requester ip")?;
+            let user_agent = r.str("requester user agent")?;
+            requester = Some(Requester::new(&ip, &user_agent));
+        }
+        if ext & X_TICKET != 0 {
+            ticket = Some(r.take(32)?.try_into().map_err(|_| CodecError::Truncated)?);
+        }
+    }
     if !r.buf.is_empty() {
         return Err(CodecError::Malformed("trailing bytes"));
     }
@@ -251,6 +316,7 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
         Phase::NotReg => openid.is_some(),
         Phase::Reg => openid.is_some() && user.is_some(),
         Phase::Expired => ending.is_some(),
+        Phase::Scanned => openid.is_some() && ticket.is_some(),
     };
     if !consistent {
         return Err(CodecError::Malformed("phase"));
@@ -267,6 +333,8 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
         version: u64::from(version),
         created_ms,
         scanned_ms,
+        ticket,
+        requester,
     };
     Ok(Snapshot { poll, scene, app, state })
 }
@@ -322,17 +390,40 @@ mod tests {
     }
 
     #[test]
+    fn a_scanned_attempt_its_ticket_requester_and_a_denial_round_trip() {
+        let mut s = reg_snapshot(1);
+        s.state.phase = Phase::Scanned;
+        s.state.ticket = Some([9; 32]);
+        s.state.requester = Some(Requester::new("2001:db8::1", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"));
+        let back = decode(s.poll.clone(), &encode(&s).unwrap()).unwrap();
+        assert_eq!(
+            (back.state.phase, back.state.ticket, &back.state.requester),
+            (Phase::Scanned, s.state.ticket, &s.state.requester)
+        );
+        s.state.phase = Phase::Expired;
+        s.state.ending = Some(Ending::Denied);
+        let back = decode(s.poll.clone(), &encode(&s).unwrap()).unwrap();
+        assert_eq!((back.state.phase, back.state.ending), (Phase::Expired, Some(Ending::Denied)));
+        // `scanned` without its ticket would leave a confirmation nobody can give.
+        let mut bad = reg_snapshot(1);
+        bad.state.phase = Phase::Scanned;
+        assert_eq!(decode(bad.poll.clone(), &encode(&bad).unwrap()).unwrap_err(), CodecError::Malformed("phase"));
+    }
+
+    #[test]
     fn refuses_garbage_without_panicking() {
         let good = encode(&not_reg_with_code(1)).unwrap();
         let poll = PollId::generate();
-        // Without its timeline (two one-byte zeros here) it is a snapshot of an older
-        // release, and valid; every other cut is refused.
-        let older = good.len() - 2;
-        for cut in (0..good.len()).filter(|c| *c != older) {
+        // Without its tail (ext and ending, two bytes here), or without its timeline too
+        // (two one-byte zeros), it is a snapshot of an older release, and valid; every
+        // other cut is refused.
+        let (older, oldest) = (good.len() - 2, good.len() - 4);
+        for cut in (0..good.len()).filter(|c| *c != older && *c != oldest) {
             assert!(decode(poll.clone(), &good[..cut]).is_err(), "cut at {cut}");
         }
-        let old = decode(poll.clone(), &good[..older]).expect("an older snapshot decodes");
+        let old = decode(poll.clone(), &good[..oldest]).expect("an older snapshot decodes");
         assert_eq!((old.state.created_ms, old.state.scanned_ms), (None, None));
+        assert!(decode(poll.clone(), &good[..older]).is_ok());
         let mut longer = good.clone();
         longer.push(0);
         assert_eq!(decode(poll.clone(), &longer).unwrap_err(), CodecError::Malformed("trailing bytes"));
