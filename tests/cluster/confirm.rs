@@ -1,0 +1,66 @@
+//! Confirm on the phone across nodes: the scan lands on one node, the confirmation on a
+//! second, and a poll held on the third is woken; a denial on one node is told as
+//! `reason: denied` by another (the ticket index and the ending live in Redis).
+
+use std::time::{Duration, Instant};
+
+use crate::harness::Cluster;
+
+/// The path of the confirm link in a passive reply's XML.
+fn link_in(reply: &str) -> String {
+    let at = reply.find("/confirm/").unwrap_or_else(|| panic!("no confirm link in {reply}"));
+    reply[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-')).collect()
+}
+
+/// Node `i`'s held polls, as its gauge says.
+async fn held_on(c: &Cluster, i: usize) -> f64 {
+    let text = c.http.get(format!("{}/metrics", c.node(i))).send().await.unwrap().text().await.unwrap();
+    crate::client::metric(&text, "scanlogin_held_long_polls", &[])
+}
+
+async fn decide(c: &Cluster, i: usize, link: &str, decision: &str) -> u16 {
+    let r = c.http.post(format!("{}{link}", c.node(i))).form(&[("decision", decision)]).send().await.unwrap();
+    r.status().as_u16()
+}
+
+/// Scans `uuid`'s QR code as `openid` through node 1; answers the confirm link's path.
+async fn scan_on_node_1(c: &Cluster, ticket: &str, openid: &str) -> String {
+    let scene = c.scene(ticket).await;
+    let (status, reply) = c.push_to(0, &Cluster::scan_push(openid, &scene, false)).await;
+    assert_eq!(status, 200, "{reply}");
+    link_in(&reply)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scanned_on_one_node_confirmed_on_another_and_the_poll_held_on_a_third_wakes() {
+    let c = Cluster::start(&[("SCANLOGIN__WECHAT__APPS__0__CONFIRM", "always")]).await;
+    let (uuid, ticket) = c.api(0).new_login().await;
+    let link = scan_on_node_1(&c, &ticket, "o_cluster_confirm").await;
+    assert_eq!(c.api(1).status(&uuid).await.1["state"], "scanned");
+    let held = {
+        let api = c.api(2);
+        let uuid = uuid.clone();
+        tokio::spawn(async move { api.status_wait(&uuid, 20).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held_on(&c, 2).await != 1.0 {
+        assert!(Instant::now() < deadline, "node 3 never holds the poll");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let page = c.http.get(format!("{}{link}", c.node(1))).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200, "node 2 finds the ticket");
+    let confirmed = Instant::now();
+    assert_eq!(decide(&c, 1, &link, "confirm").await, 200);
+    let (_, body) = held.await.unwrap();
+    assert_eq!(body["state"], "not_reg", "{body}");
+    assert!(confirmed.elapsed() < Duration::from_secs(2), "woken by the confirmation: {:?}", confirmed.elapsed());
+    assert_eq!(decide(&c, 2, &link, "confirm").await, 410, "used once, on every node");
+
+    // A denial on node 3 is told by node 1.
+    let (uuid, ticket) = c.api(1).new_login().await;
+    let link = scan_on_node_1(&c, &ticket, "o_cluster_deny").await;
+    assert_eq!(decide(&c, 2, &link, "deny").await, 200);
+    let (_, body) = c.api(0).status(&uuid).await;
+    assert_eq!((body["state"].as_str(), body["reason"].as_str()), (Some("expired"), Some("denied")), "{body}");
+    assert_eq!(c.metric_sum("scanlogin_confirmations_total", "decision=\"deny\"").await, 1.0);
+}
