@@ -97,6 +97,37 @@ async fn restore_rearms_timers_from_the_absolute_expiry_and_drops_the_rest() {
     assert_eq!(b.restore().await.restored, 0);
 }
 
+/// Confirmation on the phone survives a crash: a `scanned` attempt comes back with its
+/// ticket (and its requester), and a denied one still tells its reason.
+#[actix::test]
+async fn a_restart_keeps_a_scanned_attempt_its_ticket_and_a_denial_its_reason() {
+    tokio::time::pause();
+    let clock = Clock::new();
+    let s = memory();
+    let (a, _) = engine_on(s.clone(), 10, WriterConfig::default(), clock);
+    let by = Requester::new("198.51.100.4", "Firefox/128.0");
+    let waiting =
+        a.create_by(APP, Duration::from_secs(300), crate::ids::PollKind::Direct, Some(by.clone())).await.unwrap();
+    let denied = a.create(APP, Duration::from_secs(300)).await.unwrap();
+    let scan = |ticket| Event::ScannedToConfirm { openid: "o_reg".into(), user: Some(user()), ticket };
+    a.apply_scene(APP, &waiting.scene, scan([1; 32])).await.unwrap();
+    a.apply_scene(APP, &denied.scene, scan([2; 32])).await.unwrap();
+    let o = a.apply_ticket(&[2; 32], Event::Deny { ticket: [2; 32] }).await.unwrap().unwrap();
+    assert_eq!(o.phase, Phase::Expired);
+    settle().await;
+    let (b, _) = engine_on(survivor(&s).await, 10, WriterConfig::default(), clock);
+    b.restore().await;
+    settle().await;
+    let o = b.poll(&denied.poll, Duration::ZERO).await.unwrap();
+    assert_eq!((o.phase, o.reason()), (Phase::Expired, Some("denied")));
+    assert_eq!(b.poll(&waiting.poll, Duration::ZERO).await.unwrap().phase, Phase::Scanned);
+    let seen = b.peek_ticket(&[1; 32]).await.unwrap().expect("the ticket finds its restored attempt");
+    assert_eq!(seen.detail.and_then(|d| d.requester), Some(by));
+    let o = b.apply_ticket(&[1; 32], Event::Confirm { ticket: [1; 32] }).await.unwrap().unwrap();
+    assert_eq!(o.phase, Phase::Reg);
+    assert!(matches!(b.poll(&waiting.poll, Duration::ZERO).await.unwrap().reply, Reply::Token(_)));
+}
+
 #[actix::test]
 async fn a_poll_during_recovery_waits_for_its_attempt() {
     tokio::time::pause();
