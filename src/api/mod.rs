@@ -139,6 +139,12 @@ fn request_id(req: &ServiceRequest) -> String {
 /// Runs every request inside a `request` span (id, node, method, path), counts it by
 /// route pattern (never the raw path: no ids in labels) and adds the headers every
 /// answer carries.
+/// The path as logged: a confirmation ticket in it is a capability (docs/api.md "Confirm on
+/// the phone"), so it never reaches a log line.
+fn logged_path(path: &str) -> &str {
+    if path.starts_with("/confirm/") { "/confirm/…" } else { path }
+}
+
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -149,7 +155,8 @@ pub async fn observe(
     let metrics = state.as_ref().map(|s| s.metrics.clone());
     let node = state.as_ref().map(|s| s.node.clone()).unwrap_or_default();
     let id = request_id(&req);
-    let span = tracing::info_span!("request", id = %id, node = %node, method = %req.method(), path = %req.path());
+    let path = logged_path(req.path());
+    let span = tracing::info_span!("request", id = %id, node = %node, method = %req.method(), path = %path);
     let closing = |s: &Option<web::Data<AppState>>| s.as_ref().is_some_and(|s| s.login.is_closing());
     let mut res = next.call(req).instrument(span).await?;
     // Draining (SIGTERM): no connection outlives its current answer, so a proxy sends its
@@ -235,4 +242,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 pub fn default_service() -> actix_web::Route {
     web::route().to(not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_confirm_ticket_never_reaches_the_request_log() {
+        let ticket = crate::ids::ConfirmTicket::generate();
+        let logged = super::logged_path(&format!("/confirm/{}", ticket.as_str())).to_string();
+        assert!(!logged.contains(ticket.as_str()), "{logged}");
+        assert_eq!(super::logged_path("/api/v1/login/status"), "/api/v1/login/status");
+    }
 }

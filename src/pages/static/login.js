@@ -2,7 +2,8 @@
  * The login page: a reference client of docs/api.md.
  *
  * One "flow" per QR code: ask for a code, show it, watch its status, and follow the
- * state it reports (loop → keep watching; not_reg → phone step; reg → logged in;
+ * state it reports (loop → keep watching; scanned → "confirm on your phone", keep watching;
+ * not_reg → phone step; reg → logged in; expired with reason denied → "denied";
  * expired → refresh once by itself, then wait for the person). The status comes from
  * the server-sent event stream (`/api/v1/login/events`); when `EventSource` is missing
  * or the stream fails (refused, dropped), the flow falls back to long polling
@@ -117,6 +118,7 @@
     var left = Math.max(0, Math.ceil((flow.deadline - Date.now()) / 1000));
     S.setText($('qr-ttl'), left + ' 秒后过期', 'Expires in ' + left + ' s');
     S.setText($('phone-ttl'), '请在 ' + left + ' 秒内完成', left + ' s left to finish');
+    S.setText($('scanned-ttl'), '请在 ' + left + ' 秒内确认', left + ' s left to confirm');
   }
 
   // ---- API answers in words ------------------------------------------------------
@@ -224,14 +226,25 @@
 
   /** Follows a status answer (from either transport); false while it is still `loop`. */
   function follow(gen, st) {
-    if (st.state === 'loop') {
+    if (waiting(st)) {
       setDeadline(st.expires_in);
+      // Scanned by an app that asks for confirmation: the person decides on the phone.
+      if (st.state === 'scanned' && document.body.getAttribute('data-state') !== 'scanned') {
+        announce('已扫码，请在手机上确认', 'Scanned: confirm on your phone');
+        show('scanned');
+      }
       return false;
     }
     if (st.state === 'not_reg') onNotRegistered(gen, st);
     else if (st.state === 'reg') onToken(st);
+    else if (st.reason === 'denied') onDenied();
     else onExpired();
     return true;
+  }
+
+  /** Still waiting for the person: nobody scanned yet, or the scan waits for its confirmation. */
+  function waiting(st) {
+    return st.state === 'loop' || st.state === 'scanned';
   }
 
   function watch(gen) {
@@ -257,8 +270,8 @@
       } catch (e) {
         return;
       }
-      // Anything but `loop` ends this page's interest: close before the browser reconnects.
-      if (st.state !== 'loop') close();
+      // Anything but waiting ends this page's interest: close before the browser reconnects.
+      if (!waiting(st)) close();
       follow(gen, st);
     });
     // Refused (400/429/503), dropped, or ended before a terminal state (a restart): the
@@ -317,6 +330,13 @@
     }
     newFlow();
     show('expired');
+  }
+
+  /** The person who scanned denied the login on the phone: no new code by itself. */
+  function onDenied() {
+    newFlow();
+    announce('已在手机上拒绝', 'Denied on the phone');
+    show('denied');
   }
 
   // ---- new user: phone step ------------------------------------------------------
@@ -528,6 +548,11 @@
   // ---- buttons and start ---------------------------------------------------------
 
   $('refresh').addEventListener('click', function () {
+    flow.autoRefreshed = false;
+    newQr();
+  });
+
+  $('denied-again').addEventListener('click', function () {
     flow.autoRefreshed = false;
     newQr();
   });
