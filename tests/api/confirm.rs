@@ -186,3 +186,26 @@ async fn unknown_malformed_and_cross_site_decisions_are_refused() {
     assert_eq!(decide(&app, &unknown, "confirm").await.0, 410);
     assert_eq!(page(&app, "/confirm/short").await.0, 410);
 }
+
+#[actix_web::test]
+async fn one_ticket_under_concurrent_posts_decides_once() {
+    let app = confirming(300).await;
+    let (uuid, qr) = login_from_firefox(&app).await;
+    let link = scan_for_link(&app, &uuid, &qr, "o_race").await;
+    let posts: Vec<_> = (0..8)
+        .map(|i| {
+            let api = Api::with_client(app.http.clone(), &app.server, &app.wechat);
+            let link = link.clone();
+            let decision = if i % 2 == 0 { "confirm" } else { "deny" };
+            actix_web::rt::spawn(async move { decide(&api, &link, decision).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for p in posts {
+        statuses.push(p.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 410, 410, 410, 410, 410, 410, 410], "exactly one decision wins");
+    let state = app.status(&uuid).await.1["state"].clone();
+    assert!(state == "not_reg" || state == "expired", "{state}");
+}
