@@ -5,7 +5,7 @@
 // UPDATE_DOCS_SCREENSHOTS=1, in docs/screenshots/ for the README).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPage, assertNoProblems, shot, tickets } from './harness.mjs';
+import { startServer, launchBrowser, openPage, assertNoProblems, shot, tickets, readQr } from './harness.mjs';
 
 const DESKTOP = { width: 900, height: 760 };
 const PHONE = { width: 390, height: 720 };
@@ -64,10 +64,19 @@ async function registerConfirmed(server, openid, phone) {
   assert.equal(bound.status, 200, JSON.stringify(bound.body));
 }
 
+/** The QR code the login page shows, as a phone camera reads it. */
+async function pageQr(page) {
+  await page.locator('#qr-img').waitFor({ state: 'visible' });
+  const text = await readQr(page, '#qr-img');
+  assert.ok(text, 'the QR picture decodes');
+  return text;
+}
+
 /** The login page's QR code, scanned as `openid`: answers the confirm link of the reply. */
 async function scanThePage(server, page, openid) {
-  await page.locator('#view-qr').waitFor({ state: 'visible' });
-  const [live] = await tickets(server);
+  const qrText = await pageQr(page);
+  const live = (await tickets(server)).find((t) => t.url === qrText);
+  assert.ok(live, 'the page shows a live ticket');
   const reply = await scan(server, live.ticket, openid);
   assert.match(reply, /Firefox|Chrome|HeadlessChrome|browser/i, reply);
   return linkIn(reply);
@@ -101,12 +110,23 @@ test('the person confirms on the phone and the login page follows to logged in',
   });
 });
 
-test('the person denies on the phone and the login page says so', async () => {
+test('the person denies on the phone (opened from the sandbox phone) and the login page says so', async () => {
   await session(async (server, desktop, phoneContext) => {
     const page = await openPage(desktop, `${server.url}/`);
-    const link = await scanThePage(server, page, 'o_dave');
+    const qrText = await pageQr(page);
+    const sandbox = await openPage(phoneContext, `${server.url}/_sandbox/`);
+    await sandbox.locator(`#tickets input[data-url="${qrText}"]`).check();
+    await sandbox.fill('#openid', 'o_dave');
+    await sandbox.check('#as-new');
+    await sandbox.click('#scan');
+    await sandbox.locator('#scan-result.ok').waitFor();
+    assert.match(await sandbox.locator('#scan-result').textContent(), /登录请求 Login request/);
+    // The link the reply carries, opened as the phone would (a tap on it in WeChat).
+    const href = await sandbox.locator('#confirm-link').getAttribute('href');
+    const phone = await openPage(phoneContext, server.url + href);
+    await page.bringToFront();
     await page.locator('#view-scanned').waitFor({ state: 'visible' });
-    const phone = await openPage(phoneContext, server.url + link);
+    await phone.bringToFront();
     await phone.click('#deny');
     await phone.locator('h1', { hasText: 'Denied' }).waitFor();
     await shot(phone, 'd1-denied-on-phone');
@@ -118,5 +138,6 @@ test('the person denies on the phone and the login page says so', async () => {
     await page.click('#denied-again');
     await page.locator('#view-qr').waitFor({ state: 'visible' });
     assertNoProblems(page);
+    assertNoProblems(sandbox);
   });
 });

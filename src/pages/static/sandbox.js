@@ -126,6 +126,19 @@
     return 'o_' + Array.from(bytes, function (b) { return b.toString(36).padStart(2, '0'); }).join('').slice(0, 14);
   }
 
+  /** A reply asking for confirmation (confirm on the phone): its link, as the phone would open it. */
+  function confirmLink(text) {
+    var m = /\/confirm\/[A-Za-z0-9_-]+/.exec(text);
+    if (!m) return;
+    var a = document.createElement('a');
+    a.id = 'confirm-link';
+    a.href = m[0];
+    a.target = '_blank';
+    a.rel = 'noopener';
+    a.textContent = ' 打开确认页 Open the confirm page';
+    $('scan-result').appendChild(a);
+  }
+
   function result(kind, zh, en) {
     var el = $('scan-result');
     S.setText(el, zh, en);
@@ -177,6 +190,7 @@
     var reply = r.body.reply;
     if (reply && reply.content) {
       result('ok', '已扫码。公众号回复：' + reply.content, '');
+      confirmLink(reply.content);
     } else {
       result('ok', '已扫码（公众号无回复）。', 'Scanned (the account sent no reply).');
     }
