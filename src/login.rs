@@ -70,6 +70,9 @@ pub struct LoginStatus {
     pub login: Option<LoggedIn>,
     /// A provider attempt's `reg`: where the browser goes on (never with a token).
     pub redirect: Option<String>,
+    /// Why an `expired` attempt ended, when the person should know (`ended`: by an
+    /// operator).
+    pub reason: Option<&'static str>,
 }
 
 /// A code sent by SMS.
@@ -309,6 +312,7 @@ impl LoginService {
                 phone: user.phone.as_deref().map(mask_phone),
             }),
             redirect: None,
+            reason: None,
         }
     }
 
@@ -341,9 +345,15 @@ impl LoginService {
         match (o.reply, o.phase) {
             (Reply::Token(user), _) => self.token_answer(poll, user, LoginHow::Scan, &app, client).await,
             (_, phase @ (Phase::Loop | Phase::NotReg)) => {
-                LoginStatus { phase, expires_in: Some(o.expires_in), login: None, redirect: None }
+                LoginStatus { phase, expires_in: Some(o.expires_in), login: None, redirect: None, reason: None }
             }
-            (_, phase) => LoginStatus { phase, expires_in: None, login: None, redirect: None },
+            (_, phase) => LoginStatus {
+                phase,
+                expires_in: None,
+                login: None,
+                redirect: None,
+                reason: o.ending.and_then(crate::engine::Ending::reason),
+            },
         }
     }
 

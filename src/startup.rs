@@ -491,6 +491,7 @@ impl Application {
         metrics.node(&node);
         tracing::info!(node = %node, cluster = settings.cluster.enabled, store = settings.storage.snapshots.name(), "starting");
         let engine = build_engine(&settings, &db, kv.as_ref(), &metrics)?;
+        engine.handle.name_node(&node);
         // Only a single node on its own SQLite file can be sure nobody else writes its
         // database: then the login audit's and the revocations' reads are answered from
         // memory. On PostgreSQL or MySQL another node or a tool may write too (a logout

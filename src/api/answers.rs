@@ -54,6 +54,11 @@ pub struct StatusAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "https://login.example.com/oidc/continue/3fQm0aJp9W1xRkq8ZbT2nV5cYh7LdE4sUo6iGfXwBvA")]
     pub redirect: Option<String>,
+    /// Why an `expired` attempt ended, when the page should say so: `ended` (by an
+    /// operator), `denied` (the scanner refused on the phone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::api::openapi::EndReason>, example = "ended")]
+    pub reason: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -112,6 +117,7 @@ impl From<LoginStatus> for StatusAnswer {
             token_expires_in,
             user,
             redirect: s.redirect,
+            reason: s.reason,
         }
     }
 }

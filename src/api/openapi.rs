@@ -123,6 +123,15 @@ pub enum LoginState {
     Expired,
 }
 
+/// The `reason` of an `expired` status answer: the scanner refused on the phone
+/// (`denied`), or an operator ended the attempt (`ended`).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum EndReason {
+    Denied,
+    Ended,
+}
+
 use ErrorCode::*;
 
 /// Which error codes each operation can answer (every method of the path).
@@ -238,7 +247,7 @@ fn error_response(status: u16, codes: &[ErrorCode]) -> utoipa::openapi::Response
         account::logout,
         openapi_json
     ),
-    components(schemas(ErrorBody, ErrorCode, LoginState)),
+    components(schemas(ErrorBody, ErrorCode, LoginState, EndReason)),
     modifiers(&Errors),
     tags(
         (name = "login", description = "The login flow of one QR code"),

@@ -133,10 +133,10 @@ impl Attempt {
     /// second scanner is not told to go on). A token answer always says which app it
     /// logs into (for the audit and metrics); other answers skip the copies.
     fn outcome(&self, reply: Reply, detail: bool) -> Outcome {
-        let detail = (detail || matches!(reply, Reply::Token(_)))
-            .then(|| Detail { app: self.app.clone(), openid: self.state.openid.clone() });
+        let detail = (detail || matches!(reply, Reply::Token(_))).then(|| Detail::of(&self.app, &self.state));
         let mut o = Outcome::read(reply, self.state.phase, self.state.expires_at_ms, self.clock.now_ms());
         o.detail = detail;
+        o.ending = self.state.ending;
         o
     }
 

@@ -25,6 +25,7 @@ pub fn finish(why: Ending, event: &Event, scanned: bool) -> Finish {
         (Ending::Timeout, _) if scanned => Finish::Abandoned,
         (Ending::Timeout, _) => Finish::Expired,
         (Ending::Discarded, _) => Finish::Discarded,
+        (Ending::Ended, _) => Finish::Ended,
     }
 }
 
@@ -42,6 +43,7 @@ mod tests {
             (Ending::Timeout, Event::Timeout, false, Finish::Expired),
             (Ending::Timeout, Event::Claim, true, Finish::Abandoned),
             (Ending::Discarded, Event::Discard, false, Finish::Discarded),
+            (Ending::Ended, Event::End, true, Finish::Ended),
         ];
         for (why, ev, scanned, want) in cases {
             assert_eq!(finish(why, &ev, scanned), want, "{why:?} {ev:?}");

@@ -3,7 +3,7 @@
 
 use tokio::sync::oneshot;
 
-use super::state::{Actions, Phase, Reply, Rules};
+use super::state::{Actions, Ending, Phase, Reply, Rules};
 use crate::ids::{PollId, Scene};
 
 /// Settings of the engine itself.
@@ -49,12 +49,30 @@ pub struct Outcome {
     pub deadline_ms: u64,
     /// Filled by a peek, a scan's answer and token replies: who scanned, and the app.
     pub detail: Option<Detail>,
+    /// Why an `expired` attempt ended, where the engine still knows (its `reason`).
+    pub ending: Option<Ending>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detail {
     pub app: String,
     pub openid: Option<String>,
+    /// When it was made and first scanned (ms since the epoch), where known: the
+    /// operator's view of its transitions.
+    pub created_ms: Option<u64>,
+    pub scanned_ms: Option<u64>,
+}
+
+impl Detail {
+    /// The detail of an attempt of `app` in `state`.
+    pub fn of(app: &str, state: &super::state::AttemptState) -> Self {
+        Self {
+            app: app.to_string(),
+            openid: state.openid.clone(),
+            created_ms: state.created_ms,
+            scanned_ms: state.scanned_ms,
+        }
+    }
 }
 
 impl Outcome {
@@ -66,13 +84,19 @@ impl Outcome {
             expires_in: 0,
             deadline_ms: 0,
             detail: None,
+            ending: None,
         }
+    }
+
+    /// An attempt that is over for `why`.
+    pub fn ended(why: Option<Ending>) -> Self {
+        Self { ending: why, ..Self::expired() }
     }
 
     /// A reply read from a live state with deadline `deadline_ms`, at `now_ms`.
     pub fn read(reply: Reply, phase: Phase, deadline_ms: u64, now_ms: u64) -> Self {
         let expires_in = deadline_ms.saturating_sub(now_ms).div_ceil(1000);
-        Self { reply, actions: Actions::default(), phase, expires_in, deadline_ms, detail: None }
+        Self { reply, actions: Actions::default(), phase, expires_in, deadline_ms, detail: None, ending: None }
     }
 }
 

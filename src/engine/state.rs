@@ -47,6 +47,18 @@ pub enum Ending {
     Consumed,
     /// Given up by the service itself (e.g. WeChat refused to make the QR code).
     Discarded,
+    /// Ended by an operator (the admin API's `end`).
+    Ended,
+}
+
+impl Ending {
+    /// The `reason` an expired answer carries, where the person should learn why.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Ending::Ended => Some("ended"),
+            Ending::Timeout | Ending::Consumed | Ending::Discarded => None,
+        }
+    }
 }
 
 /// The account a scan or a bind resolved to.
@@ -159,6 +171,8 @@ pub enum Event {
     Timeout,
     /// The service gives the attempt up.
     Discard,
+    /// An operator ends the attempt (from any live phase).
+    End,
 }
 
 /// The answer to the caller of an event.
@@ -243,11 +257,15 @@ fn next(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> (Att
         end(&mut s, Ending::Timeout);
     }
     let reply = match (s.phase, event) {
-        (Phase::Expired, Event::Timeout | Event::Discard) => Reply::Ok,
+        (Phase::Expired, Event::Timeout | Event::Discard | Event::End) => Reply::Ok,
         (Phase::Expired, _) => Reply::Expired,
         (_, Event::Timeout) => Reply::Ok, // early or stale timer: the deadline check above decides
         (_, Event::Discard) => {
             end(&mut s, Ending::Discarded);
+            Reply::Ok
+        }
+        (_, Event::End) => {
+            end(&mut s, Ending::Ended);
             Reply::Ok
         }
         (Phase::Loop, Event::Scanned { openid, user }) => {
@@ -427,6 +445,7 @@ mod tests {
             Event::Bound { user: user() },
             Event::Timeout,
             Event::Discard,
+            Event::End,
         ]
     }
 
@@ -447,7 +466,7 @@ mod tests {
     }
 
     /// One row of the table: a state's name, the state, and per event (phase, reply, actions).
-    type Row = (&'static str, AttemptState, [(Phase, &'static str, &'static str); 9]);
+    type Row = (&'static str, AttemptState, [(Phase, &'static str, &'static str); 10]);
 
     /// Every state × every event, before the deadline: the resulting phase, the reply
     /// kind and the actions the executor must perform.
@@ -469,6 +488,7 @@ mod tests {
                     (Loop, "WrongState", none),
                     (Loop, "Ok", none),
                     (Expired, "Ok", "pwe"),
+                    (Expired, "Ok", "pwe"),
                 ],
             ),
             (
@@ -483,6 +503,7 @@ mod tests {
                     (NotReg, "NoCodeForPhone", none),
                     (NotReg, "WrongState", none),
                     (NotReg, "Ok", none),
+                    (Expired, "Ok", "pwe"),
                     (Expired, "Ok", "pwe"),
                 ],
             ),
@@ -499,6 +520,7 @@ mod tests {
                     (Expired, "Token", "pwhe"),
                     (NotReg, "Ok", none),
                     (Expired, "Ok", "pwe"),
+                    (Expired, "Ok", "pwe"),
                 ],
             ),
             (
@@ -514,6 +536,7 @@ mod tests {
                     (Reg, "WrongState", none),
                     (Reg, "Ok", none),
                     (Expired, "Ok", "pwe"),
+                    (Expired, "Ok", "pwe"),
                 ],
             ),
             (
@@ -527,6 +550,7 @@ mod tests {
                     (Expired, "Expired", none),
                     (Expired, "Expired", none),
                     (Expired, "Expired", none),
+                    (Expired, "Ok", none),
                     (Expired, "Ok", none),
                     (Expired, "Ok", none),
                 ],
@@ -659,6 +683,23 @@ mod tests {
         );
         let (_, r) = step(&s, &Event::CodeEntered { phone: "13800138000".into(), hash: H1 }, T0 + 1000, &rules());
         assert_eq!(r, Reply::NoCodeForPhone { attempts_left: 0 });
+    }
+
+    #[test]
+    fn an_operator_ends_any_live_phase_and_says_so() {
+        for p in [Phase::Loop, Phase::NotReg, Phase::Reg] {
+            let st = super::step(&in_phase(p), &Event::End, T0, &rules());
+            assert_eq!(
+                (st.state.phase, st.state.ending, st.actions.end),
+                (Phase::Expired, Some(Ending::Ended), Some(Ending::Ended)),
+                "{p:?}"
+            );
+            assert_eq!(st.state.ending.and_then(Ending::reason), Some("ended"));
+            assert_eq!(step(&st.state, &Event::Claim, T0 + 1, &rules()).1, Reply::Expired, "no token after an end");
+        }
+        for e in [Ending::Timeout, Ending::Consumed, Ending::Discarded] {
+            assert_eq!(e.reason(), None);
+        }
     }
 
     #[test]

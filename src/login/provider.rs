@@ -48,7 +48,8 @@ impl LoginService {
         if poll.kind() != PollKind::Provider {
             return None;
         }
-        let expired = LoginStatus { phase: Phase::Expired, expires_in: None, login: None, redirect: None };
+        let expired =
+            LoginStatus { phase: Phase::Expired, expires_in: None, login: None, redirect: None, reason: None };
         let Some(link) = &self.provider else {
             return Some(expired);
         };
@@ -64,6 +65,7 @@ impl LoginService {
                 expires_in: None,
                 login: None,
                 redirect: Some(format!("{}{id}", link.continue_base)),
+                reason: None,
             }),
             Ok(None) => Some(expired),
             Err(e) => {

@@ -50,8 +50,15 @@ label_set! {
     /// `scanlogin_attempts_finished_total{outcome}`: a token after a registered scan
     /// (`reg`) or after a phone bind (`bound`); the timer ran out before anyone scanned
     /// (`expired`) or after a scan without a login (`abandoned`); the service gave it up
-    /// (`discarded`).
-    Finish { Reg => "reg", Bound => "bound", Expired => "expired", Abandoned => "abandoned", Discarded => "discarded" }
+    /// (`discarded`); an operator ended it (`ended`).
+    Finish {
+        Reg => "reg",
+        Bound => "bound",
+        Expired => "expired",
+        Abandoned => "abandoned",
+        Discarded => "discarded",
+        Ended => "ended",
+    }
 }
 
 label_set! {

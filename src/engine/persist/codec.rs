@@ -11,7 +11,11 @@
 //! u8      sms_sent:7 | verified (a code was accepted: the phone may be bound)
 //! str8    code phone, [32] code hash, varint sent_at_ms, varint expires_at_ms, u8 wrong
 //! varint  created_ms, varint scanned_ms     0 = unknown; absent in older snapshots
+//! u8      ending code                       only for codes past 3 (below)
 //! ```
+//! Ending codes: 1 timeout, 2 consumed, 3 discarded in the flags' two bits; a later one
+//! (5 ended by an operator) sets those bits to 3 and follows as a last byte, so a
+//! release that knows only the first three reads such an attempt as over (discarded).
 //! `str8` is a length byte and the bytes. The poll id is not inside: every store keys the
 //! snapshot by it. A loop attempt takes ~57 bytes, a `not_reg` one with a code ~145.
 //! The account's phone is stored masked: it only ever leaves the service masked, so the
@@ -67,13 +71,29 @@ fn phase_bits(p: Phase) -> u8 {
     }
 }
 
-fn ending_bits(e: Option<Ending>) -> u8 {
+/// The ending's code (see the module doc).
+fn ending_code(e: Option<Ending>) -> u8 {
     match e {
         None => 0,
         Some(Ending::Timeout) => 1,
         Some(Ending::Consumed) => 2,
         Some(Ending::Discarded) => 3,
+        Some(Ending::Ended) => 5,
     }
+}
+
+/// The codes that fit the flags' two bits.
+const ENDING_BITS_MAX: u8 = 3;
+
+fn ending_of(code: u8) -> Result<Option<Ending>, CodecError> {
+    Ok(match code {
+        0 => None,
+        1 => Some(Ending::Timeout),
+        2 => Some(Ending::Consumed),
+        3 => Some(Ending::Discarded),
+        5 => Some(Ending::Ended),
+        _ => return Err(CodecError::Malformed("ending")),
+    })
 }
 
 const F_OPENID: u8 = 1 << 4;
@@ -87,7 +107,8 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(160);
     out.push(FORMAT);
     out.extend_from_slice(&version_u32(st.version).to_be_bytes());
-    let mut flags = phase_bits(st.phase) | (ending_bits(st.ending) << 2);
+    let ending = ending_code(st.ending);
+    let mut flags = phase_bits(st.phase) | (ending.min(ENDING_BITS_MAX) << 2);
     if st.openid.is_some() {
         flags |= F_OPENID;
     }
@@ -125,6 +146,9 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, CodecError> {
     }
     put_varint(&mut out, st.created_ms.unwrap_or(0));
     put_varint(&mut out, st.scanned_ms.unwrap_or(0));
+    if ending > ENDING_BITS_MAX {
+        out.push(ending);
+    }
     Ok(out)
 }
 
@@ -206,12 +230,7 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
         2 => Phase::Reg,
         _ => Phase::Expired,
     };
-    let ending = match (flags >> 2) & 3 {
-        0 => None,
-        1 => Some(Ending::Timeout),
-        2 => Some(Ending::Consumed),
-        _ => Some(Ending::Discarded),
-    };
+    let mut ending = ending_of((flags >> 2) & ENDING_BITS_MAX)?;
     let expires_at_ms = r.varint()?;
     let app = r.str("app")?;
     if !crate::ids::is_app_name(&app) {
@@ -242,6 +261,13 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
     let known = |t: u64| (t != 0).then_some(t);
     let (created_ms, scanned_ms) =
         if r.buf.is_empty() { (None, None) } else { (known(r.varint()?), known(r.varint()?)) };
+    if ending == Some(Ending::Discarded) && r.buf.len() == 1 {
+        let code = r.u8()?;
+        if code <= ENDING_BITS_MAX {
+            return Err(CodecError::Malformed("ending"));
+        }
+        ending = ending_of(code)?;
+    }
     if !r.buf.is_empty() {
         return Err(CodecError::Malformed("trailing bytes"));
     }
@@ -275,6 +301,22 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
 mod tests {
     use super::super::testing::{loop_snapshot, not_reg_with_code, reg_snapshot};
     use super::*;
+
+    /// An attempt an operator ended keeps saying so after a restart or on another node;
+    /// a release that knows only the first three endings reads it as discarded.
+    #[test]
+    fn an_ended_attempt_round_trips() {
+        let mut s = loop_snapshot(1_000);
+        s.state.phase = Phase::Expired;
+        s.state.ending = Some(Ending::Ended);
+        let bytes = encode(&s).unwrap();
+        assert_eq!(*bytes.last().unwrap(), 5);
+        assert_eq!(decode(s.poll.clone(), &bytes).unwrap(), s);
+        assert_eq!((bytes[5] >> 2) & 3, 3, "older readers see discarded");
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() = 2;
+        assert_eq!(decode(s.poll.clone(), &bad).unwrap_err(), CodecError::Malformed("ending"));
+    }
 
     #[test]
     fn round_trips_every_shape() {
