@@ -228,3 +228,30 @@ mod tests {
         }
     }
 }
+
+label_set! {
+    /// `action` of `scanlogin_admin_requests_total` (and of the admin audit's rows).
+    AdminAction {
+        ListAttempts => "attempts.list",
+        InspectAttempt => "attempts.inspect",
+        EndAttempt => "attempts.end",
+        InspectUser => "users.inspect",
+        LogoutUser => "users.logout",
+        ListAudit => "audit.list",
+    }
+}
+
+label_set! {
+    /// `outcome` of `scanlogin_admin_requests_total` (and of the admin audit's rows): done,
+    /// nothing found to act on, the request itself was wrong, refused (no or an unknown
+    /// key; a key without the scope; too many calls), or failed on our side.
+    AdminOutcome {
+        Ok => "ok",
+        NotFound => "not_found",
+        Invalid => "invalid",
+        Unauthorized => "unauthorized",
+        Forbidden => "forbidden",
+        RateLimited => "rate_limited",
+        Error => "error",
+    }
+}

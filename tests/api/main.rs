@@ -11,6 +11,7 @@ mod helpers;
 mod process;
 
 mod abuse;
+mod admin;
 mod connections;
 mod errors;
 mod healthy_start;

@@ -13,6 +13,7 @@ mod process;
 
 mod harness;
 
+mod admin;
 mod cross_node;
 mod faults;
 mod oidc;
