@@ -84,11 +84,24 @@ impl From<&AttemptInfo> for AttemptView {
             // The requesting browser's address comes with the attempt's requester
             // (branch `confirm`): wired in at its merge.
             client_ip: None,
-            // Provider attempts are told apart by kind; their client is in the provider's
-            // records (by the full hash of the poll id), not yet read here.
+            // Filled from the provider's records ([`with_clients`]).
             oidc_client: None,
         }
     }
+}
+
+/// The views of `infos`, each provider attempt with the client it serves (one indexed
+/// read per provider attempt; direct attempts need none).
+async fn with_clients(admin: &Admin, infos: &[AttemptInfo]) -> Result<Vec<AttemptView>, AdminError> {
+    let mut out = Vec::with_capacity(infos.len());
+    for i in infos {
+        let mut v = AttemptView::from(i);
+        if let Some(key) = &i.provider_key {
+            v.oidc_client = admin.store.oidc_client(key).await?;
+        }
+        out.push(v);
+    }
+    Ok(out)
 }
 
 /// What the engine recorded of the attempt's way: made (on `node`), scanned, ended.
@@ -148,10 +161,7 @@ pub async fn list(admin: web::Data<Admin>, req: HttpRequest) -> Result<HttpRespo
     admin.admit(&req, AdminAction::ListAttempts, Scope::AttemptsRead, None).await?;
     let r = async {
         let q: ListQuery = query(&req)?;
-        let filter = Filter {
-            phase: q.state.as_deref().filter(|s| !s.is_empty()).map(phase).transpose()?,
-            app: q.app.filter(|a| !a.is_empty()),
-        };
+        let filter = Filter { phase: q.state.as_deref().map(phase).transpose()?, app: q.app.filter(|a| !a.is_empty()) };
         let n = limit(q.limit.as_deref())?;
         let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
             Some(c) => Some(cursor_position(c).ok_or_else(|| AdminError::Invalid("not a cursor of ours".into()))?),
@@ -159,7 +169,7 @@ pub async fn list(admin: web::Data<Admin>, req: HttpRequest) -> Result<HttpRespo
         };
         let page = admin.engine.admin_list(&filter, cursor.as_deref(), n).await?;
         Ok(AttemptList {
-            attempts: page.attempts.iter().map(AttemptView::from).collect(),
+            attempts: with_clients(&admin, &page.attempts).await?,
             next_cursor: page.next.as_deref().map(cursor_text),
         })
     }
@@ -185,7 +195,8 @@ pub async fn inspect(
     let r = async {
         let info =
             admin.engine.admin_inspect(attempt_id(&id)?).await?.ok_or(AdminError::NotFound("no such attempt"))?;
-        Ok(AttemptDetail { attempt: AttemptView::from(&info), transitions: transitions(&info, &admin.node) })
+        let attempt = with_clients(&admin, std::slice::from_ref(&info)).await?.remove(0);
+        Ok(AttemptDetail { attempt, transitions: transitions(&info, &admin.node) })
     }
     .await;
     Ok(HttpResponse::Ok().json(admin.read(AdminAction::InspectAttempt, r)?))

@@ -281,10 +281,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A query parameter's `limit`: 1..=500, default 100.
+/// A query parameter's `limit`: 1..=500, default 100 when absent (an empty one is no
+/// number: refused, as the document says).
 pub fn limit(raw: Option<&str>) -> Result<usize, AdminError> {
     match raw {
-        None | Some("") => Ok(100),
+        None => Ok(100),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=crate::engine::admin::MAX_PAGE).contains(&n) => Ok(n),
             _ => Err(AdminError::Invalid(format!("limit must be 1..={}", crate::engine::admin::MAX_PAGE))),

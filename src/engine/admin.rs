@@ -64,9 +64,17 @@ pub struct AttemptInfo {
     /// Who scanned it (shown masked).
     pub openid: Option<String>,
     pub kind: PollKind,
+    /// A provider attempt's key in the provider's records (the hex SHA-256 of its poll
+    /// id, as `oidc_requests.poll_hash` stores it): where its client is found. Never shown.
+    pub provider_key: Option<String>,
     /// The node that made it, where the engine records it (the cluster's index); `None`
     /// on a single node: this one.
     pub made_on: Option<String>,
+}
+
+/// The provider's key of the attempt polled by `poll` (see [`AttemptInfo::provider_key`]).
+pub fn provider_key(poll: &PollId) -> Option<String> {
+    (poll.kind() == PollKind::Provider).then(|| hex::encode(Sha256::digest(poll.as_str().as_bytes())))
 }
 
 /// Which attempts a listing wants.

@@ -166,6 +166,7 @@ impl LocalEngine {
             expires_at_ms: o.deadline_ms,
             openid: d.openid,
             kind: poll.kind(),
+            provider_key: super::admin::provider_key(poll),
             made_on: None,
         }))
     }
@@ -196,6 +197,7 @@ impl LocalEngine {
                         expires_at_ms: i.expires_at_ms,
                         openid: None,
                         kind: l.poll.kind(),
+                        provider_key: super::admin::provider_key(&l.poll),
                         made_on: None,
                     }),
                     None => self.info(&l.poll).await?,
@@ -272,7 +274,8 @@ impl LocalEngine {
         self.recovery.begin();
         let (registry, persister, clock, metrics, recovery) =
             (self.registry.clone(), self.persister.clone(), self.clock, self.metrics.clone(), self.recovery.clone());
-        async move { recovery::restore(registry, persister, clock, metrics, &recovery).await }
+        let ended = self.ended.clone();
+        async move { recovery::restore(registry, persister, clock, metrics, &recovery, &ended).await }
     }
 
     /// `Some(restored so far)` while a restore is under way.

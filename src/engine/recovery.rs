@@ -40,6 +40,7 @@ pub(super) async fn restore(
     clock: Clock,
     metrics: Metrics,
     recovery: &Recovery,
+    ended: &super::admin::Tombstones,
 ) -> RestoreReport {
     let started = Instant::now();
     let store = persister.store_name();
@@ -78,6 +79,10 @@ pub(super) async fn restore(
         for s in page.snapshots {
             if s.state.phase == Phase::Expired {
                 report.ended += 1;
+                // Ended by an operator: its polls keep saying so after the restart.
+                if s.state.ending == Some(super::state::Ending::Ended) && s.state.expires_at_ms > now {
+                    ended.insert(&s.poll, s.state.expires_at_ms, now);
+                }
             } else if s.state.expires_at_ms <= now {
                 report.expired += 1;
             } else {

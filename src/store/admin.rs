@@ -134,6 +134,16 @@ impl AdminStore {
         Ok(())
     }
 
+    /// The client a provider attempt was made for (`poll_hash`: its key in
+    /// `oidc_requests`); `None` once its request is gone.
+    pub async fn oidc_client(&self, poll_hash: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query(self.db.sql("SELECT client_id FROM oidc_requests WHERE poll_hash = ?"))
+            .bind(poll_hash)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| r.try_get("client_id")).transpose()
+    }
+
     /// Every mark, up to `limit` of them (a single node loads them all at start).
     pub async fn logouts(&self, limit: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
         let rows = sqlx::query(self.db.sql("SELECT user_id, tokens_before FROM user_logouts LIMIT ?"))
@@ -168,7 +178,11 @@ mod tests {
     //! The audit and the logout marks on SQLite, PostgreSQL and MariaDB (real servers).
     use super::*;
 
-    crate::each_backend!(audit_rows_page_in_time_order, logout_marks_only_move_forward);
+    crate::each_backend!(
+        audit_rows_page_in_time_order,
+        logout_marks_only_move_forward,
+        a_logout_ends_the_users_provider_sessions_and_refresh_tokens
+    );
 
     fn row(at_ms: i64, action: &str) -> AuditRow {
         AuditRow {
@@ -209,5 +223,22 @@ mod tests {
         s.log_out_everywhere("u1", 200).await.unwrap();
         assert_eq!(s.tokens_before("u1").await.unwrap(), Some(200));
         assert_eq!(s.tokens_before("u2").await.unwrap(), None);
+    }
+
+    async fn a_logout_ends_the_users_provider_sessions_and_refresh_tokens(db: Db) {
+        use crate::store::oidc::{Authn, Grant, OidcStore, RefreshTake};
+        let (s, oidc) = (AdminStore::new(db.clone()), OidcStore::new(db));
+        let authn = |user: &str| Authn { user_id: user.into(), amr: "wechat".into(), auth_time: 1000 };
+        let (_, mine) = oidc.new_session(&authn("u1"), 9000).await.unwrap();
+        let (_, theirs) = oidc.new_session(&authn("u2"), 9000).await.unwrap();
+        for (token, user, sid) in [("r1", "u1", &mine.sid), ("r2", "u2", &theirs.sid)] {
+            let g = Grant { client_id: "c".into(), scope: "openid".into(), sid: sid.clone(), authn: authn(user) };
+            oidc.put_refresh(token, &format!("f-{token}"), &g, 9000).await.unwrap();
+        }
+        s.end_provider_sessions("u1", 2000).await.unwrap();
+        assert!(oidc.session_over(&mine.sid, 2001).await.unwrap());
+        assert!(!oidc.session_over(&theirs.sid, 2001).await.unwrap(), "another user's session stands");
+        assert!(matches!(oidc.take_refresh("r1", 2001).await.unwrap(), RefreshTake::Revoked));
+        assert!(matches!(oidc.take_refresh("r2", 2001).await.unwrap(), RefreshTake::Fresh { .. }));
     }
 }

@@ -190,7 +190,7 @@ async fn attempts_are_listed_a_page_at_a_time_and_show_nothing_to_poll_with() {
     let states: Vec<_> = one["transitions"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap()).collect();
     assert_eq!(states, vec!["loop", "not_reg"], "{one}");
     assert!(one["transitions"][0]["node"].is_string(), "{one}");
-    for bad in ["limit=0", "limit=501", "state=nope", "cursor=zzz"] {
+    for bad in ["limit=0", "limit=501", "limit=", "state=nope", "state=", "cursor=zzz"] {
         let (s, b) = call(&app, Method::GET, &format!("{admin}/admin/v1/attempts?{bad}"), Some(ALL)).await;
         assert_eq!((s, b["error"].as_str()), (400, Some("invalid_request")), "{bad}: {b}");
     }
@@ -284,4 +284,50 @@ async fn each_key_is_rate_limited() {
         call(&app, Method::GET, &format!("{admin}/admin/v1/audit"), Some(&scope_key(Scope::AuditRead))).await;
     let limited = audit["entries"].as_array().unwrap().iter().filter(|e| e["outcome"] == "rate_limited").count();
     assert_eq!(limited, 1, "{audit}");
+}
+
+#[actix_web::test]
+async fn a_provider_attempt_names_its_client() {
+    let (app, admin) = spawn_admin(1000).await;
+    let url = crate::oidc::authorize_url(
+        &app,
+        "demo",
+        "http://127.0.0.1:8090/callback",
+        &[("code_challenge", &"c".repeat(43)), ("code_challenge_method", "S256")],
+    );
+    let attempt = crate::oidc::embedded(app.http.get(url).send().await.unwrap()).await;
+    let id = id_of(attempt["uuid"].as_str().unwrap());
+    let (direct, _) = app.new_login().await;
+    let (s, one) = call(&app, Method::GET, &format!("{admin}/admin/v1/attempts/{id}"), Some(ALL)).await;
+    assert_eq!((s, one["oidc_client"].as_str()), (200, Some("demo")), "{one}");
+    let (_, one) = call(&app, Method::GET, &format!("{admin}/admin/v1/attempts/{}", id_of(&direct)), Some(ALL)).await;
+    assert!(one["oidc_client"].is_null(), "a direct attempt serves no client: {one}");
+}
+
+#[actix_web::test]
+async fn an_ended_attempt_ends_its_event_stream_with_the_reason() {
+    use futures_util::StreamExt;
+    let (app, admin) = spawn_admin(1000).await;
+    let (uuid, _) = app.new_login().await;
+    let r = app.events(&uuid).await;
+    assert_eq!(r.status(), 200);
+    let mut body = Box::pin(r.bytes_stream());
+    let mut text = String::new();
+    // The first event (the current state, `loop`) is there before the end.
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next()).await.expect("the first event");
+        text.push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
+    }
+    assert!(text.contains("\"state\":\"loop\""), "{text}");
+    let (s, _) = call(&app, Method::POST, &format!("{admin}/admin/v1/attempts/{}/end", id_of(&uuid)), Some(ALL)).await;
+    assert_eq!(s, 200);
+    // The server closes the stream after the terminal event.
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), body.next()).await.expect("ended at once") {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    let last = text.trim_end().rsplit("data: ").next().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(last).unwrap(),
+        serde_json::json!({"status": 1, "state": "expired", "reason": "ended"})
+    );
 }

@@ -32,6 +32,7 @@ impl ClusterEngine {
             expires_at_ms: st.expires_at_ms,
             openid: st.openid.clone(),
             kind: snap.poll.kind(),
+            provider_key: crate::engine::admin::provider_key(&snap.poll),
             made_on: node.filter(|n| !n.is_empty()),
         }
     }
