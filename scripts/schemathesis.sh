@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The OpenAPI contract, proven against the running service: schemathesis (PyPI) generates
-# requests from /api/v1/openapi.json and checks every answer against the document (status,
+# requests from /api/v1/openapi.json, and from the admin API's /admin/v1/openapi.json on
+# its own listener with a key of every scope, and checks every answer against the document (status,
 # headers, content type, schema), that invalid input is refused, and that wrong methods are
 # 405 with Allow. Every check but positive_data_acceptance (valid-looking requests may be
 # refused on purpose: an unknown uuid's sms-code is 410). Any finding fails the script.
@@ -33,8 +34,25 @@ cargo build --locked --quiet --bin scanlogin
 bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/scanlogin"
 
 dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+admin_port=$(free_port)
 url="http://127.0.0.1:$port"
+admin_url="http://127.0.0.1:$admin_port"
+# The admin API: a random key of every scope; the config holds only its SHA-256.
+admin_key=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+admin_sha=$(printf '%s' "$admin_key" | sha256sum | cut -d' ' -f1)
+cat config/default.toml - >"$dir/config.toml" <<EOF
+
+[admin]
+bind = "127.0.0.1:$admin_port"
+requests_per_minute = 1000000
+
+[[admin.keys]]
+name = "schemathesis"
+token_sha256 = "$admin_sha"
+scopes = ["attempts:read", "attempts:write", "users:read", "users:write", "audit:read"]
+EOF
 (
   cd "$dir"
   SCANLOGIN__SERVER__BIND="127.0.0.1:$port" \
@@ -48,7 +66,7 @@ url="http://127.0.0.1:$port"
   SCANLOGIN__LIMITS__CODE_FAILURES_PER_PHONE_PER_DAY=1000000 \
   SCANLOGIN__LIMITS__LONG_POLLS_PER_IP=1000 \
   RUST_LOG="${RUST_LOG:-warn}" \
-    exec "$bin" serve --config "$OLDPWD/config/default.toml"
+    exec "$bin" serve --config "$dir/config.toml"
 ) >"$dir/server.log" 2>&1 &
 server=$!
 cleanup() {
@@ -68,6 +86,12 @@ echo "== schemathesis run $url/api/v1/openapi.json"
 status=0
 # Run inside the temp dir: schemathesis keeps its own state in ./.schemathesis/.
 (cd "$dir" && "$st" run "$url/api/v1/openapi.json" \
+  --checks all --exclude-checks positive_data_acceptance \
+  --max-examples 100 --seed "${SCHEMATHESIS_SEED:-20261101}" \
+  --generation-database none --no-color --workers 2) || status=$?
+echo "== schemathesis run $admin_url/admin/v1/openapi.json (with a key)"
+(cd "$dir" && "$st" run "$admin_url/admin/v1/openapi.json" \
+  -H "Authorization: Bearer $admin_key" \
   --checks all --exclude-checks positive_data_acceptance \
   --max-examples 100 --seed "${SCHEMATHESIS_SEED:-20261101}" \
   --generation-database none --no-color --workers 2) || status=$?

@@ -183,6 +183,18 @@ pub fn mask_phone(p: &str) -> String {
     if p.len() == 11 && p.is_ascii() { format!("{}****{}", &p[..3], &p[7..]) } else { "****".into() }
 }
 
+/// Masks an openid for an operator's eyes (`oAbc****wxyz`): enough to match one a user
+/// reads out, not enough to act as them anywhere.
+pub fn mask_openid(o: &str) -> String {
+    let chars: Vec<char> = o.chars().collect();
+    if chars.len() < 12 {
+        return "****".into();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
 impl fmt::Debug for Phone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Phone({})", self.masked())

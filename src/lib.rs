@@ -27,6 +27,7 @@
 //! - [`ids`], [`net`], [`error`], [`metrics`], [`telemetry`]: parsed domain values, client
 //!   identity, the API error enum, the metrics catalogue, logging.
 
+pub mod admin;
 pub mod api;
 pub mod breaker;
 pub mod config;

@@ -536,6 +536,10 @@ impl LoginService {
         if self.revocations.is_revoked(&claims.jti).await {
             return Err(ApiError::Unauthorized);
         }
+        // Logged out everywhere by an operator after this token was issued.
+        if self.revocations.logouts.cut_off(&claims.sub, claims.iat).await {
+            return Err(ApiError::Unauthorized);
+        }
         // A provider access token ends with its session (RP-initiated logout).
         if let Some(sid) = &claims.sid
             && self.provider_session_over(sid).await

@@ -51,7 +51,7 @@ use crate::wechat::dedup::Dedup;
 /// value could not be used, what happened, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// `server.bind` or `server.metrics_bind` cannot be listened on.
+    /// `server.bind`, `server.metrics_bind` or `admin.bind` cannot be listened on.
     #[error("{key}: cannot listen on {addr} ({reason}): {advice}")]
     Listen { key: &'static str, addr: String, reason: String, advice: &'static str },
     /// The database of `storage.database_url` cannot be opened, migrated or read.
@@ -89,7 +89,7 @@ fn listen(key: &'static str, addr: &str) -> Result<TcpListener, StartError> {
             (ErrorKind::PermissionDenied, _) => {
                 "ports below 1024 need root or CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE): choose a port above 1023"
             }
-            (_, "server.metrics_bind") => "set it to an address of this host or empty",
+            (_, "server.metrics_bind" | "admin.bind") => "set it to an address of this host or empty",
             _ => "set it to an address of this host (127.0.0.1 or 0.0.0.0 with a port)",
         };
         StartError::Listen { key, addr: addr.to_string(), reason: os_reason(&e), advice }
@@ -393,15 +393,30 @@ async fn build_shared(
     shared
 }
 
-/// The HTTP server over `state`: middleware, API, pages and (when on) the sandbox.
-fn http_server(
-    settings: &Settings,
-    listener: TcpListener,
-    state: web::Data<AppState>,
+/// The sockets the server listens on: the API's, and the metrics' and the admin API's
+/// when they have their own addresses.
+struct Listeners {
+    api: TcpListener,
+    metrics: Option<TcpListener>,
+    admin: Option<TcpListener>,
+}
+
+/// The parts mounted only when configured.
+struct Mounted {
     sandbox: Option<web::Data<Sandbox>>,
     provider: Option<web::Data<crate::oidc::Provider>>,
-    metrics_listener: Option<TcpListener>,
+    admin: Option<web::Data<crate::admin::Admin>>,
+}
+
+/// The HTTP server over `state`: middleware, API, pages and (when on) the sandbox, the
+/// provider and the admin API.
+fn http_server(
+    settings: &Settings,
+    listeners: Listeners,
+    state: web::Data<AppState>,
+    mounted: Mounted,
 ) -> Result<Server, StartError> {
+    let Mounted { sandbox, provider, admin } = mounted;
     let failed = |e: std::io::Error| StartError::Http(os_reason(&e));
     let origins = settings.server.cors_origins.clone();
     let (demo_page, sandbox_on) = (settings.server.demo_page, settings.wechat.sandbox);
@@ -414,6 +429,7 @@ fn http_server(
     let mut server = HttpServer::new(move || {
         let sandbox = sandbox.clone();
         let provider = provider.clone();
+        let admin = admin.clone();
         // An explicit allow-list, no wildcard, no credentials: tokens travel in the
         // Authorization header, never in cookies.
         let cors = origins
@@ -426,6 +442,7 @@ fn http_server(
             .app_data(state.clone())
             .wrap(from_fn(api::intake::guard))
             .wrap(from_fn(api::ops::metrics_port))
+            .wrap(from_fn(crate::admin::listener_guard))
             .wrap(from_fn(api::observe))
             .wrap(cors)
             // The sandbox first: its scope is one prefix compare, and its calls (a QR
@@ -443,12 +460,18 @@ fn http_server(
                     crate::oidc::configure(c);
                 }
             })
+            .configure(move |c| {
+                if let Some(a) = admin {
+                    c.app_data(a);
+                    crate::admin::configure(c);
+                }
+            })
             .configure(|c| pages::configure(c, demo_page, sandbox_on, provider_on, confirm_on))
             .default_service(api::default_service())
     })
     // Each connection's place in its address's count (`limits.connections_per_ip`).
     .on_connect(move |conn, data| api::intake::on_connect(&connections, conn, data))
-    .listen(listener)
+    .listen(listeners.api)
     .map_err(failed)?
     // Idle keep-alive connections close after 5 s; a proxy's own idle timeout must be
     // shorter (config/nginx.example.conf: 4 s), or it reuses a connection we are closing.
@@ -460,7 +483,7 @@ fn http_server(
     // period for flushing snapshots.
     .disable_signals()
     .shutdown_timeout(settings.server.shutdown_grace_secs.saturating_sub(1).max(1));
-    if let Some(l) = metrics_listener {
+    for l in [listeners.metrics, listeners.admin].into_iter().flatten() {
         server = server.listen(l).map_err(failed)?;
     }
     if settings.server.workers > 0 {
@@ -485,6 +508,8 @@ impl Application {
         let metrics_bind = &settings.server.metrics_bind;
         let metrics_listener =
             (!metrics_bind.is_empty()).then(|| listen("server.metrics_bind", metrics_bind)).transpose()?;
+        let admin_bind = &settings.admin.bind;
+        let admin_listener = (!admin_bind.is_empty()).then(|| listen("admin.bind", admin_bind)).transpose()?;
         let kv = redis_kv(&settings)?;
         let metrics = metrics_for(&settings);
         let db = database(&settings).await?;
@@ -492,6 +517,7 @@ impl Application {
         metrics.node(&node);
         tracing::info!(node = %node, cluster = settings.cluster.enabled, store = settings.storage.snapshots.name(), "starting");
         let engine = build_engine(&settings, &db, kv.as_ref(), &metrics)?;
+        engine.handle.name_node(&node);
         // Only a single node on its own SQLite file can be sure nobody else writes its
         // database: then the login audit's and the revocations' reads are answered from
         // memory. On PostgreSQL or MySQL another node or a tool may write too (a logout
@@ -514,6 +540,18 @@ impl Application {
         let sms = SmsSender::new(&settings.sms, outbox.clone(), metrics.clone());
         let wechat = Arc::new(WechatClient::new(&settings, metrics.clone(), cluster_kv.map(|kv| (kv, node.as_str()))));
         let tokens = token_issuer(&settings, users.db()).await?;
+        let admin = settings.admin.enabled().then(|| {
+            web::Data::new(crate::admin::Admin::new(
+                &settings,
+                crate::admin::AdminParts {
+                    engine: engine.handle.clone(),
+                    users: users.clone(),
+                    revocations: shared.revocations.clone(),
+                    metrics: metrics.clone(),
+                    node: node.clone(),
+                },
+            ))
+        });
         let oidc_store = settings.oidc.enabled.then(|| crate::store::oidc::OidcStore::new(users.db().clone()));
         let login = LoginService::new(
             &settings,
@@ -549,7 +587,8 @@ impl Application {
             metrics,
             node: node.clone(),
         });
-        let server = http_server(&settings, listener, state.clone(), sandbox, provider, metrics_listener)?;
+        let listeners = Listeners { api: listener, metrics: metrics_listener, admin: admin_listener };
+        let server = http_server(&settings, listeners, state.clone(), Mounted { sandbox, provider, admin })?;
         Ok(Self {
             port,
             server,

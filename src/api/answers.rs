@@ -135,11 +135,13 @@ impl From<Account> for MeAnswer {
             id: a.id,
             phone: a.phone,
             created_at: rfc3339(a.created_at),
-            recent_logins: a
-                .recent_logins
-                .into_iter()
-                .map(|r| LoginView { at: rfc3339(r.at), app: r.app, how: r.how, ip: r.ip, user_agent: r.user_agent })
-                .collect(),
+            recent_logins: a.recent_logins.into_iter().map(LoginView::from).collect(),
         }
+    }
+}
+
+impl From<crate::store::LoginRow> for LoginView {
+    fn from(r: crate::store::LoginRow) -> Self {
+        Self { at: rfc3339(r.at), app: r.app, how: r.how, ip: r.ip, user_agent: r.user_agent }
     }
 }

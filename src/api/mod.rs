@@ -199,7 +199,7 @@ fn method_not_allowed(allow: Method) -> HttpResponse {
 }
 
 /// One API route answering `method` with `handler`, and any other method with 405.
-fn endpoint<F, Args>(path: &str, method: Method, handler: F) -> actix_web::Resource
+pub(crate) fn endpoint<F, Args>(path: &str, method: Method, handler: F) -> actix_web::Resource
 where
     F: actix_web::Handler<Args>,
     Args: actix_web::FromRequest + 'static,

@@ -182,16 +182,7 @@ struct Errors;
 
 impl Modify for Errors {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        doc.components.get_or_insert_with(Default::default).add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("The `token` of a `reg` answer"))
-                    .build(),
-            ),
-        );
+        add_bearer(doc, Some("JWT"), "The `token` of a `reg` answer");
         for (path, codes) in ERRORS {
             let Some(item) = doc.paths.paths.get_mut(*path) else { continue };
             let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
@@ -217,15 +208,31 @@ fn error_response(status: u16, codes: &[ErrorCode]) -> utoipa::openapi::Response
         (c.name(), ExampleBuilder::new().value(Some(body)).build())
     });
     let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).examples_from_iter(examples);
-    let mut response = ResponseBuilder::new().description(description).content("application/json", content.build());
-    if status == 429 || status == 503 {
-        let seconds = Object::builder().schema_type(Type::Integer).minimum(Some(1)).build();
-        response = response.header(
-            "Retry-After",
-            HeaderBuilder::new().schema(seconds).description(Some("Seconds to wait before retrying")).build(),
-        );
+    let response = ResponseBuilder::new().description(description).content("application/json", content.build());
+    with_retry_after(status, response).build()
+}
+
+/// Declares the `bearer` security scheme (also the admin API's, with its keys).
+pub(crate) fn add_bearer(doc: &mut utoipa::openapi::OpenApi, format: Option<&str>, description: &str) {
+    let mut scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description));
+    if let Some(f) = format {
+        scheme = scheme.bearer_format(f);
     }
-    response.build()
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("bearer", SecurityScheme::Http(scheme.build()));
+}
+
+/// A 429 or 503 answer declares its `Retry-After` (in the admin API's document too).
+pub(crate) fn with_retry_after(status: u16, response: ResponseBuilder) -> ResponseBuilder {
+    if status != 429 && status != 503 {
+        return response;
+    }
+    let seconds = Object::builder().schema_type(Type::Integer).minimum(Some(1)).build();
+    response.header(
+        "Retry-After",
+        HeaderBuilder::new().schema(seconds).description(Some("Seconds to wait before retrying")).build(),
+    )
 }
 
 #[derive(OpenApi)]
@@ -286,7 +293,12 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json", body = Object))
 )]
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(DOCUMENT.as_str())
+    json_document(&DOCUMENT)
+}
+
+/// An OpenAPI document as served (this one, and the admin API's).
+pub(crate) fn json_document(doc: &str) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(doc.to_string())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! so one file can serve two versions; a known key with a bad value stops the start with
 //! one clear line ([`validate`]). The model itself is [`model`].
 
+mod admin;
 mod env;
 mod model;
 mod oidc;
@@ -15,6 +16,7 @@ mod validate;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use admin::{AdminKey, AdminSettings, Scope};
 pub use model::*;
 pub use oidc::{EmailPolicy, OidcClient, OidcSettings};
 pub use production::PLACEHOLDER_SECRETS;

@@ -19,6 +19,7 @@ pub struct Settings {
     pub wechat: WechatSettings,
     pub cluster: ClusterSettings,
     pub oidc: super::OidcSettings,
+    pub admin: super::AdminSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

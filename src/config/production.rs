@@ -133,6 +133,19 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
             return Err(invalid("server.metrics_bind", "must differ from server.bind (empty: the API port)"));
         }
     }
+    // An admin listener others can reach, with no key to check, is an API nobody can
+    // use and that only waits for a later edit to add a weak one: said now, at start.
+    if let Ok(a) = s.admin.bind.parse::<SocketAddr>()
+        && !a.ip().is_loopback()
+        && s.admin.keys.is_empty()
+    {
+        return Err(invalid(
+            "admin.keys",
+            format!(
+                "admin.bind = {a} is reachable from other hosts and no [[admin.keys]] is configured: add a key, or bind the admin API to 127.0.0.1"
+            ),
+        ));
+    }
     // Only a sandbox nobody else can reach keeps its easy secrets (a laptop).
     if s.wechat.sandbox && exposed.is_none() {
         return Ok(());
@@ -374,5 +387,15 @@ mod tests {
         let e = err(default, &env(&[("SCANLOGIN__SERVER__METRICS_BIND", "nowhere")]));
         assert!(e.contains("server.metrics_bind"), "{e}");
         assert!(load_from_str(default, &env(&[("SCANLOGIN__SERVER__METRICS_BIND", "127.0.0.1:9100")])).is_ok());
+    }
+
+    /// An admin listener on an address others reach needs a key; on loopback it may wait
+    /// for one (a laptop, an SSH tunnel).
+    #[test]
+    fn an_exposed_admin_listener_without_a_key_is_refused() {
+        let default = include_str!("../../config/default.toml");
+        let e = err(default, &env(&[("SCANLOGIN__ADMIN__BIND", "0.0.0.0:9091")]));
+        assert!(e.starts_with("config: admin.keys:") && e.contains("0.0.0.0:9091"), "{e}");
+        assert!(load_from_str(default, &env(&[("SCANLOGIN__ADMIN__BIND", "127.0.0.1:9091")])).is_ok());
     }
 }

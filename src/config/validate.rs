@@ -73,6 +73,7 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     }
     validate_cluster(s)?;
     validate_oidc(s)?;
+    super::admin::validate(s)?;
     if s.token.secret.is_empty() {
         return Err(invalid("token.secret", "must not be empty"));
     }

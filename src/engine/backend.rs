@@ -13,6 +13,7 @@
 
 use futures_util::future::Either;
 
+use super::admin::{AttemptId, AttemptInfo, Filter, Page};
 use super::cluster::ClusterEngine;
 use super::local::LocalEngine;
 use super::outcome::{Created, EngineError, NewAttempt, Outcome, Watched};
@@ -83,6 +84,31 @@ impl Backend {
         match self {
             Backend::Local(e) => e.watch(poll).await,
             Backend::Cluster(e) => e.watch(poll).await,
+        }
+    }
+
+    /// One page of the live attempts `filter` admits, from `cursor` (a position the
+    /// engine gave out, see [`super::admin::cursor_position`]).
+    pub async fn list(&self, filter: &Filter, cursor: Option<&str>, limit: usize) -> Result<Page, EngineError> {
+        match self {
+            Backend::Local(e) => e.list(filter, cursor, limit).await,
+            Backend::Cluster(e) => e.list(filter, cursor, limit).await,
+        }
+    }
+
+    /// What an operator sees of the attempt `id` (`None`: none).
+    pub async fn inspect(&self, id: AttemptId) -> Result<Option<AttemptInfo>, EngineError> {
+        match self {
+            Backend::Local(e) => e.inspect(id).await,
+            Backend::Cluster(e) => e.inspect(id).await,
+        }
+    }
+
+    /// Ends the live attempt `id` for an operator (`None`: no live attempt).
+    pub async fn end(&self, id: AttemptId) -> Result<Option<AttemptInfo>, EngineError> {
+        match self {
+            Backend::Local(e) => e.end(id).await,
+            Backend::Cluster(e) => e.end(id).await,
         }
     }
 

@@ -222,6 +222,7 @@ conformance!(
     a_second_scanner_is_refused,
     unknown_ids_and_other_apps_scenes_find_nothing,
     a_provider_attempt_keeps_its_kind_through_the_flow,
+    an_operator_lists_and_ends_an_attempt,
 );
 
 async fn a_registered_scan_hands_out_the_token_once(kind: Kind) {
@@ -448,4 +449,46 @@ async fn a_provider_attempt_keeps_its_kind_through_the_flow(kind: Kind) {
     assert_eq!(r.claim(&c.poll).await.phase, Phase::Expired);
 }
 
+/// The admin API on either engine: live attempts are listed a page at a time, found by
+/// their id, and an end answers the held poll at once with the reason, and every poll
+/// after it; the ended attempt leaves the listing and counts as `ended`.
+async fn an_operator_lists_and_ends_an_attempt(kind: Kind) {
+    use crate::engine::admin::{AttemptId, Filter};
+    let r = Rig::start(kind, CAPS).await;
+    let made = [r.create(LONG).await, r.create(LONG).await, r.create(LONG).await];
+    r.scan(&made[2], "o1", None).await;
+    let all = Filter::default();
+    let first = r.e.admin_list(&all, None, 2).await.expect("list");
+    assert_eq!(first.attempts.len(), 2);
+    let next = first.next.clone().expect("a second page");
+    let second = r.e.admin_list(&all, Some(&next), 2).await.expect("list");
+    let mut ids: Vec<_> = first.attempts.iter().chain(&second.attempts).map(|i| i.id).collect();
+    ids.sort();
+    let mut want: Vec<_> = made.iter().map(|c| AttemptId::of(&c.poll)).collect();
+    want.sort();
+    assert_eq!(ids, want, "every attempt once over the pages");
+    let not_reg = Filter { phase: Some(Phase::NotReg), app: None };
+    let scanned = r.e.admin_list(&not_reg, None, 10).await.expect("list").attempts;
+    assert_eq!(scanned.iter().map(|i| i.id).collect::<Vec<_>>(), vec![AttemptId::of(&made[2].poll)]);
+    assert_eq!(scanned[0].openid.as_deref(), Some("o1"));
+
+    let c = &made[0];
+    let id = AttemptId::of(&c.poll);
+    assert_eq!(r.e.admin_inspect(id).await.expect("inspect").map(|i| i.phase), Some(Phase::Loop));
+    let held = r.hold(&c.poll, 1, WAIT).pop().unwrap();
+    r.until_held(1).await;
+    let ended_at = Instant::now();
+    let info = r.e.admin_end(id).await.expect("end").expect("a live attempt");
+    assert_eq!((info.phase, info.ending), (Phase::Expired, Some(Ending::Ended)));
+    let (o, _) = held.await.unwrap();
+    assert_eq!((o.phase, o.ending), (Phase::Expired, Some(Ending::Ended)), "{o:?}");
+    assert!(ended_at.elapsed() < PROMPT, "the held poll answered at once: {:?}", ended_at.elapsed());
+    let again = r.claim(&c.poll).await;
+    assert_eq!((again.phase, again.ending), (Phase::Expired, Some(Ending::Ended)), "a later poll says why too");
+    assert_eq!(r.e.admin_end(id).await.expect("end"), None, "an ended attempt is not ended twice");
+    let left = r.e.admin_list(&all, None, 10).await.expect("list").attempts;
+    assert!(left.iter().all(|i| i.id != id) && left.len() == 2, "{left:?}");
+    assert_eq!(r.finished("ended"), 1.0);
+    assert_eq!(r.e.admin_inspect(AttemptId::of(&PollId::generate())).await.expect("inspect"), None);
+}
 mod confirm;

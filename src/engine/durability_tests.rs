@@ -55,6 +55,31 @@ async fn every_answer_comes_after_its_snapshot() {
     assert_eq!(stored(&*s, &c.poll).await, (Phase::Expired, 2, Some(Ending::Consumed)), "consumed before the token");
 }
 
+/// An attempt an operator ended keeps answering `reason: ended` after a restart: its
+/// ended snapshot carries the ending, and the restore remembers it until its deadline.
+#[actix::test]
+async fn an_ended_attempt_still_says_so_after_a_restart() {
+    tokio::time::pause();
+    let clock = Clock::new();
+    let s = memory();
+    let (a, _) = engine_on(s.clone(), 10, WriterConfig::default(), clock);
+    let c = a.create(APP, Duration::from_secs(300)).await.unwrap();
+    let other = a.create(APP, Duration::from_secs(300)).await.unwrap();
+    a.apply_scene(APP, &other.scene, registered()).await.unwrap();
+    assert!(matches!(a.poll(&other.poll, Duration::ZERO).await.unwrap().reply, Reply::Token(_)));
+    a.admin_end(admin::AttemptId::of(&c.poll)).await.unwrap().expect("a live attempt");
+    settle().await;
+    assert_eq!(stored(&*s, &c.poll).await.2, Some(Ending::Ended));
+    let (b, _) = engine_on(survivor(&s).await, 10, WriterConfig::default(), clock);
+    b.restore().await;
+    let o = b.poll(&c.poll, Duration::ZERO).await.unwrap();
+    assert_eq!((o.phase, o.ending), (Phase::Expired, Some(Ending::Ended)));
+    let o = b.poll(&other.poll, Duration::ZERO).await.unwrap();
+    assert_eq!((o.phase, o.ending), (Phase::Expired, None), "a consumed attempt gives no reason");
+    tokio::time::advance(Duration::from_secs(301)).await;
+    assert_eq!(b.poll(&c.poll, Duration::ZERO).await.unwrap().ending, None, "forgotten at its deadline");
+}
+
 #[actix::test]
 async fn restore_rearms_timers_from_the_absolute_expiry_and_drops_the_rest() {
     tokio::time::pause();

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
+use super::admin::{AttemptId, AttemptInfo, Filter, Page};
 use super::backend::Backend;
 use super::clock::Clock;
 use super::cluster::ClusterEngine;
@@ -207,6 +208,30 @@ impl LoginsHandle {
     /// Live attempts counted against this node's cap (cluster: made here, not yet over).
     pub fn live(&self) -> usize {
         self.0.backend.live()
+    }
+
+    /// Names this node for the attempts it makes (the admin API shows where one was
+    /// made; a single node is always this one).
+    pub fn name_node(&self, node: &str) {
+        if let Backend::Cluster(e) = &self.0.backend {
+            e.name_node(node);
+        }
+    }
+
+    /// The admin API's listing: one page of live attempts (see [`super::admin`]).
+    pub async fn admin_list(&self, filter: &Filter, cursor: Option<&str>, limit: usize) -> Result<Page, EngineError> {
+        self.0.backend.list(filter, cursor, limit.clamp(1, super::admin::MAX_PAGE)).await
+    }
+
+    /// The admin API's look at one attempt.
+    pub async fn admin_inspect(&self, id: AttemptId) -> Result<Option<AttemptInfo>, EngineError> {
+        self.0.backend.inspect(id).await
+    }
+
+    /// The admin API's end: the attempt answers `expired` with `reason: ended` at once,
+    /// to its held polls and streams too.
+    pub async fn admin_end(&self, id: AttemptId) -> Result<Option<AttemptInfo>, EngineError> {
+        self.0.backend.end(id).await
     }
 
     /// Whether the engine takes work (readiness).

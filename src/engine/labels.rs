@@ -27,6 +27,7 @@ pub fn finish(why: Ending, event: &Event, scanned: bool) -> Finish {
         (Ending::Timeout, _) => Finish::Expired,
         (Ending::Discarded, _) => Finish::Discarded,
         (Ending::Denied, _) => Finish::Denied,
+        (Ending::Ended, _) => Finish::Ended,
     }
 }
 
@@ -45,6 +46,7 @@ mod tests {
             (Ending::Timeout, Event::Claim, true, Finish::Abandoned),
             (Ending::Discarded, Event::Discard, false, Finish::Discarded),
             (Ending::Denied, Event::Deny { ticket: [0; 32] }, true, Finish::Denied),
+            (Ending::Ended, Event::End, true, Finish::Ended),
         ];
         for (why, ev, scanned, want) in cases {
             assert_eq!(finish(why, &ev, scanned), want, "{why:?} {ev:?}");

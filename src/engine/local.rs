@@ -12,6 +12,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::admin::{AttemptId, AttemptInfo, Filter, Page};
 use super::attempt::Cmd;
 use super::clock::Clock;
 use super::outcome::{Created, EngineError, NewAttempt, Outcome, Watched};
@@ -19,7 +20,7 @@ use super::persist::{Health, Persister};
 use super::recovering::Recovery;
 use super::recovery::{self, RestoreReport};
 use super::registry::{Create, Ping, Registry, RewriteAll, Route, Target};
-use super::state::{Event, Rules};
+use super::state::{Ending, Event, Phase, Rules};
 use super::table::LiveTable;
 use crate::ids::{PollId, Scene};
 use crate::metrics::Metrics;
@@ -40,6 +41,9 @@ pub struct LocalEngine {
     persister: Persister,
     recovery: Arc<Recovery>,
 }
+
+/// Slots of the table read per hold of its lock by the admin listing and lookup.
+const SLICE: u32 = 1024;
 
 impl LocalEngine {
     /// Starts the registry on `arbiter` (a dedicated thread in production; the current
@@ -155,6 +159,105 @@ impl LocalEngine {
     /// The state and detail of the attempt whose ticket hashes to `ticket`, unchanged.
     pub async fn peek_ticket(&self, ticket: &[u8; 32]) -> Result<Option<Outcome>, EngineError> {
         self.route(Target::Ticket(*ticket), Cmd::Peek).await
+    }
+
+    /// What an operator sees of the live attempt `poll` (`None`: not live).
+    async fn info(&self, poll: &PollId) -> Result<Option<AttemptInfo>, EngineError> {
+        let o = self.peek(poll).await?;
+        Ok(o.detail.filter(|_| o.phase != Phase::Expired).map(|d| AttemptInfo {
+            id: AttemptId::of(poll),
+            app: d.app,
+            phase: o.phase,
+            ending: o.ending,
+            created_ms: d.created_ms,
+            scanned_ms: d.scanned_ms,
+            expires_at_ms: o.deadline_ms,
+            openid: d.openid,
+            kind: poll.kind(),
+            provider_key: super::admin::provider_key(poll),
+            made_on: None,
+        }))
+    }
+
+    /// One page of the live attempts `filter` admits, in slot order from `cursor`.
+    pub async fn list(&self, filter: &Filter, cursor: Option<&str>, limit: usize) -> Result<Page, EngineError> {
+        let mut from = match cursor.map(|c| c.strip_prefix("l:").and_then(|n| n.parse().ok())) {
+            None => 0u32,
+            Some(Some(n)) => n,
+            // Another engine's cursor (a node restarted in another mode): nothing after it.
+            Some(None) => return Ok(Page::default()),
+        };
+        let mut page = Page::default();
+        loop {
+            let (listed, next) = self.table.lock().slice(from, SLICE);
+            for l in listed {
+                if filter.app.as_deref().is_some_and(|a| a != &*l.app) {
+                    continue;
+                }
+                let info = match l.idle {
+                    Some(i) => Some(AttemptInfo {
+                        id: AttemptId::of(&l.poll),
+                        app: l.app.to_string(),
+                        phase: Phase::Loop,
+                        ending: None,
+                        created_ms: i.created_ms,
+                        scanned_ms: None,
+                        expires_at_ms: i.expires_at_ms,
+                        openid: None,
+                        kind: l.poll.kind(),
+                        provider_key: super::admin::provider_key(&l.poll),
+                        made_on: None,
+                    }),
+                    None => self.info(&l.poll).await?,
+                };
+                if let Some(info) = info.filter(|i| filter.admits(i)) {
+                    page.attempts.push(info);
+                    if page.attempts.len() >= limit {
+                        page.next = Some(format!("l:{}", l.slot + 1));
+                        return Ok(page);
+                    }
+                }
+            }
+            match next {
+                Some(n) => from = n,
+                None => return Ok(page),
+            }
+        }
+    }
+
+    /// The poll id of the live attempt `id`, looked up slice by slice (hashing outside
+    /// the lock).
+    fn find(&self, id: AttemptId) -> Option<PollId> {
+        let mut from = 0;
+        loop {
+            let (listed, next) = self.table.lock().slice(from, SLICE);
+            if let Some(l) = listed.into_iter().find(|l| AttemptId::of(&l.poll) == id) {
+                return Some(l.poll);
+            }
+            from = next?;
+        }
+    }
+
+    /// The live attempt `id` (`None`: none).
+    pub async fn inspect(&self, id: AttemptId) -> Result<Option<AttemptInfo>, EngineError> {
+        match self.find(id) {
+            Some(poll) => self.info(&poll).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Ends the live attempt `id` (`None`: none), waking its held polls and streams; its
+    /// polls answer `reason: ended` until its deadline.
+    pub async fn end(&self, id: AttemptId) -> Result<Option<AttemptInfo>, EngineError> {
+        let Some(poll) = self.find(id) else { return Ok(None) };
+        let Some(before) = self.info(&poll).await? else { return Ok(None) };
+        // The attempt's commit tombstones it with its ending before it wakes anyone, so
+        // no poll woken by the end finds the record gone and the reason not yet told.
+        let o = self.apply(&poll, Event::End).await?;
+        if o.ending != Some(Ending::Ended) {
+            return Ok(None);
+        }
+        Ok(Some(AttemptInfo { phase: o.phase, ending: o.ending, ..before }))
     }
 
     /// Whether the registry answers a message within the ask budget.

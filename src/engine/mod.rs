@@ -16,6 +16,7 @@
 //! - [`cluster`]: the cluster engine — versioned records in Redis changed by
 //!   compare-and-set, wake-ups over pub/sub into each node's views.
 
+pub mod admin;
 mod attempt;
 pub(crate) mod backend;
 pub mod clock;

@@ -70,10 +70,13 @@ pub struct Outcome {
 pub struct Detail {
     pub app: String,
     pub openid: Option<String>,
-    /// Who asked for the login (the confirmation shows it to the scanner).
+    /// Who asked for the login (the confirmation shows it to the scanner, the admin API
+    /// to operators).
     pub requester: Option<Requester>,
-    /// When the attempt was made (ms since the epoch), where known.
+    /// When it was made and first scanned (ms since the epoch), where known: the
+    /// operator's view of its transitions.
     pub created_ms: Option<u64>,
+    pub scanned_ms: Option<u64>,
 }
 
 impl Detail {
@@ -84,6 +87,7 @@ impl Detail {
             openid: state.openid.clone(),
             requester: state.requester.clone(),
             created_ms: state.created_ms,
+            scanned_ms: state.scanned_ms,
         }
     }
 }

@@ -59,6 +59,8 @@ pub enum Ending {
     Discarded,
     /// The person who scanned tapped Deny on the phone.
     Denied,
+    /// Ended by an operator (the admin API's `end`).
+    Ended,
 }
 
 impl Ending {
@@ -67,6 +69,7 @@ impl Ending {
     pub fn reason(self) -> Option<&'static str> {
         match self {
             Ending::Denied => Some("denied"),
+            Ending::Ended => Some("ended"),
             Ending::Timeout | Ending::Consumed | Ending::Discarded => None,
         }
     }
@@ -228,6 +231,8 @@ pub enum Event {
     Timeout,
     /// The service gives the attempt up.
     Discard,
+    /// An operator ends the attempt (from any live phase).
+    End,
 }
 
 /// The answer to the caller of an event.
@@ -312,11 +317,15 @@ fn next(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> (Att
         end(&mut s, Ending::Timeout);
     }
     let reply = match (s.phase, event) {
-        (Phase::Expired, Event::Timeout | Event::Discard) => Reply::Ok,
+        (Phase::Expired, Event::Timeout | Event::Discard | Event::End) => Reply::Ok,
         (Phase::Expired, _) => Reply::Expired,
         (_, Event::Timeout) => Reply::Ok, // early or stale timer: the deadline check above decides
         (_, Event::Discard) => {
             end(&mut s, Ending::Discarded);
+            Reply::Ok
+        }
+        (_, Event::End) => {
+            end(&mut s, Ending::Ended);
             Reply::Ok
         }
         (Phase::Loop, Event::Scanned { openid, user }) => {
@@ -542,6 +551,7 @@ mod tests {
             Event::Confirm { ticket: T1 },
             Event::Deny { ticket: T1 },
             Event::Confirm { ticket: T2 },
+            Event::End,
         ]
     }
 
@@ -562,14 +572,14 @@ mod tests {
     }
 
     /// One row of the table: a state's name, the state, and per event (phase, reply, actions).
-    type Row = (&'static str, AttemptState, [(Phase, &'static str, &'static str); 13]);
+    type Row = (&'static str, AttemptState, [(Phase, &'static str, &'static str); 14]);
 
     /// The row of a `scanned` attempt whose confirmation leads to `confirmed`.
-    fn scanned_row(confirmed: Phase) -> [(Phase, &'static str, &'static str); 13] {
+    fn scanned_row(confirmed: Phase) -> [(Phase, &'static str, &'static str); 14] {
         use Phase::*;
         let (ok, wrong) = ((Scanned, "Ok", ""), (Scanned, "WrongState", ""));
         let ended = (Expired, "Ok", "pwe");
-        [ok, ok, ok, wrong, wrong, wrong, wrong, ok, ended, ok, (confirmed, "Ok", "pw"), ended, wrong]
+        [ok, ok, ok, wrong, wrong, wrong, wrong, ok, ended, ok, (confirmed, "Ok", "pw"), ended, wrong, ended]
     }
 
     /// Every state × every event, before the deadline: the resulting phase, the reply
@@ -596,6 +606,7 @@ mod tests {
                     (Loop, "WrongState", none),
                     (Loop, "WrongState", none),
                     (Loop, "WrongState", none),
+                    (Expired, "Ok", "pwe"),
                 ],
             ),
             (
@@ -615,6 +626,7 @@ mod tests {
                     (NotReg, "WrongState", none),
                     (NotReg, "WrongState", none),
                     (NotReg, "WrongState", none),
+                    (Expired, "Ok", "pwe"),
                 ],
             ),
             (
@@ -634,6 +646,7 @@ mod tests {
                     (NotReg, "WrongState", none),
                     (NotReg, "WrongState", none),
                     (NotReg, "WrongState", none),
+                    (Expired, "Ok", "pwe"),
                 ],
             ),
             (
@@ -653,6 +666,7 @@ mod tests {
                     (Reg, "WrongState", none),
                     (Reg, "WrongState", none),
                     (Reg, "WrongState", none),
+                    (Expired, "Ok", "pwe"),
                 ],
             ),
             (
@@ -672,6 +686,7 @@ mod tests {
                     (Expired, "Expired", none),
                     (Expired, "Expired", none),
                     (Expired, "Expired", none),
+                    (Expired, "Ok", none),
                 ],
             ),
             ("scanned, new user", in_phase(Scanned), scanned_row(NotReg)),
@@ -863,6 +878,23 @@ mod tests {
         );
         let (_, r) = step(&s, &Event::CodeEntered { phone: "13800138000".into(), hash: H1 }, T0 + 1000, &rules());
         assert_eq!(r, Reply::NoCodeForPhone { attempts_left: 0 });
+    }
+
+    #[test]
+    fn an_operator_ends_any_live_phase_and_says_so() {
+        for p in [Phase::Loop, Phase::NotReg, Phase::Reg] {
+            let st = super::step(&in_phase(p), &Event::End, T0, &rules());
+            assert_eq!(
+                (st.state.phase, st.state.ending, st.actions.end),
+                (Phase::Expired, Some(Ending::Ended), Some(Ending::Ended)),
+                "{p:?}"
+            );
+            assert_eq!(st.state.ending.and_then(Ending::reason), Some("ended"));
+            assert_eq!(step(&st.state, &Event::Claim, T0 + 1, &rules()).1, Reply::Expired, "no token after an end");
+        }
+        for e in [Ending::Timeout, Ending::Consumed, Ending::Discarded] {
+            assert_eq!(e.reason(), None);
+        }
     }
 
     #[test]

@@ -90,6 +90,15 @@ impl Record {
     }
 }
 
+/// A record as a listing sees it: where it sits, its ids, and its state when idle (an
+/// active one's state is its actor's).
+pub struct Listed {
+    pub slot: u32,
+    pub poll: PollId,
+    pub app: AppName,
+    pub idle: Option<Idle>,
+}
+
 /// One record's place; stale (finds nothing) once that record is removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
@@ -356,6 +365,24 @@ impl Table {
         self.slots.reserve(n.saturating_sub(spare));
         self.by_poll.first.reserve(n);
         self.by_scene.first.reserve(n);
+    }
+
+    /// The records in slots `from..from + n` (the admin listing reads the table in such
+    /// slices, each in one short hold of the lock), and the slot after the slice (`None`:
+    /// the end of the table).
+    pub fn slice(&self, from: u32, n: u32) -> (Vec<Listed>, Option<u32>) {
+        let end = from.saturating_add(n);
+        let listed = (from..end.min(self.slots.len() as u32))
+            .filter_map(|idx| {
+                let rec = self.slots[idx as usize].rec.as_ref()?;
+                let idle = match &rec.body {
+                    Body::Idle(i) => Some(*i),
+                    Body::Active(..) => None,
+                };
+                Some(Listed { slot: idx, poll: rec.poll.clone(), app: rec.app.clone(), idle })
+            })
+            .collect();
+        (listed, ((end as usize) < self.slots.len()).then_some(end))
     }
 
     pub fn records(&self) -> impl Iterator<Item = &Record> {

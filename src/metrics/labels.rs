@@ -54,7 +54,8 @@ label_set! {
     /// `scanlogin_attempts_finished_total{outcome}`: a token after a registered scan
     /// (`reg`) or after a phone bind (`bound`); the timer ran out before anyone scanned
     /// (`expired`) or after a scan without a login (`abandoned`); the service gave it up
-    /// (`discarded`); the person who scanned denied it on the phone (`denied`).
+    /// (`discarded`); the person who scanned denied it on the phone (`denied`); an
+    /// operator ended it (`ended`).
     Finish {
         Reg => "reg",
         Bound => "bound",
@@ -62,6 +63,7 @@ label_set! {
         Abandoned => "abandoned",
         Discarded => "discarded",
         Denied => "denied",
+        Ended => "ended",
     }
 }
 
@@ -237,5 +239,32 @@ mod tests {
             let distinct: std::collections::HashSet<_> = set.iter().collect();
             assert_eq!(distinct.len(), set.len(), "{set:?}");
         }
+    }
+}
+
+label_set! {
+    /// `action` of `scanlogin_admin_requests_total` (and of the admin audit's rows).
+    AdminAction {
+        ListAttempts => "attempts.list",
+        InspectAttempt => "attempts.inspect",
+        EndAttempt => "attempts.end",
+        InspectUser => "users.inspect",
+        LogoutUser => "users.logout",
+        ListAudit => "audit.list",
+    }
+}
+
+label_set! {
+    /// `outcome` of `scanlogin_admin_requests_total` (and of the admin audit's rows): done,
+    /// nothing found to act on, the request itself was wrong, refused (no or an unknown
+    /// key; a key without the scope; too many calls), or failed on our side.
+    AdminOutcome {
+        Ok => "ok",
+        NotFound => "not_found",
+        Invalid => "invalid",
+        Unauthorized => "unauthorized",
+        Forbidden => "forbidden",
+        RateLimited => "rate_limited",
+        Error => "error",
     }
 }

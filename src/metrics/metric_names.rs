@@ -73,6 +73,7 @@ pub const OIDC_TOKENS: &str = "scanlogin_oidc_tokens_total";
 pub const OIDC_REFRESH_REUSE: &str = "scanlogin_oidc_refresh_reuse_total";
 
 pub const ALL: &[&str] = &[
+    ADMIN_REQUESTS,
     CLUSTER_CAS_CONFLICTS,
     CLUSTER_WAKEUPS,
     CLUSTER_VIEWS,
@@ -128,3 +129,5 @@ pub const FORBIDDEN_LABELS: &[&str] = &["uuid", "poll", "scene", "openid", "phon
 /// Distinct `scene_type` values counted by name; later ones are counted as `other`
 /// (scene types come from requests, so their number must be capped).
 pub const SCENE_TYPES_MAX: usize = 16;
+/// Admin API calls (`action`, `outcome`).
+pub const ADMIN_REQUESTS: &str = "scanlogin_admin_requests_total";

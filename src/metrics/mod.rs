@@ -12,6 +12,7 @@
 pub mod labels;
 pub mod metric_names;
 
+mod admin;
 mod cluster;
 mod engine;
 mod http;
@@ -41,6 +42,7 @@ struct Inner {
     http: http::HttpMetrics,
     cluster: cluster::ClusterMetrics,
     oidc: oidc::OidcMetrics,
+    admin: admin::AdminMetrics,
 }
 
 /// Cheap to clone; all clones feed the same registry.
@@ -92,6 +94,7 @@ impl Metrics {
             http: http::HttpMetrics::new(&r),
             cluster: cluster::ClusterMetrics::new(&r),
             oidc: oidc::OidcMetrics::new(&r),
+            admin: admin::AdminMetrics::new(&r),
             registry: r,
         }))
     }
@@ -106,6 +109,7 @@ impl Metrics {
         m.store.preset(snapshot_store);
         // The provider's series (clients are added when it starts).
         self.preset_oidc(&[]);
+        m.admin.preset();
     }
 
     /// The Prometheus text exposition of everything.

@@ -5,6 +5,7 @@
 //! Most migrations are one portable file; where the dialects really differ (binary
 //! columns, upserts, case-sensitive ids on MySQL) a migration has one file per backend.
 
+pub mod admin;
 mod audit;
 pub mod known_ids;
 pub mod oidc;
@@ -99,6 +100,7 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
         },
     ),
     (9, "oidc", MigrationSql::Portable(include_str!("../../migrations/0009_oidc.sql"))),
+    (10, "admin", MigrationSql::Portable(include_str!("../../migrations/0010_admin.sql"))),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,9 +361,52 @@ pub fn rfc3339(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Unix seconds of a UTC time written as [`rfc3339`] writes it (`Z`, whole seconds);
+/// `None` for anything else.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let shape = b.len() == 20
+        && [4, 7].iter().all(|&i| b[i] == b'-')
+        && b[10] == b'T'
+        && [13, 16].iter().all(|&i| b[i] == b':')
+        && b[19] == b'Z';
+    if !shape {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    // Days-from-civil (Howard Hinnant's algorithm), the inverse of `rfc3339`'s.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    // A day the month does not have (31 April) comes back as another date: refused.
+    (rfc3339(secs) == s).then_some(secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_parses_what_it_writes() {
+        for secs in [0, 951_782_400, 1_795_953_217, 4_102_444_799] {
+            assert_eq!(parse_rfc3339(&rfc3339(secs)), Some(secs));
+        }
+        for bad in
+            ["2026-04-31T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00+08:00", ""]
+        {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn rfc3339_known_points() {

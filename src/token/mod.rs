@@ -14,6 +14,7 @@
 pub mod jws;
 pub mod keyring;
 pub mod keys;
+pub mod logouts;
 mod vouched;
 
 use base64::Engine as _;
@@ -266,6 +267,8 @@ pub struct Revocations {
     db: crate::store::Users,
     cache: Option<crate::kv::Kv>,
     local: Option<std::sync::Arc<Local>>,
+    /// Users logged out everywhere (the admin API): their older tokens are refused.
+    pub logouts: logouts::Logouts,
 }
 
 /// Revoked tokens a single node keeps in memory at most.
@@ -308,7 +311,8 @@ impl Local {
 
 impl Revocations {
     pub fn new(db: crate::store::Users, cache: Option<crate::kv::Kv>) -> Self {
-        Self { db, cache, local: None }
+        let logouts = logouts::Logouts::new(crate::store::admin::AdminStore::new(db.db().clone()), cache.clone());
+        Self { db, cache, local: None, logouts }
     }
 
     /// The revocations of a node that is the database's only writer: the set is loaded
@@ -323,7 +327,9 @@ impl Revocations {
             Ok(_) => tracing::warn!(max = LOCAL_MAX, "too many revoked tokens to keep in memory; asking the database"),
             Err(e) => tracing::warn!(error = %e, "revoked tokens not loaded; asking the database for each"),
         }
-        Self { db, cache, local: Some(local) }
+        let admin = crate::store::admin::AdminStore::new(db.db().clone());
+        let logouts = logouts::Logouts::sole_writer(admin, cache.clone()).await;
+        Self { db, cache, local: Some(local), logouts }
     }
 
     fn key(kv: &crate::kv::Kv, jti: &str) -> String {

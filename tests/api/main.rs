@@ -12,6 +12,7 @@ mod process;
 
 mod abuse;
 mod confirm;
+mod admin;
 mod connections;
 mod errors;
 mod healthy_start;

@@ -101,7 +101,7 @@ pub(crate) fn authorize_url(app: &TestApp, client: &str, redirect_uri: &str, ext
 }
 
 /// The attempt the login page embeds.
-async fn embedded(r: Response) -> Value {
+pub(crate) async fn embedded(r: Response) -> Value {
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
     let start = html.find(r#"id="scanlogin-attempt">"#).expect("the page embeds the attempt") + 23;

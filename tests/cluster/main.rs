@@ -14,6 +14,7 @@ mod process;
 mod harness;
 
 mod confirm;
+mod admin;
 mod cross_node;
 mod faults;
 mod oidc;

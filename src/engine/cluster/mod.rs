@@ -16,6 +16,8 @@
 //! connections only. Redis unreachable: every call fails within its short timeout and
 //! the caller answers 503 `overloaded`; `/readyz` names `redis`.
 
+mod admin;
+pub mod index;
 pub mod record;
 pub mod views;
 
@@ -24,12 +26,13 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use self::index::Index;
 use self::record::{Cas, Records};
 use self::views::{CountViews, Views, Watch};
 use super::clock::Clock;
@@ -67,6 +70,10 @@ struct Inner {
     made: Mutex<Made>,
     /// Redis as last seen: any failed call marks it down, the probe brings it back.
     up: Arc<AtomicBool>,
+    /// The live attempts for the admin API ([`index`]).
+    index: Index,
+    /// This node's name, recorded with the attempts it makes (see [`ClusterEngine::name_node`]).
+    node: OnceLock<String>,
 }
 
 #[derive(Default)]
@@ -101,6 +108,8 @@ impl ClusterEngine {
             metrics: metrics.clone(),
             made: Mutex::default(),
             up: up.clone(),
+            index: Index::new(kv.clone()),
+            node: OnceLock::new(),
         }));
         let listen = views::listen(kv.clone(), engine.0.records.channel().to_string(), views, metrics.clone());
         let probe = probe(kv, up, metrics);
@@ -135,7 +144,13 @@ impl ClusterEngine {
         if matches!(o.reply, Reply::Token(_) | Reply::Ok) {
             o.detail = Some(Detail::of(&s.app, &s.state));
         }
+        o.ending = s.state.ending;
         o
+    }
+
+    /// Names this node: the attempts it makes from now on are listed as made here.
+    pub fn name_node(&self, node: &str) {
+        let _ = self.0.node.set(node.to_string());
     }
 
     fn made(&self) -> MutexGuard<'_, Made> {
@@ -157,6 +172,11 @@ impl ClusterEngine {
             };
             if self.seen(self.0.records.cas(None, &snap).await)? == Cas::Written {
                 commit::made(&self.0.metrics, app);
+                let node = self.0.node.get().map_or("", String::as_str);
+                // The attempt stands without its index entry: it is only not listed.
+                if self.0.index.add(&snap, &self.0.records.id(&snap.poll), node).await.is_err() {
+                    tracing::warn!("cluster: attempt made but not indexed for the admin API");
+                }
                 let mut made = self.made();
                 made.by_deadline.entry(expires_at_ms).or_default().push(snap.poll.clone());
                 made.len += 1;
@@ -183,7 +203,7 @@ impl ClusterEngine {
             // Past its deadline an attempt is over, whatever the record says; only the
             // sweep writes that end (see the module's doc).
             if now >= snap.state.expires_at_ms && *event != Event::Timeout {
-                return Ok((Outcome::expired(), None));
+                return Ok((Outcome::ended(snap.state.ending), None));
             }
             let Step { state: next, reply, actions } = step(&snap.state, event, now, &rules);
             let live = |s: &Snapshot| (s.state.phase != Phase::Expired).then_some(s.state.expires_at_ms);
@@ -197,6 +217,10 @@ impl ClusterEngine {
                 Cas::Written => {
                     // Stored; the commit's announcement wakes the waiters of every node.
                     commit::committed(&self.0.metrics, &new.app, before, &new.state, event, actions, now);
+                    // Over: out of the admin listing (a failure leaves it to the prune).
+                    if actions.end.is_some() {
+                        let _ = self.0.index.remove(&new, id).await;
+                    }
                     let mut o = self.outcome(&new, reply, now);
                     o.actions = actions;
                     return Ok((o, live(&new)));
@@ -244,7 +268,7 @@ impl ClusterEngine {
         let Some(snap) = self.seen(self.0.records.load(id, Some(poll)).await)? else { return Ok(Outcome::expired()) };
         let now = self.0.clock.now_ms();
         if now >= snap.state.expires_at_ms {
-            return Ok(Outcome::expired());
+            return Ok(Outcome::ended(snap.state.ending));
         }
         let mut o = self.outcome(&snap, Reply::Ok, now);
         o.detail = Some(Detail::of(&snap.app, &snap.state));

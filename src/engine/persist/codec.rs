@@ -84,9 +84,9 @@ fn ending_code(e: Option<Ending>) -> u8 {
         Some(Ending::Consumed) => 2,
         Some(Ending::Discarded) => 3,
         Some(Ending::Denied) => 4,
+        Some(Ending::Ended) => 5,
     }
 }
-
 fn ending_of(code: u8) -> Result<Option<Ending>, CodecError> {
     Ok(match code {
         0 => None,
@@ -94,6 +94,7 @@ fn ending_of(code: u8) -> Result<Option<Ending>, CodecError> {
         2 => Some(Ending::Consumed),
         3 => Some(Ending::Discarded),
         4 => Some(Ending::Denied),
+        5 => Some(Ending::Ended),
         _ => return Err(CodecError::Malformed("ending")),
     })
 }
@@ -343,6 +344,22 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
 mod tests {
     use super::super::testing::{loop_snapshot, not_reg_with_code, reg_snapshot};
     use super::*;
+
+    /// An attempt an operator ended keeps saying so after a restart or on another node;
+    /// a release that knows only the first three endings reads it as discarded.
+    #[test]
+    fn an_ended_attempt_round_trips() {
+        let mut s = loop_snapshot(1_000);
+        s.state.phase = Phase::Expired;
+        s.state.ending = Some(Ending::Ended);
+        let bytes = encode(&s).unwrap();
+        assert_eq!(*bytes.last().unwrap(), 5);
+        assert_eq!(decode(s.poll.clone(), &bytes).unwrap(), s);
+        assert_eq!((bytes[5] >> 2) & 3, 3, "older readers see discarded");
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() = 2;
+        assert_eq!(decode(s.poll.clone(), &bad).unwrap_err(), CodecError::Malformed("ending"));
+    }
 
     #[test]
     fn round_trips_every_shape() {
