@@ -145,9 +145,9 @@ impl LoginsHandle {
     }
 
     /// The status poll. In `reg` this takes the token (once, across every node). With a
-    /// `wait`, a `loop` (or `scanned`) attempt is held until it changes, its deadline or `wait` passes,
-    /// or the server shuts down; without a permit left (or with the attempt's waiters
-    /// full) it answers at once instead.
+    /// `wait`, a `loop` (or `scanned`) attempt is held until it changes, its deadline or
+    /// `wait` passes, or the server shuts down; without a permit left (or with the
+    /// attempt's waiters full) it answers at once instead.
     pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
         let first = self.0.backend.apply(poll, Event::Claim).await?;
         if !first.phase.is_waiting() || wait.is_zero() || self.is_closing() {

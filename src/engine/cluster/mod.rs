@@ -250,22 +250,16 @@ impl ClusterEngine {
 
     pub async fn peek_ticket(&self, ticket: &[u8; 32]) -> Result<Option<Outcome>, EngineError> {
         let Some(id) = self.seen(self.0.records.id_of_ticket(ticket).await)? else { return Ok(None) };
-        let Some(snap) = self.seen(self.0.records.load(&id, None).await)? else { return Ok(None) };
-        let now = self.0.clock.now_ms();
-        if now >= snap.state.expires_at_ms {
-            return Ok(Some(Outcome::expired()));
-        }
-        let mut o = self.outcome(&snap, Reply::Ok, now);
-        o.detail = Some(Detail::of(&snap.app, &snap.state));
-        Ok(Some(o))
+        Ok(Some(self.peek_id(&id, None).await?))
     }
 
     pub async fn peek(&self, poll: &PollId) -> Result<Outcome, EngineError> {
-        self.peek_id(&self.0.records.id(poll), poll).await
+        self.peek_id(&self.0.records.id(poll), Some(poll)).await
     }
 
-    async fn peek_id(&self, id: &RecordId, poll: &PollId) -> Result<Outcome, EngineError> {
-        let Some(snap) = self.seen(self.0.records.load(id, Some(poll)).await)? else { return Ok(Outcome::expired()) };
+    /// The record `id` as a peek answers it (`poll`, when known, spares its decryption).
+    async fn peek_id(&self, id: &RecordId, poll: Option<&PollId>) -> Result<Outcome, EngineError> {
+        let Some(snap) = self.seen(self.0.records.load(id, poll).await)? else { return Ok(Outcome::expired()) };
         let now = self.0.clock.now_ms();
         if now >= snap.state.expires_at_ms {
             return Ok(Outcome::ended(snap.state.ending));
@@ -283,7 +277,7 @@ impl ClusterEngine {
         // Views that do not answer in time (or are full) do not hold the poll.
         let sent = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { id: id.clone(), tx })).await;
         let held = matches!(sent, Ok(Ok(true)));
-        Ok((Some(self.peek_id(&id, poll).await?), held.then_some(rx)))
+        Ok((Some(self.peek_id(&id, Some(poll)).await?), held.then_some(rx)))
     }
 
     /// Attempts made on this node and not yet past their deadline.
