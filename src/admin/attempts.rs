@@ -39,7 +39,8 @@ pub struct AttemptView {
     /// The openid that scanned it, masked.
     #[schema(example = "oAbc****wxyz")]
     pub scanned_by: Option<String>,
-    /// The requesting browser's address (not recorded yet: always null for now).
+    /// The address of the browser that asked for the attempt (as the service saw it).
+    #[schema(example = "203.0.113.7")]
     pub client_ip: Option<String>,
     /// The OpenID Connect client an attempt of the provider's login page serves.
     pub oidc_client: Option<String>,
@@ -81,9 +82,7 @@ impl From<&AttemptInfo> for AttemptView {
             created_at: i.created_ms.map(at),
             expires_at: at(i.expires_at_ms),
             scanned_by: i.openid.as_deref().map(mask_openid),
-            // The requesting browser's address comes with the attempt's requester
-            // (branch `confirm`): wired in at its merge.
-            client_ip: None,
+            client_ip: i.client_ip.clone(),
             // Filled from the provider's records ([`with_clients`]).
             oidc_client: None,
         }

@@ -68,6 +68,8 @@ pub struct AttemptInfo {
     /// The node that made it, where the engine records it (the cluster's index); `None`
     /// on a single node: this one.
     pub made_on: Option<String>,
+    /// The address of the browser that asked for it (its requester), where known.
+    pub client_ip: Option<String>,
 }
 
 /// The provider's key of the attempt polled by `poll` (see [`AttemptInfo::provider_key`]).

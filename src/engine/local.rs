@@ -176,6 +176,7 @@ impl LocalEngine {
             kind: poll.kind(),
             provider_key: super::admin::provider_key(poll),
             made_on: None,
+            client_ip: d.requester.map(|r| r.ip),
         }))
     }
 
@@ -207,6 +208,7 @@ impl LocalEngine {
                         kind: l.poll.kind(),
                         provider_key: super::admin::provider_key(&l.poll),
                         made_on: None,
+                        client_ip: l.client_ip.clone(),
                     }),
                     None => self.info(&l.poll).await?,
                 };

@@ -97,6 +97,8 @@ pub struct Listed {
     pub poll: PollId,
     pub app: AppName,
     pub idle: Option<Idle>,
+    /// An idle record's requester's address (an active one's is its actor's).
+    pub client_ip: Option<String>,
 }
 
 /// One record's place; stale (finds nothing) once that record is removed.
@@ -379,7 +381,8 @@ impl Table {
                     Body::Idle(i) => Some(*i),
                     Body::Active(..) => None,
                 };
-                Some(Listed { slot: idx, poll: rec.poll.clone(), app: rec.app.clone(), idle })
+                let client_ip = rec.requester.as_ref().map(|r| r.ip.clone());
+                Some(Listed { slot: idx, poll: rec.poll.clone(), app: rec.app.clone(), idle, client_ip })
             })
             .collect();
         (listed, ((end as usize) < self.slots.len()).then_some(end))

@@ -11,8 +11,8 @@ mod helpers;
 mod process;
 
 mod abuse;
-mod confirm;
 mod admin;
+mod confirm;
 mod connections;
 mod errors;
 mod healthy_start;

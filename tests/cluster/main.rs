@@ -13,8 +13,8 @@ mod process;
 
 mod harness;
 
-mod confirm;
 mod admin;
+mod confirm;
 mod cross_node;
 mod faults;
 mod oidc;

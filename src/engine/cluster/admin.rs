@@ -34,6 +34,7 @@ impl ClusterEngine {
             kind: snap.poll.kind(),
             provider_key: crate::engine::admin::provider_key(&snap.poll),
             made_on: node.filter(|n| !n.is_empty()),
+            client_ip: st.requester.as_ref().map(|r| r.ip.clone()),
         }
     }
 

@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(decode(s.poll.clone(), &bytes).unwrap(), s);
         assert_eq!((bytes[5] >> 2) & 3, 3, "older readers see discarded");
         let mut bad = bytes.clone();
-        *bad.last_mut().unwrap() = 2;
+        *bad.last_mut().unwrap() = 9;
         assert_eq!(decode(s.poll.clone(), &bad).unwrap_err(), CodecError::Malformed("ending"));
     }
 
