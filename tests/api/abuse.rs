@@ -92,7 +92,7 @@ async fn held_polls_per_address_are_capped() {
     let (uuid, _) = app.new_login().await;
     let first = app.status_wait(&uuid, 2);
     let second = async {
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        app.until_held(1).await;
         let start = std::time::Instant::now();
         let r = app.status_wait(&uuid, 2).await;
         (r, start.elapsed())

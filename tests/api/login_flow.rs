@@ -91,7 +91,7 @@ async fn concurrent_polls_share_one_token() {
     let (uuid, ticket) = app.new_login().await;
     let polls: Vec<_> = (0..4).map(|_| app.status_wait(&uuid, 10)).collect();
     let scan = async {
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        app.until_held(4).await;
         app.scan(&ticket, "o_twice", true).await
     };
     let (answers, scanned) = futures_util::future::join(futures_util::future::join_all(polls), scan).await;
@@ -108,7 +108,7 @@ async fn long_poll_is_woken_by_a_scan() {
     let start = Instant::now();
     let poll = app.status_wait(&uuid, 20);
     let scan = async {
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        app.until_held(1).await;
         app.scan(&ticket, "o_waiter", false).await
     };
     let ((s, b), scanned) = futures_util::future::join(poll, scan).await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
-use crate::client::parts;
+use crate::client::{eventually, parts};
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 /// The longest any single frame may take to arrive in these tests.
@@ -108,8 +108,8 @@ async fn a_token_goes_to_exactly_one_of_a_stream_and_a_concurrent_poll() {
 
     let poll = app.status_wait(&uuid, 10);
     let scan = async {
-        // Let the long poll be held before the scan lands.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The stream and the long poll are both held before the scan lands.
+        app.until_held(2).await;
         assert_eq!(app.scan(&ticket, "o_sse_known", true).await.0, 200);
         sse.status().await.unwrap()
     };
@@ -181,15 +181,9 @@ async fn streams_count_against_the_addresss_held_polls() {
 
     // A closed stream gives its slot back (the server notices at its next ping).
     drop(b);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = app.events(&uuid).await;
-        if r.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the slot of a closed stream comes back");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = "the slot of a closed stream comes back";
+    eventually(what, Duration::from_secs(5), || async { (app.events(&uuid).await.status() == 200).then_some(()) })
+        .await;
 }
 
 #[actix_web::test]

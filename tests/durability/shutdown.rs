@@ -22,8 +22,7 @@ async fn sigterm_answers_held_polls_flushes_and_exits_0() {
             (answer, Instant::now())
         }));
     }
-    // Let the polls reach the server and be held.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    api.until_held(u32::try_from(held.len()).unwrap()).await;
     assert!(held.iter().all(|h| !h.is_finished()), "the polls are held");
     let sent = Instant::now();
     // The grace period is 5 s; idle keep-alive connections may hold the HTTP stop that long.
