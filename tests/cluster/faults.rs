@@ -114,6 +114,8 @@ async fn traffic(c: Arc<Cluster>, stop: Arc<AtomicBool>, seen: Arc<std::sync::Mu
                 _ => {}
             }
         }
+        // The browsers' pace (about 200 requests/s in all): a load, not a wait; unpaced,
+        // four loops would take the two cores from the nodes under test.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

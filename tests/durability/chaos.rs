@@ -107,6 +107,13 @@ async fn recheck(api: &Api, restarts: u32, all: &mut [Seen]) {
     }
 }
 
+/// A worker's pause before it asks again when the process was down or restarting. A
+/// browser cannot know when the server is back, so neither does the worker: it retries
+/// shortly, as a page would, and the experiment's load is that retrying.
+async fn retry_pause() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// Whether a status answer carries a token.
 fn has_token(b: &Value) -> bool {
     b["token"].is_string()
@@ -146,8 +153,7 @@ impl Worker {
                 Polled::Answer(b) => b,
                 lost_or_not => {
                     seen.uncertain |= matches!(lost_or_not, Polled::Lost);
-                    // The process is down or restarting: ask again shortly.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    retry_pause().await;
                     continue;
                 }
             };
@@ -244,7 +250,7 @@ impl Worker {
                     registered |= s.tokens > 0;
                     all.push(s);
                 }
-                None => tokio::time::sleep(Duration::from_millis(50)).await,
+                None => retry_pause().await,
             }
         }
         all
@@ -291,6 +297,7 @@ async fn experiment(snapshots: &str) {
         .collect();
     let (mut kills, chaos) = (0u32, Instant::now());
     while (kills < MIN_KILLS || count.load(Ordering::SeqCst) < MIN_ATTEMPTS) && chaos.elapsed() < MAX_CHAOS {
+        // The experiment's rhythm: a crash every 2–4 s of load, not a wait for anything.
         tokio::time::sleep(Duration::from_millis(2_000 + rand::random_range(0..2_000))).await;
         server.kill9();
         kills += 1;

@@ -65,6 +65,7 @@ impl Player {
                 return Delivered { acked: Some(body), deliveries: n };
             }
             if n < deliveries {
+                // WeChat's own pause between resends: the behaviour played, not a wait.
                 tokio::time::sleep(pause).await;
             }
         }

@@ -18,7 +18,6 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use helpers::{TestApp, spawn_app};
 use prometheus::{JOB, Prometheus, tool};
@@ -49,7 +48,7 @@ async fn drive(app: &TestApp) {
             let url = app.url(&format!("/api/v1/login/status?uuid={uuid}&wait=10"));
             actix_web::rt::spawn(async move { client.get(url).send().await.unwrap().json::<Value>().await })
         };
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        app.until_held(1).await;
         assert_eq!(app.scan(&ticket, openid, true).await.0, 200);
         let answer = poll.await.unwrap().unwrap();
         assert_eq!(answer["state"], "reg", "{answer}");

@@ -17,17 +17,25 @@ const LOOK_EVERY: Duration = Duration::from_millis(20);
 /// Looks with `check` every 20 ms until it answers `Some`, and answers that; fails the
 /// test naming `what` when `within` passes first. The one way these tests wait for
 /// something they cannot subscribe to: what is awaited is the check, never a time.
-pub async fn eventually<T, F: Future<Output = Option<T>>>(
+pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, within: Duration, check: impl FnMut() -> F) -> T {
+    eventually_showing(what, within, check, String::new).await
+}
+
+/// As [`eventually`], with `context()` (a process's log, say) in the failure message.
+pub async fn eventually_showing<T, F: Future<Output = Option<T>>>(
     what: &str,
     within: Duration,
     mut check: impl FnMut() -> F,
+    context: impl FnOnce() -> String,
 ) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(found) = check().await {
             return found;
         }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        if Instant::now() >= deadline {
+            panic!("not within {within:?}: {what}\n{}", context());
+        }
         tokio::time::sleep(LOOK_EVERY).await;
     }
 }
