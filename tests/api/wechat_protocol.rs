@@ -99,11 +99,6 @@ async fn revoked_token_is_refreshed_once_and_the_call_retried_once() {
     assert!(b["message"].as_str().unwrap().contains("40001"));
 }
 
-/// How often the sandbox served `route` (`/_sandbox/cgi-bin/…`) so far.
-async fn served(app: &crate::helpers::TestApp, route: &str) -> f64 {
-    metric(&app.metrics().await, "scanlogin_http_requests_total", &[&format!("route=\"/_sandbox/cgi-bin/{route}\"")])
-}
-
 /// Arms a sandbox fault (`/_sandbox/faults`).
 async fn fault(app: &crate::helpers::TestApp, fault: serde_json::Value) {
     assert_eq!(app.post_json("/_sandbox/faults", &fault).await.status(), 200, "{fault}");
@@ -113,26 +108,26 @@ async fn fault(app: &crate::helpers::TestApp, fault: serde_json::Value) {
 async fn busy_errcode_is_retried_with_backoff() {
     let app = spawn_app().await;
     app.new_login().await; // warms the token cache: only qrcode/create is timed below
-    let calls = served(&app, "qrcode/create").await;
+    let calls = app.wechat_calls("qrcode/create").await;
     // Busy twice: retried after 100 ms, then after 400 ms more, and the third call works.
     fault(&app, json!({"api": "qrcode_create", "errcode": -1, "count": 2})).await;
     let t = std::time::Instant::now();
     let (s, b) = app.create_qr(json!({"image": false})).await;
     assert_eq!(s, 200, "{b}");
     assert!(t.elapsed() >= Duration::from_millis(500), "backed off 100 + 400 ms: {:?}", t.elapsed());
-    assert_eq!(served(&app, "qrcode/create").await - calls, 3.0);
+    assert_eq!(app.wechat_calls("qrcode/create").await - calls, 3.0);
     // Busy three times: two retries only, then the error surfaces.
     fault(&app, json!({"api": "qrcode_create", "errcode": -1, "count": 3})).await;
     let (s, b) = app.create_qr(json!({"image": false})).await;
     assert_eq!((s, b["error"].as_str()), (502, Some("wechat_error")), "{b}");
     assert!(b["message"].as_str().unwrap().contains("-1"), "{b}");
-    assert_eq!(served(&app, "qrcode/create").await - calls, 6.0);
+    assert_eq!(app.wechat_calls("qrcode/create").await - calls, 6.0);
     // Any other errcode is not retried.
     fault(&app, json!({"api": "qrcode_create", "errcode": 45009})).await;
     let (s, b) = app.create_qr(json!({"image": false})).await;
     assert_eq!(s, 502);
     assert!(b["message"].as_str().unwrap().contains("45009"));
-    assert_eq!(served(&app, "qrcode/create").await - calls, 7.0);
+    assert_eq!(app.wechat_calls("qrcode/create").await - calls, 7.0);
     let m = app.metrics().await;
     assert_eq!(metric(&m, "scanlogin_wechat_api_calls_total", &["result=\"errcode_45009\""]), 1.0);
 }
@@ -143,12 +138,12 @@ async fn classic_token_endpoint_works_too() {
     // Were the stable endpoint asked, this fault would fail the QR code.
     fault(&app, json!({"api": "stable_token", "errcode": 40013, "count": 10})).await;
     assert_eq!(app.create_qr(json!({"image": false})).await.0, 200);
-    assert_eq!((served(&app, "token").await, served(&app, "stable_token").await), (1.0, 0.0));
+    assert_eq!((app.wechat_calls("token").await, app.wechat_calls("stable_token").await), (1.0, 0.0));
     // And the other way round: the default asks the stable endpoint only.
     let app = spawn_app().await;
     fault(&app, json!({"api": "classic_token", "errcode": 40013, "count": 10})).await;
     assert_eq!(app.create_qr(json!({"image": false})).await.0, 200);
-    assert_eq!((served(&app, "token").await, served(&app, "stable_token").await), (0.0, 1.0));
+    assert_eq!((app.wechat_calls("token").await, app.wechat_calls("stable_token").await), (0.0, 1.0));
 }
 
 #[actix_web::test]
