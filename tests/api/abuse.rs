@@ -184,35 +184,17 @@ async fn the_log_of_a_full_login_holds_no_secret() {
     let http = reqwest::Client::new();
     let up = || async { http.get(format!("{base}/healthz")).send().await.ok().map(drop) };
     eventually("the server answers /healthz", Duration::from_secs(10), up).await;
-    let qr: serde_json::Value =
-        http.post(format!("{base}/api/v1/login/qrcode")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let api = crate::client::Api::at(&base, &base);
+    let (s, qr) = api.create_qr(json!({})).await;
+    assert_eq!(s, 200, "{qr}");
     let uuid = qr["uuid"].as_str().unwrap().to_string();
-    let ticket = crate::client::ticket_of(&qr);
-    http.post(format!("{base}/_sandbox/scan"))
-        .json(&json!({"ticket": ticket, "openid": "o_logs"}))
-        .send()
-        .await
-        .unwrap();
+    delivered(api.scan(&crate::client::ticket_of(&qr), "o_logs", false).await);
     let phone = "13812345678";
-    http.post(format!("{base}/api/v1/login/sms-code"))
-        .json(&json!({"uuid": uuid, "phone": phone}))
-        .send()
-        .await
-        .unwrap();
-    let outbox: serde_json::Value =
-        http.get(format!("{base}/_sandbox/sms")).query(&[("phone", phone)]).send().await.unwrap().json().await.unwrap();
-    let code = outbox["messages"][0]["code"].as_str().unwrap().to_string();
-    let bound: serde_json::Value = http
-        .post(format!("{base}/api/v1/login/bind-phone"))
-        .json(&json!({"uuid": uuid, "phone": phone, "code": code}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let code = api.send_code(&uuid, phone).await;
+    let (s, bound) = api.bind(&uuid, phone, &code).await;
+    assert_eq!(s, 200, "{bound}");
     let token = bound["token"].as_str().expect("logged in").to_string();
-    assert_eq!(http.get(format!("{base}/api/v1/me")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(api.me(&token).await.0, 200);
     child.start_kill().unwrap();
     let out = child.wait_with_output().await.unwrap();
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::client::{delivered, parts};
+use crate::client::{delivered, parts, wrong_code};
 use crate::helpers::{spawn_app, spawn_app_with};
 
 fn assert_error(got: &(u16, Value), status: u16, code: &str) {
@@ -74,7 +74,7 @@ async fn five_wrong_codes_kill_the_code_and_other_phones_do_not_bind() {
     let got = app.bind(&uuid, "13900139000", &code).await;
     assert_error(&got, 400, "invalid_code");
     assert_eq!(got.1["attempts_left"], 4);
-    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let wrong = wrong_code(&code);
     for left in (0..4).rev() {
         let got = app.bind(&uuid, "13800138000", wrong).await;
         assert_error(&got, 400, "invalid_code");
@@ -97,7 +97,7 @@ async fn phone_taken_spends_no_code() {
     assert_error(&app.bind(&uuid, "13800138000", &code).await, 409, "phone_taken");
     // The code was not spent: a free phone still needs its own code, and a wrong
     // guess there still has the full count left.
-    let got = app.bind(&uuid, "13900139000", if code == "000000" { "111111" } else { "000000" }).await;
+    let got = app.bind(&uuid, "13900139000", wrong_code(&code)).await;
     assert_eq!(got.1["attempts_left"], 4, "{}", got.1);
 }
 

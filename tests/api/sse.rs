@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
-use crate::client::{eventually, parts};
+use crate::client::{delivered, eventually, parts};
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 /// The longest any single frame may take to arrive in these tests.
@@ -82,7 +82,7 @@ async fn the_state_comes_at_once_then_each_change_and_a_bind_ends_it_without_a_t
     assert_eq!((first["status"].as_u64(), state(&first)), (Some(2), "loop"));
     assert!(first["expires_in"].as_u64().unwrap() > 290);
 
-    assert_eq!(app.scan(&ticket, "o_sse_new", false).await.0, 200);
+    delivered(app.scan(&ticket, "o_sse_new", false).await);
     let ev = sse.status().await.unwrap();
     assert_eq!((ev["status"].as_u64(), state(&ev)), (Some(4), "not_reg"));
 
@@ -110,7 +110,7 @@ async fn a_token_goes_to_exactly_one_of_a_stream_and_a_concurrent_poll() {
     let scan = async {
         // The stream and the long poll are both held before the scan lands.
         app.until_held(2).await;
-        assert_eq!(app.scan(&ticket, "o_sse_known", true).await.0, 200);
+        delivered(app.scan(&ticket, "o_sse_known", true).await);
         sse.status().await.unwrap()
     };
     let ((s, polled), streamed) = tokio::join!(poll, scan);
@@ -204,7 +204,7 @@ async fn a_graceful_shutdown_closes_the_stream_with_the_current_state() {
     let (uuid, ticket) = app.new_login().await;
     let mut sse = Sse::open(&app, &uuid).await;
     assert_eq!(state(&sse.status().await.unwrap()), "loop");
-    assert_eq!(app.scan(&ticket, "o_sse_stop", false).await.0, 200);
+    delivered(app.scan(&ticket, "o_sse_stop", false).await);
     assert_eq!(state(&sse.status().await.unwrap()), "not_reg");
     let t0 = Instant::now();
     app.stop();

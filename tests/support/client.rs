@@ -233,14 +233,16 @@ impl Api {
 
     /// POSTs a push to `/wechat/{app_id}/callback`, signed with `token` (plaintext mode).
     pub async fn push_plain(&self, app_id: &str, token: &str, body: String) -> Response {
-        let (ts, nonce) = (scanlogin::wall::unix_secs().to_string(), "20240501".to_string());
-        let q = [
-            ("signature", scanlogin::wechat::crypto::sign(&[token, &ts, &nonce])),
-            ("timestamp", ts),
-            ("nonce", nonce),
-        ];
-        self.http.post(self.url(&format!("/wechat/{app_id}/callback"))).query(&q).body(body).send().await.unwrap()
+        let from = scanlogin::sandbox::PushSender { token, app_id, key: None, account: "" };
+        let push = scanlogin::sandbox::sign_push(&from, "", &body);
+        let url = self.url(&format!("/wechat/{app_id}/callback"));
+        self.http.post(url).query(&push.params).body(push.body).send().await.unwrap()
     }
+}
+
+/// A six-digit code that is surely wrong where `code` is the right one.
+pub fn wrong_code(code: &str) -> &'static str {
+    if code == "000000" { "111111" } else { "000000" }
 }
 
 /// A scan's answer: the sandbox took it and the server answered WeChat's push with 200.
