@@ -453,3 +453,36 @@ async fn metrics_bind_serves_metrics_only_there() {
     assert_eq!(api_on_metrics.status(), 404, "only /metrics on the metrics port");
     assert_eq!(get(app.url("/healthz")).await.unwrap().status(), 200);
 }
+
+/// Degraded mode with nowhere to store a consumed state (Redis frozen, and the user
+/// database's fallback table gone): `bind-phone` binds the phone but withholds the token
+/// (`503`, `Retry-After: 1`); the attempt is in `reg`, so a second bind is `wrong_state`,
+/// and once a store takes it the page's next status poll gets the token.
+#[actix_web::test]
+async fn a_bind_answered_503_in_degraded_mode_leaves_the_token_to_the_next_poll() {
+    let redis = RedisServer::start();
+    let app = spawn_app_with(|s| s.storage.snapshots = scanlogin::config::SnapshotBackend::Redis(redis.url())).await;
+    let uuid = not_reg(&app, "o_degraded").await;
+    let phone = "13800138066";
+    let code = app.send_code(&uuid, phone).await;
+    redis.pause();
+    let pool = &app.state.login.users().db().pool;
+    sqlx::query("DROP TABLE attempt_snapshots").execute(pool).await.unwrap();
+    let down = || async {
+        let (s, b) = app.get("/readyz").await;
+        (s == 503 && b["failing"].as_array().is_some_and(|f| f.iter().any(|x| x == "redis"))).then_some(())
+    };
+    // Any write to the frozen Redis marks it down; a poll's answer does not wait for it.
+    app.new_login().await;
+    eventually("/readyz names redis", Duration::from_secs(10), down).await;
+    let r = app.post_json("/api/v1/login/bind-phone", &json!({"uuid": uuid, "phone": phone, "code": code})).await;
+    assert_eq!(r.headers().get("retry-after").map(HeaderValue::as_bytes), Some(&b"1"[..]));
+    let (s, b) = parts(r).await;
+    assert_eq!((s, b["error"].as_str()), (503, Some("overloaded")), "{b}");
+    let (s, b) = app.bind(&uuid, phone, &code).await;
+    assert_eq!((s, b["error"].as_str()), (409, Some("wrong_state")), "the phone is bound: {b}");
+    redis.resume();
+    let owed = || async { app.status(&uuid).await.1["token"].as_str().map(str::to_string) };
+    let token = eventually("the owed token is handed out", Duration::from_secs(10), owed).await;
+    assert_eq!(app.me(&token).await.0, 200);
+}
