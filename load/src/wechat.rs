@@ -42,10 +42,16 @@ impl Wechat {
 
     /// A QR scan: `subscribe` with `qrscene_<scene>` for a new follower, `SCAN` for one.
     pub fn scan(&self, openid: &str, scene: &str, following: bool) -> Push {
+        self.scan_at(openid, scene, following, now_secs())
+    }
+
+    /// [`Wechat::scan`] with its `CreateTime` given: every resend of one push has the same
+    /// (it is part of the dedup key).
+    pub fn scan_at(&self, openid: &str, scene: &str, following: bool, create_time: u64) -> Push {
         let xml = if following {
-            event_xml(&self.account, openid, now_secs(), "SCAN", Some(scene), None)
+            event_xml(&self.account, openid, create_time, "SCAN", Some(scene), None)
         } else {
-            event_xml(&self.account, openid, now_secs(), "subscribe", Some(&format!("qrscene_{scene}")), None)
+            event_xml(&self.account, openid, create_time, "subscribe", Some(&format!("qrscene_{scene}")), None)
         };
         self.seal(openid, &xml)
     }

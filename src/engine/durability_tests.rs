@@ -153,17 +153,24 @@ async fn a_restart_keeps_a_scanned_attempt_its_ticket_and_a_denial_its_reason() 
     assert!(matches!(b.poll(&waiting.poll, Duration::ZERO).await.unwrap().reply, Reply::Token(_)));
 }
 
-#[actix::test]
-async fn a_poll_during_recovery_waits_for_its_attempt() {
+/// An engine that made one attempt and crashed, and the next one on what it left (on a
+/// paused clock): the attempt's poll id, and the new engine, not yet restoring.
+async fn crashed_with_one_attempt() -> (LoginsHandle, PollId) {
     tokio::time::pause();
     let clock = Clock::new();
     let s = memory();
     let (a, _) = engine_on(s.clone(), 10, WriterConfig::default(), clock);
     let c = a.create(APP, Duration::from_secs(60)).await.unwrap();
     let (b, _) = engine_on(survivor(&s).await, 10, WriterConfig::default(), clock);
+    (b, c.poll)
+}
+
+#[actix::test]
+async fn a_poll_during_recovery_waits_for_its_attempt() {
+    let (b, poll) = crashed_with_one_attempt().await;
     let restoring = b.restore();
     assert_eq!(b.recovering(), Some(0));
-    let (b2, poll) = (b.clone(), c.poll.clone());
+    let b2 = b.clone();
     let waiting = actix::spawn(async move { b2.poll(&poll, Duration::ZERO).await });
     settle().await;
     assert!(!waiting.is_finished(), "an unknown uuid waits while restoring instead of answering expired");
@@ -172,6 +179,24 @@ async fn a_poll_during_recovery_waits_for_its_attempt() {
     assert_eq!(o.phase, Phase::Loop);
     assert_eq!(b.recovering(), None);
     assert_eq!(b.poll(&PollId::generate(), Duration::ZERO).await.unwrap().phase, Phase::Expired);
+}
+
+/// A restore that does not finish: a poll for an attempt not yet restored waits exactly
+/// [`RECOVERY_WAIT`] (3 s), then is refused as overloaded (503), never `expired`.
+#[actix::test]
+async fn a_poll_during_a_stuck_restore_waits_3_s_then_is_refused() {
+    use super::recovering::RECOVERY_WAIT;
+    let (b, poll) = crashed_with_one_attempt().await;
+    let _stuck = b.restore(); // never run: the restore does not move on
+    assert_eq!(b.recovering(), Some(0));
+    let start = tokio::time::Instant::now();
+    let waiting = actix::spawn(async move { b.poll(&poll, Duration::ZERO).await });
+    tokio::time::sleep(RECOVERY_WAIT - Duration::from_millis(1)).await;
+    assert!(!waiting.is_finished(), "still waiting just before {RECOVERY_WAIT:?}");
+    let answer = waiting.await.unwrap();
+    assert!(matches!(answer, Err(EngineError::Overloaded)), "{answer:?}");
+    let waited = start.elapsed();
+    assert!(waited >= RECOVERY_WAIT && waited < RECOVERY_WAIT + Duration::from_millis(10), "{waited:?}");
 }
 
 #[actix::test]

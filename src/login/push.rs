@@ -73,6 +73,8 @@ impl LoginService {
             let key = key.clone();
             actix_web::rt::spawn(async move {
                 if let Some(d) = delay {
+                    // What a crash test waits for: the claim is held from here on.
+                    tracing::info!(delay_ms = d.as_millis(), "push claimed; held by wechat.test_push_delay_ms");
                     tokio::time::sleep(d).await;
                 }
                 let result = me.handle_push(&app, &env).await;

@@ -45,11 +45,32 @@ pub struct Sandbox {
     faults: Mutex<Vec<Fault>>,
 }
 
+/// Which of the fake platform's calls a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FaultApi {
+    /// Either way to get an access token.
+    Token,
+    /// Only `cgi-bin/stable_token`: a test can tell which of the two the client used.
+    StableToken,
+    /// Only the classic `cgi-bin/token`.
+    ClassicToken,
+    QrcodeCreate,
+    Showqrcode,
+    UserInfo,
+}
+
+impl FaultApi {
+    /// Whether a fault armed for `self` hits a call of `call`.
+    fn hits(self, call: FaultApi) -> bool {
+        self == call || (self == FaultApi::Token && matches!(call, FaultApi::StableToken | FaultApi::ClassicToken))
+    }
+}
+
 /// A failure the sandbox plays on its next `count` calls of `api` (for tests and demos).
 #[derive(Debug, Clone, Deserialize)]
 struct Fault {
-    /// `token`, `qrcode_create`, `showqrcode` or `user_info`.
-    api: String,
+    api: FaultApi,
     /// Answer 200 with this errcode…
     #[serde(default)]
     errcode: Option<i64>,
@@ -87,10 +108,10 @@ impl Sandbox {
         }
     }
 
-    /// The injected failure for `api`, if one is armed (and uses it up).
-    fn fault(&self, api: &str) -> Option<HttpResponse> {
+    /// The injected failure for a call of `call`, if one is armed (and uses it up).
+    fn fault(&self, call: FaultApi) -> Option<HttpResponse> {
         let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-        let i = faults.iter().position(|f| f.api == api)?;
+        let i = faults.iter().position(|f| f.api.hits(call))?;
         let f = faults[i].clone();
         faults[i].count -= 1;
         if faults[i].count == 0 {
@@ -137,13 +158,8 @@ async fn phone_page() -> HttpResponse {
 
 async fn add_fault(sb: web::Data<Sandbox>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let f: Fault = json_body(payload).await?;
-    if !["token", "qrcode_create", "showqrcode", "user_info"].contains(&f.api.as_str())
-        || f.count == 0
-        || f.count > 1000
-    {
-        return Err(ApiError::InvalidRequest(
-            "api must be token|qrcode_create|showqrcode|user_info, count 1..=1000".into(),
-        ));
+    if f.count == 0 || f.count > 1000 {
+        return Err(ApiError::InvalidRequest("count must be 1..=1000".into()));
     }
     let mut faults = sb.faults.lock().unwrap_or_else(|e| e.into_inner());
     if faults.len() >= 100 {

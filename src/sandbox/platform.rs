@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::state::TicketInfo;
-use super::{Sandbox, random_b64, wx_error};
+use super::{FaultApi, Sandbox, random_b64, wx_error};
 use crate::api::{json_body, query};
 use crate::wall::unix_secs;
 use crate::wechat::crypto;
@@ -26,7 +26,7 @@ struct TokenQuery {
 }
 
 pub(super) async fn token(sb: web::Data<Sandbox>, req: HttpRequest) -> HttpResponse {
-    if let Some(r) = sb.fault("token") {
+    if let Some(r) = sb.fault(FaultApi::ClassicToken) {
         return r;
     }
     let Ok(q) = query::<TokenQuery>(&req) else { return wx_error(40013, "invalid appid") };
@@ -43,7 +43,7 @@ struct StableTokenBody {
 
 /// `stable_token` in normal mode hands out the same token while it has > 5 minutes left.
 pub(super) async fn stable_token(sb: web::Data<Sandbox>, payload: web::Payload) -> HttpResponse {
-    if let Some(r) = sb.fault("token") {
+    if let Some(r) = sb.fault(FaultApi::StableToken) {
         return r;
     }
     let Ok(body) = json_body::<StableTokenBody>(payload).await else { return wx_error(47001, "data format error") };
@@ -85,7 +85,7 @@ struct QrScene {
 }
 
 pub(super) async fn qrcode_create(sb: web::Data<Sandbox>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    if let Some(r) = sb.fault("qrcode_create") {
+    if let Some(r) = sb.fault(FaultApi::QrcodeCreate) {
         return r;
     }
     let token = query::<AccessQuery>(&req).map(|q| q.access_token).unwrap_or_default();
@@ -129,7 +129,7 @@ struct TicketQuery {
 
 /// A PNG of the ticket's `url`, as WeChat serves a JPEG of it; 404 for an unknown ticket.
 pub(super) async fn showqrcode(sb: web::Data<Sandbox>, req: HttpRequest) -> HttpResponse {
-    if let Some(r) = sb.fault("showqrcode") {
+    if let Some(r) = sb.fault(FaultApi::Showqrcode) {
         return r;
     }
     let ticket = query::<TicketQuery>(&req).map(|q| q.ticket).unwrap_or_default();
@@ -163,7 +163,7 @@ struct UserInfoQuery {
 }
 
 pub(super) async fn user_info(sb: web::Data<Sandbox>, req: HttpRequest) -> HttpResponse {
-    if let Some(r) = sb.fault("user_info") {
+    if let Some(r) = sb.fault(FaultApi::UserInfo) {
         return r;
     }
     let Ok(q) = query::<UserInfoQuery>(&req) else {

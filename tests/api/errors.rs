@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::client::{delivered, parts};
+use crate::client::{delivered, parts, wrong_code};
 use crate::helpers::{spawn_app, spawn_app_with};
 
 fn assert_error(got: &(u16, Value), status: u16, code: &str) {
@@ -74,7 +74,7 @@ async fn five_wrong_codes_kill_the_code_and_other_phones_do_not_bind() {
     let got = app.bind(&uuid, "13900139000", &code).await;
     assert_error(&got, 400, "invalid_code");
     assert_eq!(got.1["attempts_left"], 4);
-    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let wrong = wrong_code(&code);
     for left in (0..4).rev() {
         let got = app.bind(&uuid, "13800138000", wrong).await;
         assert_error(&got, 400, "invalid_code");
@@ -97,7 +97,7 @@ async fn phone_taken_spends_no_code() {
     assert_error(&app.bind(&uuid, "13800138000", &code).await, 409, "phone_taken");
     // The code was not spent: a free phone still needs its own code, and a wrong
     // guess there still has the full count left.
-    let got = app.bind(&uuid, "13900139000", if code == "000000" { "111111" } else { "000000" }).await;
+    let got = app.bind(&uuid, "13900139000", wrong_code(&code)).await;
     assert_eq!(got.1["attempts_left"], 4, "{}", got.1);
 }
 
@@ -131,9 +131,11 @@ async fn unknown_app_and_too_large_bodies() {
 async fn live_attempt_cap_is_overloaded_with_retry_after() {
     let app = spawn_app_with(|s| s.limits.live_attempts_max = 1).await;
     app.new_login().await;
+    let calls = app.wechat_calls("qrcode/create").await;
     let r = app.post_json("/api/v1/login/qrcode", &json!({"image": false})).await;
     assert!(r.headers().contains_key("retry-after"));
     assert_error(&parts(r).await, 503, "overloaded");
+    assert_eq!(app.wechat_calls("qrcode/create").await, calls, "a full engine spends no WeChat quota");
 }
 
 #[actix_web::test]
@@ -154,22 +156,64 @@ async fn wechat_failure_is_502_and_leaves_no_attempt() {
     assert_eq!(app.create_qr(json!({})).await.0, 200);
 }
 
+/// An app whose SMS codes go to the webhook at `url` (`timeout_ms`), and an attempt of
+/// it scanned by a newcomer (in `not_reg`, ready for a code).
+async fn scanned_with_sms_webhook(url: String, timeout_ms: u64) -> (crate::helpers::TestApp, String) {
+    let app = spawn_app_with(|s| {
+        s.sms.provider = scanlogin::config::SmsProvider::Webhook;
+        s.sms.webhook_url = url;
+        s.sms.webhook_timeout_ms = timeout_ms;
+    })
+    .await;
+    let (uuid, ticket) = app.new_login().await;
+    delivered(app.scan(&ticket, "o_sms", false).await);
+    (app, uuid)
+}
+
 #[actix_web::test]
 async fn sms_gateway_failure_is_502_and_forgets_the_code() {
     // A webhook to a port nothing listens on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}/send", dead.local_addr().unwrap().port());
     drop(dead);
-    let app = spawn_app_with(|s| {
-        s.sms.provider = scanlogin::config::SmsProvider::Webhook;
-        s.sms.webhook_url = url;
-        s.sms.webhook_timeout_ms = 500;
-    })
-    .await;
-    let (uuid, ticket) = app.new_login().await;
-    delivered(app.scan(&ticket, "o_sms", false).await);
+    let (app, uuid) = scanned_with_sms_webhook(url, 500).await;
     assert_error(&app.sms_code(&uuid, "13800138000").await, 502, "sms_failed");
     // Not kept: the attempt puts no cooldown on a failed send (another phone is tried at
     // once; the per-phone limit still counted the first phone's request).
     assert_error(&app.sms_code(&uuid, "13900139000").await, 502, "sms_failed");
+}
+
+/// An SMS gateway on a free port that answers every request with `answer` (`None`: it
+/// takes the request and never answers). Answers its URL.
+async fn gateway(answer: Option<&'static str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send", listener.local_addr().unwrap());
+    actix_web::rt::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            match answer {
+                Some(a) => drop(s.write_all(a.as_bytes()).await),
+                None => open.push(s), // held open, unanswered
+            }
+        }
+    });
+    url
+}
+
+#[actix_web::test]
+async fn an_sms_gateway_that_refuses_or_does_not_answer_is_sms_failed() {
+    let refuses =
+        gateway(Some("HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")).await;
+    let silent = gateway(None).await;
+    for (url, why) in [(refuses, "a non-2xx answer"), (silent, "no answer within webhook_timeout_ms")] {
+        let (app, uuid) = scanned_with_sms_webhook(url, 300).await;
+        let t = std::time::Instant::now();
+        assert_error(&app.sms_code(&uuid, "13800138000").await, 502, "sms_failed");
+        assert!(t.elapsed() < std::time::Duration::from_secs(3), "{why}: answered within the webhook's timeout");
+        // Forgotten: no cooldown for the attempt (another phone is tried at once).
+        assert_error(&app.sms_code(&uuid, "13900139000").await, 502, "sms_failed");
+    }
 }

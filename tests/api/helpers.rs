@@ -97,6 +97,12 @@ pub async fn spawn_app_on(database_url: Option<&str>, tweak: impl FnOnce(&mut Se
 }
 
 impl TestApp {
+    /// How often this server's sandbox (its "WeChat") served `cgi-bin/<call>` so far.
+    pub async fn wechat_calls(&self, call: &str) -> f64 {
+        let route = format!("route=\"/_sandbox/cgi-bin/{call}\"");
+        crate::client::metric(&self.metrics().await, "scanlogin_http_requests_total", &[&route])
+    }
+
     /// Starts the graceful shutdown (held polls and streams answer, then the server stops).
     pub fn stop(&self) {
         if let Some(tx) = self.stop.lock().unwrap().take() {

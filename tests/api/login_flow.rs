@@ -91,7 +91,7 @@ async fn concurrent_polls_share_one_token() {
     let (uuid, ticket) = app.new_login().await;
     let polls: Vec<_> = (0..4).map(|_| app.status_wait(&uuid, 10)).collect();
     let scan = async {
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        app.until_held(4).await;
         app.scan(&ticket, "o_twice", true).await
     };
     let (answers, scanned) = futures_util::future::join(futures_util::future::join_all(polls), scan).await;
@@ -108,7 +108,7 @@ async fn long_poll_is_woken_by_a_scan() {
     let start = Instant::now();
     let poll = app.status_wait(&uuid, 20);
     let scan = async {
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        app.until_held(1).await;
         app.scan(&ticket, "o_waiter", false).await
     };
     let ((s, b), scanned) = futures_util::future::join(poll, scan).await;
@@ -188,4 +188,39 @@ async fn the_cli_scans_through_the_sandbox() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("http_status"));
     assert_eq!(app.status(&uuid).await.1["state"], "not_reg");
+}
+
+#[actix_web::test]
+async fn an_empty_create_body_means_all_defaults() {
+    let app = spawn_app().await;
+    let r = app.http.post(app.url("/api/v1/login/qrcode")).send().await.unwrap();
+    let (s, b) = crate::client::parts(r).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b["uuid"].is_string() && b["qr_content"].is_string(), "{b}");
+    assert!(b["qr_image"].as_str().is_some_and(|i| i.starts_with("data:image/")), "image defaults to true: {b}");
+    let m = app.metrics().await;
+    let created = ["app=\"default\"", "scene_type=\"web\""];
+    assert_eq!(metric(&m, "scanlogin_attempts_created_total", &created), 1.0, "the first app, scene type web: {m}");
+}
+
+#[actix_web::test]
+async fn a_leaked_qr_code_or_scene_never_lets_anyone_poll() {
+    let app = spawn_app().await;
+    app.register("o_leak", "13800138077").await;
+    let (s, qr) = app.create_qr(json!({"image": false})).await;
+    assert_eq!(s, 200, "{qr}");
+    let uuid = qr["uuid"].as_str().unwrap().to_string();
+    let ticket = ticket_of(&qr);
+    let scene = app.scene_of(&ticket).await;
+    let content = qr["qr_content"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    delivered(app.scan(&ticket, "o_leak", true).await);
+    // The attempt holds a token now; whatever the QR code or WeChat's push gives away
+    // polls nothing: malformed (400) or an unknown uuid (expired), never the attempt.
+    for leaked in [&scene, &ticket, &content, &qr["qr_content"].as_str().unwrap().to_string()] {
+        let (s, b) = app.status(leaked).await;
+        assert!(b.get("token").is_none() && b["state"] != "reg", "{leaked}: {b}");
+        assert!(s == 400 || (s == 200 && b["state"] == "expired"), "{leaked}: {s} {b}");
+    }
+    let (_, b) = app.status(&uuid).await;
+    assert!(b["token"].is_string(), "the token still waits for the page that holds the uuid: {b}");
 }

@@ -264,7 +264,7 @@ async fn a_code_past_its_ttl_is_refused() {
     })
     .await;
     let back = log_in(&app, &mut Browser::new(), "a", CB_A, "o_oidc_4", "13800138004").await;
-    // A real process's clock: the shortest TTL there is, waited out.
+    // A real process's clock: the shortest TTL there is, waited out (no event marks its end).
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (status, body) = exchange_a(&app, &query(&back, "code").unwrap(), VERIFIER).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");

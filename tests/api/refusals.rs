@@ -79,3 +79,42 @@ async fn an_open_file_limit_below_long_polls_max_refuses_to_start() {
     let line = refusal(server.refused().await);
     assert!(line.starts_with("config: limits.long_polls_max:") && line.contains("open-file limit"), "{line}");
 }
+
+/// Cluster mode needs what the nodes share: Redis for the attempts, a database other
+/// than a node's own SQLite file.
+#[actix_web::test]
+async fn cluster_mode_without_redis_or_on_sqlite_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/r.db?mode=rwc", dir.path().display());
+    let cluster = |snapshots: &str| {
+        let env = [
+            ("SCANLOGIN__CLUSTER__ENABLED", "true".to_string()),
+            ("SCANLOGIN__STORAGE__SNAPSHOTS", snapshots.to_string()),
+            ("SCANLOGIN__STORAGE__DATABASE_URL", sqlite.clone()),
+        ];
+        Instance::named(dir.path(), "cluster", "http://127.0.0.1:1", &env)
+    };
+    let line = refusal(cluster("sqlite").refused().await);
+    assert!(line.starts_with("config: storage.snapshots:") && line.contains("redis://"), "{line}");
+    let line = refusal(cluster("redis://127.0.0.1:6379/0").refused().await);
+    assert!(line.starts_with("config: storage.database_url:") && line.contains("not SQLite"), "{line}");
+}
+
+/// A `wxsandbox…` app id is the sandbox's: without the sandbox it must name where its
+/// WeChat is (`api_base`), or the start is refused.
+#[actix_web::test]
+async fn a_sandbox_app_id_without_the_sandbox_or_an_api_base_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("SCANLOGIN__WECHAT__SANDBOX", "false".to_string()),
+        ("SCANLOGIN__TOKEN__SECRET", STRONG.into()),
+        ("SCANLOGIN__WECHAT__APPS__0__APP_SECRET", "a-real-looking-app-secret-0123456789".into()),
+        ("SCANLOGIN__WECHAT__APPS__0__TOKEN", "a-real-looking-token".into()),
+        ("SCANLOGIN__SMS__PROVIDER", "webhook".into()),
+        ("SCANLOGIN__SMS__WEBHOOK_URL", "https://sms.example.com/send".into()),
+        ("SCANLOGIN__STORAGE__DATABASE_URL", format!("sqlite://{}/r.db?mode=rwc", dir.path().display())),
+    ];
+    let mut server = Instance::named(dir.path(), "wxsandbox", "https://login.example.com", &env);
+    let line = refusal(server.refused().await);
+    assert!(line.starts_with("config: wechat.apps[0].app_id:") && line.contains("api_base"), "{line}");
+}

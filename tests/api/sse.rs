@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
-use crate::client::parts;
+use crate::client::{delivered, eventually, parts};
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 /// The longest any single frame may take to arrive in these tests.
@@ -82,7 +82,7 @@ async fn the_state_comes_at_once_then_each_change_and_a_bind_ends_it_without_a_t
     assert_eq!((first["status"].as_u64(), state(&first)), (Some(2), "loop"));
     assert!(first["expires_in"].as_u64().unwrap() > 290);
 
-    assert_eq!(app.scan(&ticket, "o_sse_new", false).await.0, 200);
+    delivered(app.scan(&ticket, "o_sse_new", false).await);
     let ev = sse.status().await.unwrap();
     assert_eq!((ev["status"].as_u64(), state(&ev)), (Some(4), "not_reg"));
 
@@ -108,9 +108,9 @@ async fn a_token_goes_to_exactly_one_of_a_stream_and_a_concurrent_poll() {
 
     let poll = app.status_wait(&uuid, 10);
     let scan = async {
-        // Let the long poll be held before the scan lands.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(app.scan(&ticket, "o_sse_known", true).await.0, 200);
+        // The stream and the long poll are both held before the scan lands.
+        app.until_held(2).await;
+        delivered(app.scan(&ticket, "o_sse_known", true).await);
         sse.status().await.unwrap()
     };
     let ((s, polled), streamed) = tokio::join!(poll, scan);
@@ -181,15 +181,9 @@ async fn streams_count_against_the_addresss_held_polls() {
 
     // A closed stream gives its slot back (the server notices at its next ping).
     drop(b);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = app.events(&uuid).await;
-        if r.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the slot of a closed stream comes back");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = "the slot of a closed stream comes back";
+    eventually(what, Duration::from_secs(5), || async { (app.events(&uuid).await.status() == 200).then_some(()) })
+        .await;
 }
 
 #[actix_web::test]
@@ -210,7 +204,7 @@ async fn a_graceful_shutdown_closes_the_stream_with_the_current_state() {
     let (uuid, ticket) = app.new_login().await;
     let mut sse = Sse::open(&app, &uuid).await;
     assert_eq!(state(&sse.status().await.unwrap()), "loop");
-    assert_eq!(app.scan(&ticket, "o_sse_stop", false).await.0, 200);
+    delivered(app.scan(&ticket, "o_sse_stop", false).await);
     assert_eq!(state(&sse.status().await.unwrap()), "not_reg");
     let t0 = Instant::now();
     app.stop();

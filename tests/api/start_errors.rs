@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::process::free_port;
 
@@ -33,17 +33,13 @@ fn failed_start(dir: &Path, env: &[(&str, String)]) -> (Option<i32>, String) {
         .stderr(log)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after 30 s; stderr:\n{}", std::fs::read_to_string(&log_path).unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    // The exit, awaited on a thread of its own (`wait` blocks until it comes).
+    let pid = child.id().to_string();
+    let (exit, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || exit.send(child.wait().unwrap()));
+    let Ok(status) = exited.recv_timeout(Duration::from_secs(30)) else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("still running after 30 s; stderr:\n{}", std::fs::read_to_string(&log_path).unwrap());
     };
     (status.code(), std::fs::read_to_string(&log_path).unwrap())
 }

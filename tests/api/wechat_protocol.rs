@@ -7,7 +7,7 @@ use scanlogin::wechat::crypto::{self, AesKey};
 use scanlogin::wechat::xml::{self, event_xml};
 use serde_json::json;
 
-use crate::client::metric;
+use crate::client::{eventually, metric};
 use crate::helpers::{spawn_app, spawn_app_with};
 
 const APP_ID: &str = "wxsandbox0000000001";
@@ -50,10 +50,9 @@ async fn slow_work_is_not_acknowledged_and_the_retry_gets_the_stored_result() {
     let start = std::time::Instant::now();
     // A duplicate while the first delivery still runs waits for it instead of answering
     // `success` blindly: neither is acknowledged, so WeChat would send the push again.
-    let (first, dup) = tokio::join!(app.push_plain(APP_ID, TOKEN, event.clone()), async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        app.push_plain(APP_ID, TOKEN, event.clone()).await
-    });
+    // (Whichever of the two claims the push first is "the first": the outcome is the same.)
+    let (first, dup) =
+        tokio::join!(app.push_plain(APP_ID, TOKEN, event.clone()), app.push_plain(APP_ID, TOKEN, event.clone()));
     for r in [first, dup] {
         assert_eq!(r.status(), 503, "not stored in time: not acknowledged");
         assert_ne!(r.text().await.unwrap(), "success");
@@ -100,24 +99,51 @@ async fn revoked_token_is_refreshed_once_and_the_call_retried_once() {
     assert!(b["message"].as_str().unwrap().contains("40001"));
 }
 
+/// Arms a sandbox fault (`/_sandbox/faults`).
+async fn fault(app: &crate::helpers::TestApp, fault: serde_json::Value) {
+    assert_eq!(app.post_json("/_sandbox/faults", &fault).await.status(), 200, "{fault}");
+}
+
 #[actix_web::test]
 async fn busy_errcode_is_retried_with_backoff() {
     let app = spawn_app().await;
-    app.post_json("/_sandbox/faults", &json!({"api": "qrcode_create", "errcode": -1, "count": 2})).await;
+    app.new_login().await; // warms the token cache: only qrcode/create is timed below
+    let calls = app.wechat_calls("qrcode/create").await;
+    // Busy twice: retried after 100 ms, then after 400 ms more, and the third call works.
+    fault(&app, json!({"api": "qrcode_create", "errcode": -1, "count": 2})).await;
+    let t = std::time::Instant::now();
     let (s, b) = app.create_qr(json!({"image": false})).await;
     assert_eq!(s, 200, "{b}");
-    app.post_json("/_sandbox/faults", &json!({"api": "qrcode_create", "errcode": 45009})).await;
+    assert!(t.elapsed() >= Duration::from_millis(500), "backed off 100 + 400 ms: {:?}", t.elapsed());
+    assert_eq!(app.wechat_calls("qrcode/create").await - calls, 3.0);
+    // Busy three times: two retries only, then the error surfaces.
+    fault(&app, json!({"api": "qrcode_create", "errcode": -1, "count": 3})).await;
+    let (s, b) = app.create_qr(json!({"image": false})).await;
+    assert_eq!((s, b["error"].as_str()), (502, Some("wechat_error")), "{b}");
+    assert!(b["message"].as_str().unwrap().contains("-1"), "{b}");
+    assert_eq!(app.wechat_calls("qrcode/create").await - calls, 6.0);
+    // Any other errcode is not retried.
+    fault(&app, json!({"api": "qrcode_create", "errcode": 45009})).await;
     let (s, b) = app.create_qr(json!({"image": false})).await;
     assert_eq!(s, 502);
     assert!(b["message"].as_str().unwrap().contains("45009"));
+    assert_eq!(app.wechat_calls("qrcode/create").await - calls, 7.0);
     let m = app.metrics().await;
-    assert!(metric(&m, "scanlogin_wechat_api_calls_total", &["result=\"errcode_45009\""]) >= 1.0);
+    assert_eq!(metric(&m, "scanlogin_wechat_api_calls_total", &["result=\"errcode_45009\""]), 1.0);
 }
 
 #[actix_web::test]
 async fn classic_token_endpoint_works_too() {
     let app = spawn_app_with(|s| s.wechat.apps[0].use_stable_token = false).await;
+    // Were the stable endpoint asked, this fault would fail the QR code.
+    fault(&app, json!({"api": "stable_token", "errcode": 40013, "count": 10})).await;
     assert_eq!(app.create_qr(json!({"image": false})).await.0, 200);
+    assert_eq!((app.wechat_calls("token").await, app.wechat_calls("stable_token").await), (1.0, 0.0));
+    // And the other way round: the default asks the stable endpoint only.
+    let app = spawn_app().await;
+    fault(&app, json!({"api": "classic_token", "errcode": 40013, "count": 10})).await;
+    assert_eq!(app.create_qr(json!({"image": false})).await.0, 200);
+    assert_eq!((app.wechat_calls("token").await, app.wechat_calls("stable_token").await), (0.0, 1.0));
 }
 
 #[actix_web::test]
@@ -185,15 +211,9 @@ async fn follows_unfollows_unionid_and_auto_reply() {
     app.register("o_life", "13500135000").await;
     let users = app.state.login.users();
     // unionid arrives asynchronously from user/info after the bind.
-    let mut unionid = None;
-    for _ in 0..100 {
-        unionid = users.unionid(APP_ID, "o_life").await.unwrap();
-        if unionid.is_some() {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(unionid.is_some_and(|u| u.starts_with('u')));
+    let arrived = || async { users.unionid(APP_ID, "o_life").await.unwrap() };
+    let unionid = eventually("the unionid is stored", Duration::from_secs(2), arrived).await;
+    assert!(unionid.starts_with('u'), "{unionid}");
     assert_eq!(users.subscribed(APP_ID, "o_life").await.unwrap(), Some(true));
     let r = app.push_plain(APP_ID, TOKEN, event_xml("gh_x", "o_life", 10, "unsubscribe", None, None)).await;
     assert_eq!(r.text().await.unwrap(), "success");

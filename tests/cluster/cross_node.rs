@@ -85,8 +85,7 @@ async fn a_long_poll_held_on_node_3_is_answered_when_the_scan_lands_on_node_2() 
                 (status, body, Instant::now())
             })
         };
-        // Let the poll reach node 3 and be held there.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.api(2).until_held(1).await;
         assert!(!held.is_finished(), "the poll was not held");
         let scanned = Instant::now();
         let (status, _) = c.push_to(1, &Cluster::scan_push(&format!("o_wake_{round}"), &scene, false)).await;

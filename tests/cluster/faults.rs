@@ -1,12 +1,17 @@
 //! Faults: a node killed with SIGKILL in the middle of logins loses nothing the others
-//! cannot finish; Redis frozen (SIGSTOP) for 10 s under load is clean 503s, `/readyz`
+//! cannot finish; Redis frozen (SIGSTOP) for 3 s under load is clean 503s, `/readyz`
 //! naming redis, and recovery by itself when it thaws, with every attempt intact.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::client::eventually;
 use crate::harness::{Cluster, Tokens, assert_spent};
+
+/// How long Redis stays frozen: longer than a node's Redis timeouts, so every node has
+/// noticed and answers 503 for a while.
+const FREEZE: Duration = Duration::from_secs(3);
 
 /// Registers `openid` (through nodes 1 and 2) so its later scans are returning-user scans.
 async fn register(c: &Cluster, openid: &str, phone: &str) {
@@ -44,7 +49,7 @@ async fn a_node_killed_mid_flow_leaves_every_attempt_it_touched_to_the_others() 
     // A browser holding a long poll on node 3 when it dies.
     let held_uuid = fresh[0].0.clone();
     let held = tokio::spawn(async move { node3.get(&format!("/api/v1/login/status?uuid={held_uuid}&wait=15")).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.api(2).until_held(1).await;
 
     c.nodes[2].kill9();
     assert!(held.await.is_err(), "the held poll's connection died with its node");
@@ -109,28 +114,34 @@ async fn traffic(c: Arc<Cluster>, stop: Arc<AtomicBool>, seen: Arc<std::sync::Mu
                 _ => {}
             }
         }
+        // The browsers' pace (about 200 requests/s in all): a load, not a wait; unpaced,
+        // four loops would take the two cores from the nodes under test.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 async fn readyz_everywhere(c: &Cluster, want: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    'again: loop {
-        assert!(Instant::now() < deadline, "the nodes' /readyz never all answered {want}");
+    let all = || async {
         for i in 0..3 {
             let (status, body) = c.api(i).get("/readyz").await;
             let names_redis = body["failing"].as_array().is_some_and(|f| f.iter().any(|x| x == "redis"));
             if status != want || (want == 503 && !names_redis) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue 'again;
+                return None;
             }
         }
-        return;
-    }
+        Some(())
+    };
+    eventually(&format!("every node's /readyz answers {want}"), Duration::from_secs(15), all).await;
+}
+
+/// Waits until the traffic saw more than `n` answers 200 since it was last taken.
+async fn until_ok(seen: &std::sync::Mutex<Seen>, n: u64) {
+    let what = format!("more than {n} QR codes made");
+    eventually(&what, Duration::from_secs(15), || async { (seen.lock().unwrap().ok > n).then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_frozen_for_ten_seconds_under_load_is_clean_503s_then_recovery() {
+async fn redis_frozen_for_three_seconds_under_load_is_clean_503s_then_recovery() {
     // WeChat does not share our Redis: with the nodes' sandbox as WeChat, a QR request
     // would fail at "WeChat" (502) before it reached the engine.
     let c = Arc::new(Cluster::start_with_outside_wechat(&[]).await);
@@ -145,21 +156,23 @@ async fn redis_frozen_for_ten_seconds_under_load_is_clean_503s_then_recovery() {
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
     let load: Vec<_> = (0..4).map(|_| tokio::spawn(traffic(c.clone(), stop.clone(), seen.clone()))).collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_ok(&seen, 10).await;
     let before = std::mem::take(&mut *seen.lock().unwrap());
-    assert!(before.ok > 0 && before.other.is_empty(), "{before:?}");
+    assert!(before.other.is_empty(), "{before:?}");
 
     c.redis.pause();
     let frozen = Instant::now();
     readyz_everywhere(&c, 503).await;
-    tokio::time::sleep(Duration::from_secs(10).saturating_sub(frozen.elapsed())).await;
+    // The freeze itself is the experiment: its length is what is tested, no event ends it.
+    tokio::time::sleep(FREEZE.saturating_sub(frozen.elapsed())).await;
     let during = std::mem::take(&mut *seen.lock().unwrap());
     c.redis.resume();
     readyz_everywhere(&c, 200).await;
     let thawed = frozen.elapsed();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let _ = std::mem::take(&mut *seen.lock().unwrap()); // the first second after: either
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Until the traffic sees the thaw, an answer may be either; from then on only 200s.
+    until_ok(&seen, 2).await;
+    let _ = std::mem::take(&mut *seen.lock().unwrap());
+    until_ok(&seen, 10).await;
     stop.store(true, Ordering::Relaxed);
     for l in load {
         l.await.unwrap();
@@ -167,8 +180,9 @@ async fn redis_frozen_for_ten_seconds_under_load_is_clean_503s_then_recovery() {
     let after = std::mem::take(&mut *seen.lock().unwrap());
 
     assert!(during.other.is_empty(), "only 200 or 503 overloaded + Retry-After while frozen: {during:?}");
-    assert!(during.overloaded > 10, "{during:?}");
-    assert!(during.slowest < Duration::from_secs(4), "answered in bounded time while frozen: {during:?}");
+    assert!(during.overloaded > 5, "{during:?}");
+    // Shorter than the freeze: no request waits it out.
+    assert!(during.slowest < Duration::from_millis(2_500), "answered in bounded time while frozen: {during:?}");
     assert!(after.ok > 10 && after.overloaded == 0 && after.other.is_empty(), "recovered by itself: {after:?}");
     assert!(thawed < Duration::from_secs(20), "{thawed:?}");
     // Nothing lost: every attempt is where it was, and goes on.

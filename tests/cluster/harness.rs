@@ -5,11 +5,11 @@
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Client;
 
-use crate::client::{Api, client, metric};
+use crate::client::{Api, client, eventually_showing, metric};
 use crate::process::{Instance, RedisServer, free_port};
 
 pub const APP: &str = "wxsandbox0000000001";
@@ -103,6 +103,8 @@ impl Cluster {
         }
         let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
         let nginx = Nginx::start(dir.path(), nginx_port, &ports);
+        let listens = || async { tokio::net::TcpStream::connect(("127.0.0.1", nginx_port)).await.ok().map(drop) };
+        eventually_showing("nginx listens", Duration::from_secs(10), listens, || nginx.log()).await;
         let c = Self { nginx, wechat, nodes, redis, http: client(), db: Some(db), _dir: dir };
         for i in 0..3 {
             c.until_ready(i).await;
@@ -136,15 +138,12 @@ impl Cluster {
     }
 
     pub async fn until_ready(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let ready = || async {
             let r = self.http.get(format!("{}/readyz", self.node(i))).send().await;
-            if r.as_ref().is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "node{} never ready; log:\n{}", i + 1, self.nodes[i].log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            r.is_ok_and(|r| r.status() == 200).then_some(())
+        };
+        let what = format!("node{} ready", i + 1);
+        eventually_showing(&what, Duration::from_secs(20), ready, || self.nodes[i].log()).await;
     }
 
     /// The scene WeChat knows for `ticket` (what a scan of the QR code carries).
@@ -322,6 +321,7 @@ pub fn render_nginx_conf(dir: &std::path::Path, port: u16, nodes: &[u16]) -> Str
 }
 
 impl Nginx {
+    /// Spawns nginx on `port` in front of `nodes`; the caller awaits it listening.
     pub fn start(dir: &std::path::Path, port: u16, nodes: &[u16]) -> Self {
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, render_nginx_conf(dir, port, nodes)).unwrap();
@@ -335,13 +335,7 @@ impl Nginx {
             .stderr(log)
             .spawn()
             .expect("nginx runs (scripts/test.sh installs Debian's nginx-light)");
-        let n = Self { port, child: Some(child), dir: dir.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx does not listen; stderr:\n{}", n.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        n
+        Self { port, child: Some(child), dir: dir.to_path_buf() }
     }
 
     pub fn url(&self) -> String {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::client::eventually;
 use crate::harness::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,12 +54,16 @@ async fn logout_cooldown_and_access_token_are_shared_by_the_nodes() {
         assert_eq!(status, 401, "node{} still takes a logged-out token: {body}", i + 1);
     }
 
-    // One access-token fetch for the account, by whichever node came first.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let fetched = c.metric_sum("scanlogin_access_token_refreshes_total", "result=\"ok\"").await;
-    // WeChat's side of it: the token endpoints of the sandbox, summed over the nodes.
-    let served = c.metric_sum("scanlogin_http_requests_total", "route=\"/_sandbox/cgi-bin/stable_token\"").await
-        + c.metric_sum("scanlogin_http_requests_total", "route=\"/_sandbox/cgi-bin/token\"").await;
+    // One access-token fetch for the account, by whichever node came first (a request
+    // is counted as it ends, so the counts are awaited).
+    let counts = || async {
+        let fetched = c.metric_sum("scanlogin_access_token_refreshes_total", "result=\"ok\"").await;
+        // WeChat's side of it: the token endpoints of the sandbox, summed over the nodes.
+        let served = c.metric_sum("scanlogin_http_requests_total", "route=\"/_sandbox/cgi-bin/stable_token\"").await
+            + c.metric_sum("scanlogin_http_requests_total", "route=\"/_sandbox/cgi-bin/token\"").await;
+        (fetched >= 1.0 && served >= 1.0).then_some((fetched, served))
+    };
+    let (fetched, served) = eventually("the access-token fetch is counted", Duration::from_secs(5), counts).await;
     assert_eq!(
         (fetched, served),
         (1.0, 1.0),

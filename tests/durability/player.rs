@@ -7,12 +7,10 @@
 use std::time::Duration;
 
 use reqwest::Client;
-use scanlogin::sandbox::{PushSender, SignedPush, sign_push};
-use scanlogin::wechat::xml::event_xml;
+use scanlogin::sandbox::SignedPush;
 
 pub const APP_ID: &str = "wxsandbox0000000001";
 const TOKEN: &str = "sandbox-token";
-const ACCOUNT: &str = "gh_durability";
 /// How long WeChat waits for an answer.
 const WECHAT_WAIT: Duration = Duration::from_secs(5);
 
@@ -37,14 +35,11 @@ impl Player {
         Self { http, callback: format!("{server}/wechat/{APP_ID}/callback") }
     }
 
-    /// The push of a scan of `scene` by `openid` (`SCAN` for a follower, else `subscribe`).
+    /// The push of a scan of `scene` by `openid` (`SCAN` for a follower, else `subscribe`),
+    /// built as the load tool builds it (the one signed-push builder).
     pub fn scan(openid: &str, scene: &str, following: bool, create_time: u64) -> SignedPush {
-        let xml = if following {
-            event_xml(ACCOUNT, openid, create_time, "SCAN", Some(scene), None)
-        } else {
-            event_xml(ACCOUNT, openid, create_time, "subscribe", Some(&format!("qrscene_{scene}")), None)
-        };
-        sign_push(&PushSender { token: TOKEN, app_id: APP_ID, key: None, account: ACCOUNT }, openid, &xml)
+        let wechat = scanlogin_load::wechat::Wechat::new(APP_ID, TOKEN, "").expect("no AES key to read");
+        wechat.scan_at(openid, scene, following, create_time)
     }
 
     /// Up to `deliveries` deliveries of `push`, `pause` apart, until one is acknowledged.
@@ -65,6 +60,7 @@ impl Player {
                 return Delivered { acked: Some(body), deliveries: n };
             }
             if n < deliveries {
+                // WeChat's own pause between resends: the behaviour played, not a wait.
                 tokio::time::sleep(pause).await;
             }
         }

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::client::eventually;
 use crate::player::Player;
 use crate::process::{Instance, RedisServer};
 
@@ -29,8 +30,10 @@ async fn scenario(snapshots: &str) {
         let (player, push) = (Player::new(&api.server), push.clone());
         tokio::spawn(async move { player.deliver(&push, 1, Duration::ZERO).await })
     };
-    // The claim is taken on arrival; the work waits 1 s behind it. Kill in between.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The claim is taken on arrival; the work waits 1 s behind it. Kill in between, once
+    // the server says it holds the claim.
+    let claimed = || async { server.log().contains("push claimed; held by").then_some(()) };
+    eventually("the first delivery's claim is held", Duration::from_secs(5), claimed).await;
     assert_eq!(api.status(&uuid).await.1["state"], "loop", "claimed, not yet processed");
     server.kill9();
     let first = first.await.unwrap();

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::client::delivered;
+use crate::client::{delivered, eventually};
 use crate::process::{RedisServer, server_and_wechat};
 
 /// Every line `MONITOR` shows, collected on a thread until the connection closes.
@@ -64,11 +64,8 @@ async fn reading_redis_gives_no_poll_id_and_moved_records_are_refused() {
     let polls = [&waiting, &looping, &scanned];
 
     // Snapshots are written behind the answers: wait until none is pending.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !api.metrics().await.lines().any(|l| l == "scanlogin_snapshot_pending 0") {
-        assert!(tokio::time::Instant::now() < deadline, "snapshots still pending");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let written = || async { api.metrics().await.lines().any(|l| l == "scanlogin_snapshot_pending 0").then_some(()) };
+    eventually("no snapshot pending", Duration::from_secs(10), written).await;
     let (keys, text) = dump(&redis).await;
     // Ours, and the one `register` logged in with.
     assert!(keys.iter().filter(|k| k.starts_with("sl:a:")).count() >= 3, "{keys:?}");

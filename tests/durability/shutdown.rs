@@ -1,5 +1,6 @@
 //! (d) SIGTERM with held long polls: each gets an answer with the current state, the
-//! process exits 0 within the grace period, and what it held is restored next time.
+//! process exits 0 within the grace period, and what it held is restored next time; it
+//! exits 1 when snapshots are left unwritten at the end of the grace period.
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,7 @@ async fn sigterm_answers_held_polls_flushes_and_exits_0() {
             (answer, Instant::now())
         }));
     }
-    // Let the polls reach the server and be held.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    api.until_held(u32::try_from(held.len()).unwrap()).await;
     assert!(held.iter().all(|h| !h.is_finished()), "the polls are held");
     let sent = Instant::now();
     // The grace period is 5 s; idle keep-alive connections may hold the HTTP stop that long.
@@ -67,4 +67,25 @@ async fn sigterm_flushes_the_login_audit() {
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM logins").fetch_one(&pool).await.unwrap();
     assert_eq!(n, tokens, "one audit row per token handed out");
+}
+
+/// SIGTERM while the snapshot store does not answer (Redis frozen): the attempts made
+/// since cannot be written within the grace period, and the exit status says so (1),
+/// with the reason as the last line.
+#[tokio::test]
+async fn sigterm_with_snapshots_left_unwritten_exits_1() {
+    let redis = crate::process::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, api) = server_alone(dir.path(), &redis.url(), 120).await;
+    redis.pause();
+    // Made while Redis is frozen: answered from memory (degraded mode), queued for Redis.
+    let (uuid, _) = api.new_login().await;
+    assert_eq!(api.status(&uuid).await.1["state"], "loop");
+    // The grace period is 5 s; the flush cannot finish in it.
+    let status = server.terminate(Duration::from_secs(10)).await;
+    let log = server.log();
+    assert_eq!(status.code(), Some(1), "exit 1; log:\n{log}");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("snapshot(s) not written to redis"), "the reason is the last line: {last}\nlog:\n{log}");
+    redis.resume();
 }

@@ -18,8 +18,8 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
+use client::delivered;
 use helpers::{TestApp, spawn_app};
 use prometheus::{JOB, Prometheus, tool};
 use serde_json::{Value, json};
@@ -49,18 +49,19 @@ async fn drive(app: &TestApp) {
             let url = app.url(&format!("/api/v1/login/status?uuid={uuid}&wait=10"));
             actix_web::rt::spawn(async move { client.get(url).send().await.unwrap().json::<Value>().await })
         };
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(app.scan(&ticket, openid, true).await.0, 200);
+        app.until_held(1).await;
+        delivered(app.scan(&ticket, openid, true).await);
         let answer = poll.await.unwrap().unwrap();
         assert_eq!(answer["state"], "reg", "{answer}");
     }
     // A new user types a wrong code and asks for a second code too soon.
     let (uuid, ticket) = app.new_login().await;
     app.status(&uuid).await;
-    assert_eq!(app.scan(&ticket, "o_obs_d", false).await.0, 200);
+    delivered(app.scan(&ticket, "o_obs_d", false).await);
     assert_eq!(app.sms_code(&uuid, "13800138004").await.0, 200);
     assert_eq!(app.sms_code(&uuid, "13800138004").await.0, 429);
-    assert_eq!(app.bind(&uuid, "13800138004", "000000").await.0, 400);
+    let wrong = client::wrong_code(&app.last_code("13800138004").await);
+    assert_eq!(app.bind(&uuid, "13800138004", wrong).await.0, 400);
     // A forged push.
     let r = app
         .http

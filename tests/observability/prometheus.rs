@@ -5,7 +5,7 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -71,17 +71,14 @@ impl Prometheus {
         r.is_ok_and(|r| r.status().is_success())
     }
 
-    /// Polls `check` every 200 ms for up to 30 s.
+    /// Waits up to 30 s until `check` holds.
     pub async fn wait_for<'a, F, Fut>(&'a self, what: &str, check: F)
     where
         F: Fn(&'a Self) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !check(self).await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let holds = || async { check(self).await.then_some(()) };
+        crate::client::eventually(what, Duration::from_secs(30), holds).await;
     }
 
     /// `GET /api/v1/<path>` with `params`; the parsed JSON answer.

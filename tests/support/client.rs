@@ -11,6 +11,35 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
 
+/// How often [`eventually`] looks again.
+const LOOK_EVERY: Duration = Duration::from_millis(20);
+
+/// Looks with `check` every 20 ms until it answers `Some`, and answers that; fails the
+/// test naming `what` when `within` passes first. The one way these tests wait for
+/// something they cannot subscribe to: what is awaited is the check, never a time.
+pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, within: Duration, check: impl FnMut() -> F) -> T {
+    eventually_showing(what, within, check, String::new).await
+}
+
+/// As [`eventually`], with `context()` (a process's log, say) in the failure message.
+pub async fn eventually_showing<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+    context: impl FnOnce() -> String,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        if Instant::now() >= deadline {
+            panic!("not within {within:?}: {what}\n{}", context());
+        }
+        tokio::time::sleep(LOOK_EVERY).await;
+    }
+}
+
 /// An HTTP client (the crate's TLS provider installed first, as the binary does). A
 /// server that stops answering fails the test within a minute instead of hanging it:
 /// every read waits at most 60 s (a held poll is at most 25 s by default, an event
@@ -180,28 +209,40 @@ impl Api {
 
     /// Waits until `/readyz` answers 200 (after a restore); answers what it said first.
     pub async fn until_ready(&self) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
         let first = self.get("/readyz").await.1;
-        loop {
-            let (status, body) = self.get("/readyz").await;
-            if status == 200 {
-                return first;
-            }
-            assert!(Instant::now() < deadline, "never ready: {body}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        eventually("/readyz answers 200", Duration::from_secs(20), || async {
+            (self.get("/readyz").await.0 == 200).then_some(())
+        })
+        .await;
+        first
+    }
+
+    /// The long polls and event streams this server holds right now
+    /// (`scanlogin_held_long_polls`).
+    pub async fn held(&self) -> f64 {
+        metric(&self.metrics().await, "scanlogin_held_long_polls", &[])
+    }
+
+    /// Waits until this server holds at least `n` long polls or streams: the premise "the
+    /// poll is held now", observed instead of assumed after a pause.
+    pub async fn until_held(&self, n: u32) {
+        let what = format!("{n} polls held");
+        eventually(&what, Duration::from_secs(10), || async { (self.held().await >= f64::from(n)).then_some(()) })
+            .await;
     }
 
     /// POSTs a push to `/wechat/{app_id}/callback`, signed with `token` (plaintext mode).
     pub async fn push_plain(&self, app_id: &str, token: &str, body: String) -> Response {
-        let (ts, nonce) = (scanlogin::wall::unix_secs().to_string(), "20240501".to_string());
-        let q = [
-            ("signature", scanlogin::wechat::crypto::sign(&[token, &ts, &nonce])),
-            ("timestamp", ts),
-            ("nonce", nonce),
-        ];
-        self.http.post(self.url(&format!("/wechat/{app_id}/callback"))).query(&q).body(body).send().await.unwrap()
+        let from = scanlogin::sandbox::PushSender { token, app_id, key: None, account: "" };
+        let push = scanlogin::sandbox::sign_push(&from, "", &body);
+        let url = self.url(&format!("/wechat/{app_id}/callback"));
+        self.http.post(url).query(&push.params).body(push.body).send().await.unwrap()
     }
+}
+
+/// A six-digit code that is surely wrong where `code` is the right one.
+pub fn wrong_code(code: &str) -> &'static str {
+    if code == "000000" { "111111" } else { "000000" }
 }
 
 /// A scan's answer: the sandbox took it and the server answered WeChat's push with 200.

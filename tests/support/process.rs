@@ -9,9 +9,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::client::{Api, client};
+use crate::client::{Api, client, eventually, eventually_showing};
 
 #[path = "redis_server.rs"]
 pub mod redis_server;
@@ -129,36 +129,43 @@ impl Instance {
     /// Panics if it answers `/healthz` instead, or is still running after 20 s.
     pub async fn refused(&mut self) -> (Option<i32>, String) {
         self.spawn();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let http = client();
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                return (status.code(), self.log());
+        let what = format!("{} exits", self.name);
+        let status = eventually(&what, Duration::from_secs(20), || {
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            let (up, log, name) = (self.healthy(), self.log(), self.name.clone());
+            async move {
+                assert!(exited.is_some() || !up.await, "{name} started where it must refuse; log:\n{log}");
+                exited
             }
-            if http.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-                panic!("{} started where it must refuse; log:\n{}", self.name, self.log());
-            }
-            assert!(Instant::now() < deadline, "{} neither started nor exited; log:\n{}", self.name, self.log());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        })
+        .await;
+        self.child = None;
+        (status.code(), self.log())
+    }
+
+    /// Whether `/healthz` answers 200 (a future that owns what it needs).
+    fn healthy(&self) -> impl Future<Output = bool> + use<> {
+        let request = client().get(self.url("/healthz")).send();
+        async move { request.await.is_ok_and(|r| r.status() == 200) }
     }
 
     /// Starts the process (stderr to `<dir>/<name>-<n>.log`) and waits until it listens.
     pub async fn start(&mut self) {
         self.spawn();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let http = client();
-        loop {
-            if http.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-                return;
+        let what = format!("{} answers /healthz", self.name);
+        let log_path = self.log_path(self.starts);
+        let log = move || std::fs::read_to_string(log_path).unwrap_or_default();
+        let up = || {
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            let (up, log, name) = (self.healthy(), self.log(), self.name.clone());
+            async move {
+                if let Some(status) = exited {
+                    panic!("{name} exited at start ({status}); log:\n{log}");
+                }
+                up.await.then_some(())
             }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("{} exited at start ({status}); log:\n{}", self.name, self.log());
-            }
-            assert!(Instant::now() < deadline, "{} does not answer; log:\n{}", self.name, self.log());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        };
+        eventually_showing(&what, Duration::from_secs(20), up, log).await;
     }
 
     /// The latest run's log (for failure messages).
@@ -196,16 +203,15 @@ impl Instance {
         let mut c = self.child.take().expect("running");
         let ok = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success();
         assert!(ok);
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                return s;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
+        let pid = c.id();
+        // The exit, awaited on a thread of its own (`wait` blocks until it comes).
+        let exited = tokio::task::spawn_blocking(move || c.wait().unwrap());
+        match tokio::time::timeout(within, exited).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
                 panic!("{} still running {within:?} after SIGTERM; log:\n{}", self.name, self.log());
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

@@ -5,10 +5,10 @@
 
 #![allow(dead_code)] // each includer uses a different part
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct RedisServer {
     pub port: u16,
@@ -39,19 +39,30 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--dir", &self.dir.path().display().to_string()])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (scripts/services.sh installs it)");
+        // Redis logs when it accepts connections: that line is awaited. The thread then
+        // drains the log, so that a full pipe never blocks the server.
+        let log = child.stdout.take().expect("piped");
+        let (ready, listening) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ready = Some(ready);
+            for line in BufReader::new(log).lines().map_while(Result::ok) {
+                if line.contains("eady to accept connections")
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(());
+                }
+            }
+        });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ping(self.port) {
-            assert!(Instant::now() < deadline, "redis-server on {} does not answer", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let said = listening.recv_timeout(Duration::from_secs(10));
+        assert!(said.is_ok() && ping(self.port), "redis-server on {} does not answer", self.port);
     }
 
     pub fn url(&self) -> String {
