@@ -75,6 +75,16 @@ async fn the_admin_api_is_served_on_its_own_port_only() {
     assert_eq!(s, 200);
     assert!(doc["paths"]["/admin/v1/attempts/{id}/end"]["post"].is_object(), "{doc}");
     assert_eq!(app.get("/healthz").await.0, 200, "the public port is unchanged");
+    // The public document declares the reason an expired answer may carry.
+    let (_, public) = app.get("/api/v1/openapi.json").await;
+    let reason = &public["components"]["schemas"]["StatusAnswer"]["properties"]["reason"];
+    let enum_of = |v: &Value| -> Option<Value> {
+        v.get("enum").cloned().or_else(|| {
+            let r = v.pointer("/oneOf/1/$ref").or_else(|| v.get("$ref"))?.as_str()?.rsplit('/').next()?.to_string();
+            public["components"]["schemas"][r.as_str()].get("enum").cloned()
+        })
+    };
+    assert_eq!(enum_of(reason), Some(serde_json::json!(["denied", "ended"])), "{reason}");
 }
 
 #[actix_web::test]
