@@ -199,7 +199,9 @@ async fn attempts_are_listed_a_page_at_a_time_and_show_nothing_to_poll_with() {
     assert_eq!(s, 200);
     let states: Vec<_> = one["transitions"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap()).collect();
     assert_eq!(states, vec!["loop", "not_reg"], "{one}");
-    assert!(one["transitions"][0]["node"].is_string(), "{one}");
+    let nodes: Vec<_> = one["transitions"].as_array().unwrap().iter().map(|t| t["node"].clone()).collect();
+    assert!(nodes[0].is_string() && nodes.iter().all(|n| *n == nodes[0]), "a single node did every step: {one}");
+    assert!(one["transitions"].as_array().unwrap().iter().all(|t| t["at"].is_string()), "{one}");
     for bad in ["limit=0", "limit=501", "limit=", "state=nope", "state=", "cursor=zzz"] {
         let (s, b) = call(&app, Method::GET, &format!("{admin}/admin/v1/attempts?{bad}"), Some(ALL)).await;
         assert_eq!((s, b["error"].as_str()), (400, Some("invalid_request")), "{bad}: {b}");
