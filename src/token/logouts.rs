@@ -191,19 +191,9 @@ mod tests {
     /// user's mark, is refused; by memory on a single node, by one query elsewhere.
     async fn a_token_is_refused_when_revoked_or_older_than_its_users_mark(db: Db) {
         use crate::store::Users;
-        use crate::token::{Claims, Revocations};
+        use crate::token::Revocations;
+        use crate::token::revocation_tests::claims_of as claims;
         let store = AdminStore::new(db.clone());
-        let claims = |sub: &str, jti: &str, iat: i64| Claims {
-            sub: sub.into(),
-            iat,
-            exp: crate::wall::unix_secs() as i64 + 600,
-            jti: jti.into(),
-            iss: "i".into(),
-            aud: "a".into(),
-            client_id: None,
-            scope: None,
-            sid: None,
-        };
         let users = Users::new(db.clone());
         let shared = Revocations::new(users.clone(), None);
         shared.revoke(&claims("u1", "revoked", 10)).await.unwrap();
