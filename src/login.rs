@@ -533,11 +533,8 @@ impl LoginService {
 
     pub async fn claims(&self, bearer: &str) -> Result<crate::token::Claims, ApiError> {
         let claims = self.tokens.verify(bearer).ok_or(ApiError::Unauthorized)?;
-        if self.revocations.is_revoked(&claims.jti).await {
-            return Err(ApiError::Unauthorized);
-        }
-        // Logged out everywhere by an operator after this token was issued.
-        if self.revocations.logouts.cut_off(&claims.sub, claims.iat).await {
+        // Revoked, or its user logged out everywhere by an operator after it was issued.
+        if self.revocations.refuses(&claims).await {
             return Err(ApiError::Unauthorized);
         }
         // A provider access token ends with its session (RP-initiated logout).

@@ -103,8 +103,10 @@ async fn with_clients(admin: &Admin, infos: &[AttemptInfo]) -> Result<Vec<Attemp
     Ok(out)
 }
 
-/// What the engine recorded of the attempt's way: made (on `node`), scanned, ended.
+/// What the engine recorded of the attempt's way: made (on `node`), scanned, ended. A
+/// single node did every step itself; in a cluster only the maker is recorded.
 fn transitions(i: &AttemptInfo, this_node: &str) -> Vec<Transition> {
+    let later_node = i.made_on.is_none().then(|| this_node.to_string());
     let mut out = vec![Transition {
         state: Phase::Loop.name(),
         at: i.created_ms.map(at),
@@ -113,10 +115,10 @@ fn transitions(i: &AttemptInfo, this_node: &str) -> Vec<Transition> {
     // A live attempt past `loop` entered its phase at the scan; an ended one's phase
     // after the scan is not kept.
     if let (Some(t), Phase::NotReg | Phase::Reg) = (i.scanned_ms, i.phase) {
-        out.push(Transition { state: i.phase.name(), at: Some(at(t)), node: None });
+        out.push(Transition { state: i.phase.name(), at: Some(at(t)), node: later_node.clone() });
     }
     if i.phase == Phase::Expired {
-        out.push(Transition { state: Phase::Expired.name(), at: None, node: None });
+        out.push(Transition { state: Phase::Expired.name(), at: None, node: later_node });
     }
     out
 }

@@ -53,7 +53,7 @@ impl From<AuditRow> for AuditEntry {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// Only calls at or after this time (RFC 3339, or Unix seconds).
+    /// Only calls at or after this time: UTC as `2026-05-01T00:00:00Z`, or Unix seconds.
     #[param(example = "2026-05-01T00:00:00Z")]
     pub since: Option<String>,
     /// At most this many (1–500, default 100).
@@ -65,7 +65,7 @@ pub struct AuditQuery {
 
 /// `since` as ms since the epoch: Unix seconds, or RFC 3339 (`2026-05-01T00:00:00Z`).
 fn since_ms(raw: Option<&str>) -> Result<i64, AdminError> {
-    let bad = || AdminError::Invalid("since must be RFC 3339 (2026-05-01T00:00:00Z) or Unix seconds".into());
+    let bad = || AdminError::Invalid("since must be UTC as 2026-05-01T00:00:00Z, or Unix seconds".into());
     match raw.filter(|s| !s.is_empty()) {
         None => Ok(0),
         Some(s) if s.bytes().all(|b| b.is_ascii_digit()) && s.len() <= 12 => {

@@ -84,10 +84,17 @@ impl Logouts {
         Ok(())
     }
 
+    /// What this node's memory says of a token of `user` issued at `iat` (`None`: it
+    /// does not hold every mark; ask further).
+    fn in_memory(&self, user: &str, iat: i64) -> Option<bool> {
+        let local = self.local.as_ref().filter(|l| l.trusted.load(Ordering::Acquire))?;
+        Some(local.marks.lock().unwrap_or_else(|p| p.into_inner()).get(user).is_some_and(|b| iat < *b))
+    }
+
     /// Whether a token of `user` issued at `iat` is cut off. Fails closed.
     pub async fn cut_off(&self, user: &str, iat: i64) -> bool {
-        if let Some(local) = self.local.as_ref().filter(|l| l.trusted.load(Ordering::Acquire)) {
-            return local.marks.lock().unwrap_or_else(|p| p.into_inner()).get(user).is_some_and(|b| iat < *b);
+        if let Some(known) = self.in_memory(user, iat) {
+            return known;
         }
         if let Some(kv) = &self.cache
             && let Ok(Some(before)) =
@@ -99,6 +106,51 @@ impl Logouts {
             Ok(mark) => mark.is_some_and(|b| iat < b),
             Err(_) => true,
         }
+    }
+}
+
+impl super::Revocations {
+    /// Whether a verified token is refused: revoked itself, or its user logged out
+    /// everywhere after it was issued. Memory answers where it holds everything (a
+    /// single node); else one Redis round trip for both (a hit refuses at once) and one
+    /// query for both (Redis is only a cache: a miss proves nothing). Fails closed.
+    pub async fn refuses(&self, claims: &super::Claims) -> bool {
+        let revoked = self.local.as_ref().filter(|l| l.trusted()).map(|l| l.map().contains_key(&claims.jti));
+        let cut = self.logouts.in_memory(&claims.sub, claims.iat);
+        match (revoked, cut) {
+            (Some(true), _) | (_, Some(true)) => return true,
+            (Some(false), Some(false)) => return false,
+            _ => {}
+        }
+        if let Some(kv) = &self.cache {
+            let r: redis::RedisResult<(i64, Option<i64>)> = redis::pipe()
+                .cmd("EXISTS")
+                .arg(Self::key(kv, &claims.jti))
+                .cmd("GET")
+                .arg(Logouts::key(kv, &claims.sub))
+                .query_async(&mut kv.conn(Class::Fast))
+                .await;
+            if let Ok((n, mark)) = r
+                && (n > 0 || mark.is_some_and(|b| claims.iat < b))
+            {
+                return true;
+            }
+        }
+        let row = sqlx::query(self.db.db().sql(
+            "SELECT (SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?) AS revoked, \
+             (SELECT tokens_before FROM user_logouts WHERE user_id = ?) AS tokens_before",
+        ))
+        .bind(&claims.jti)
+        .bind(&claims.sub)
+        .fetch_one(&self.db.db().pool)
+        .await;
+        let answer = row.and_then(|r| {
+            use sqlx::Row;
+            let revoked: i64 = r.try_get("revoked")?;
+            let before: Option<i64> = r.try_get("tokens_before")?;
+            Ok(revoked > 0 || before.is_some_and(|b| claims.iat < b))
+        });
+        answer.unwrap_or(true)
     }
 }
 
@@ -131,5 +183,30 @@ mod tests {
         sqlx::query("DROP TABLE user_logouts").execute(&db.pool).await.unwrap();
         assert!(!sole.cut_off("u2", 1).await, "memory answers without the database");
         assert!(shared.cut_off("u2", 1).await, "the database path fails closed");
+    }
+
+    crate::each_backend!(a_token_is_refused_when_revoked_or_older_than_its_users_mark);
+
+    /// The one check where tokens are verified: a revoked token, or one issued before its
+    /// user's mark, is refused; by memory on a single node, by one query elsewhere.
+    async fn a_token_is_refused_when_revoked_or_older_than_its_users_mark(db: Db) {
+        use crate::store::Users;
+        use crate::token::Revocations;
+        use crate::token::revocation_tests::claims_of as claims;
+        let store = AdminStore::new(db.clone());
+        let users = Users::new(db.clone());
+        let shared = Revocations::new(users.clone(), None);
+        shared.revoke(&claims("u1", "revoked", 10)).await.unwrap();
+        store.log_out_everywhere("u2", 100).await.unwrap();
+        let sole = Revocations::sole_writer(users, None).await;
+        for r in [&shared, &sole] {
+            assert!(r.refuses(&claims("u1", "revoked", 10)).await);
+            assert!(!r.refuses(&claims("u1", "fine", 10)).await);
+            assert!(r.refuses(&claims("u2", "old", 99)).await, "issued before the mark");
+            assert!(!r.refuses(&claims("u2", "new", 100)).await, "issued at the mark");
+        }
+        sqlx::query("DROP TABLE user_logouts").execute(&db.pool).await.unwrap();
+        assert!(!sole.refuses(&claims("u3", "x", 1)).await, "memory answers without the database");
+        assert!(shared.refuses(&claims("u3", "x", 1)).await, "the database path fails closed");
     }
 }

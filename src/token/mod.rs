@@ -386,11 +386,15 @@ mod revocation_tests {
     use crate::store::{Db, Users};
 
     fn claims(jti: &str) -> Claims {
-        let now = crate::wall::unix_secs() as i64;
+        claims_of("u", jti, crate::wall::unix_secs() as i64)
+    }
+
+    /// A login token's claims for `sub`, issued at `iat`, valid ten minutes from now.
+    pub(crate) fn claims_of(sub: &str, jti: &str, iat: i64) -> Claims {
         Claims {
-            sub: "u".into(),
-            iat: now,
-            exp: now + 600,
+            sub: sub.into(),
+            iat,
+            exp: crate::wall::unix_secs() as i64 + 600,
             jti: jti.into(),
             iss: "i".into(),
             aud: "a".into(),

@@ -75,6 +75,16 @@ async fn the_admin_api_is_served_on_its_own_port_only() {
     assert_eq!(s, 200);
     assert!(doc["paths"]["/admin/v1/attempts/{id}/end"]["post"].is_object(), "{doc}");
     assert_eq!(app.get("/healthz").await.0, 200, "the public port is unchanged");
+    // The public document declares the reason an expired answer may carry.
+    let (_, public) = app.get("/api/v1/openapi.json").await;
+    let reason = &public["components"]["schemas"]["StatusAnswer"]["properties"]["reason"];
+    let enum_of = |v: &Value| -> Option<Value> {
+        v.get("enum").cloned().or_else(|| {
+            let r = v.pointer("/oneOf/1/$ref").or_else(|| v.get("$ref"))?.as_str()?.rsplit('/').next()?.to_string();
+            public["components"]["schemas"][r.as_str()].get("enum").cloned()
+        })
+    };
+    assert_eq!(enum_of(reason), Some(serde_json::json!(["denied", "ended"])), "{reason}");
 }
 
 #[actix_web::test]
@@ -190,7 +200,9 @@ async fn attempts_are_listed_a_page_at_a_time_and_show_nothing_to_poll_with() {
     assert_eq!(s, 200);
     let states: Vec<_> = one["transitions"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap()).collect();
     assert_eq!(states, vec!["loop", "not_reg"], "{one}");
-    assert!(one["transitions"][0]["node"].is_string(), "{one}");
+    let nodes: Vec<_> = one["transitions"].as_array().unwrap().iter().map(|t| t["node"].clone()).collect();
+    assert!(nodes[0].is_string() && nodes.iter().all(|n| *n == nodes[0]), "a single node did every step: {one}");
+    assert!(one["transitions"].as_array().unwrap().iter().all(|t| t["at"].is_string()), "{one}");
     for bad in ["limit=0", "limit=501", "limit=", "state=nope", "state=", "cursor=zzz"] {
         let (s, b) = call(&app, Method::GET, &format!("{admin}/admin/v1/attempts?{bad}"), Some(ALL)).await;
         assert_eq!((s, b["error"].as_str()), (400, Some("invalid_request")), "{bad}: {b}");

@@ -78,16 +78,26 @@ impl Index {
         redis::cmd("ZREM").arg(&self.set).arg(member(snap, id)).query_async::<()>(&mut c).await.map_err(unavailable)
     }
 
-    /// Up to `n` entries after `after` (an entry, or from the start), once the entries of
-    /// attempts past their deadline are pruned.
-    pub async fn page(&self, after: Option<&str>, n: usize, now_ms: u64) -> Result<Vec<String>, EngineError> {
+    /// Drops the entries of attempts past their deadline (a node that died before it
+    /// could end its attempts leaves theirs): run by every node's sweep now and then,
+    /// and before each listing.
+    pub async fn prune(&self, now_ms: u64) -> Result<(), EngineError> {
         let mut c = self.kv.conn(Class::Fast);
-        let (_, members): ((), Vec<String>) = redis::pipe()
-            .cmd("ZREMRANGEBYLEX")
+        redis::cmd("ZREMRANGEBYLEX")
             .arg(&self.set)
             .arg("-")
             .arg(format!("({:013}", now_ms.saturating_sub(GRACE_MS)))
-            .cmd("ZRANGEBYLEX")
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Up to `n` entries after `after` (an entry, or from the start), once the entries of
+    /// attempts past their deadline are pruned.
+    pub async fn page(&self, after: Option<&str>, n: usize, now_ms: u64) -> Result<Vec<String>, EngineError> {
+        self.prune(now_ms).await?;
+        let mut c = self.kv.conn(Class::Fast);
+        let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
             .arg(&self.set)
             .arg(after.map_or_else(|| "-".to_string(), |a| format!("({a}")))
             .arg("+")

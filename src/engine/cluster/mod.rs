@@ -53,6 +53,8 @@ const MAX_ROUNDS: usize = 16;
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How often the attempts made here that reached their deadline are ended.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// How often a node's sweep prunes the admin index of attempts a dead node left.
+const PRUNE_EVERY_MS: u64 = 60_000;
 /// How long the registration of a waiter with this node's views may take.
 const VIEWS_WAIT: Duration = Duration::from_secs(2);
 
@@ -74,6 +76,8 @@ struct Inner {
     index: Index,
     /// This node's name, recorded with the attempts it makes (see [`ClusterEngine::name_node`]).
     node: OnceLock<String>,
+    /// When this node's sweep last pruned the admin index (ms since the epoch).
+    pruned_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -110,6 +114,7 @@ impl ClusterEngine {
             up: up.clone(),
             index: Index::new(kv.clone()),
             node: OnceLock::new(),
+            pruned_ms: Default::default(),
         }));
         let listen = views::listen(kv.clone(), engine.0.records.channel().to_string(), views, metrics.clone());
         let probe = probe(kv, up, metrics);
@@ -307,6 +312,10 @@ impl ClusterEngine {
     /// still kept.
     async fn sweep_due(&self) {
         let now = self.0.clock.now_ms();
+        if self.0.pruned_ms.load(Ordering::Relaxed) + PRUNE_EVERY_MS <= now {
+            self.0.pruned_ms.store(now, Ordering::Relaxed);
+            let _ = self.0.index.prune(now).await;
+        }
         let due: Vec<(u64, PollId)> = {
             let mut made = self.made();
             let later = made.by_deadline.split_off(&(now + 1));
