@@ -110,7 +110,9 @@ async fn connections_past_the_per_address_cap_are_refused_and_closed() {
     let (answer, after) = answer_then_close(&app, head, Duration::from_secs(3)).await.expect("closed");
     assert!(answer.starts_with("HTTP/1.1 429") && answer.contains(r#""error":"rate_limited""#), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("retry-after: 5"), "{answer}");
-    assert!(after < Duration::from_secs(1), "closed at once: {after:?}");
+    // Closed without waiting for the body it announced: at once, or on a loaded machine
+    // after actix-web's 1 s linger (`client_disconnect_timeout`), never at the 3 s wait.
+    assert!(after < Duration::from_millis(1_500), "closed without waiting for the body: {after:?}");
     // A closed connection gives its place back (once the server has seen it close): a
     // new one is served. Each refusal until then is counted, so they are counted here too.
     drop(idle.pop());
