@@ -11,6 +11,7 @@ mod helpers;
 mod process;
 
 mod abuse;
+mod code_mode;
 mod confirm;
 mod connections;
 mod errors;
