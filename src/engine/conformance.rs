@@ -448,4 +448,5 @@ async fn a_provider_attempt_keeps_its_kind_through_the_flow(kind: Kind) {
     assert_eq!(r.claim(&c.poll).await.phase, Phase::Expired);
 }
 
+mod code;
 mod confirm;
