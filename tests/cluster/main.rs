@@ -13,6 +13,7 @@ mod process;
 
 mod harness;
 
+mod code_mode;
 mod confirm;
 mod cross_node;
 mod faults;
