@@ -146,3 +146,17 @@ async fn a_service_account_refused_qr_codes_falls_back_to_code_mode_unless_told_
     let (status, body) = strict.create_qr(json!({"image": false})).await;
     assert_eq!((status, body["error"].as_str()), (502, Some("wechat_error")), "{body}");
 }
+
+#[actix_web::test]
+async fn the_cli_sends_the_code_through_the_sandbox() {
+    let app = subscription().await;
+    let (uuid, code) = code_login(&app).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scanlogin"))
+        .args(["sandbox", "message", "--openid", "o_cli_code", "--text", &code, "--server", &app.server])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Please bind your phone"));
+    assert_eq!(state(&app, &uuid).await, "not_reg");
+}
