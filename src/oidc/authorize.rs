@@ -134,7 +134,7 @@ async fn authorize(req: &HttpRequest, raw: &str, p: &Provider, state: &AppState)
     match new_attempt(req, p, state, client, &asked.req).await {
         Ok(attempt) => {
             p.metrics.oidc_authorize(client_id, OidcAuthorize::Page);
-            let mut page = crate::pages::login_page(p.sandbox, Some(&attempt));
+            let mut page = crate::pages::login_page(&state.settings, Some(&attempt));
             page.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("a header value"));
             page
         }
