@@ -500,6 +500,7 @@ mod tests {
             sms_per_phone_per_day: 2,
             code_failures_per_openid_per_day: 2,
             code_failures_per_ip_per_day: 2,
+            codes_per_openid_per_hour: 2,
             long_polls_per_ip: 2,
             ..Default::default()
         }
@@ -523,6 +524,25 @@ mod tests {
         assert!((1..=86_400).contains(&locked.retry_after_secs), "until the day ends: {locked:?}");
         assert!(l.locked(Kind::CodeFailuresPerIp, &guesser).await.is_none(), "one lock per kind");
         assert!(l.locked(Kind::CodeFailuresPerOpenid, "someone else").await.is_none());
+        // Code mode's wrong codes per sender lock for the rest of the hour.
+        for _ in 0..2 {
+            assert!(l.locked(Kind::CodesPerOpenid, &guesser).await.is_none());
+            l.wrong_code(Kind::CodesPerOpenid, &guesser).await;
+        }
+        let locked = l.locked(Kind::CodesPerOpenid, &guesser).await.expect("locked");
+        assert!((1..=3_600).contains(&locked.retry_after_secs), "until the hour ends: {locked:?}");
+        assert!(l.locked(Kind::CodesPerOpenid, "someone else").await.is_none());
+    }
+
+    /// Redis down (nothing listens): the code mode limit is kept in process, never off.
+    #[tokio::test]
+    async fn codes_per_openid_hold_without_redis() {
+        let kv = crate::kv::Kv::new("redis://127.0.0.1:1/0", "test").unwrap();
+        let l = Limits::redis(&kv, &settings(), Metrics::new());
+        for _ in 0..2 {
+            l.wrong_code(Kind::CodesPerOpenid, "sender").await;
+        }
+        assert!(l.locked(Kind::CodesPerOpenid, "sender").await.is_some());
     }
 
     #[test]

@@ -160,3 +160,20 @@ async fn the_cli_sends_the_code_through_the_sandbox() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Please bind your phone"));
     assert_eq!(state(&app, &uuid).await, "not_reg");
 }
+
+#[actix_web::test]
+async fn with_confirmation_a_code_waits_in_scanned_for_the_tap_on_the_phone() {
+    let app = spawn_app_with(|s| {
+        s.wechat.apps[0].kind = AppKind::Subscription;
+        s.wechat.apps[0].confirm = scanlogin::config::ConfirmMode::Always;
+    })
+    .await;
+    let (uuid, code) = code_login(&app).await;
+    let text = reply(&send(&app, "o_code_confirm", &code, None).await);
+    assert_eq!(state(&app, &uuid).await, "scanned");
+    let at = text.find("/confirm/").unwrap_or_else(|| panic!("a confirm link: {text}"));
+    let link = text[at..].split_whitespace().next().unwrap().to_string();
+    let r = app.http.post(app.url(&link)).header("Origin", app.server.as_str()).form(&[("decision", "confirm")]);
+    assert_eq!(r.send().await.unwrap().status(), 200);
+    assert_eq!(state(&app, &uuid).await, "not_reg", "the transition the code would have made");
+}
