@@ -7,7 +7,10 @@
 //!   attempt's own deadline (`PXAT`): Redis forgets attempts by itself, once the node
 //!   that made one had the time to write its end;
 //! - `sl:s:<app>:<scene>`: the record id of the attempt with that scene, same expiry: how
-//!   a WeChat push, which names the scene, finds its attempt;
+//!   a WeChat push, which names the scene, finds its attempt. Set only if absent, so a
+//!   code mode scene (a keyed hash of the code) is held by one attempt on every node;
+//!   when a code mode attempt ends, its key lives one attempt lifetime more, so the code
+//!   is not issued again that soon;
 //! - `sl:t:<hex SHA-256 of a confirmation ticket>`: the record id of the `scanned` attempt
 //!   it confirms, same expiry, deleted when the attempt leaves `scanned`: how the confirm
 //!   page finds its attempt (the ticket itself is never stored);
