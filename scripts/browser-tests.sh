@@ -41,4 +41,4 @@ export SCANLOGIN_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/scanlogin"
 
 echo "== browser tests (node --test, headless Chromium)"
 cd tests/browser
-exec node --test qr.test.mjs login.test.mjs oidc.test.mjs confirm.test.mjs
+exec node --test qr.test.mjs login.test.mjs oidc.test.mjs confirm.test.mjs code.test.mjs

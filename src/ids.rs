@@ -116,6 +116,37 @@ impl Scene {
     }
 }
 
+impl Scene {
+    /// The scene of a code mode attempt: `c_` + 128 bits of the keyed hash of its app and
+    /// code (see `crate::login::code`), so a text push finds its attempt by the same
+    /// index as a scan, and a snapshot restores the code with the attempt.
+    pub fn of_code(digest: &[u8]) -> Self {
+        Self(format!("c_{}", hex::encode(&digest[..16])))
+    }
+
+    /// How the attempt of this scene is logged in.
+    pub fn mode(&self) -> LoginMode {
+        if self.0.starts_with("c_") { LoginMode::Code } else { LoginMode::Qr }
+    }
+}
+
+/// How an attempt is logged in: a scan of its QR code, or a code sent to the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginMode {
+    Qr,
+    Code,
+}
+
+impl LoginMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            LoginMode::Qr => "qr",
+            LoginMode::Code => "code",
+        }
+    }
+}
+
 impl fmt::Debug for Scene {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Scene({}…)", &self.0[..6.min(self.0.len())])

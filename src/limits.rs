@@ -23,6 +23,7 @@ use crate::metrics::labels::LimitKind;
 
 const DAY: Duration = Duration::from_secs(86_400);
 const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3_600);
 
 /// The request limits; each is named by its [`LimitKind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,6 +41,8 @@ pub enum Kind {
     SmsPerDay,
     CodeFailuresPerOpenid,
     CodeFailuresPerIp,
+    /// Wrong login codes a WeChat user sent to the account this hour (code mode).
+    CodesPerOpenid,
     BindPerAttempt,
     BindPerIp,
     /// Failed requests at the provider's token endpoint, by client address.
@@ -49,7 +52,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::QrPerIp,
         Kind::QrPerIpPerDay,
         Kind::QrPerNetwork,
@@ -62,6 +65,7 @@ impl Kind {
         Kind::SmsPerDay,
         Kind::CodeFailuresPerOpenid,
         Kind::CodeFailuresPerIp,
+        Kind::CodesPerOpenid,
         Kind::BindPerAttempt,
         Kind::BindPerIp,
         Kind::TokenFailuresPerIp,
@@ -89,6 +93,7 @@ impl Kind {
             Kind::SmsPerDay => "sms_per_day",
             Kind::CodeFailuresPerOpenid => "code_failures_per_openid_per_day",
             Kind::CodeFailuresPerIp => "code_failures_per_ip_per_day",
+            Kind::CodesPerOpenid => "codes_per_openid_per_hour",
             Kind::BindPerAttempt => "bind_per_attempt",
             Kind::BindPerIp => "bind_per_ip_per_day",
             Kind::TokenFailuresPerIp => "oidc_token_failures_per_ip_per_day",
@@ -120,6 +125,7 @@ impl Kind {
             Kind::SmsPerDay => "the service has sent all the codes it may today",
             Kind::CodeFailuresPerOpenid => "too many wrong codes from this WeChat user today",
             Kind::CodeFailuresPerIp => "too many wrong codes from this address today",
+            Kind::CodesPerOpenid => "too many wrong login codes from this WeChat user this hour",
             Kind::BindPerAttempt => "too many tries for this login: start a new one",
             Kind::BindPerIp => "too many phone bindings from this address today",
             Kind::TokenFailuresPerIp => "too many failed token requests from this address today",
@@ -143,6 +149,7 @@ impl From<Kind> for LimitKind {
             Kind::SmsPerDay => LimitKind::SmsPerDay,
             Kind::CodeFailuresPerOpenid => LimitKind::CodeFailuresPerOpenid,
             Kind::CodeFailuresPerIp => LimitKind::CodeFailuresPerIp,
+            Kind::CodesPerOpenid => LimitKind::CodesPerOpenid,
             Kind::BindPerAttempt => LimitKind::BindPerAttempt,
             Kind::BindPerIp => LimitKind::BindPerIp,
             Kind::TokenFailuresPerIp => LimitKind::OidcTokenFailuresPerIp,
@@ -212,8 +219,8 @@ struct Local {
     /// QR codes charged per app today, as this node knows them (see
     /// [`Limits::qr_used_today`]).
     app_day: DayCounts<String>,
-    /// Wrong codes per guesser today, on this node.
-    failures: DayCounts<(Kind, String)>,
+    /// Wrong codes per guesser and window (of the limit's period) today, on this node.
+    failures: DayCounts<(Kind, String, u64)>,
 }
 
 /// The counters every node shares, and the breaker that sends calls to [`Local`] while
@@ -257,6 +264,7 @@ impl Limits {
             Kind::SmsPerDay => (s.sms_per_day, DAY),
             Kind::CodeFailuresPerOpenid => (s.code_failures_per_openid_per_day, DAY),
             Kind::CodeFailuresPerIp => (s.code_failures_per_ip_per_day, DAY),
+            Kind::CodesPerOpenid => (s.codes_per_openid_per_hour, HOUR),
             Kind::QrPerIpPerDay => (s.qr_per_ip_per_day, DAY),
             Kind::QrPerNetwork => (s.qr_per_network_per_day, DAY),
             Kind::QrPerSite => (s.qr_per_site_per_day, DAY),
@@ -372,18 +380,18 @@ impl Limits {
     }
 
     /// Is the guesser (`kind` keyed by `key`: a WeChat user, or an address bucket) locked
-    /// for wrong codes? It is once it sent its day's limit of them, until the day (UTC)
-    /// ends. Counts nothing. Wrong codes cost whoever guesses, never the phone guessed
-    /// at: nobody can lock someone else's number.
+    /// for wrong codes? It is once it sent its limit of them in the limit's window (a UTC
+    /// day, or an hour), until the window ends. Counts nothing. Wrong codes cost whoever
+    /// guesses, never the phone guessed at: nobody can lock someone else's number.
     pub async fn locked(&self, kind: Kind, key: &str) -> Option<Refused> {
-        let (max, _) = Self::rule(&self.settings, kind);
-        let (day, retry) = Self::day();
-        let mut n = self.local.failures.get(&(kind, key.to_string()));
+        let (max, period) = Self::rule(&self.settings, kind);
+        let (window, retry) = Self::window(period);
+        let mut n = self.local.failures.get(&(kind, key.to_string(), window));
         if let Some(shared) = RedisCounters::usable(&self.shared) {
             let kv = &shared.kv;
             let mut c = kv.conn(crate::kv::Class::Fast);
             let stored: Result<Option<u64>, _> =
-                redis::cmd("GET").arg(Self::failure_key(kv, kind, key, day)).query_async(&mut c).await;
+                redis::cmd("GET").arg(Self::failure_key(kv, kind, key, window)).query_async(&mut c).await;
             match stored {
                 Ok(stored) => n = n.max(stored.unwrap_or(0)),
                 Err(e) => shared.failed(&e, kind.name()),
@@ -395,14 +403,15 @@ impl Limits {
     /// Counts a wrong code against the guesser `key` of `kind` (on this node, and for
     /// every node in Redis when it answers).
     pub async fn wrong_code(&self, kind: Kind, key: &str) {
-        let (day, _) = Self::day();
-        self.local.failures.update((kind, key.to_string()), |n| n + 1);
+        let (_, period) = Self::rule(&self.settings, kind);
+        let (window, _) = Self::window(period);
+        self.local.failures.update((kind, key.to_string(), window), |n| n + 1);
         if let Some(shared) = RedisCounters::usable(&self.shared) {
             let kv = &shared.kv;
-            let k = Self::failure_key(kv, kind, key, day);
+            let k = Self::failure_key(kv, kind, key, window);
             let mut c = kv.conn(crate::kv::Class::Fast);
             let r: Result<(u64, i64), _> =
-                redis::pipe().atomic().incr(&k, 1u64).expire(&k, DAY.as_secs() as i64).query_async(&mut c).await;
+                redis::pipe().atomic().incr(&k, 1u64).expire(&k, period.as_secs() as i64).query_async(&mut c).await;
             if let Err(e) = r {
                 shared.failed(&e, kind.name());
             }
@@ -411,13 +420,19 @@ impl Limits {
 
     /// Today (UTC days since the epoch) and the seconds until it ends.
     fn day() -> (u64, u64) {
-        let now = unix_secs();
-        let day = now / DAY.as_secs();
-        (day, (day + 1) * DAY.as_secs() - now)
+        Self::window(DAY)
     }
 
-    fn failure_key(kv: &crate::kv::Kv, kind: Kind, key: &str, day: u64) -> String {
-        kv.key(&["failures", kind.name(), key, &day.to_string()])
+    /// The current window of `period` (windows since the epoch) and the seconds until it ends.
+    fn window(period: Duration) -> (u64, u64) {
+        let now = unix_secs();
+        let p = period.as_secs().max(1);
+        let w = now / p;
+        (w, (w + 1) * p - now)
+    }
+
+    fn failure_key(kv: &crate::kv::Kv, kind: Kind, key: &str, window: u64) -> String {
+        kv.key(&["failures", kind.name(), key, &window.to_string()])
     }
 
     /// Takes one of `ip`'s held-long-poll slots (shared by its /64); `None` when none is left.
@@ -485,6 +500,7 @@ mod tests {
             sms_per_phone_per_day: 2,
             code_failures_per_openid_per_day: 2,
             code_failures_per_ip_per_day: 2,
+            codes_per_openid_per_hour: 2,
             long_polls_per_ip: 2,
             ..Default::default()
         }
@@ -508,6 +524,25 @@ mod tests {
         assert!((1..=86_400).contains(&locked.retry_after_secs), "until the day ends: {locked:?}");
         assert!(l.locked(Kind::CodeFailuresPerIp, &guesser).await.is_none(), "one lock per kind");
         assert!(l.locked(Kind::CodeFailuresPerOpenid, "someone else").await.is_none());
+        // Code mode's wrong codes per sender lock for the rest of the hour.
+        for _ in 0..2 {
+            assert!(l.locked(Kind::CodesPerOpenid, &guesser).await.is_none());
+            l.wrong_code(Kind::CodesPerOpenid, &guesser).await;
+        }
+        let locked = l.locked(Kind::CodesPerOpenid, &guesser).await.expect("locked");
+        assert!((1..=3_600).contains(&locked.retry_after_secs), "until the hour ends: {locked:?}");
+        assert!(l.locked(Kind::CodesPerOpenid, "someone else").await.is_none());
+    }
+
+    /// Redis down (nothing listens): the code mode limit is kept in process, never off.
+    #[tokio::test]
+    async fn codes_per_openid_hold_without_redis() {
+        let kv = crate::kv::Kv::new("redis://127.0.0.1:1/0", "test").unwrap();
+        let l = Limits::redis(&kv, &settings(), Metrics::new());
+        for _ in 0..2 {
+            l.wrong_code(Kind::CodesPerOpenid, "sender").await;
+        }
+        assert!(l.locked(Kind::CodesPerOpenid, "sender").await.is_some());
     }
 
     #[test]

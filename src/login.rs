@@ -16,13 +16,13 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::config::{LoginSettings, Settings};
+use crate::config::{AppKind, LoginSettings, Settings};
 use crate::engine::{Event, LoginsHandle, Outcome, Phase, Reply, Requester, UserRef};
 use crate::error::ApiError;
 use crate::ids::{Phone, PollId, PollKind, Scene, SceneType, SmsCode, mask_phone};
 use crate::limits::{HoldSlot, Kind, Limits, Refused};
 use crate::metrics::Metrics;
-use crate::metrics::labels::{CodeCheck, LimitKind, LoginHow};
+use crate::metrics::labels::{CodeCheck, FallbackErrcode, LimitKind, LoginHow};
 use crate::net::ClientInfo;
 use crate::sms::SmsSender;
 use crate::store::{BindError, LoginRow, Users};
@@ -31,6 +31,7 @@ use crate::wechat::dedup::Dedup;
 use crate::wechat::{AppClient, WechatClient};
 
 mod agent;
+pub mod code;
 mod confirm;
 mod events;
 mod health;
@@ -44,16 +45,48 @@ pub use health::Readiness;
 pub use provider::ProviderLink;
 pub use push::{PushAnswer, PushOutcome, PushPolicy, kind as push_kind};
 
-/// A new attempt's QR code, as WeChat made it.
+/// A new attempt, and what the page shows the person: a QR code, or a code to send.
 #[derive(Debug, Clone)]
 pub struct QrCode {
     /// The browser's secret poll key.
     pub poll: PollId,
     pub expires_in: u64,
-    pub content: String,
-    pub image_url: String,
-    /// The picture as a data URI, when asked for.
-    pub image: Option<String>,
+    pub shown: Shown,
+}
+
+/// What the person is shown to log in.
+#[derive(Clone)]
+pub enum Shown {
+    /// A QR code, as WeChat made it.
+    Qr {
+        content: String,
+        image_url: String,
+        /// The picture as a data URI, when asked for.
+        image: Option<String>,
+    },
+    /// Code mode: the code to send to the account, and the account to send it to.
+    Code { code: String, account_name: String, account_qr_url: String },
+}
+
+impl Shown {
+    pub fn mode(&self) -> crate::ids::LoginMode {
+        match self {
+            Shown::Qr { .. } => crate::ids::LoginMode::Qr,
+            Shown::Code { .. } => crate::ids::LoginMode::Code,
+        }
+    }
+}
+
+/// The code stays out of debug output (and so out of logs).
+impl std::fmt::Debug for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shown::Qr { content, .. } => f.debug_struct("Qr").field("content", content).finish_non_exhaustive(),
+            Shown::Code { account_name, .. } => {
+                f.debug_struct("Code").field("account_name", account_name).finish_non_exhaustive()
+            }
+        }
+    }
 }
 
 /// A token handed out now, and whose it is (phone masked).
@@ -106,6 +139,12 @@ pub enum ScanResult {
     AwaitingConfirm,
     /// No live attempt has this scene (expired, consumed or never ours).
     Unknown,
+    /// Code mode: a text of a code's length that matches no live code.
+    WrongCode,
+    /// Code mode: the sender sent too many wrong codes; every code is refused for now.
+    CodesLocked {
+        retry_after_secs: u64,
+    },
 }
 
 pub struct LoginService {
@@ -123,6 +162,8 @@ pub struct LoginService {
     /// Key of the SMS-code HMAC: a stolen snapshot does not reveal codes by brute force
     /// without the server secret.
     code_key: [u8; 32],
+    /// Key of the code mode scenes' HMAC ([`code`]).
+    code_scene_key: [u8; 32],
     /// The OpenID Connect provider's link, when it is on.
     provider: Option<ProviderLink>,
     /// `server.public_url` without its trailing slash: the confirmation links' base.
@@ -144,6 +185,7 @@ impl LoginService {
         tokens: TokenIssuer,
     ) -> Self {
         let code_key = code_key(&settings.token.secret);
+        let code_scene_key = code::code_scene_key(&settings.token.secret);
         Self {
             engine,
             users,
@@ -163,6 +205,7 @@ impl LoginService {
             login: settings.login.clone(),
             sms_resend_secs: settings.limits.sms_resend_secs,
             code_key,
+            code_scene_key,
             provider: None,
             public_url: settings.server.public_url.trim_end_matches('/').to_string(),
         }
@@ -252,9 +295,14 @@ impl LoginService {
         let ttl = self.login.qr_ttl_secs;
         // Who asked, as this service saw it: shown to the scanner (confirm on the phone).
         let requester = Requester::new(&client.ip.to_string(), &client.user_agent);
+        if app.kind == AppKind::Subscription {
+            let made = self.create_code(app, kind, Some(requester)).await?;
+            self.metrics.created(&app.name, scene_type.as_str());
+            return Ok(made);
+        }
         let created = self
             .engine
-            .create_by(&app.name, Duration::from_secs(ttl), kind, Some(requester))
+            .create_by(&app.name, Duration::from_secs(ttl), kind, Some(requester.clone()))
             .await
             .inspect_err(|_| self.metrics.limit_hit(LimitKind::LiveAttemptsMax))?;
         if let Err(r) = self.limits.hit(Kind::QrPerApp, &app.name).await {
@@ -279,16 +327,24 @@ impl LoginService {
                 Ok(QrCode {
                     poll: created.poll,
                     expires_in: ttl,
-                    content: ticket.url,
-                    image_url: app.show_qr_url(&ticket.ticket),
-                    image: qr_image,
+                    shown: Shown::Qr {
+                        content: ticket.url,
+                        image_url: app.show_qr_url(&ticket.ticket),
+                        image: qr_image,
+                    },
                 })
             }
             Err(e) => {
                 // No attempt is left behind for a QR code that does not exist.
                 let _ = self.engine.apply(&created.poll, Event::Discard).await;
                 tracing::warn!(app = %app.name, error = %e, "qrcode creation failed");
-                Err(ApiError::Wechat(e.public()))
+                // WeChat refuses this account QR codes (permission, quota): code mode.
+                let fallback = e.errcode().and_then(FallbackErrcode::of).filter(|_| app.code_fallback);
+                let Some(errcode) = fallback else { return Err(ApiError::Wechat(e.public())) };
+                let made = self.create_code(app, kind, Some(requester)).await?;
+                self.metrics.code_fallback(&app.name, errcode);
+                self.metrics.created(&app.name, scene_type.as_str());
+                Ok(made)
             }
         }
     }

@@ -1,4 +1,4 @@
-//! The `scanlogin` command: `serve` (default), `migrate`, `sandbox scan`, `keys list|rotate`.
+//! The `scanlogin` command: `serve` (default), `migrate`, `sandbox scan|message`, `keys list|rotate`.
 //!
 //! Exit status: 0 when done (`serve`: stopped by SIGTERM or SIGINT with everything
 //! written); [`REFUSED`] (2) when the command line or the configuration is refused
@@ -84,6 +84,19 @@ enum SandboxAction {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Send the text `text` to the account as `openid` (code mode: the code on the page).
+    Message {
+        #[arg(long)]
+        openid: String,
+        #[arg(long)]
+        text: String,
+        /// The account's configured name; default: the first.
+        #[arg(long)]
+        app: Option<String>,
+        /// The server to talk to; default: the config's `server.public_url`.
+        #[arg(long)]
+        server: Option<String>,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<Settings, String> {
@@ -122,6 +135,10 @@ async fn main() -> ExitCode {
         Command::Migrate => migrate(settings).await,
         Command::Sandbox { action: SandboxAction::Scan { ticket, openid, subscribed, server } } => {
             scan(server.unwrap_or(settings.server.public_url), ticket, openid, subscribed).await
+        }
+        Command::Sandbox { action: SandboxAction::Message { openid, text, app, server } } => {
+            let body = serde_json::json!({"openid": openid, "text": text, "app": app});
+            sandbox_post(server.unwrap_or(settings.server.public_url), "message", body).await
         }
         Command::Keys { action } => keys(settings, action).await,
     };
@@ -212,17 +229,23 @@ fn plain_ticket(copied: &str) -> String {
 
 async fn scan(server: String, ticket: String, openid: String, subscribed: bool) -> Result<(), String> {
     let ticket = plain_ticket(&ticket);
-    let url = format!("{}/_sandbox/scan", server.trim_end_matches('/'));
+    sandbox_post(server, "scan", serde_json::json!({"ticket": ticket, "openid": openid, "subscribed": subscribed}))
+        .await
+}
+
+/// POSTs `body` to the sandbox's `/_sandbox/{what}` and prints what it answered.
+async fn sandbox_post(server: String, what: &str, body: serde_json::Value) -> Result<(), String> {
+    let url = format!("{}/_sandbox/{what}", server.trim_end_matches('/'));
     let resp = reqwest::Client::new()
         .post(url)
-        .json(&serde_json::json!({"ticket": ticket, "openid": openid, "subscribed": subscribed}))
+        .json(&body)
         .send()
         .await
         .map_err(|e| format!("cannot reach the server: {}", e.without_url()))?;
     let status = resp.status();
     let text = resp.text().await.map_err(|e| e.to_string())?;
     println!("{text}");
-    if status.is_success() { Ok(()) } else { Err(format!("sandbox scan failed: HTTP {}", status.as_u16())) }
+    if status.is_success() { Ok(()) } else { Err(format!("sandbox {what} failed: HTTP {}", status.as_u16())) }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use crate::login::{Account, LoginStatus, QrCode, SmsSent};
+use crate::ids::LoginMode;
+use crate::login::{Account, LoginStatus, QrCode, Shown, SmsSent};
 use crate::store::rfc3339;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -13,14 +14,29 @@ pub struct QrAnswer {
     pub uuid: String,
     #[schema(example = 300)]
     pub expires_in: u64,
+    /// `qr`: scan the QR code; `code`: send the code to the account (code mode).
+    #[schema(value_type = String, pattern = "^(qr|code)$", example = "qr")]
+    pub mode: LoginMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "http://weixin.qq.com/q/02abcdEFgh")]
-    pub qr_content: String,
+    pub qr_content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH47joAAAAAAAAAASxodHRw")]
-    pub qr_image_url: String,
+    pub qr_image_url: Option<String>,
     /// The picture as a data URI; absent with `image: false`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "data:image/png;base64,iVBORw0KGgo=")]
     pub qr_image: Option<String>,
+    /// Code mode: the code the person sends to the account as a text message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9]{6,8}$", example = "483920")]
+    pub code: Option<String>,
+    /// Code mode: the account's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    /// Code mode: the account's own follow QR picture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_qr_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -91,13 +107,26 @@ pub struct LoginView {
 
 impl From<QrCode> for QrAnswer {
     fn from(q: QrCode) -> Self {
-        Self {
+        let mut a = Self {
             uuid: q.poll.as_str().to_string(),
             expires_in: q.expires_in,
-            qr_content: q.content,
-            qr_image_url: q.image_url,
-            qr_image: q.image,
+            mode: q.shown.mode(),
+            qr_content: None,
+            qr_image_url: None,
+            qr_image: None,
+            code: None,
+            account_name: None,
+            account_qr_url: None,
+        };
+        match q.shown {
+            Shown::Qr { content, image_url, image } => {
+                (a.qr_content, a.qr_image_url, a.qr_image) = (Some(content), Some(image_url), image);
+            }
+            Shown::Code { code, account_name, account_qr_url } => {
+                (a.code, a.account_name, a.account_qr_url) = (Some(code), Some(account_name), Some(account_qr_url));
+            }
         }
+        a
     }
 }
 

@@ -65,11 +65,13 @@ pub struct LoginSettings {
     pub sms_code_ttl_secs: u64,
     /// Seconds between the `: ping` comments of an event stream, so proxies keep it open.
     pub events_ping_secs: u64,
+    /// Code mode: digits of the code the person sends to the account (6..=8).
+    pub code_length: u32,
 }
 
 impl Default for LoginSettings {
     fn default() -> Self {
-        Self { qr_ttl_secs: 300, long_poll_max_secs: 25, sms_code_ttl_secs: 300, events_ping_secs: 15 }
+        Self { qr_ttl_secs: 300, long_poll_max_secs: 25, sms_code_ttl_secs: 300, events_ping_secs: 15, code_length: 6 }
     }
 }
 
@@ -311,6 +313,9 @@ pub struct LimitSettings {
     pub code_failures_per_openid_per_day: u32,
     /// Wrong codes per client address per day before the address is locked for a day.
     pub code_failures_per_ip_per_day: u32,
+    /// Code mode: wrong login codes one WeChat user may send to the account per hour;
+    /// past it every code from that user is refused, a right one too, until the hour ends.
+    pub codes_per_openid_per_hour: u32,
     /// SMS codes one login attempt may send.
     pub sms_per_attempt: u32,
     /// bind-phone calls one login attempt may make (each can probe `phone_taken`).
@@ -345,6 +350,7 @@ impl Default for LimitSettings {
             code_attempts: 5,
             code_failures_per_openid_per_day: 20,
             code_failures_per_ip_per_day: 50,
+            codes_per_openid_per_hour: 10,
             sms_per_attempt: 3,
             bind_per_attempt: 10,
             bind_per_ip_per_day: 50,
@@ -461,6 +467,25 @@ pub struct AppSettings {
     pub reply_text: String,
     /// Whether the person who scans must confirm the login on the phone.
     pub confirm: ConfirmMode,
+    /// What the account may do: a subscription account cannot make QR codes (code mode).
+    pub kind: AppKind,
+    /// A service account answers in code mode when WeChat refuses to make a QR code.
+    pub code_fallback: bool,
+    /// The account's name, shown in code mode.
+    pub account_name: String,
+    /// The account's own follow QR picture, shown in code mode.
+    pub account_qr_url: String,
+}
+
+/// `wechat.apps[].kind` (docs/api.md "Accounts that cannot make QR codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    /// A verified service account: parametric QR codes.
+    #[default]
+    Service,
+    /// A subscription account: no QR codes, always code mode.
+    Subscription,
 }
 
 /// `wechat.apps[].confirm` (docs/api.md "Confirm on the phone").
@@ -491,6 +516,10 @@ impl Default for AppSettings {
             reply_expired: "二维码已过期，请刷新网页。This QR code has expired: refresh the page.".into(),
             reply_text: String::new(),
             confirm: ConfirmMode::Off,
+            kind: AppKind::Service,
+            code_fallback: true,
+            account_name: String::new(),
+            account_qr_url: String::new(),
         }
     }
 }

@@ -44,6 +44,9 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.login.qr_ttl_secs == 0 || s.login.qr_ttl_secs > 2_592_000 {
         return Err(invalid("login.qr_ttl_secs", "must be 1..=2592000"));
     }
+    if !(6..=8).contains(&s.login.code_length) {
+        return Err(invalid("login.code_length", "must be 6..=8"));
+    }
     if s.login.long_poll_max_secs > 120 {
         return Err(invalid("login.long_poll_max_secs", "must be 0..=120"));
     }
@@ -90,6 +93,7 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("limits.qr_per_app_per_day", l.qr_per_app_per_day as u64),
         ("limits.code_failures_per_openid_per_day", l.code_failures_per_openid_per_day as u64),
         ("limits.code_failures_per_ip_per_day", l.code_failures_per_ip_per_day as u64),
+        ("limits.codes_per_openid_per_hour", l.codes_per_openid_per_hour as u64),
         ("limits.sms_per_attempt", l.sms_per_attempt as u64),
         ("limits.qr_per_ip_per_day", l.qr_per_ip_per_day as u64),
         ("limits.qr_per_network_per_day", l.qr_per_network_per_day as u64),

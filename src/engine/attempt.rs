@@ -217,7 +217,10 @@ impl Attempt {
             self.table.lock().index_ticket(&self.poll, ticket);
         }
         if let Some(ending) = actions.end {
-            self.table.lock().tombstone(&self.poll, ending, self.state.expires_at_ms, now);
+            let mut t = self.table.lock();
+            t.tombstone(&self.poll, ending, self.state.expires_at_ms, now);
+            let lifetime = self.state.expires_at_ms.saturating_sub(self.state.created_ms.unwrap_or(now));
+            t.retire(&self.app, &self.scene, lifetime, now);
         }
         if actions.wake {
             self.waiters.wake();

@@ -491,4 +491,5 @@ async fn an_operator_lists_and_ends_an_attempt(kind: Kind) {
     assert_eq!(r.finished("ended"), 1.0);
     assert_eq!(r.e.admin_inspect(AttemptId::of(&PollId::generate())).await.expect("inspect"), None);
 }
+mod code;
 mod confirm;

@@ -153,6 +153,33 @@ async fn a_restart_keeps_a_scanned_attempt_its_ticket_and_a_denial_its_reason() 
     assert!(matches!(b.poll(&waiting.poll, Duration::ZERO).await.unwrap().reply, Reply::Token(_)));
 }
 
+/// Code mode survives a crash: the restored attempt still holds its code's scene (a text
+/// push of the code finds it, a new attempt cannot take it).
+#[actix::test]
+async fn a_restart_keeps_a_code_attempt_and_its_code() {
+    tokio::time::pause();
+    let clock = Clock::new();
+    let s = memory();
+    let (a, _) = engine_on(s.clone(), 10, WriterConfig::default(), clock);
+    let scene = crate::ids::Scene::of_code(&[7; 16]);
+    let new = || crate::engine::NewAttempt {
+        app: APP.into(),
+        ttl: Duration::from_secs(300),
+        kind: crate::ids::PollKind::Direct,
+        requester: None,
+        scene: Some(scene.clone()),
+    };
+    let c = a.create_with(new()).await.unwrap();
+    settle().await;
+    let (b, _) = engine_on(survivor(&s).await, 10, WriterConfig::default(), clock);
+    b.restore().await;
+    settle().await;
+    assert_eq!(b.create_with(new()).await.unwrap_err(), crate::engine::EngineError::SceneTaken);
+    let o = b.apply_scene(APP, &scene, Event::Scanned { openid: "o_reg".into(), user: Some(user()) }).await.unwrap();
+    assert_eq!(o.map(|o| o.phase), Some(Phase::Reg), "the code still works");
+    assert!(matches!(b.poll(&c.poll, Duration::ZERO).await.unwrap().reply, Reply::Token(_)));
+}
+
 /// An engine that made one attempt and crashed, and the next one on what it left (on a
 /// paused clock): the attempt's poll id, and the new engine, not yet restoring.
 async fn crashed_with_one_attempt() -> (LoginsHandle, PollId) {

@@ -112,10 +112,16 @@ impl LoginsHandle {
         kind: ids::PollKind,
         requester: Option<Requester>,
     ) -> Result<Created, EngineError> {
+        self.create_with(NewAttempt { app: app.to_string(), ttl, kind, requester, scene: None }).await
+    }
+
+    /// A new attempt as `new` says; with a scene (code mode) `SceneTaken` when the app
+    /// has a live or recently ended attempt of that scene, on any node.
+    pub async fn create_with(&self, new: NewAttempt) -> Result<Created, EngineError> {
         if self.0.backend.live() >= self.0.live_max {
             return Err(EngineError::Overloaded);
         }
-        self.0.backend.create(NewAttempt { app: app.to_string(), ttl, kind, requester }).await
+        self.0.backend.create(new).await
     }
 
     /// Feeds `event` (a confirmation or a denial) to the attempt whose confirmation

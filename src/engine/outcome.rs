@@ -26,6 +26,10 @@ pub enum EngineError {
     /// mark the store did not take), or the engine is still restoring.
     #[error("the login engine cannot answer durably right now")]
     Unavailable,
+    /// The scene asked for (a code mode code's) belongs to a live or recently ended
+    /// attempt of the app: the caller draws another code.
+    #[error("the scene is taken")]
+    SceneTaken,
 }
 
 /// What a new attempt is made of.
@@ -37,6 +41,9 @@ pub struct NewAttempt {
     pub kind: PollKind,
     /// Who asked for it (shown to the scanner, and to operators).
     pub requester: Option<Requester>,
+    /// Code mode: the scene derived from the code (unique among the app's attempts, or
+    /// [`EngineError::SceneTaken`]); `None`: a fresh random scene for a QR code.
+    pub scene: Option<Scene>,
 }
 
 /// A fresh attempt's public identity.

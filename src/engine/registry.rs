@@ -182,6 +182,8 @@ impl Registry {
         for rec in ended {
             let Body::Idle(i) = rec.body else { continue };
             let state = i.state();
+            let lifetime = state.expires_at_ms.saturating_sub(state.created_ms.unwrap_or(now));
+            self.table.lock().retire(&rec.app, &rec.scene, lifetime, now);
             let Step { state: next, actions, .. } = step(&state, &Event::Timeout, now, &self.rules);
             commit::committed(&self.metrics, &rec.app, Phase::Loop, &next, &Event::Timeout, actions, now);
             let snap = Snapshot { poll: rec.poll, scene: rec.scene, app: rec.app.to_string(), state: next };
@@ -232,9 +234,17 @@ impl Handler<Create> for Registry {
         let now = self.clock.now_ms();
         let Create(new) = msg;
         let expires_at_ms = now + new.ttl.as_millis() as u64;
+        // A code mode scene is unique among the app's live attempts and those that ended
+        // within the last attempt lifetime (a code is never reissued that soon).
+        if let Some(scene) = &new.scene {
+            let t = self.table.lock();
+            if t.find_scene(&new.app, scene).is_some() || t.recently_ended_scene(&new.app, scene, now) {
+                return Box::pin(async { Err(EngineError::SceneTaken) });
+            }
+        }
         let snap = Snapshot {
             poll: PollId::generate_for(new.kind),
-            scene: Scene::generate(),
+            scene: new.scene.unwrap_or_else(Scene::generate),
             app: new.app,
             state: AttemptState { requester: new.requester, ..AttemptState::fresh(now, expires_at_ms) },
         };

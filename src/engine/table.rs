@@ -35,10 +35,11 @@ use tokio::sync::oneshot;
 use super::attempt::{Attempt, Cmd};
 use super::outcome::{Detail, Outcome};
 use super::persist::Snapshot;
+use super::retired::Retired;
 use super::state::{AttemptState, Ending, Event, Phase, Reply, Requester, Rules, Step, step};
 use super::tombstones::Tombstones;
 use super::waiters::Waiters;
-use crate::ids::{PollId, Scene};
+use crate::ids::{LoginMode, PollId, Scene};
 
 /// An app name, shared by all its attempts.
 pub type AppName = Arc<str>;
@@ -197,6 +198,8 @@ pub struct Table {
     tickets: HashMap<[u8; 32], Key>,
     /// Why attempts that left the table ended, where the answer tells it.
     ended: Tombstones,
+    /// Code mode scenes of ended attempts, not to be issued again yet.
+    retired: Retired,
 }
 
 impl Table {
@@ -303,6 +306,19 @@ impl Table {
     /// [`Tombstones`]).
     pub fn tombstone(&mut self, poll: &PollId, ending: Ending, until_ms: u64, now_ms: u64) {
         self.ended.insert(poll.clone(), ending, until_ms, now_ms);
+    }
+
+    /// A code mode attempt of (`app`, `scene`) that lived `lifetime_ms` ended now: its
+    /// code is not issued again for that long. Other scenes are not remembered.
+    pub fn retire(&mut self, app: &str, scene: &Scene, lifetime_ms: u64, now_ms: u64) {
+        if scene.mode() == LoginMode::Code {
+            self.retired.insert(app, scene, now_ms + lifetime_ms, now_ms);
+        }
+    }
+
+    /// Whether (`app`, `scene`) ended too recently to be issued again.
+    pub fn recently_ended_scene(&self, app: &str, scene: &Scene, now_ms: u64) -> bool {
+        self.retired.holds(app, scene, now_ms)
     }
 
     /// Why `poll`, no longer in the table, ended (if that is still told).

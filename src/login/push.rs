@@ -113,13 +113,7 @@ impl LoginService {
                 if result == ScanResult::Registered {
                     self.enrich_later(app, openid);
                 }
-                Ok(match result {
-                    ScanResult::Registered => reply(&app.replies.logged_in),
-                    ScanResult::NeedsPhone => reply(&app.replies.bind_phone),
-                    ScanResult::Confirm(text) => reply(&text),
-                    ScanResult::AwaitingConfirm => reply(super::confirm::AWAITING_REPLY),
-                    ScanResult::Unknown => reply(&app.replies.expired),
-                })
+                Ok(reply(&code_reply(app, result)))
             }
             Push::Subscribe { openid, scene: None } => {
                 self.users.set_subscribed(&app.app_id, openid, true).await?;
@@ -129,9 +123,31 @@ impl LoginService {
                 self.users.set_subscribed(&app.app_id, openid, false).await?;
                 Ok(None)
             }
-            Push::Text { .. } if !app.replies.text.is_empty() => Ok(reply(&app.replies.text)),
-            Push::Scan { scene: None, .. } | Push::Text { .. } | Push::Other { .. } => Ok(None),
+            Push::Text { openid, content, .. } => match self.code_text(app, openid, content).await? {
+                Some(result) => {
+                    if result == ScanResult::Registered {
+                        self.enrich_later(app, openid);
+                    }
+                    Ok(reply(&code_reply(app, result)))
+                }
+                None if !app.replies.text.is_empty() => Ok(reply(&app.replies.text)),
+                None => Ok(None),
+            },
+            Push::Scan { scene: None, .. } | Push::Other { .. } => Ok(None),
         }
+    }
+}
+
+/// The passive reply text of what a scan (or a code sent in code mode) did.
+fn code_reply(app: &AppClient, result: ScanResult) -> String {
+    match result {
+        ScanResult::Registered => app.replies.logged_in.clone(),
+        ScanResult::NeedsPhone => app.replies.bind_phone.clone(),
+        ScanResult::Confirm(text) => text,
+        ScanResult::AwaitingConfirm => super::confirm::AWAITING_REPLY.to_string(),
+        ScanResult::Unknown => app.replies.expired.clone(),
+        ScanResult::WrongCode => super::code::WRONG_REPLY.to_string(),
+        ScanResult::CodesLocked { retry_after_secs } => super::code::locked_reply(retry_after_secs),
     }
 }
 

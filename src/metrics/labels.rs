@@ -25,6 +25,34 @@ macro_rules! label_set {
 }
 
 label_set! {
+    /// `scanlogin_code_fallbacks_total{errcode}`: the WeChat errcodes on which a service
+    /// account falls back to code mode; any other is `other` (a bounded set).
+    FallbackErrcode {
+        Unauthorized => "48001",
+        QuotaReached => "45009",
+        Forbidden => "48004",
+        SystemError1 => "50001",
+        SystemError2 => "50002",
+        Other => "other",
+    }
+}
+
+impl FallbackErrcode {
+    /// The label of WeChat's `errcode`, `None` for the errcodes that are no reason to
+    /// fall back.
+    pub fn of(errcode: i64) -> Option<Self> {
+        Some(match errcode {
+            48001 => Self::Unauthorized,
+            45009 => Self::QuotaReached,
+            48004 => Self::Forbidden,
+            50001 => Self::SystemError1,
+            50002 => Self::SystemError2,
+            _ => return None,
+        })
+    }
+}
+
+label_set! {
     /// An attempt's state (`scanlogin_live_attempts{state}`, `scanlogin_transitions_total{from,to}`):
     /// the engine maps its phases onto these, so metrics know nothing of the engine's types.
     State { Loop => "loop", NotReg => "not_reg", Reg => "reg", Expired => "expired", Scanned => "scanned" }
@@ -172,6 +200,7 @@ label_set! {
         SmsPerDay => "sms_per_day",
         CodeFailuresPerOpenid => "code_failures_per_openid",
         CodeFailuresPerIp => "code_failures_per_ip",
+        CodesPerOpenid => "codes_per_openid",
         BindPerAttempt => "bind_per_attempt",
         BindPerIp => "bind_per_ip",
         OidcTokenFailuresPerIp => "oidc_token_failures_per_ip",

@@ -24,6 +24,8 @@ pub const CALLBACKS: &str = "scanlogin_callbacks_total";
 pub const CALLBACK_DURATION: &str = "scanlogin_callback_duration_seconds";
 pub const WECHAT_API_CALLS: &str = "scanlogin_wechat_api_calls_total";
 pub const WECHAT_API_DURATION: &str = "scanlogin_wechat_api_duration_seconds";
+/// Creates answered in code mode because WeChat refused a service account a QR code.
+pub const CODE_FALLBACKS: &str = "scanlogin_code_fallbacks_total";
 pub const ACCESS_TOKEN_REFRESHES: &str = "scanlogin_access_token_refreshes_total";
 pub const SNAPSHOT_WRITES: &str = "scanlogin_snapshot_writes_total";
 pub const SNAPSHOT_WRITE_DURATION: &str = "scanlogin_snapshot_write_duration_seconds";
@@ -94,6 +96,7 @@ pub const ALL: &[&str] = &[
     CALLBACK_DURATION,
     WECHAT_API_CALLS,
     WECHAT_API_DURATION,
+    CODE_FALLBACKS,
     ACCESS_TOKEN_REFRESHES,
     SNAPSHOT_WRITES,
     SNAPSHOT_WRITE_DURATION,

@@ -3,7 +3,7 @@
 
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 
-use super::labels::{CallbackKind, CallbackResult, TokenRefresh, WechatApi};
+use super::labels::{CallbackKind, CallbackResult, FallbackErrcode, TokenRefresh, WechatApi};
 use super::metric_names::*;
 use super::{LATENCY_BUCKETS, Metrics, counter_vec, histogram_vec};
 
@@ -13,6 +13,7 @@ pub(super) struct WechatMetrics {
     calls: IntCounterVec,
     call_duration: HistogramVec,
     token_refreshes: IntCounterVec,
+    code_fallbacks: IntCounterVec,
 }
 
 impl WechatMetrics {
@@ -50,6 +51,12 @@ impl WechatMetrics {
                 "Access-token fetches by result",
                 &["app", "result"],
             ),
+            code_fallbacks: counter_vec(
+                r,
+                CODE_FALLBACKS,
+                "Creates answered in code mode because WeChat refused a QR code, by errcode",
+                &["app", "errcode"],
+            ),
         }
     }
 
@@ -69,6 +76,9 @@ impl WechatMetrics {
             }
             for result in TokenRefresh::ALL {
                 self.token_refreshes.with_label_values(&[app, result.label()]);
+            }
+            for errcode in FallbackErrcode::ALL {
+                self.code_fallbacks.with_label_values(&[app, errcode.label()]);
             }
         }
         for api in WechatApi::ALL {
@@ -92,6 +102,11 @@ impl Metrics {
     pub fn wechat_call(&self, app: &str, api: WechatApi, result: &str, secs: f64) {
         self.wechat().calls.with_label_values(&[app, api.label(), result]).inc();
         self.wechat().call_duration.with_label_values(&[api.label()]).observe(secs);
+    }
+
+    /// A create of `app` answered in code mode after WeChat refused it a QR code.
+    pub fn code_fallback(&self, app: &str, errcode: FallbackErrcode) {
+        self.wechat().code_fallbacks.with_label_values(&[app, errcode.label()]).inc();
     }
 
     pub fn token_refresh(&self, app: &str, result: TokenRefresh) {

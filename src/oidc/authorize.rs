@@ -134,7 +134,7 @@ async fn authorize(req: &HttpRequest, raw: &str, p: &Provider, state: &AppState)
     match new_attempt(req, p, state, client, &asked.req).await {
         Ok(attempt) => {
             p.metrics.oidc_authorize(client_id, OidcAuthorize::Page);
-            let mut page = crate::pages::login_page(p.sandbox, Some(&attempt));
+            let mut page = crate::pages::login_page(&state.settings, Some(&attempt));
             page.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("a header value"));
             page
         }
@@ -235,13 +235,7 @@ async fn new_attempt(
     let qr = p.login.create_qr_for(app, &scene, false, &who, PollKind::Provider).await?;
     // Kept a minute past the attempt: a scan in its last second still finds it.
     p.store.put_request(&qr.poll, asked, now() + qr.expires_in as i64 + 60).await?;
-    Ok(serde_json::json!({
-        "uuid": qr.poll.as_str(),
-        "expires_in": qr.expires_in,
-        "mode": "qr",
-        "qr_content": qr.content,
-        "qr_image_url": qr.image_url,
-    }))
+    serde_json::to_value(crate::api::answers::QrAnswer::from(qr)).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// A code for `asked`, in `session`; the redirect back to the client that carries it.

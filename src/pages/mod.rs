@@ -75,21 +75,49 @@ fn page_with(status: StatusCode, body: String, [csp, referrer, cache]: [&'static
 }
 
 async fn index(state: web::Data<AppState>) -> HttpResponse {
-    login_page(state.settings.wechat.sandbox, None)
+    login_page(&state.settings, None)
 }
 
 /// The login page; with `attempt` (the JSON of an attempt the server made, for the
 /// provider's authorize request) the page uses that attempt instead of asking for one.
-pub fn login_page(sandbox: bool, attempt: Option<&serde_json::Value>) -> HttpResponse {
-    let page = INDEX_HTML.replace(SANDBOX_FLAG, if sandbox { "true" } else { "false" });
-    let Some(attempt) = attempt else {
-        return html(page);
+pub fn login_page(settings: &crate::config::Settings, attempt: Option<&serde_json::Value>) -> HttpResponse {
+    let page = INDEX_HTML.replace(SANDBOX_FLAG, if settings.wechat.sandbox { "true" } else { "false" });
+    let page = match attempt {
+        None => page,
+        Some(attempt) => {
+            // Data, not code (the CSP forbids inline scripts, not JSON blocks); `<`
+            // escaped so no value can close the element.
+            let json = attempt.to_string().replace('<', "\\u003c");
+            let block = format!(r#"<script type="application/json" id="scanlogin-attempt">{json}</script>"#);
+            page.replacen("</head>", &format!("{block}\n</head>"), 1)
+        }
     };
-    // Data, not code (the CSP forbids inline scripts, not JSON blocks); `<` escaped so
-    // no value can close the element.
-    let json = attempt.to_string().replace('<', "\\u003c");
-    let block = format!(r#"<script type="application/json" id="scanlogin-attempt">{json}</script>"#);
-    html(page.replacen("</head>", &format!("{block}\n</head>"), 1))
+    let mut res = html(page);
+    // Code mode shows the account's own QR picture, from where the operator put it.
+    let origins = picture_origins(settings);
+    if !origins.is_empty() {
+        let csp = CSP.replacen("img-src 'self' data:", &format!("img-src 'self' data: {origins}"), 1);
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    res
+}
+
+/// The origins (`https://host[:port]`) of the apps' `account_qr_url`s, space-separated:
+/// only what the configuration names, so the page's CSP stays closed to anything else.
+fn picture_origins(settings: &crate::config::Settings) -> String {
+    let mut origins: Vec<String> = settings
+        .wechat
+        .apps
+        .iter()
+        .filter_map(|a| url::Url::parse(&a.account_qr_url).ok())
+        .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    origins.sort();
+    origins.dedup();
+    origins.join(" ")
 }
 
 /// A page that only says something (the provider's errors, "signed out").

@@ -145,6 +145,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/cgi-bin/showqrcode", web::get().to(platform::showqrcode))
             .route("/cgi-bin/user/info", web::get().to(platform::user_info))
             .route("/scan", web::post().to(phone::scan))
+            .route("/message", web::post().to(phone::message))
             .route("/sms", web::get().to(inspect::sms))
             .route("/tickets", web::get().to(inspect::tickets))
             .route("/faults", web::post().to(add_fault)),

@@ -15,7 +15,7 @@ use crate::wall::unix_secs;
 use crate::wechat::callback;
 use crate::wechat::client::send_resending;
 use crate::wechat::crypto::AesKey;
-use crate::wechat::xml::event_xml;
+use crate::wechat::xml::{event_xml, text_xml};
 
 #[derive(Deserialize)]
 struct ScanRequest {
@@ -52,6 +52,40 @@ pub(super) async fn scan(sb: web::Data<Sandbox>, payload: web::Payload) -> Resul
     let reply = deliver(&sb, app, &account, &body.openid, &plain).await?;
     // Delivered: the phone page marks the ticket as used (a failed count only loses that mark).
     let _ = sb.state.count_scan(&body.ticket).await;
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+#[derive(Deserialize)]
+struct MessageRequest {
+    /// The account's configured name; default: the first.
+    #[serde(default)]
+    app: Option<String>,
+    openid: String,
+    text: String,
+    /// The push's `MsgId`: the same one twice plays WeChat's resend of one message.
+    #[serde(default)]
+    msg_id: Option<u64>,
+}
+
+/// Plays a person sending the text message `text` to the account (code mode): signed
+/// (and encrypted) and posted like a scan's event; returns the passive reply it got.
+pub(super) async fn message(sb: web::Data<Sandbox>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let body: MessageRequest = json_body(payload).await?;
+    if !valid_openid(&body.openid) {
+        return Err(ApiError::InvalidRequest("openid must be 1..128 of [A-Za-z0-9_-]".into()));
+    }
+    if body.text.is_empty() || body.text.len() > 2048 {
+        return Err(ApiError::InvalidRequest("text must be 1..2048 bytes".into()));
+    }
+    let app = match &body.app {
+        None => sb.apps.first(),
+        Some(name) => sb.apps.iter().find(|a| &a.name == name),
+    }
+    .ok_or(ApiError::UnknownApp)?;
+    let account = format!("gh_{}", &app.app_id[app.app_id.len().saturating_sub(12)..]);
+    let msg_id = body.msg_id.unwrap_or_else(|| rand::random_range(1u64..1 << 62));
+    let plain = text_xml(&account, &body.openid, unix_secs(), &body.text, msg_id);
+    let reply = deliver(&sb, app, &account, &body.openid, &plain).await?;
     Ok(HttpResponse::Ok().json(reply))
 }
 

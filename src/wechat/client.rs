@@ -35,6 +35,14 @@ pub enum WechatError {
 }
 
 impl WechatError {
+    /// WeChat's error code, when it answered with one.
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            WechatError::Api { errcode, .. } => Some(*errcode),
+            WechatError::Transport(_) | WechatError::BadResponse(_) => None,
+        }
+    }
+
     /// A bounded label for metrics.
     pub fn label(&self) -> String {
         match self {
@@ -151,6 +159,13 @@ pub struct AppClient {
     pub replies: Replies,
     /// Whether a scan must be confirmed on the phone.
     pub confirm: crate::config::ConfirmMode,
+    /// What the account may do (a subscription account logs in by code only).
+    pub kind: crate::config::AppKind,
+    /// Code mode when WeChat refuses a service account a QR code.
+    pub code_fallback: bool,
+    /// Shown in code mode: the account's name and its own follow QR picture.
+    pub account_name: String,
+    pub account_qr_url: String,
     http: reqwest::Client,
     tokens: Arc<TokenManager>,
     metrics: Metrics,
@@ -208,6 +223,10 @@ impl AppClient {
                 text: app.reply_text.clone(),
             },
             confirm: app.confirm,
+            kind: app.kind,
+            code_fallback: app.code_fallback,
+            account_name: app.account_name.clone(),
+            account_qr_url: app.account_qr_url.clone(),
             http,
             tokens,
             metrics,

@@ -234,6 +234,18 @@ pub fn text_reply(to_user: &str, from_account: &str, create_time: u64, content: 
 }
 
 /// An event push as WeChat sends it (used by the sandbox and the load tool).
+/// A text message as WeChat pushes it (the person typed `content` to the account).
+pub fn text_xml(to_account: &str, openid: &str, create_time: u64, content: &str, msg_id: u64) -> String {
+    format!(
+        "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content>{}</Content><MsgId>{}</MsgId></xml>",
+        cdata(to_account),
+        cdata(openid),
+        create_time,
+        cdata(content),
+        msg_id
+    )
+}
+
 pub fn event_xml(
     to_account: &str,
     openid: &str,

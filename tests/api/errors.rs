@@ -140,7 +140,8 @@ async fn live_attempt_cap_is_overloaded_with_retry_after() {
 
 #[actix_web::test]
 async fn wechat_failure_is_502_and_leaves_no_attempt() {
-    let app = spawn_app().await;
+    // Without code mode's fallback, which would answer 45009 with a code instead.
+    let app = spawn_app_with(|s| s.wechat.apps[0].code_fallback = false).await;
     let fault = app.post_json("/_sandbox/faults", &json!({"api": "qrcode_create", "errcode": 45009, "count": 1})).await;
     assert_eq!(fault.status(), 200);
     let got = app.create_qr(json!({"image": false})).await;

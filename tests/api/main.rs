@@ -12,6 +12,7 @@ mod process;
 
 mod abuse;
 mod admin;
+mod code_mode;
 mod confirm;
 mod connections;
 mod errors;

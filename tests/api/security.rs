@@ -431,7 +431,8 @@ async fn cross_site_posts_are_forbidden_before_any_cost() {
 
 #[actix_web::test]
 async fn wechat_errmsg_does_not_reach_the_client() {
-    let app = spawn_app_with(|_| {}).await;
+    // Without code mode's fallback, which would answer 45009 with a code instead.
+    let app = spawn_app_with(|s| s.wechat.apps[0].code_fallback = false).await;
     app.post_json("/_sandbox/faults", &json!({"api": "qrcode_create", "errcode": 45009})).await;
     let (s, b) = app.create_qr(json!({"image": false})).await;
     assert_eq!((s, b["error"].as_str()), (502, Some("wechat_error")), "{b}");

@@ -106,7 +106,8 @@ async fn fault(app: &crate::helpers::TestApp, fault: serde_json::Value) {
 
 #[actix_web::test]
 async fn busy_errcode_is_retried_with_backoff() {
-    let app = spawn_app().await;
+    // Without code mode's fallback, which would answer 45009 with a code instead.
+    let app = spawn_app_with(|s| s.wechat.apps[0].code_fallback = false).await;
     app.new_login().await; // warms the token cache: only qrcode/create is timed below
     let calls = app.wechat_calls("qrcode/create").await;
     // Busy twice: retried after 100 ms, then after 400 ms more, and the third call works.

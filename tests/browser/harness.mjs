@@ -187,3 +187,27 @@ export async function registerViaApi(server, openid, phone) {
   if (bound.status !== 200) throw new Error(`registration failed: ${JSON.stringify(bound.body)}`);
   return bound.body;
 }
+
+/**
+ * Runs `body(server, ...contexts)` with a server started with `env` and one browser
+ * context of `chrome` per viewport (zh-CN; `phone: true` for a mobile one); a failure
+ * carries the tail of the server's log. Everything is closed afterwards.
+ */
+export async function withServer(chrome, env, viewports, body, stepTimeout = 15000) {
+  const server = await startServer(env);
+  const contexts = [];
+  try {
+    for (const v of viewports) {
+      const c = await chrome.browser.newContext({ viewport: { width: v.width, height: v.height }, locale: 'zh-CN', isMobile: !!v.phone });
+      c.setDefaultTimeout(stepTimeout);
+      contexts.push(c);
+    }
+    await body(server, ...contexts);
+  } catch (e) {
+    e.message += `\n--- server log (tail) ---\n${server.log().slice(-4000)}`;
+    throw e;
+  } finally {
+    for (const c of contexts) await c.close();
+    await server.stop();
+  }
+}

@@ -171,6 +171,12 @@ impl Cluster {
         scanlogin_load::wechat::Wechat::new(APP, WECHAT_TOKEN, "").unwrap().scan(openid, scene, following)
     }
 
+    /// A text message `content` sent by `openid` to the account (code mode).
+    pub fn text_push(openid: &str, content: &str) -> scanlogin::sandbox::SignedPush {
+        let msg_id = rand::random_range(1u64..1 << 62);
+        scanlogin_load::wechat::Wechat::new(APP, WECHAT_TOKEN, "").unwrap().text(openid, content, msg_id)
+    }
+
     /// A metric summed over every series of `name` (optionally only lines containing
     /// `filter`) on every running node.
     pub async fn metric_sum(&self, name: &str, filter: &str) -> f64 {

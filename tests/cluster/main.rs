@@ -14,6 +14,7 @@ mod process;
 mod harness;
 
 mod admin;
+mod code_mode;
 mod confirm;
 mod cross_node;
 mod faults;

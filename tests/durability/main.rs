@@ -13,6 +13,7 @@ mod player;
 mod process;
 
 mod chaos;
+mod code_mode;
 mod outage;
 mod push_crash;
 mod redis_access;

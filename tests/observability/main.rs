@@ -30,11 +30,13 @@ const APP_ID: &str = "wxsandbox0000000001";
 /// A short, varied load: failures WeChat injects, new users through SMS, returning
 /// users through a held long poll, a wrong code, a refused resend, a forged callback.
 async fn drive(app: &TestApp) {
-    // The first access-token fetch fails, then one QR creation is refused by WeChat.
-    for (api, errcode) in [("token", 40013), ("qrcode_create", 45009)] {
+    // The first access-token fetch fails (502), then one QR creation is refused by
+    // WeChat's quota: the create falls back to code mode.
+    for (api, errcode, status, mode) in [("token", 40013, 502, None), ("qrcode_create", 45009, 200, Some("code"))] {
         let r = app.post_json("/_sandbox/faults", &json!({"api": api, "errcode": errcode, "count": 1})).await;
         assert_eq!(r.status(), 200);
-        assert_eq!(app.create_qr(json!({"image": false})).await.0, 502);
+        let (s, b) = app.create_qr(json!({"image": false})).await;
+        assert_eq!((s, b["mode"].as_str()), (status, mode), "{b}");
     }
     let users = [("o_obs_a", "13800138001"), ("o_obs_b", "13800138002"), ("o_obs_c", "13800138003")];
     for (openid, phone) in users {

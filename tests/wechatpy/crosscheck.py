@@ -109,6 +109,29 @@ def main():
         query["msg_signature"] = "0" * 40
         status, _ = call("POST", f"{base}/wechat/{APP_ID}/callback", encrypted, query)
         check("tampered msg_signature is 401", status == 401, str(status))
+        # Code mode: WeChat refuses the QR code (48001), the page shows a code, and the
+        # person's text message with it, encrypted by wechatpy, drives the attempt.
+        call("POST", base + "/_sandbox/faults", '{"api": "qrcode_create", "errcode": 48001, "count": 1}')
+        qr = json.loads(call("POST", base + "/api/v1/login/qrcode", '{"image": false}')[1])
+        check("48001: the create answers in code mode", qr.get("mode") == "code" and "code" in qr, str(qr))
+        openid = "o_wechatpy_text"
+        msg = (f"<xml><ToUserName><![CDATA[gh_test]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+               f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+               f"<Content><![CDATA[ {qr.get('code', '')} ]]></Content><MsgId>1234567890123456</MsgId></xml>")
+        timestamp, nonce = str(int(time.time())), "1234567891"
+        encrypted = crypto.encrypt_message(msg, nonce, timestamp)
+        root = ElementTree.fromstring(encrypted)
+        signature = hashlib.sha1("".join(sorted([TOKEN, timestamp, nonce])).encode()).hexdigest()
+        query = {"signature": signature, "timestamp": timestamp, "nonce": nonce, "encrypt_type": "aes",
+                 "msg_signature": root.find("MsgSignature").text, "openid": openid}
+        status, reply = call("POST", f"{base}/wechat/{APP_ID}/callback", encrypted, query)
+        check("text: server accepts wechatpy's encrypted text push", status == 200, f"{status} {reply[:200]}")
+        rroot = ElementTree.fromstring(reply)
+        plain = crypto.decrypt_message(reply, rroot.find("MsgSignature").text, rroot.find("TimeStamp").text,
+                                       rroot.find("Nonce").text)
+        check("text: wechatpy decrypts our reply, which asks for the phone", "Please bind your phone" in plain, plain)
+        state = json.loads(call("GET", base + "/api/v1/login/status", query={"uuid": qr["uuid"]})[1])
+        check("text: the code moved its attempt", state["state"] == "not_reg", str(state))
     finally:
         proc.terminate()
         try:

@@ -163,7 +163,7 @@ impl ClusterEngine {
     }
 
     pub async fn create(&self, new: NewAttempt) -> Result<Created, EngineError> {
-        let NewAttempt { app, ttl, kind, requester } = new;
+        let NewAttempt { app, ttl, kind, requester, scene } = new;
         let app = app.as_str();
         let now = self.0.clock.now_ms();
         let expires_at_ms = now + ttl.as_millis() as u64;
@@ -171,11 +171,15 @@ impl ClusterEngine {
         for _ in 0..3 {
             let snap = Snapshot {
                 poll: PollId::generate_for(kind),
-                scene: Scene::generate(),
+                scene: scene.clone().unwrap_or_else(Scene::generate),
                 app: app.to_string(),
                 state: AttemptState { requester: requester.clone(), ..AttemptState::fresh(now, expires_at_ms) },
             };
-            if self.seen(self.0.records.cas(None, &snap).await)? == Cas::Written {
+            let written = self.seen(self.0.records.cas(None, &snap).await)?;
+            if written == Cas::SceneTaken && scene.is_some() {
+                return Err(EngineError::SceneTaken);
+            }
+            if written == Cas::Written {
                 commit::made(&self.0.metrics, app);
                 let node = self.0.node.get().map_or("", String::as_str);
                 // The attempt stands without its index entry: it is only not listed.
@@ -230,7 +234,7 @@ impl ClusterEngine {
                     o.actions = actions;
                     return Ok((o, live(&new)));
                 }
-                Cas::Conflict => self.0.metrics.cluster_cas_conflict(),
+                Cas::Conflict | Cas::SceneTaken => self.0.metrics.cluster_cas_conflict(),
             }
         }
         tracing::warn!(record = id.as_str(), "cluster: transition gave up after {MAX_ROUNDS} conflicting rounds");

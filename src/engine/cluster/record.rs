@@ -7,7 +7,10 @@
 //!   attempt's own deadline (`PXAT`): Redis forgets attempts by itself, once the node
 //!   that made one had the time to write its end;
 //! - `sl:s:<app>:<scene>`: the record id of the attempt with that scene, same expiry: how
-//!   a WeChat push, which names the scene, finds its attempt;
+//!   a WeChat push, which names the scene, finds its attempt. Set only if absent, so a
+//!   code mode scene (a keyed hash of the code) is held by one attempt on every node;
+//!   when a code mode attempt ends, its key lives one attempt lifetime more, so the code
+//!   is not issued again that soon;
 //! - `sl:t:<hex SHA-256 of a confirmation ticket>`: the record id of the `scanned` attempt
 //!   it confirms, same expiry, deleted when the attempt leaves `scanned`: how the confirm
 //!   page finds its attempt (the ticket itself is never stored);
@@ -25,19 +28,25 @@ use crate::engine::Phase;
 use crate::engine::persist::Snapshot;
 use crate::engine::persist::codec::{self, version_u32};
 use crate::engine::persist::seal::{RecordId, Seal};
-use crate::ids::{PollId, Scene};
+use crate::ids::{LoginMode, PollId, Scene};
 use crate::kv::{Class, Kv};
 use crate::metrics::Metrics;
 
 /// KEYS: record, scene key, ticket key. ARGV: expected version (-1: none), data,
-/// expires_at_ms, record id for the scene key ('' = leave it), channel, message, what to
-/// do with the ticket key ('set', 'del', '' = leave it).
-/// Answers -2 when written, else the version found (-1: no record).
+/// expires_at_ms, record id for the scene key ('' = leave it; only a new attempt sets it,
+/// and only if no attempt holds the scene), channel, message, what to do with the ticket
+/// key ('set', 'del', '' = leave it), when the scene key must expire instead ('' = with
+/// the record; a code mode attempt that ends keeps its code from being issued again).
+/// Answers -2 when written, -3 when the scene is taken, else the version found (-1: no
+/// record).
 const CAS_LUA: &str = r"
 if v ~= tonumber(ARGV[1]) then return v end
-redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 if ARGV[4] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[4], 'PXAT', ARGV[3])
+  if not redis.call('SET', KEYS[2], ARGV[4], 'PXAT', ARGV[3], 'NX') then return -3 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+if ARGV[8] ~= '' then
+  redis.call('PEXPIREAT', KEYS[2], ARGV[8])
 end
 if ARGV[7] == 'set' then
   redis.call('SET', KEYS[3], ARGV[6], 'PXAT', ARGV[3])
@@ -57,6 +66,8 @@ pub enum Cas {
     Written,
     /// Someone else wrote first (or the record vanished): read again.
     Conflict,
+    /// A new attempt's scene is held by another attempt of the app (code mode).
+    SceneTaken,
 }
 
 pub struct Records {
@@ -162,6 +173,15 @@ impl Records {
             Some(t) => (self.ticket_key(t), "del"),
             None => (self.key(&id), ""),
         };
+        // A code mode attempt that ends holds its code for another lifetime (docs/api.md).
+        let scene_until = match (snap.state.phase, snap.scene.mode()) {
+            (Phase::Expired, LoginMode::Code) => {
+                let now = crate::wall::unix_ms();
+                let lifetime = snap.state.expires_at_ms.saturating_sub(snap.state.created_ms.unwrap_or(now));
+                (now + lifetime).to_string()
+            }
+            _ => String::new(),
+        };
         let mut c = self.kv.conn(Class::Fast);
         let r: i64 = self
             .cas
@@ -175,9 +195,14 @@ impl Records {
             .arg(&self.channel)
             .arg(id.as_str())
             .arg(ticket_op)
+            .arg(scene_until)
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
-        Ok(if r == -2 { Cas::Written } else { Cas::Conflict })
+        Ok(match r {
+            -2 => Cas::Written,
+            -3 => Cas::SceneTaken,
+            _ => Cas::Conflict,
+        })
     }
 }

@@ -119,6 +119,7 @@
     S.setText($('qr-ttl'), left + ' 秒后过期', 'Expires in ' + left + ' s');
     S.setText($('phone-ttl'), '请在 ' + left + ' 秒内完成', left + ' s left to finish');
     S.setText($('scanned-ttl'), '请在 ' + left + ' 秒内确认', left + ' s left to confirm');
+    S.setText($('code-ttl'), left + ' 秒后过期', 'Expires in ' + left + ' s');
   }
 
   // ---- API answers in words ------------------------------------------------------
@@ -196,12 +197,24 @@
       return;
     }
     flow.uuid = r.body.uuid;
-    await showCode(r.body);
+    var codeMode = r.body.mode === 'code';
+    if (codeMode) showLoginCode(r.body);
+    else await showCode(r.body);
     if (gen !== flow.gen) return;
     setDeadline(r.body.expires_in);
     track(S.countdown(r.body.expires_in, renderTtl));
-    show('qr');
+    show(codeMode ? 'code' : 'qr');
     watch(gen);
+  }
+
+  /** Code mode: the account to follow (its picture and name) and the code to send it. */
+  function showLoginCode(answer) {
+    var img = $('account-qr');
+    img.hidden = !answer.account_qr_url;
+    if (answer.account_qr_url) img.src = answer.account_qr_url;
+    else img.removeAttribute('src');
+    $('account-name').textContent = answer.account_name || '';
+    $('login-code').textContent = answer.code;
   }
 
   function showCode(answer) {

@@ -145,6 +145,29 @@
     el.className = 'field-msg ' + kind;
   }
 
+  /**
+   * POSTs `json` to the sandbox at `path` (the phone doing something in WeChat) with
+   * `button` disabled meanwhile; a failure is said through `say` with `failed`'s words.
+   * Answers the answer, or null after a failure.
+   */
+  async function playWechat(path, json, button, say, failed) {
+    button.disabled = true;
+    var r;
+    try {
+      r = await S.api('POST', path, { json: json });
+    } catch (e) {
+      say('error', '网络连接失败', 'Could not reach the server');
+      return null;
+    } finally {
+      button.disabled = false;
+    }
+    if (!r.ok) {
+      say('error', failed[0] + ((r.body && r.body.message) || r.status), failed[1]);
+      return null;
+    }
+    return r;
+  }
+
   // Someone who scanned before follows the account now: their next scan is a SCAN event.
   $('openid').addEventListener('input', function () {
     var known = remembered().indexOf($('openid').value.trim()) >= 0;
@@ -171,20 +194,9 @@
       return;
     }
     var subscribed = $('as-follower').checked;
-    $('scan').disabled = true;
-    var r;
-    try {
-      r = await S.api('POST', '/_sandbox/scan', { json: { ticket: chosen.value, openid: openid, subscribed: subscribed } });
-    } catch (e) {
-      result('error', '网络连接失败', 'Could not reach the server');
-      return;
-    } finally {
-      $('scan').disabled = false;
-    }
-    if (!r.ok) {
-      result('error', '扫码失败：' + ((r.body && r.body.message) || r.status), 'Scan failed');
-      return;
-    }
+    var body = { ticket: chosen.value, openid: openid, subscribed: subscribed };
+    var r = await playWechat('/_sandbox/scan', body, $('scan'), result, ['扫码失败：', 'Scan failed']);
+    if (!r) return;
     remember(openid);
     refreshTickets(); // the scanned ticket shows its mark at once
     var reply = r.body.reply;
@@ -194,6 +206,34 @@
     } else {
       result('ok', '已扫码（公众号无回复）。', 'Scanned (the account sent no reply).');
     }
+  });
+
+  // ---- a text message to the account (code mode) ---------------------------------
+
+  $('text-form').addEventListener('submit', async function (ev) {
+    ev.preventDefault();
+    var el = $('text-result');
+    var say = function (kind, zh, en) {
+      S.setText(el, zh, en);
+      el.className = 'field-msg ' + kind;
+    };
+    var openid = $('openid').value.trim();
+    if (!/^[A-Za-z0-9_-]{1,128}$/.test(openid)) {
+      say('error', '请先填写 openid', 'Fill in the openid first');
+      $('openid').focus();
+      return;
+    }
+    var text = $('text').value;
+    if (!text.trim()) {
+      say('error', '消息不能为空', 'The message is empty');
+      return;
+    }
+    var r = await playWechat('/_sandbox/message', { openid: openid, text: text }, $('send-text'), say, ['发送失败：', 'Sending failed']);
+    if (!r) return;
+    remember(openid);
+    var reply = r.body.reply;
+    if (reply && reply.content) say('ok', '已发送。公众号回复：' + reply.content, '');
+    else say('ok', '已发送（公众号无回复）。', 'Sent (the account sent no reply).');
   });
 
   // ---- SMS outbox ----------------------------------------------------------------
