@@ -7,15 +7,8 @@ use super::{Admin, AdminError, at, limit, query};
 use crate::config::Scope;
 use crate::engine::Phase;
 use crate::engine::admin::{AttemptId, AttemptInfo, Filter, cursor_position, cursor_text};
-use crate::ids::mask_openid;
+use crate::ids::{LoginMode, mask_openid};
 use crate::metrics::labels::AdminAction;
-
-/// How the attempt is logged in. Code mode comes later: one variant for now.
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Qr,
-}
 
 /// An attempt as an operator sees it: nothing here lets anyone poll for its token.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -31,7 +24,9 @@ pub struct AttemptView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::api::openapi::ExpiredReason>)]
     pub reason: Option<&'static str>,
-    pub mode: Mode,
+    /// `qr`: a scan of its QR code; `code`: a code sent to the account (code mode).
+    #[schema(value_type = String, pattern = "^(qr|code)$", example = "qr")]
+    pub mode: LoginMode,
     #[schema(format = DateTime, example = "2026-05-01T08:00:00Z")]
     pub created_at: Option<String>,
     #[schema(format = DateTime, example = "2026-05-01T08:05:00Z")]
@@ -78,7 +73,7 @@ impl From<&AttemptInfo> for AttemptView {
             app: i.app.clone(),
             state: i.phase.name(),
             reason: i.ending.and_then(crate::engine::Ending::reason),
-            mode: Mode::Qr,
+            mode: i.mode,
             created_at: i.created_ms.map(at),
             expires_at: at(i.expires_at_ms),
             scanned_by: i.openid.as_deref().map(mask_openid),

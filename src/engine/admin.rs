@@ -15,7 +15,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use super::state::{Ending, Phase};
-use crate::ids::{PollId, PollKind};
+use crate::ids::{LoginMode, PollId, PollKind};
 
 /// The most attempts one page lists (docs/api.md: `limit` ≤ 500).
 pub const MAX_PAGE: usize = 500;
@@ -70,6 +70,8 @@ pub struct AttemptInfo {
     pub made_on: Option<String>,
     /// The address of the browser that asked for it (its requester), where known.
     pub client_ip: Option<String>,
+    /// Logged in by a scan of its QR code, or by a code sent to the account.
+    pub mode: LoginMode,
 }
 
 /// The provider's key of the attempt polled by `poll` (see [`AttemptInfo::provider_key`]).

@@ -22,7 +22,7 @@ use super::recovery::{self, RestoreReport};
 use super::registry::{Create, Ping, Registry, RewriteAll, Route, Target};
 use super::state::{Ending, Event, Phase, Rules};
 use super::table::LiveTable;
-use crate::ids::{PollId, Scene};
+use crate::ids::{LoginMode, PollId, Scene};
 use crate::metrics::Metrics;
 
 /// How much longer than the snapshot writer's ack budget a caller waits for the
@@ -162,7 +162,7 @@ impl LocalEngine {
     }
 
     /// What an operator sees of the live attempt `poll` (`None`: not live).
-    async fn info(&self, poll: &PollId) -> Result<Option<AttemptInfo>, EngineError> {
+    async fn info(&self, poll: &PollId, mode: LoginMode) -> Result<Option<AttemptInfo>, EngineError> {
         let o = self.peek(poll).await?;
         Ok(o.detail.filter(|_| o.phase != Phase::Expired).map(|d| AttemptInfo {
             id: AttemptId::of(poll),
@@ -177,6 +177,7 @@ impl LocalEngine {
             provider_key: super::admin::provider_key(poll),
             made_on: None,
             client_ip: d.requester.map(|r| r.ip),
+            mode,
         }))
     }
 
@@ -209,8 +210,9 @@ impl LocalEngine {
                         provider_key: super::admin::provider_key(&l.poll),
                         made_on: None,
                         client_ip: l.client_ip.clone(),
+                        mode: l.mode,
                     }),
-                    None => self.info(&l.poll).await?,
+                    None => self.info(&l.poll, l.mode).await?,
                 };
                 if let Some(info) = info.filter(|i| filter.admits(i)) {
                     page.attempts.push(info);
@@ -229,12 +231,12 @@ impl LocalEngine {
 
     /// The poll id of the live attempt `id`, looked up slice by slice (hashing outside
     /// the lock).
-    fn find(&self, id: AttemptId) -> Option<PollId> {
+    fn find(&self, id: AttemptId) -> Option<(PollId, LoginMode)> {
         let mut from = 0;
         loop {
             let (listed, next) = self.table.lock().slice(from, SLICE);
             if let Some(l) = listed.into_iter().find(|l| AttemptId::of(&l.poll) == id) {
-                return Some(l.poll);
+                return Some((l.poll, l.mode));
             }
             from = next?;
         }
@@ -243,7 +245,7 @@ impl LocalEngine {
     /// The live attempt `id` (`None`: none).
     pub async fn inspect(&self, id: AttemptId) -> Result<Option<AttemptInfo>, EngineError> {
         match self.find(id) {
-            Some(poll) => self.info(&poll).await,
+            Some((poll, mode)) => self.info(&poll, mode).await,
             None => Ok(None),
         }
     }
@@ -251,8 +253,8 @@ impl LocalEngine {
     /// Ends the live attempt `id` (`None`: none), waking its held polls and streams; its
     /// polls answer `reason: ended` until its deadline.
     pub async fn end(&self, id: AttemptId) -> Result<Option<AttemptInfo>, EngineError> {
-        let Some(poll) = self.find(id) else { return Ok(None) };
-        let Some(before) = self.info(&poll).await? else { return Ok(None) };
+        let Some((poll, mode)) = self.find(id) else { return Ok(None) };
+        let Some(before) = self.info(&poll, mode).await? else { return Ok(None) };
         // The attempt's commit tombstones it with its ending before it wakes anyone, so
         // no poll woken by the end finds the record gone and the reason not yet told.
         let o = self.apply(&poll, Event::End).await?;

@@ -100,6 +100,7 @@ pub struct Listed {
     pub idle: Option<Idle>,
     /// An idle record's requester's address (an active one's is its actor's).
     pub client_ip: Option<String>,
+    pub mode: LoginMode,
 }
 
 /// One record's place; stale (finds nothing) once that record is removed.
@@ -398,7 +399,8 @@ impl Table {
                     Body::Active(..) => None,
                 };
                 let client_ip = rec.requester.as_ref().map(|r| r.ip.clone());
-                Some(Listed { slot: idx, poll: rec.poll.clone(), app: rec.app.clone(), idle, client_ip })
+                let mode = rec.scene.mode();
+                Some(Listed { slot: idx, poll: rec.poll.clone(), app: rec.app.clone(), idle, client_ip, mode })
             })
             .collect();
         (listed, ((end as usize) < self.slots.len()).then_some(end))

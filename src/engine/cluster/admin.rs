@@ -35,6 +35,7 @@ impl ClusterEngine {
             provider_key: crate::engine::admin::provider_key(&snap.poll),
             made_on: node.filter(|n| !n.is_empty()),
             client_ip: st.requester.as_ref().map(|r| r.ip.clone()),
+            mode: snap.scene.mode(),
         }
     }
 
