@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use crate::client::{Api, client, eventually, eventually_showing};
 
+/// Whether `/healthz` answered 200 (see [`Instance::look`]).
+type Pending = std::pin::Pin<Box<dyn Future<Output = bool> + Send>>;
+
 #[path = "redis_server.rs"]
 pub mod redis_server;
 pub use redis_server::{RedisServer, free_port};
@@ -130,23 +133,33 @@ impl Instance {
     pub async fn refused(&mut self) -> (Option<i32>, String) {
         self.spawn();
         let what = format!("{} exits", self.name);
-        let status = eventually(&what, Duration::from_secs(20), || {
-            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
-            let (up, log, name) = (self.healthy(), self.log(), self.name.clone());
-            async move {
-                assert!(exited.is_some() || !up.await, "{name} started where it must refuse; log:\n{log}");
+        let status = eventually(
+            &what,
+            Duration::from_secs(20),
+            self.look(|exited, up, log| async move {
+                assert!(exited.is_some() || !up.await, "started where it must refuse; log:\n{}", log());
                 exited
-            }
-        })
+            }),
+        )
         .await;
         self.child = None;
         (status.code(), self.log())
     }
 
-    /// Whether `/healthz` answers 200 (a future that owns what it needs).
-    fn healthy(&self) -> impl Future<Output = bool> + use<> {
-        let request = client().get(self.url("/healthz")).send();
-        async move { request.await.is_ok_and(|r| r.status() == 200) }
+    /// A look at the latest run for [`eventually`]: `judge` gets whether it has exited,
+    /// whether `/healthz` answers 200 (a future), and a way to read its log.
+    fn look<'a, T, F: Future<Output = Option<T>>>(
+        &'a mut self,
+        judge: impl Fn(Option<ExitStatus>, Pending, Box<dyn FnOnce() -> String + Send>) -> F + 'a,
+    ) -> impl FnMut() -> F + 'a {
+        let (http, url, log_path) = (client(), self.url("/healthz"), self.log_path(self.starts));
+        move || {
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            let request = http.get(&url).send();
+            let up: Pending = Box::pin(async move { request.await.is_ok_and(|r| r.status() == 200) });
+            let log_path = log_path.clone();
+            judge(exited, up, Box::new(move || std::fs::read_to_string(log_path).unwrap_or_default()))
+        }
     }
 
     /// Starts the process (stderr to `<dir>/<name>-<n>.log`) and waits until it listens.
@@ -155,16 +168,12 @@ impl Instance {
         let what = format!("{} answers /healthz", self.name);
         let log_path = self.log_path(self.starts);
         let log = move || std::fs::read_to_string(log_path).unwrap_or_default();
-        let up = || {
-            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
-            let (up, log, name) = (self.healthy(), self.log(), self.name.clone());
-            async move {
-                if let Some(status) = exited {
-                    panic!("{name} exited at start ({status}); log:\n{log}");
-                }
-                up.await.then_some(())
+        let up = self.look(|exited, up, log| async move {
+            if let Some(status) = exited {
+                panic!("exited at start ({status}); log:\n{}", log());
             }
-        };
+            up.await.then_some(())
+        });
         eventually_showing(&what, Duration::from_secs(20), up, log).await;
     }
 
