@@ -344,3 +344,22 @@ async fn an_ended_attempt_ends_its_event_stream_with_the_reason() {
         serde_json::json!({"status": 1, "state": "expired", "reason": "ended"})
     );
 }
+
+/// The operator sees how each attempt logs in: a QR code, or a code sent to the account
+/// (here a service account whose QR code WeChat refused, answered in code mode).
+#[actix_web::test]
+async fn an_attempt_shows_its_mode_qr_or_code() {
+    let (app, admin) = spawn_admin(1000).await;
+    let (qr_uuid, _) = app.new_login().await;
+    let fault = serde_json::json!({"api": "qrcode_create", "errcode": 48001, "count": 1});
+    assert_eq!(app.post("/_sandbox/faults", fault).await.0, 200);
+    let (s, created) = app.create_qr(serde_json::json!({"image": false})).await;
+    assert_eq!((s, created["mode"].as_str()), (200, Some("code")), "{created}");
+    let code_uuid = created["uuid"].as_str().unwrap();
+    for (uuid, mode) in [(qr_uuid.as_str(), "qr"), (code_uuid, "code")] {
+        let url = format!("{admin}/admin/v1/attempts/{}", id_of(uuid));
+        let (s, a) = call(&app, Method::GET, &url, Some(ALL)).await;
+        assert_eq!((s, a["mode"].as_str()), (200, Some(mode)), "{a}");
+        assert!(!a.to_string().contains(created["code"].as_str().unwrap()), "the code is not shown: {a}");
+    }
+}
