@@ -101,19 +101,27 @@ async fn with_clients(admin: &Admin, infos: &[AttemptInfo]) -> Result<Vec<Attemp
 /// What the engine recorded of the attempt's way: made (on `node`), scanned, ended. A
 /// single node did every step itself; in a cluster only the maker is recorded.
 fn transitions(i: &AttemptInfo, this_node: &str) -> Vec<Transition> {
-    let later_node = i.made_on.is_none().then(|| this_node.to_string());
+    // On a single node every step was this node's; in a cluster each mark names its node.
+    let single = i.made_on.is_none();
+    let node_of = |n: &Option<String>| n.clone().or_else(|| single.then(|| this_node.to_string()));
     let mut out = vec![Transition {
         state: Phase::Loop.name(),
         at: i.created_ms.map(at),
         node: Some(i.made_on.clone().unwrap_or_else(|| this_node.to_string())),
     }];
-    // A live attempt past `loop` entered its phase at the scan; an ended one's phase
-    // after the scan is not kept.
-    if let (Some(t), Phase::NotReg | Phase::Reg) = (i.scanned_ms, i.phase) {
-        out.push(Transition { state: i.phase.name(), at: Some(at(t)), node: later_node.clone() });
-    }
-    if i.phase == Phase::Expired {
-        out.push(Transition { state: Phase::Expired.name(), at: None, node: later_node });
+    out.extend(i.trail.iter().map(|m| Transition {
+        state: m.phase.name(),
+        at: Some(at(m.at_ms)),
+        node: node_of(&m.node),
+    }));
+    // An attempt of an older release keeps no trail: what its timeline says.
+    if i.trail.is_empty() {
+        if let (Some(t), Phase::NotReg | Phase::Reg | Phase::Scanned) = (i.scanned_ms, i.phase) {
+            out.push(Transition { state: i.phase.name(), at: Some(at(t)), node: None });
+        }
+        if i.phase == Phase::Expired {
+            out.push(Transition { state: Phase::Expired.name(), at: None, node: None });
+        }
     }
     out
 }
@@ -121,7 +129,7 @@ fn transitions(i: &AttemptInfo, this_node: &str) -> Vec<Transition> {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only attempts in this state (`loop`, `not_reg`, `reg`).
+    /// Only attempts in this state (`loop`, `scanned`, `not_reg`, `reg`).
     #[param(value_type = Option<crate::api::openapi::LoginState>)]
     pub state: Option<String>,
     /// Only attempts of this app.
@@ -134,10 +142,10 @@ pub struct ListQuery {
 }
 
 fn phase(name: &str) -> Result<Phase, AdminError> {
-    [Phase::Loop, Phase::NotReg, Phase::Reg, Phase::Expired]
+    [Phase::Loop, Phase::Scanned, Phase::NotReg, Phase::Reg, Phase::Expired]
         .into_iter()
         .find(|p| p.name() == name)
-        .ok_or_else(|| AdminError::Invalid("state must be loop, not_reg, reg or expired".into()))
+        .ok_or_else(|| AdminError::Invalid("state must be loop, scanned, not_reg, reg or expired".into()))
 }
 
 fn attempt_id(raw: &str) -> Result<AttemptId, AdminError> {

@@ -14,7 +14,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use super::state::{Ending, Phase};
+use super::state::{Ending, Mark, Phase};
 use crate::ids::{LoginMode, PollId, PollKind};
 
 /// The most attempts one page lists (docs/api.md: `limit` ≤ 500).
@@ -58,6 +58,8 @@ pub struct AttemptInfo {
     pub ending: Option<Ending>,
     pub created_ms: Option<u64>,
     pub scanned_ms: Option<u64>,
+    /// The phases it entered after `loop` (see [`crate::engine::Mark`]).
+    pub trail: Vec<Mark>,
     pub expires_at_ms: u64,
     /// Who scanned it (shown masked).
     pub openid: Option<String>,

@@ -43,7 +43,7 @@ pub use handle::LoginsHandle;
 pub use local::LocalEngine;
 pub use outcome::{Created, Detail, EngineConfig, EngineError, NewAttempt, Outcome};
 pub use recovery::RestoreReport;
-pub use state::{Ending, Event, Phase, Reply, Requester, Rules, UserRef};
+pub use state::{Ending, Event, Mark, Phase, Reply, Requester, Rules, UserRef};
 pub use subscription::Subscription;
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::state::{Actions, AttemptState, Ending, Phase, Reply, Requester, Rules};
+use super::state::{Actions, AttemptState, Ending, Mark, Phase, Reply, Requester, Rules};
 use crate::ids::{PollId, PollKind, Scene};
 
 /// Settings of the engine itself.
@@ -84,6 +84,8 @@ pub struct Detail {
     /// operator's view of its transitions.
     pub created_ms: Option<u64>,
     pub scanned_ms: Option<u64>,
+    /// The phases it entered after `loop`: when, and where.
+    pub trail: Vec<Mark>,
 }
 
 impl Detail {
@@ -95,6 +97,7 @@ impl Detail {
             requester: state.requester.clone(),
             created_ms: state.created_ms,
             scanned_ms: state.scanned_ms,
+            trail: state.trail.clone(),
         }
     }
 }

@@ -32,6 +32,12 @@ impl Phase {
             Phase::Scanned => 5,
         }
     }
+
+    /// The phase of a numeric code (`None`: not one).
+    pub fn of_code(code: u8) -> Option<Self> {
+        [Phase::Expired, Phase::Loop, Phase::Reg, Phase::NotReg, Phase::Scanned].into_iter().find(|p| p.code() == code)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Phase::Loop => "loop",
@@ -159,6 +165,32 @@ pub struct AttemptState {
     pub ticket: Option<[u8; 32]>,
     /// Who asked for the login (`None`: unknown, e.g. a snapshot of an older release).
     pub requester: Option<Requester>,
+    /// Every phase the attempt entered after `loop`, when, and on which node (what an
+    /// operator inspects). At most [`Mark::MAX`]: the machine has no cycles, so a real
+    /// attempt never fills it.
+    pub trail: Vec<Mark>,
+}
+
+/// One entry of an attempt's [`AttemptState::trail`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub phase: Phase,
+    pub at_ms: u64,
+    /// The node that wrote it, where the executor says (the cluster engine); `None` on a
+    /// single node, which is the only one.
+    pub node: Option<String>,
+}
+
+impl Mark {
+    /// The longest trail kept.
+    pub const MAX: usize = 8;
+    /// The longest node name kept with a mark.
+    pub const NODE_MAX: usize = 64;
+
+    /// `node` as a mark keeps it (cut to [`Mark::NODE_MAX`] bytes).
+    pub fn node_name(node: &str) -> String {
+        cut(node, Self::NODE_MAX).to_string()
+    }
 }
 
 impl AttemptState {
@@ -177,6 +209,7 @@ impl AttemptState {
             scanned_ms: None,
             ticket: None,
             requester: None,
+            trail: Vec::new(),
         }
     }
 
@@ -429,6 +462,11 @@ fn next(state: &AttemptState, event: &Event, now_ms: u64, rules: &Rules) -> (Att
             Reply::WrongState
         }
     };
+    if s.phase != state.phase && s.trail.len() < Mark::MAX {
+        // A timeout found late still ended at the deadline.
+        let at_ms = if s.ending == Some(Ending::Timeout) { s.expires_at_ms.min(now_ms) } else { now_ms };
+        s.trail.push(Mark { phase: s.phase, at_ms, node: None });
+    }
     if s != *state {
         s.version = state.version + 1;
     }

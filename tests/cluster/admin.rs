@@ -102,3 +102,20 @@ async fn a_user_logged_out_through_one_node_is_refused_on_every_node() {
         Some((json!("oncall"), json!(user), json!("ok")))
     );
 }
+
+/// An attempt's transitions say where each step was written: made on node1, scanned on
+/// whichever node nginx gave WeChat's push to (a name of the cluster's, with its time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_transition_names_the_node_that_wrote_it() {
+    let (c, base) = cluster_with_admin().await;
+    let (uuid, ticket) = c.api(0).new_login().await;
+    delivered(c.api(0).scan(&ticket, "oClusterTrail0000001", false).await);
+    let (s, one) = admin(&c, reqwest::Method::GET, &format!("{base}/admin/v1/attempts/{}", id_of(&uuid))).await;
+    assert_eq!(s, 200, "{one}");
+    let steps = one["transitions"].as_array().unwrap();
+    let seen: Vec<_> = steps.iter().map(|t| (t["state"].as_str().unwrap(), t["at"].is_string())).collect();
+    assert_eq!(seen, vec![("loop", true), ("not_reg", true)], "{one}");
+    assert_eq!(steps[0]["node"], "node1", "{one}");
+    let scanned_on = steps[1]["node"].as_str().unwrap_or_default();
+    assert!(["node1", "node2", "node3"].contains(&scanned_on), "the scan's node is named: {one}");
+}

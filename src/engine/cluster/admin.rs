@@ -29,6 +29,7 @@ impl ClusterEngine {
             ending: st.ending.or(over.then_some(Ending::Timeout)),
             created_ms: st.created_ms,
             scanned_ms: st.scanned_ms,
+            trail: st.trail.clone(),
             expires_at_ms: st.expires_at_ms,
             openid: st.openid.clone(),
             kind: snap.poll.kind(),

@@ -40,7 +40,7 @@ use super::commit;
 use super::outcome::{Created, Detail, EngineError, NewAttempt, Outcome, Watched};
 use super::persist::seal::{RecordId, Seal};
 use super::persist::{Health, Snapshot};
-use super::state::{AttemptState, Event, Phase, Reply, Rules, Step, step};
+use super::state::{AttemptState, Event, Mark, Phase, Reply, Rules, Step, step};
 use crate::ids::{PollId, Scene};
 use crate::kv::Kv;
 use crate::metrics::Metrics;
@@ -221,6 +221,12 @@ impl ClusterEngine {
             }
             let before = snap.state.phase;
             let expected = snap.state.version;
+            let mut next = next;
+            // The phases this step entered were entered here.
+            let node = self.0.node.get().map(|n| Mark::node_name(n));
+            for m in next.trail.iter_mut().skip(snap.state.trail.len()) {
+                m.node = node.clone();
+            }
             let new = Snapshot { state: next, ..snap };
             match self.seen(self.0.records.cas(Some(expected), &new).await)? {
                 Cas::Written => {

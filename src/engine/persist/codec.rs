@@ -15,6 +15,7 @@
 //! u8      ending code        0 none, 1 timeout, 2 consumed, 3 discarded, 4 denied, 5 ended
 //! str8    requester ip, str8 requester user agent   if flagged
 //! [32]    ticket hash                               if flagged
+//! u8      trail length n, then n × (u8 phase code, varint at_ms, str8 node)   if flagged
 //! ```
 //! The flags byte has two bits for the phase and two for the ending, full since
 //! confirmation on the phone: `ext` and the ending code carry what does not fit (the flags
@@ -25,7 +26,7 @@
 //! full number need not sit in the snapshot store (the pending code's phone must: the
 //! code is bound to it).
 
-use crate::engine::state::{AttemptState, Ending, PendingCode, Phase, Requester, UserRef};
+use crate::engine::state::{AttemptState, Ending, Mark, PendingCode, Phase, Requester, UserRef};
 use crate::ids::{PollId, Scene, mask_phone};
 
 use super::Snapshot;
@@ -102,6 +103,7 @@ fn ending_of(code: u8) -> Result<Option<Ending>, CodecError> {
 const X_SCANNED: u8 = 1;
 const X_REQUESTER: u8 = 1 << 1;
 const X_TICKET: u8 = 1 << 2;
+const X_TRAIL: u8 = 1 << 3;
 
 const F_OPENID: u8 = 1 << 4;
 const F_USER: u8 = 1 << 5;
@@ -162,6 +164,9 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, CodecError> {
     if st.ticket.is_some() {
         ext |= X_TICKET;
     }
+    if !st.trail.is_empty() {
+        ext |= X_TRAIL;
+    }
     out.push(ext);
     out.push(ending_code(st.ending));
     if let Some(r) = &st.requester {
@@ -170,6 +175,15 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, CodecError> {
     }
     if let Some(t) = &st.ticket {
         out.extend_from_slice(t);
+    }
+    if !st.trail.is_empty() {
+        let marks = &st.trail[..st.trail.len().min(Mark::MAX)];
+        out.push(marks.len() as u8);
+        for m in marks {
+            out.push(m.phase.code());
+            put_varint(&mut out, m.at_ms);
+            put_str(&mut out, m.node.as_deref().unwrap_or(""), "trail node")?;
+        }
     }
     Ok(out)
 }
@@ -289,10 +303,10 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
     let (created_ms, scanned_ms) =
         if r.buf.is_empty() { (None, None) } else { (known(r.varint()?), known(r.varint()?)) };
     // So did the tail (confirmation on the phone, the requester).
-    let (mut requester, mut ticket) = (None, None);
+    let (mut requester, mut ticket, mut trail) = (None, None, Vec::new());
     if !r.buf.is_empty() {
         let ext = r.u8()?;
-        if ext & !(X_SCANNED | X_REQUESTER | X_TICKET) != 0 {
+        if ext & !(X_SCANNED | X_REQUESTER | X_TICKET | X_TRAIL) != 0 {
             return Err(CodecError::Malformed("ext"));
         }
         if ext & X_SCANNED != 0 {
@@ -306,6 +320,18 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
         }
         if ext & X_TICKET != 0 {
             ticket = Some(r.take(32)?.try_into().map_err(|_| CodecError::Truncated)?);
+        }
+        if ext & X_TRAIL != 0 {
+            let n = r.u8()? as usize;
+            if n > Mark::MAX {
+                return Err(CodecError::Malformed("trail"));
+            }
+            for _ in 0..n {
+                let phase = Phase::of_code(r.u8()?).ok_or(CodecError::Malformed("trail"))?;
+                let at_ms = r.varint()?;
+                let node = r.str("trail node")?;
+                trail.push(Mark { phase, at_ms, node: (!node.is_empty()).then_some(node) });
+            }
         }
     }
     if !r.buf.is_empty() {
@@ -336,6 +362,7 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
         scanned_ms,
         ticket,
         requester,
+        trail,
     };
     Ok(Snapshot { poll, scene, app, state })
 }
@@ -344,6 +371,37 @@ pub fn decode(poll: PollId, bytes: &[u8]) -> Result<Snapshot, CodecError> {
 mod tests {
     use super::super::testing::{loop_snapshot, not_reg_with_code, reg_snapshot};
     use super::*;
+
+    /// An attempt's trail (its phases after `loop`: when, and on which node) comes back
+    /// as written; a trail longer than the machine can make is refused.
+    #[test]
+    fn a_trail_round_trips() {
+        let mut s = reg_snapshot(3_000);
+        s.state.trail = vec![
+            Mark { phase: Phase::Scanned, at_ms: 1_700_000_000_123, node: Some("node-2".into()) },
+            Mark { phase: Phase::Reg, at_ms: 1_700_000_004_000, node: None },
+        ];
+        let back = decode(s.poll.clone(), &encode(&s).unwrap()).unwrap();
+        assert_eq!(back.state.trail, s.state.trail);
+        s.state.trail = vec![s.state.trail[1].clone(); Mark::MAX];
+        let mut bytes = encode(&s).unwrap();
+        // The count byte sits right before the marks (phase, time, an empty node name
+        // each): rewrite it past the bound.
+        let per_mark = 1 + varint_len(s.state.trail[0].at_ms) + 1;
+        let count_at = bytes.len() - Mark::MAX * per_mark - 1;
+        assert_eq!(bytes[count_at] as usize, Mark::MAX);
+        bytes[count_at] = Mark::MAX as u8 + 1;
+        assert_eq!(decode(s.poll.clone(), &bytes).unwrap_err(), CodecError::Malformed("trail"));
+    }
+
+    fn varint_len(mut v: u64) -> usize {
+        let mut n = 1;
+        while v >= 0x80 {
+            v >>= 7;
+            n += 1;
+        }
+        n
+    }
 
     /// An attempt an operator ended keeps saying so after a restart or on another node;
     /// a release that knows only the first three endings reads it as discarded.

@@ -263,6 +263,26 @@ fn every_event_after_the_deadline_sees_expired() {
     }
 }
 
+/// Every phase entered after `loop` is marked with its time (the operator's view of an
+/// attempt); a timeout found late is marked at the deadline; a step that changes no
+/// phase adds nothing.
+#[test]
+fn each_phase_entered_leaves_a_mark() {
+    let r = rules();
+    let s = AttemptState::fresh(T0, T0 + TTL);
+    let (s, _) = step(&s, &Event::ScannedToConfirm { openid: "o1".into(), user: Some(user()), ticket: T1 }, T0 + 5, &r);
+    let (s, _) = step(&s, &Event::Scanned { openid: "o1".into(), user: Some(user()) }, T0 + 6, &r);
+    assert_eq!(s.trail.len(), 1, "a repeated scan marks nothing");
+    let (s, _) = step(&s, &Event::Confirm { ticket: T1 }, T0 + 9, &r);
+    let marks: Vec<_> = s.trail.iter().map(|m| (m.phase, m.at_ms, m.node.clone())).collect();
+    assert_eq!(marks, vec![(Phase::Scanned, T0 + 5, None), (Phase::Reg, T0 + 9, None)]);
+    let (late, _) = step(&s, &Event::Timeout, T0 + TTL + 7_000, &r);
+    assert_eq!(late.trail.last().map(|m| (m.phase, m.at_ms)), Some((Phase::Expired, T0 + TTL)));
+    let (claimed, _) = step(&s, &Event::Claim, T0 + 10, &r);
+    assert_eq!(claimed.trail.last().map(|m| (m.phase, m.at_ms)), Some((Phase::Expired, T0 + 10)));
+    assert_eq!(claimed.trail.len(), 3);
+}
+
 #[test]
 fn repeated_scan_is_a_no_op() {
     let s0 = in_phase(Phase::Loop);
