@@ -209,7 +209,10 @@ mod tests {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         bg.await.unwrap();
         // 12,000 commits of a 3 KB row are ≥ 12,000 log pages (47 MiB) if never rewound.
-        let bound = (u64::from(AUTOCHECKPOINT_PAGES) + 1_000) * 4_120;
+        // A bounded log stays near the automatic checkpoint; on a loaded machine the
+        // checkpointer lags one more round (CI saw 24.7 MB), still far below that.
+        let bound = (2 * u64::from(AUTOCHECKPOINT_PAGES) + 1_000) * 4_120;
+        assert!(bound < 12_000 * 4_096, "the bound still tells a log that is never rewound");
         assert!(largest > 0 && largest < bound, "log grew to {largest} bytes (bound {bound})");
         let rows: i64 = sqlx::query("SELECT count(*) FROM t").fetch_one(&db.pool).await.unwrap().get(0);
         assert_eq!(rows, 500);
