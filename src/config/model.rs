@@ -137,7 +137,8 @@ pub enum SnapshotBackend {
     /// database, whichever database that is.
     Sql,
     /// `redis://host:port/db` (or `rediss://` for TLS; a user and password may come in
-    /// the URL): Redis, which then also holds everything nodes share.
+    /// the URL): Redis, which then also holds everything nodes share; or a Redis Cluster,
+    /// `redis+cluster://host1:port1,host2:port2,…` (cluster mode only).
     Redis(String),
 }
 
@@ -196,8 +197,9 @@ impl TryFrom<String> for SnapshotBackend {
             {
                 Ok(Self::Redis(s))
             }
+            url if matches!(crate::kv::Topology::parse(url), Ok(crate::kv::Topology::Cluster(_))) => Ok(Self::Redis(s)),
             _ => Err(format!(
-                "storage.snapshots: `{}` must be \"sqlite\", \"memory\", redis://host:port/db or rediss://host:port/db",
+                "storage.snapshots: `{}` must be \"sqlite\", \"memory\", redis://host:port/db, rediss://host:port/db or redis+cluster://host1:port1,host2:port2,…",
                 redacted_url(&s)
             )),
         }
@@ -530,7 +532,7 @@ mod redis_url_tests {
 
     #[test]
     fn redis_urls_are_accepted_with_tls_and_credentials_and_never_echo_a_password() {
-        for ok in ["redis://127.0.0.1:6379/0", "rediss://app:pw@redis.internal:6380/0"] {
+        for ok in ["redis://127.0.0.1:6379/0", "rediss://app:pw@redis.internal:6380/0", "redis+cluster://a:1,b:2"] {
             assert!(matches!(SnapshotBackend::try_from(ok.to_string()), Ok(SnapshotBackend::Redis(_))), "{ok}");
         }
         let refused = SnapshotBackend::try_from("redis+wrong://app:hunter2@h:1/0".to_string()).unwrap_err();
@@ -539,5 +541,7 @@ mod redis_url_tests {
         assert!(!garbled.contains("hunter2"), "{garbled}");
         let parsed = SnapshotBackend::try_from("rediss://app:hunter2@h:1/0".to_string()).unwrap();
         assert!(!format!("{parsed:?}").contains("hunter2"));
+        let cluster = SnapshotBackend::try_from("redis+cluster://app:hunter2@a:1,b:2".to_string()).unwrap();
+        assert!(!format!("{cluster:?}").contains("hunter2"), "{cluster:?}");
     }
 }

@@ -223,7 +223,19 @@ fn validate_oidc(s: &Settings) -> Result<(), ConfigError> {
 }
 
 fn validate_cluster(s: &Settings) -> Result<(), ConfigError> {
+    let on_redis_cluster = s
+        .storage
+        .snapshots
+        .redis_url()
+        .is_some_and(|u| matches!(crate::kv::Topology::parse(u), Ok(crate::kv::Topology::Cluster(_))));
     if !s.cluster.enabled {
+        if on_redis_cluster {
+            // One node's snapshots keep an index beside its records: one slot it is not.
+            return Err(invalid(
+                "storage.snapshots",
+                "a Redis Cluster (redis+cluster://) holds the attempts of cluster mode only: set cluster.enabled = true, or name one Redis server",
+            ));
+        }
         return Ok(());
     }
     if !matches!(s.storage.snapshots, SnapshotBackend::Redis(_)) {

@@ -21,6 +21,7 @@ mod oidc;
 mod store;
 mod wechat;
 
+pub use cluster::Resubscribe;
 pub use engine::HoldGuard;
 pub use labels::{Finish, State};
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::Client;
 
 use crate::client::{Api, client, eventually_showing, metric};
+use crate::process::redis_cluster::RedisCluster;
 use crate::process::{Instance, RedisServer, free_port};
 
 pub const APP: &str = "wxsandbox0000000001";
@@ -27,6 +28,8 @@ pub struct Cluster {
     wechat: Option<Instance>,
     pub nodes: Vec<Instance>,
     pub redis: RedisServer,
+    /// The Redis Cluster holding the truth instead of `redis`, when asked for.
+    pub redis_cluster: Option<RedisCluster>,
     pub http: Client,
     db: Option<String>,
     _dir: tempfile::TempDir,
@@ -37,22 +40,29 @@ impl Cluster {
     /// migrations), nginx in front; returns once every node and nginx answer `/readyz`.
     /// WeChat is the nodes' own sandbox (its state in the cluster's Redis).
     pub async fn start(extra: Overrides<'_>) -> Self {
-        Self::start_with(extra, false).await
+        Self::start_with(extra, false, false).await
+    }
+
+    /// As [`Cluster::start`], the nodes on a 6-node Redis Cluster (`redis+cluster://`).
+    pub async fn start_on_redis_cluster(extra: Overrides<'_>) -> Self {
+        Self::start_with(extra, false, true).await
     }
 
     /// As [`Cluster::start`], with WeChat played by a sandbox process of its own, as the
     /// real one is: up while the cluster's Redis is not.
     pub async fn start_with_outside_wechat(extra: Overrides<'_>) -> Self {
-        Self::start_with(extra, true).await
+        Self::start_with(extra, true, false).await
     }
 
-    async fn start_with(extra: Overrides<'_>, outside_wechat: bool) -> Self {
+    async fn start_with(extra: Overrides<'_>, outside_wechat: bool, on_redis_cluster: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("scanlogin-cluster-")
             .disable_cleanup(std::env::var_os("KEEP_CLUSTER_LOGS").is_some())
             .tempdir()
             .unwrap();
         let redis = RedisServer::start();
+        let redis_cluster = on_redis_cluster.then(RedisCluster::start);
+        let truth = redis_cluster.as_ref().map_or_else(|| redis.url(), RedisCluster::url);
         let db = create_database().await;
         let nginx_port = free_port();
         let public = format!("http://127.0.0.1:{nginx_port}");
@@ -67,7 +77,7 @@ impl Cluster {
         let wechat_base = wechat.as_ref().map_or_else(|| public.clone(), |w| w.url(""));
         let mut env: Vec<(&str, String)> = vec![
             ("SCANLOGIN__CLUSTER__ENABLED", "true".into()),
-            ("SCANLOGIN__STORAGE__SNAPSHOTS", redis.url()),
+            ("SCANLOGIN__STORAGE__SNAPSHOTS", truth),
             ("SCANLOGIN__STORAGE__DATABASE_URL", format!("{PG_SERVER}/{db}")),
             ("SCANLOGIN__SERVER__TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#.into()),
             // Behind a proxy the sandbox counts as public (the proxy brings other hosts'
@@ -105,7 +115,7 @@ impl Cluster {
         let nginx = Nginx::start(dir.path(), nginx_port, &ports);
         let listens = || async { tokio::net::TcpStream::connect(("127.0.0.1", nginx_port)).await.ok().map(drop) };
         eventually_showing("nginx listens", Duration::from_secs(10), listens, || nginx.log()).await;
-        let c = Self { nginx, wechat, nodes, redis, http: client(), db: Some(db), _dir: dir };
+        let c = Self { nginx, wechat, nodes, redis, redis_cluster, http: client(), db: Some(db), _dir: dir };
         for i in 0..3 {
             c.until_ready(i).await;
         }

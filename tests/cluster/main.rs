@@ -19,5 +19,6 @@ mod confirm;
 mod cross_node;
 mod faults;
 mod oidc;
+mod redis_cluster;
 mod rolling;
 mod shared;

@@ -113,11 +113,15 @@ impl Handler<CountViews> for Views {
     }
 }
 
-/// Listens on `channel` for committed transitions and wakes the views of this node.
+/// Listens for committed transitions and wakes the views of this node: on `channel` of
+/// one server, or on every sharded bucket channel of a Redis Cluster ([`sharded`]).
 /// Reconnects with backoff for as long as the node runs; every (re)connection wakes
 /// every view, since messages sent while it was away are lost.
 pub async fn listen(kv: Kv, channel: String, views: Addr<Views>, metrics: Metrics) {
-    let mut backoff = Duration::from_millis(100);
+    if kv.topology() == crate::kv::TopologyKind::Cluster {
+        return super::sharded::listen(kv, views, metrics).await;
+    }
+    let mut backoff = Backoff::default();
     loop {
         let subscribed = async {
             let mut pubsub = kv.pubsub().await?;
@@ -126,7 +130,7 @@ pub async fn listen(kv: Kv, channel: String, views: Addr<Views>, metrics: Metric
         };
         match subscribed.await {
             Ok(pubsub) => {
-                backoff = Duration::from_millis(100);
+                backoff = Backoff::default();
                 tracing::info!(channel = %channel, "cluster: listening for wake-ups");
                 views.do_send(WakeEveryone);
                 let mut stream = pubsub.into_on_message();
@@ -139,11 +143,25 @@ pub async fn listen(kv: Kv, channel: String, views: Addr<Views>, metrics: Metric
                 tracing::warn!("cluster: pub/sub connection lost; reconnecting");
                 views.do_send(WakeEveryone);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster: cannot subscribe to wake-ups; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+            Err(e) => backoff.failed(&e).await,
         }
+    }
+}
+
+/// The pause before subscribing again after a failed attempt: 100 ms, doubling to 2 s.
+pub struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    /// Logs why subscribing failed and waits before the next try.
+    pub async fn failed(&mut self, e: &redis::RedisError) {
+        tracing::warn!(error = %e, "cluster: cannot subscribe to wake-ups; retrying");
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
     }
 }

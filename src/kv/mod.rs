@@ -3,15 +3,25 @@
 //! engine's attempt records, push dedup keys, limit counters, revocations, the shared
 //! WeChat access token and the sandbox's shared state.
 //!
-//! Connections are lazy and reconnect by themselves: a node starts while Redis is down,
-//! and every caller resumes once it is back. Every key starts with [`PREFIX`]; a phone
+//! Redis is one server or a Redis Cluster ([`topology`]); callers see one connection
+//! type either way ([`Conn`]). Connections are lazy and reconnect by themselves: a node
+//! starts while Redis is down, and every caller resumes once it is back. Every key starts with [`PREFIX`]; a phone
 //! number never appears in a key name, only its keyed hash ([`Kv::phone_tag`]).
 
+mod conn;
+pub mod topology;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use sha2::{Digest, Sha256};
+
+pub use self::conn::Conn;
+use self::conn::LazyCluster;
+pub use self::topology::{Topology, TopologyKind};
 
 /// The first characters of every key scanlogin writes.
 pub const PREFIX: &str = "sl:";
@@ -40,14 +50,45 @@ impl Class {
 
 #[derive(Clone)]
 pub struct Kv {
-    /// For the dedicated pub/sub connection (boxed: a client is large, a `Kv` is cloned).
-    client: std::sync::Arc<redis::Client>,
-    fast: ConnectionManager,
-    bulk: ConnectionManager,
+    /// What opens the dedicated pub/sub connections.
+    subscriber: Subscriber,
+    fast: Conn,
+    bulk: Conn,
     /// Key of the phone-number hash in key names (derived from the token secret, so
     /// every node of one deployment agrees and a Redis dump does not list phones).
     phone_key: [u8; 32],
 }
+
+/// How a wake-up listener connects: a plain pub/sub connection to the one server, or a
+/// RESP3 cluster connection that hands its pushes (sharded messages, server-sent
+/// unsubscriptions, disconnections) to a channel.
+#[derive(Clone)]
+enum Subscriber {
+    /// Boxed: a client is large, a `Kv` is cloned.
+    Single(Arc<redis::Client>),
+    Cluster(Arc<ClusterSeeds>),
+}
+
+struct ClusterSeeds {
+    nodes: Vec<String>,
+    ca: Option<Vec<u8>>,
+}
+
+impl ClusterSeeds {
+    fn builder(&self, response: Option<Duration>) -> ClusterClientBuilder {
+        let mut b = ClusterClientBuilder::new(self.nodes.clone()).connection_timeout(CONNECT_TIMEOUT).retries(2);
+        if let Some(t) = response {
+            b = b.response_timeout(t);
+        }
+        if let Some(root) = &self.ca {
+            b = b.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(root.clone()) });
+        }
+        b
+    }
+}
+
+/// What a cluster wake-up listener receives.
+pub type Pushes = tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>;
 
 impl Kv {
     /// Connections to `url` (not opened yet). `secret` keys the phone hash.
@@ -58,6 +99,27 @@ impl Kv {
     /// [`Kv::new`], a `rediss://` server's certificate checked against the CA(s) in
     /// `ca_pem` instead of the system's roots. A user and password come in the URL.
     pub fn with_ca(url: &str, secret: &str, ca_pem: Option<Vec<u8>>) -> Result<Self, redis::RedisError> {
+        let phone_key: [u8; 32] = Sha256::digest(format!("scanlogin/redis-phone-key/v1/{secret}")).into();
+        let topology = Topology::parse(url)
+            .map_err(|e| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "", e)))?;
+        let nodes = match topology {
+            Topology::Single(url) => return Self::single(&url, ca_pem, phone_key),
+            Topology::Cluster(nodes) => nodes,
+        };
+        let seeds = ClusterSeeds { nodes, ca: ca_pem };
+        let conn = |class: Class| -> Result<Conn, redis::RedisError> {
+            let client: ClusterClient = seeds.builder(Some(class.response_timeout())).build()?;
+            Ok(Conn::Cluster(LazyCluster::new(Arc::new(client))))
+        };
+        Ok(Self {
+            fast: conn(Class::Fast)?,
+            bulk: conn(Class::Bulk)?,
+            subscriber: Subscriber::Cluster(seeds.into()),
+            phone_key,
+        })
+    }
+
+    fn single(url: &str, ca_pem: Option<Vec<u8>>, phone_key: [u8; 32]) -> Result<Self, redis::RedisError> {
         let client = match ca_pem {
             Some(root) => {
                 redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root) })?
@@ -70,14 +132,26 @@ impl Kv {
                 .set_response_timeout(Some(class.response_timeout()))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(1));
-            client.get_connection_manager_lazy(cfg)
+            client.get_connection_manager_lazy(cfg).map(Conn::Single)
         };
-        let phone_key: [u8; 32] = Sha256::digest(format!("scanlogin/redis-phone-key/v1/{secret}")).into();
-        Ok(Self { fast: conn(Class::Fast)?, bulk: conn(Class::Bulk)?, client: client.into(), phone_key })
+        Ok(Self {
+            fast: conn(Class::Fast)?,
+            bulk: conn(Class::Bulk)?,
+            subscriber: Subscriber::Single(client.into()),
+            phone_key,
+        })
+    }
+
+    /// Which kind of Redis this is.
+    pub fn topology(&self) -> TopologyKind {
+        match self.subscriber {
+            Subscriber::Single(_) => TopologyKind::Single,
+            Subscriber::Cluster(_) => TopologyKind::Cluster,
+        }
     }
 
     /// A connection of `class` (cheap: a handle onto one multiplexed connection).
-    pub fn conn(&self, class: Class) -> ConnectionManager {
+    pub fn conn(&self, class: Class) -> Conn {
         match class {
             Class::Fast => self.fast.clone(),
             Class::Bulk => self.bulk.clone(),
@@ -85,11 +159,33 @@ impl Kv {
     }
 
     /// A dedicated pub/sub connection (a subscriber cannot share the multiplexed one),
-    /// opened now within the fast class's connect timeout.
+    /// opened now within the fast class's connect timeout. One server only: a cluster's
+    /// listener uses [`Kv::cluster_pubsub`].
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, redis::RedisError> {
-        tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub())
+        let Subscriber::Single(client) = &self.subscriber else {
+            return Err(redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "pub/sub of a cluster")));
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
             .await
             .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "pub/sub connect timed out")))?
+    }
+
+    /// A dedicated RESP3 connection to the cluster for sharded pub/sub, and the pushes
+    /// it receives. The client subscribes again after a reconnect by itself; a
+    /// server-sent `sunsubscribe` (the slot moved) is the listener's to follow.
+    pub async fn cluster_pubsub(&self) -> Result<(redis::cluster_async::ClusterConnection, Pushes), redis::RedisError> {
+        let Subscriber::Cluster(seeds) = &self.subscriber else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "sharded pub/sub of one server",
+            )));
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = seeds.builder(None).use_protocol(redis::ProtocolVersion::RESP3).push_sender(tx).build()?;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT * 4, client.get_async_connection())
+            .await
+            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "cluster pub/sub connect timed out")))??;
+        Ok((conn, rx))
     }
 
     /// `sl:` + the parts joined by `:`.
