@@ -50,14 +50,15 @@ impl RedisCluster {
         format!("redis+cluster://{}", seeds.join(","))
     }
 
-    /// Waits until every running node says `cluster_state:ok` and knows 3 primaries
-    /// with a replica each (replicas attached).
+    /// Waits until every running node says `cluster_state:ok` and every running
+    /// replica is in sync with its primary.
     pub fn until_ok(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
             let ok = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
                 n.cli(&["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok"))
-                    && n.cli(&["CLUSTER", "SHARDS"]).is_some()
+                    && n.cli(&["INFO", "replication"])
+                        .is_some_and(|r| r.contains("role:master") || r.contains("master_link_status:up"))
             });
             if ok {
                 return;
