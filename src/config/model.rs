@@ -85,6 +85,11 @@ pub struct StorageSettings {
     /// A PEM file of the CA(s) a `rediss://` server's certificate must chain to; empty:
     /// the system's trusted roots.
     pub redis_ca_file: String,
+    /// Cluster mode: a transition is acknowledged only once this many replicas have it
+    /// (Redis `WAIT`); 0: once the primary has it.
+    pub redis_wait_replicas: u32,
+    /// How long a transition waits for those replicas before it answers 503.
+    pub redis_wait_ms: u64,
 }
 
 impl Default for StorageSettings {
@@ -94,6 +99,8 @@ impl Default for StorageSettings {
             snapshots: SnapshotBackend::Sql,
             sqlite_synchronous: SqliteSync::default(),
             redis_ca_file: String::new(),
+            redis_wait_replicas: 0,
+            redis_wait_ms: 200,
         }
     }
 }

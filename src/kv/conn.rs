@@ -15,6 +15,7 @@ use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use tokio::sync::OnceCell;
 
@@ -40,6 +41,18 @@ impl LazyCluster {
 
     async fn get(&self) -> Result<ClusterConnection, RedisError> {
         self.conn.get_or_try_init(|| self.client.get_async_connection()).await.cloned()
+    }
+
+    /// `cmd` (a keyless one, as `WAIT`) sent to the primary of `key`'s slot, on the
+    /// connection that wrote it, instead of to every primary.
+    pub async fn wait_at(&self, key: &str, cmd: Cmd) -> Result<i64, RedisError> {
+        let route = Route::with_key(key, SlotAddr::Master);
+        let v = self
+            .get()
+            .await?
+            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)))
+            .await?;
+        Ok(redis::from_redis_value(v)?)
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Kv {
     subscriber: Subscriber,
     fast: Conn,
     bulk: Conn,
+    /// Replicas every attempt write waits for (`WAIT`), and for how long (ms).
+    wait: Option<(u32, u64)>,
     /// Key of the phone-number hash in key names (derived from the token secret, so
     /// every node of one deployment agrees and a Redis dump does not list phones).
     phone_key: [u8; 32],
@@ -115,6 +117,7 @@ impl Kv {
             fast: conn(Class::Fast)?,
             bulk: conn(Class::Bulk)?,
             subscriber: Subscriber::Cluster(seeds.into()),
+            wait: None,
             phone_key,
         })
     }
@@ -138,8 +141,38 @@ impl Kv {
             fast: conn(Class::Fast)?,
             bulk: conn(Class::Bulk)?,
             subscriber: Subscriber::Single(client.into()),
+            wait: None,
             phone_key,
         })
+    }
+
+    /// Every attempt write waits until `replicas` replicas have it, at most `ms`
+    /// (`storage.redis_wait_replicas`; 0: no wait).
+    pub fn with_wait(mut self, replicas: u32, ms: u64) -> Self {
+        self.wait = (replicas > 0).then_some((replicas, ms));
+        self
+    }
+
+    /// After a write of `key` on this node's connection: waits for the replicas asked
+    /// for (on the connection to `key`'s primary, which made the write). `Err` when
+    /// fewer had it in time: the write is not acknowledged. What this buys and what not
+    /// (Redis's `WAIT` is no consensus): README "Running on Redis Cluster / Sentinel".
+    pub async fn replicated(&self, key: &str) -> Result<(), redis::RedisError> {
+        let Some((replicas, ms)) = self.wait else { return Ok(()) };
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(ms);
+        let acked: i64 = match &self.fast {
+            Conn::Single(c) => wait.query_async(&mut c.clone()).await?,
+            Conn::Cluster(lazy) => lazy.wait_at(key, wait).await?,
+        };
+        if acked < i64::from(replicas) {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "too few replicas took the write in time",
+                format!("{acked} of {replicas}"),
+            )));
+        }
+        Ok(())
     }
 
     /// Which kind of Redis this is.

@@ -55,6 +55,18 @@ impl ClusterMetrics {
     }
 }
 
+impl ClusterMetrics {
+    /// Every topology at 0 and every reason to subscribe again, before the first.
+    pub(super) fn preset(&self) {
+        for t in [crate::kv::TopologyKind::Single, crate::kv::TopologyKind::Cluster] {
+            self.topology.with_label_values(&[t.name()]).set(0);
+        }
+        for why in [Resubscribe::Reconnect, Resubscribe::SlotMoved] {
+            self.resubscriptions.with_label_values(&[why.name()]);
+        }
+    }
+}
+
 impl Metrics {
     pub fn cluster_cas_conflict(&self) {
         self.0.cluster.cas_conflicts.inc();
@@ -68,12 +80,9 @@ impl Metrics {
         self.0.cluster.views.set(n as i64);
     }
 
-    /// The Redis topology this node talks to (`single`, `cluster`).
+    /// The Redis topology this node talks to (`single`, `cluster`; the others stay 0).
     pub fn redis_topology(&self, topology: &str) {
         self.0.cluster.topology.with_label_values(&[topology]).set(1);
-        for why in [Resubscribe::Reconnect, Resubscribe::SlotMoved] {
-            self.0.cluster.resubscriptions.with_label_values(&[why.name()]);
-        }
     }
 
     pub fn cluster_resubscribed(&self, why: Resubscribe) {

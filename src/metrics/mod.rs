@@ -111,6 +111,7 @@ impl Metrics {
         // The provider's series (clients are added when it starts).
         self.preset_oidc(&[]);
         m.admin.preset();
+        m.cluster.preset();
     }
 
     /// The Prometheus text exposition of everything.

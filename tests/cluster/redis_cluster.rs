@@ -35,6 +35,8 @@ async fn the_cluster_walk_runs_on_a_redis_cluster() {
     nine_polls_one_token(&c).await;
     let text = c.http.get(format!("{}/metrics", c.node(0))).send().await.unwrap().text().await.unwrap();
     assert_eq!(crate::client::metric(&text, "scanlogin_redis_topology", &["topology=\"cluster\""]), 1.0);
+    let (status, ready) = c.api(1).get("/readyz").await;
+    assert_eq!((status, ready["redis"].as_str()), (200, Some("cluster")), "{ready}");
 }
 
 /// The one record key in the cluster (there is one attempt): its slot.

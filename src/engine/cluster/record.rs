@@ -246,6 +246,9 @@ impl Records {
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
+        if r == -2 {
+            self.kv.replicated(&self.key(&id)).await.map_err(unavailable)?;
+        }
         Ok(match r {
             -2 => Cas::Written,
             -3 => Cas::SceneTaken,
@@ -296,6 +299,7 @@ impl Records {
         if r != -2 {
             return Ok(Cas::Conflict);
         }
+        self.kv.replicated(&self.key(id)).await.map_err(unavailable)?;
         let mut after = redis::pipe();
         match ticket {
             Some((key, "set")) => {
