@@ -145,7 +145,8 @@ pub enum SnapshotBackend {
     Sql,
     /// `redis://host:port/db` (or `rediss://` for TLS; a user and password may come in
     /// the URL): Redis, which then also holds everything nodes share; or a Redis Cluster,
-    /// `redis+cluster://host1:port1,host2:port2,…` (cluster mode only).
+    /// `redis+cluster://host1:port1,host2:port2,…` (cluster mode only); or the primary
+    /// Redis Sentinel names, `redis+sentinel://host1:port1,…/master_name`.
     Redis(String),
 }
 
@@ -204,9 +205,15 @@ impl TryFrom<String> for SnapshotBackend {
             {
                 Ok(Self::Redis(s))
             }
-            url if matches!(crate::kv::Topology::parse(url), Ok(crate::kv::Topology::Cluster(_))) => Ok(Self::Redis(s)),
+            url if matches!(
+                crate::kv::Topology::parse(url),
+                Ok(crate::kv::Topology::Cluster(_) | crate::kv::Topology::Sentinel { .. })
+            ) =>
+            {
+                Ok(Self::Redis(s))
+            }
             _ => Err(format!(
-                "storage.snapshots: `{}` must be \"sqlite\", \"memory\", redis://host:port/db, rediss://host:port/db or redis+cluster://host1:port1,host2:port2,…",
+                "storage.snapshots: `{}` must be \"sqlite\", \"memory\", redis://host:port/db, rediss://host:port/db, redis+cluster://host1:port1,host2:port2,… or redis+sentinel://host1:port1,…/master_name",
                 redacted_url(&s)
             )),
         }
@@ -539,7 +546,12 @@ mod redis_url_tests {
 
     #[test]
     fn redis_urls_are_accepted_with_tls_and_credentials_and_never_echo_a_password() {
-        for ok in ["redis://127.0.0.1:6379/0", "rediss://app:pw@redis.internal:6380/0", "redis+cluster://a:1,b:2"] {
+        for ok in [
+            "redis://127.0.0.1:6379/0",
+            "rediss://app:pw@redis.internal:6380/0",
+            "redis+cluster://a:1,b:2",
+            "redis+sentinel://s:1/m",
+        ] {
             assert!(matches!(SnapshotBackend::try_from(ok.to_string()), Ok(SnapshotBackend::Redis(_))), "{ok}");
         }
         let refused = SnapshotBackend::try_from("redis+wrong://app:hunter2@h:1/0".to_string()).unwrap_err();

@@ -19,11 +19,16 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use tokio::sync::OnceCell;
 
+use super::Class;
+use super::sentinel::Follower;
+
 /// A handle onto a multiplexed connection (cheap to clone).
 #[derive(Clone)]
 pub enum Conn {
     Single(ConnectionManager),
     Cluster(LazyCluster),
+    /// The primary Redis Sentinel names at the time of each call.
+    Sentinel(Arc<Follower>, Class),
 }
 
 /// A cluster connection opened at its first use, and again at the next use after an
@@ -61,6 +66,10 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(lazy) => Box::pin(async move { lazy.get().await?.req_packed_command(cmd).await }),
+            Conn::Sentinel(f, class) => {
+                let c = f.conn(*class);
+                Box::pin(async move { c.ok_or_else(super::no_primary)?.req_packed_command(cmd).await })
+            }
         }
     }
 
@@ -72,6 +81,12 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(f, class) => {
+                let c = f.conn(*class);
+                Box::pin(
+                    async move { c.ok_or_else(super::no_primary)?.req_packed_commands(pipeline, offset, count).await },
+                )
+            }
             Conn::Cluster(lazy) => Box::pin(async move {
                 let conn = lazy.get().await?;
                 let whole = conn.clone().req_packed_commands(pipeline, offset, count).await;
@@ -91,7 +106,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
-            Conn::Cluster(_) => 0,
+            Conn::Cluster(_) | Conn::Sentinel(..) => 0,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! number never appears in a key name, only its keyed hash ([`Kv::phone_tag`]).
 
 mod conn;
+mod sentinel;
 pub mod topology;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::conn::Conn;
 use self::conn::LazyCluster;
+use self::sentinel::Follower;
 pub use self::topology::{Topology, TopologyKind};
 
 /// The first characters of every key scanlogin writes.
@@ -69,6 +71,8 @@ enum Subscriber {
     /// Boxed: a client is large, a `Kv` is cloned.
     Single(Arc<redis::Client>),
     Cluster(Arc<ClusterSeeds>),
+    /// The primary Redis Sentinel names now.
+    Sentinel(Arc<Follower>),
 }
 
 struct ClusterSeeds {
@@ -107,6 +111,16 @@ impl Kv {
         let nodes = match topology {
             Topology::Single(url) => return Self::single(&url, ca_pem, phone_key),
             Topology::Cluster(nodes) => nodes,
+            Topology::Sentinel { sentinels, master, base } => {
+                let f = Follower::start(sentinels, master, base, ca_pem);
+                return Ok(Self {
+                    fast: Conn::Sentinel(f.clone(), Class::Fast),
+                    bulk: Conn::Sentinel(f.clone(), Class::Bulk),
+                    subscriber: Subscriber::Sentinel(f),
+                    wait: None,
+                    phone_key,
+                });
+            }
         };
         let seeds = ClusterSeeds { nodes, ca: ca_pem };
         let conn = |class: Class| -> Result<Conn, redis::RedisError> {
@@ -123,20 +137,8 @@ impl Kv {
     }
 
     fn single(url: &str, ca_pem: Option<Vec<u8>>, phone_key: [u8; 32]) -> Result<Self, redis::RedisError> {
-        let client = match ca_pem {
-            Some(root) => {
-                redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root) })?
-            }
-            None => redis::Client::open(url)?,
-        };
-        let conn = |class: Class| {
-            let cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(class.response_timeout()))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_secs(1));
-            client.get_connection_manager_lazy(cfg).map(Conn::Single)
-        };
+        let client = client_of(url, ca_pem.as_deref())?;
+        let conn = |class: Class| manager(&client, class).map(Conn::Single);
         Ok(Self {
             fast: conn(Class::Fast)?,
             bulk: conn(Class::Bulk)?,
@@ -162,7 +164,8 @@ impl Kv {
         let mut wait = redis::cmd("WAIT");
         wait.arg(replicas).arg(ms);
         let acked: i64 = match &self.fast {
-            Conn::Single(c) => wait.query_async(&mut c.clone()).await?,
+            // The connection that made the write (one multiplexed connection).
+            Conn::Single(_) | Conn::Sentinel(..) => wait.query_async(&mut self.fast.clone()).await?,
             Conn::Cluster(lazy) => lazy.wait_at(key, wait).await?,
         };
         if acked < i64::from(replicas) {
@@ -180,6 +183,7 @@ impl Kv {
         match self.subscriber {
             Subscriber::Single(_) => TopologyKind::Single,
             Subscriber::Cluster(_) => TopologyKind::Cluster,
+            Subscriber::Sentinel(_) => TopologyKind::Sentinel,
         }
     }
 
@@ -195,12 +199,25 @@ impl Kv {
     /// opened now within the fast class's connect timeout. One server only: a cluster's
     /// listener uses [`Kv::cluster_pubsub`].
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, redis::RedisError> {
-        let Subscriber::Single(client) = &self.subscriber else {
-            return Err(redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "pub/sub of a cluster")));
+        let client = match &self.subscriber {
+            Subscriber::Single(client) => client.clone(),
+            Subscriber::Sentinel(f) => f.client().ok_or_else(no_primary)?,
+            Subscriber::Cluster(_) => {
+                return Err(redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "pub/sub of a cluster")));
+            }
         };
         tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
             .await
             .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "pub/sub connect timed out")))?
+    }
+
+    /// Bumped whenever the server behind this `Kv` changes (a Sentinel failover): a
+    /// pub/sub connection opened before is on the old primary. `None`: it never changes.
+    pub fn primary_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match &self.subscriber {
+            Subscriber::Sentinel(f) => Some(f.changes()),
+            _ => None,
+        }
     }
 
     /// A dedicated RESP3 connection to the cluster for sharded pub/sub, and the pushes
@@ -232,6 +249,33 @@ impl Kv {
         mac.update(phone.as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
+}
+
+/// A client of the one server at `url` (its certificate checked against `ca_pem`'s
+/// CA(s) when given, else the system's roots).
+fn client_of(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, redis::RedisError> {
+    match ca_pem {
+        Some(root) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates { client_tls: None, root_cert: Some(root.to_vec()) },
+        ),
+        None => redis::Client::open(url),
+    }
+}
+
+/// A lazy, reconnecting connection of `class` to `client`'s server.
+fn manager(client: &redis::Client, class: Class) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+    let cfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(class.response_timeout()))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1));
+    client.get_connection_manager_lazy(cfg)
+}
+
+/// No primary known yet (no sentinel answered so far).
+fn no_primary() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "no primary named by the sentinels yet"))
 }
 
 /// `sl:` + the parts joined by `:` (for code that has no [`Kv`] at hand, e.g. stores

@@ -1,6 +1,7 @@
 //! Which Redis holds the truth, read from `storage.snapshots`: one server
-//! (`redis://`, `rediss://`), or a Redis Cluster given any of its nodes
-//! (`redis+cluster://h1:p1,h2:p2,…`, `rediss+cluster://` for TLS).
+//! (`redis://`, `rediss://`), a Redis Cluster given any of its nodes
+//! (`redis+cluster://h1:p1,h2:p2,…`, `rediss+cluster://` for TLS), or a primary that
+//! Redis Sentinel names (`redis+sentinel://s1:p1,s2:p2,…/master_name`).
 
 /// The shape of the Redis deployment a node talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +11,10 @@ pub enum Topology {
     /// A Redis Cluster: one `redis://` (or `rediss://`) URL per seed node, each with the
     /// user and password the cluster URL named.
     Cluster(Vec<String>),
+    /// Redis Sentinel: the sentinels (`redis://host:port`), the name of the primary they
+    /// watch, and how to reach a primary they name (`redis://` or `rediss://`, with the
+    /// user and password the URL named: `{base}{host:port}/0`).
+    Sentinel { sentinels: Vec<String>, master: String, base: String },
 }
 
 /// How the topology is named in metrics and `/readyz`.
@@ -17,6 +22,7 @@ pub enum Topology {
 pub enum TopologyKind {
     Single,
     Cluster,
+    Sentinel,
 }
 
 impl TopologyKind {
@@ -24,6 +30,7 @@ impl TopologyKind {
         match self {
             TopologyKind::Single => "single",
             TopologyKind::Cluster => "cluster",
+            TopologyKind::Sentinel => "sentinel",
         }
     }
 }
@@ -32,14 +39,18 @@ impl Topology {
     /// Reads `url`; `Err` says what is wrong with it (never repeating a password).
     pub fn parse(url: &str) -> Result<Self, String> {
         let (scheme, rest) = url.split_once("://").ok_or("not a URL")?;
-        let base = match scheme {
+        let (base, sentinel) = match scheme {
             "redis" | "rediss" => return Ok(Self::Single(url.to_string())),
-            "redis+cluster" => "redis",
-            "rediss+cluster" => "rediss",
-            _ => return Err("the scheme must be redis, rediss, redis+cluster or rediss+cluster".into()),
+            "redis+cluster" => ("redis", false),
+            "rediss+cluster" => ("rediss", false),
+            "redis+sentinel" => ("redis", true),
+            "rediss+sentinel" => ("rediss", true),
+            _ => return Err("the scheme must be redis, rediss, redis+cluster or redis+sentinel".into()),
         };
-        // A cluster has one database: a path (or a query) names nothing here.
-        let rest = rest.split(['/', '?']).next().unwrap_or_default();
+        // A cluster has one database: a path (or a query) names nothing here; a
+        // sentinel URL's path is the primary's name.
+        let (rest, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let rest = rest.split('?').next().unwrap_or_default();
         let (auth, hosts) = match rest.rsplit_once('@') {
             Some((a, h)) => (format!("{a}@"), h),
             None => (String::new(), rest),
@@ -55,13 +66,29 @@ impl Topology {
         if nodes.len() > 64 {
             return Err("at most 64 seed nodes".into());
         }
-        Ok(Self::Cluster(nodes))
+        if !sentinel {
+            return Ok(Self::Cluster(nodes));
+        }
+        let master = path.split(['/', '?']).next().unwrap_or_default();
+        if master.is_empty()
+            || master.len() > 64
+            || !master.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err("a sentinel URL ends in /master_name (letters, digits, '-', '_', '.')".into());
+        }
+        // The sentinels are asked without the primary's credentials.
+        let sentinels = nodes
+            .iter()
+            .map(|n| format!("redis://{}", n.rsplit_once('@').map_or(&n[base.len() + 3..], |(_, h)| h)))
+            .collect();
+        Ok(Self::Sentinel { sentinels, master: master.to_string(), base: format!("{base}://{auth}") })
     }
 
     pub fn kind(&self) -> TopologyKind {
         match self {
             Topology::Single(_) => TopologyKind::Single,
             Topology::Cluster(_) => TopologyKind::Cluster,
+            Topology::Sentinel { .. } => TopologyKind::Sentinel,
         }
     }
 }
@@ -86,5 +113,16 @@ mod tests {
             assert!(!e.contains("pw"), "{e}");
         }
         assert_eq!(Topology::parse("redis+cluster://a:1").unwrap().kind().name(), "cluster");
+        assert_eq!(
+            Topology::parse("redis+sentinel://app:pw@s1:26379,s2:26380/mymaster").unwrap(),
+            Topology::Sentinel {
+                sentinels: vec!["redis://s1:26379".into(), "redis://s2:26380".into()],
+                master: "mymaster".into(),
+                base: "redis://app:pw@".into(),
+            }
+        );
+        for bad in ["redis+sentinel://s1:1", "redis+sentinel://s1:1/", "redis+sentinel://s1:1/a b"] {
+            assert!(Topology::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -58,7 +58,8 @@ impl ClusterMetrics {
 impl ClusterMetrics {
     /// Every topology at 0 and every reason to subscribe again, before the first.
     pub(super) fn preset(&self) {
-        for t in [crate::kv::TopologyKind::Single, crate::kv::TopologyKind::Cluster] {
+        use crate::kv::TopologyKind;
+        for t in [TopologyKind::Single, TopologyKind::Cluster, TopologyKind::Sentinel] {
             self.topology.with_label_values(&[t.name()]).set(0);
         }
         for why in [Resubscribe::Reconnect, Resubscribe::SlotMoved] {
@@ -80,7 +81,7 @@ impl Metrics {
         self.0.cluster.views.set(n as i64);
     }
 
-    /// The Redis topology this node talks to (`single`, `cluster`; the others stay 0).
+    /// The Redis topology this node talks to (`single`, `cluster`, `sentinel`; the others stay 0).
     pub fn redis_topology(&self, topology: &str) {
         self.0.cluster.topology.with_label_values(&[topology]).set(1);
     }

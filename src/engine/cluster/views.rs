@@ -134,13 +134,21 @@ pub async fn listen(kv: Kv, channel: String, views: Addr<Views>, metrics: Metric
                 tracing::info!(channel = %channel, "cluster: listening for wake-ups");
                 views.do_send(WakeEveryone);
                 let mut stream = pubsub.into_on_message();
-                while let Some(msg) = stream.next().await {
+                // A Sentinel failover moves the primary: subscribe there instead.
+                let mut moved = kv.primary_changes();
+                loop {
+                    let msg = tokio::select! {
+                        msg = stream.next() => msg,
+                        _ = async { moved.as_mut()?.changed().await.ok() }, if moved.is_some() => None,
+                    };
+                    let Some(msg) = msg else { break };
                     metrics.cluster_wakeup();
                     if let Some(poll) = std::str::from_utf8(msg.get_payload_bytes()).ok().and_then(RecordId::parse) {
                         views.do_send(Wake(poll));
                     }
                 }
-                tracing::warn!("cluster: pub/sub connection lost; reconnecting");
+                tracing::warn!("cluster: pub/sub connection lost or its primary moved; reconnecting");
+                metrics.cluster_resubscribed(crate::metrics::Resubscribe::Reconnect);
                 views.do_send(WakeEveryone);
             }
             Err(e) => backoff.failed(&e).await,
