@@ -22,6 +22,8 @@ pub enum Resubscribe {
     Reconnect,
     /// A Redis Cluster node dropped one sharded channel (its slot moved).
     SlotMoved,
+    /// Redis Sentinel named another primary (a failover noticed).
+    Failover,
 }
 
 impl Resubscribe {
@@ -29,6 +31,7 @@ impl Resubscribe {
         match self {
             Resubscribe::Reconnect => "reconnect",
             Resubscribe::SlotMoved => "slot_moved",
+            Resubscribe::Failover => "failover",
         }
     }
 }
@@ -62,7 +65,7 @@ impl ClusterMetrics {
         for t in [TopologyKind::Single, TopologyKind::Cluster, TopologyKind::Sentinel] {
             self.topology.with_label_values(&[t.name()]).set(0);
         }
-        for why in [Resubscribe::Reconnect, Resubscribe::SlotMoved] {
+        for why in [Resubscribe::Reconnect, Resubscribe::SlotMoved, Resubscribe::Failover] {
             self.resubscriptions.with_label_values(&[why.name()]);
         }
     }

@@ -30,8 +30,8 @@ async fn logins_follow_a_sentinel_failover_and_the_kill_of_the_new_primary() {
     let pid = kill_redis(&s.servers[victim]);
     eprintln!("killed the new primary (pid {pid}) at {killed_at:?}");
     traffic.finish("SENTINEL FAILOVER, then kill -9 of the new primary", failed_over_at).await;
-    assert!(
-        c.metric_sum("scanlogin_cluster_resubscriptions_total", "reason=\"reconnect\"").await >= 3.0,
-        "every node subscribed again on the new primary"
-    );
+    // The planned failover, noticed by the three nodes through the sentinels (the
+    // kill that follows may first be seen as the lost connection it is).
+    let noticed = c.metric_sum("scanlogin_cluster_resubscriptions_total", "reason=\"failover\"").await;
+    assert!(noticed >= 3.0, "every node subscribed again on the new primary: {noticed}");
 }

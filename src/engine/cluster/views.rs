@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::engine::persist::seal::RecordId;
 use crate::engine::waiters::Waiters;
 use crate::kv::Kv;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Resubscribe};
 
 /// How often the views whose polls all gave up are dropped.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
@@ -136,19 +136,24 @@ pub async fn listen(kv: Kv, channel: String, views: Addr<Views>, metrics: Metric
                 let mut stream = pubsub.into_on_message();
                 // A Sentinel failover moves the primary: subscribe there instead.
                 let mut moved = kv.primary_changes();
-                loop {
+                let why = loop {
                     let msg = tokio::select! {
-                        msg = stream.next() => msg,
-                        _ = async { moved.as_mut()?.changed().await.ok() }, if moved.is_some() => None,
+                        msg = stream.next() => msg.ok_or(Resubscribe::Reconnect),
+                        _ = async { moved.as_mut()?.changed().await.ok() }, if moved.is_some() => {
+                            Err(Resubscribe::Failover)
+                        }
                     };
-                    let Some(msg) = msg else { break };
+                    let msg = match msg {
+                        Ok(msg) => msg,
+                        Err(why) => break why,
+                    };
                     metrics.cluster_wakeup();
                     if let Some(poll) = std::str::from_utf8(msg.get_payload_bytes()).ok().and_then(RecordId::parse) {
                         views.do_send(Wake(poll));
                     }
-                }
-                tracing::warn!("cluster: pub/sub connection lost or its primary moved; reconnecting");
-                metrics.cluster_resubscribed(crate::metrics::Resubscribe::Reconnect);
+                };
+                tracing::warn!(why = ?why, "cluster: pub/sub connection lost or its primary moved; reconnecting");
+                metrics.cluster_resubscribed(why);
                 views.do_send(WakeEveryone);
             }
             Err(e) => backoff.failed(&e).await,
