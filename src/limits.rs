@@ -236,6 +236,19 @@ impl RedisCounters {
         shared.as_ref().filter(|s| s.breaker.allows())
     }
 
+    /// Counts one in the window counter `k` (the window is in its name) and answers
+    /// the count: one script, `INCR` and, at the window's first count only, the key's
+    /// expiry (a transaction of `INCR` and `EXPIRE` cost four commands every time).
+    async fn count(&self, k: &str, period: Duration) -> Result<u64, redis::RedisError> {
+        static COUNT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n",
+            )
+        });
+        let mut c = self.kv.conn(crate::kv::Class::Fast);
+        COUNT.key(k).arg(period.as_millis() as u64).invoke_async(&mut c).await
+    }
+
     fn failed(&self, e: &redis::RedisError, what: &str) {
         self.breaker.trip();
         tracing::warn!(error = %e, limit = what, "limit store unavailable; node-local limits until it answers");
@@ -320,15 +333,13 @@ impl Limits {
             let kv = &shared.kv;
             let subject = if kind.is_per_phone() { kv.phone_tag(key) } else { key.to_string() };
             let k = kv.key(&["limit", kind.name(), &subject, &window.to_string()]);
-            let mut c = kv.conn(crate::kv::Class::Fast);
-            let r: Result<(u64, i64), _> =
-                redis::pipe().atomic().incr(&k, 1u64).expire(&k, period.as_secs() as i64).query_async(&mut c).await;
+            let r = shared.count(&k, period).await;
             // Every node's count, as Redis has it now.
-            if let (Kind::QrPerApp, Ok((n, _))) = (kind, &r) {
+            if let (Kind::QrPerApp, Ok(n)) = (kind, &r) {
                 self.local.app_day.update(key.to_string(), |seen| seen.max(*n));
             }
             match r {
-                Ok((n, _)) if n > u64::from(max) => {
+                Ok(n) if n > u64::from(max) => {
                     return Err(self.refused(kind, (window + 1) * period.as_secs() - now));
                 }
                 Ok(_) => return Ok(()),
@@ -409,10 +420,7 @@ impl Limits {
         if let Some(shared) = RedisCounters::usable(&self.shared) {
             let kv = &shared.kv;
             let k = Self::failure_key(kv, kind, key, window);
-            let mut c = kv.conn(crate::kv::Class::Fast);
-            let r: Result<(u64, i64), _> =
-                redis::pipe().atomic().incr(&k, 1u64).expire(&k, period.as_secs() as i64).query_async(&mut c).await;
-            if let Err(e) = r {
+            if let Err(e) = shared.count(&k, period).await {
                 shared.failed(&e, kind.name());
             }
         }

@@ -139,8 +139,9 @@ fn redis_kv(settings: &Settings) -> Result<Option<Kv>, StartError> {
             os_reason(&e)
         ))
     })?;
+    let wait = (settings.storage.redis_wait_replicas, settings.storage.redis_wait_ms);
     Kv::with_ca(url, settings.token.secret.expose(), ca)
-        .map(Some)
+        .map(|kv| Some(kv.with_wait(wait.0, wait.1)))
         .map_err(|e| StartError::Redis { url: shown_url(url), reason: one_line(&e.to_string()) })
 }
 

@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
+use crate::kv::Topology;
 use crate::login::Readiness;
 
 pub async fn healthz() -> HttpResponse {
@@ -16,14 +17,23 @@ pub async fn healthz() -> HttpResponse {
 /// 200 only while every dependency answers; 503 names the failing part (the snapshot
 /// store by its name: `redis`, `sqlite`), or says how many attempts a restore has
 /// brought back so far while it runs.
+/// In cluster mode every answer also names the Redis topology the node talks to
+/// (`"redis": "single"` or `"cluster"`).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let body = match state.login.readiness().await {
-        Readiness::Ready => return HttpResponse::Ok().json(json!({"status": "ready"})),
+    let (ready, mut body) = match state.login.readiness().await {
+        Readiness::Ready => (true, json!({"status": "ready"})),
         Readiness::Recovering { restored, failing } => {
-            json!({"status": "recovering", "recovering": restored, "failing": failing})
+            (false, json!({"status": "recovering", "recovering": restored, "failing": failing}))
         }
-        Readiness::NotReady { failing } => json!({"status": "not_ready", "failing": failing}),
+        Readiness::NotReady { failing } => (false, json!({"status": "not_ready", "failing": failing})),
     };
+    let redis = state.settings.storage.snapshots.redis_url().and_then(|u| Topology::parse(u).ok());
+    if let Some(topology) = redis.filter(|_| state.settings.cluster.enabled) {
+        body["redis"] = topology.kind().name().into();
+    }
+    if ready {
+        return HttpResponse::Ok().json(body);
+    }
     HttpResponse::ServiceUnavailable().insert_header(("Retry-After", "1")).json(body)
 }
 

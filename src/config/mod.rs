@@ -11,6 +11,7 @@ mod model;
 mod oidc;
 mod production;
 mod secret;
+mod storage;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ pub use admin::{AdminKey, AdminSettings, Scope};
 pub use model::*;
 pub use oidc::{EmailPolicy, OidcClient, OidcSettings};
 pub use production::PLACEHOLDER_SECRETS;
+pub use storage::{SnapshotBackend, SqliteSync, StorageSettings, redacted_url};
 
 /// Why the settings could not be used; its `Display` is the one line printed at exit.
 #[derive(Debug, thiserror::Error)]

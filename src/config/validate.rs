@@ -223,7 +223,35 @@ fn validate_oidc(s: &Settings) -> Result<(), ConfigError> {
 }
 
 fn validate_cluster(s: &Settings) -> Result<(), ConfigError> {
+    let on_redis_cluster = s
+        .storage
+        .snapshots
+        .redis_url()
+        .is_some_and(|u| matches!(crate::kv::Topology::parse(u), Ok(crate::kv::Topology::Cluster(_))));
+    let storage = &s.storage;
+    if storage.redis_wait_replicas > 0 {
+        if !s.cluster.enabled {
+            return Err(invalid(
+                "storage.redis_wait_replicas",
+                "waits for the replicas of cluster mode's Redis: set cluster.enabled = true, or 0",
+            ));
+        }
+        // The wait runs inside a call that gives up after 500 ms.
+        if storage.redis_wait_replicas > 16 || !(1..=400).contains(&storage.redis_wait_ms) {
+            return Err(invalid(
+                "storage.redis_wait_replicas",
+                "at most 16 replicas, with storage.redis_wait_ms from 1 to 400",
+            ));
+        }
+    }
     if !s.cluster.enabled {
+        if on_redis_cluster {
+            // One node's snapshots keep an index beside its records: one slot it is not.
+            return Err(invalid(
+                "storage.snapshots",
+                "a Redis Cluster (redis+cluster://) holds the attempts of cluster mode only: set cluster.enabled = true, or name one Redis server",
+            ));
+        }
         return Ok(());
     }
     if !matches!(s.storage.snapshots, SnapshotBackend::Redis(_)) {

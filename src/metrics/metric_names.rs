@@ -62,6 +62,10 @@ pub const CLUSTER_CAS_CONFLICTS: &str = "scanlogin_cluster_cas_conflicts_total";
 pub const CLUSTER_WAKEUPS: &str = "scanlogin_cluster_wakeups_total";
 /// Cluster mode: view actors (attempts with polls held on this node).
 pub const CLUSTER_VIEWS: &str = "scanlogin_cluster_views";
+/// Cluster mode: 1, labelled with the Redis topology this node talks to.
+pub const REDIS_TOPOLOGY: &str = "scanlogin_redis_topology";
+/// Cluster mode: wake-up subscriptions established again, by why.
+pub const CLUSTER_RESUBSCRIPTIONS: &str = "scanlogin_cluster_resubscriptions_total";
 /// 1, labelled with this node's `cluster.node_id` (host name and pid by default).
 pub const NODE_INFO: &str = "scanlogin_node_info";
 /// Namespace of the process collector: `scanlogin_process_cpu_seconds_total`, …
@@ -79,6 +83,8 @@ pub const ALL: &[&str] = &[
     CLUSTER_CAS_CONFLICTS,
     CLUSTER_WAKEUPS,
     CLUSTER_VIEWS,
+    REDIS_TOPOLOGY,
+    CLUSTER_RESUBSCRIPTIONS,
     NODE_INFO,
     ATTEMPTS_CREATED,
     LIVE_ATTEMPTS,

@@ -21,6 +21,7 @@ mod oidc;
 mod store;
 mod wechat;
 
+pub use cluster::Resubscribe;
 pub use engine::HoldGuard;
 pub use labels::{Finish, State};
 
@@ -110,6 +111,7 @@ impl Metrics {
         // The provider's series (clients are added when it starts).
         self.preset_oidc(&[]);
         m.admin.preset();
+        m.cluster.preset();
     }
 
     /// The Prometheus text exposition of everything.

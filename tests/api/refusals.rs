@@ -100,6 +100,22 @@ async fn cluster_mode_without_redis_or_on_sqlite_refuses_to_start() {
     assert!(line.starts_with("config: storage.database_url:") && line.contains("not SQLite"), "{line}");
 }
 
+/// A Redis Cluster and waiting for replicas are cluster mode's: a single node refuses
+/// them at the start, with the setting named.
+#[actix_web::test]
+async fn a_redis_cluster_or_replicas_to_wait_for_without_cluster_mode_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = |env: &[(&str, &str)]| {
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        Instance::named(dir.path(), "single", "http://127.0.0.1:1", &env)
+    };
+    let line =
+        refusal(node(&[("SCANLOGIN__STORAGE__SNAPSHOTS", "redis+cluster://127.0.0.1:1,127.0.0.1:2")]).refused().await);
+    assert!(line.starts_with("config: storage.snapshots:") && line.contains("cluster.enabled"), "{line}");
+    let line = refusal(node(&[("SCANLOGIN__STORAGE__REDIS_WAIT_REPLICAS", "1")]).refused().await);
+    assert!(line.starts_with("config: storage.redis_wait_replicas:") && line.contains("cluster"), "{line}");
+}
+
 /// A `wxsandbox…` app id is the sandbox's: without the sandbox it must name where its
 /// WeChat is (`api_base`), or the start is refused.
 #[actix_web::test]

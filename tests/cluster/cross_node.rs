@@ -10,7 +10,7 @@ use crate::harness::{Cluster, Tokens, assert_spent};
 /// One login whose requests rotate over the nodes from `first`: create on `first`,
 /// the callback on the next, the poll on the third, SMS on `first`, bind on the next.
 /// Answers the token and the attempt.
-async fn hop_login(c: &Cluster, first: usize, openid: &str, phone: &str, returning: bool) -> (String, String) {
+pub async fn hop_login(c: &Cluster, first: usize, openid: &str, phone: &str, returning: bool) -> (String, String) {
     let (a, b, p) = (first, first + 1, first + 2);
     let (uuid, ticket) = c.api(a).new_login().await;
     let scene = c.scene(&ticket).await;
@@ -74,7 +74,11 @@ async fn two_hundred_logins_with_each_request_on_another_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_held_on_node_3_is_answered_when_the_scan_lands_on_node_2() {
-    let c = Arc::new(Cluster::start(&[]).await);
+    held_poll_woken_across_nodes(&Arc::new(Cluster::start(&[]).await)).await;
+}
+
+/// The walk of [`a_long_poll_held_on_node_3_is_answered_when_the_scan_lands_on_node_2`] on the cluster `c` (also run on a Redis Cluster).
+pub async fn held_poll_woken_across_nodes(c: &Arc<Cluster>) {
     for round in 0..3 {
         let (uuid, ticket) = c.api(0).new_login().await;
         let scene = c.scene(&ticket).await;
@@ -100,7 +104,11 @@ async fn a_long_poll_held_on_node_3_is_answered_when_the_scan_lands_on_node_2() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_push_on_three_nodes_is_one_transition_and_of_two_scanners_one_owns_the_code() {
-    let c = Arc::new(Cluster::start(&[]).await);
+    one_push_one_transition_one_owner(&Arc::new(Cluster::start(&[]).await)).await;
+}
+
+/// The walk of [`one_push_on_three_nodes_is_one_transition_and_of_two_scanners_one_owns_the_code`] on the cluster `c` (also run on a Redis Cluster).
+pub async fn one_push_one_transition_one_owner(c: &Arc<Cluster>) {
     for round in 0..5 {
         let (uuid, ticket) = c.api(0).new_login().await;
         let scene = c.scene(&ticket).await;
@@ -135,7 +143,11 @@ async fn one_push_on_three_nodes_is_one_transition_and_of_two_scanners_one_owns_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nine_polls_on_three_nodes_for_a_reg_attempt_get_exactly_one_token() {
-    let c = Arc::new(Cluster::start(&[]).await);
+    nine_polls_one_token(&Arc::new(Cluster::start(&[]).await)).await;
+}
+
+/// The walk of [`nine_polls_on_three_nodes_for_a_reg_attempt_get_exactly_one_token`] on the cluster `c` (also run on a Redis Cluster).
+pub async fn nine_polls_one_token(c: &Arc<Cluster>) {
     // A registered user first.
     let (uuid, ticket) = c.api(0).new_login().await;
     c.push_to(1, &Cluster::scan_push("o_nine", &c.scene(&ticket).await, false)).await;

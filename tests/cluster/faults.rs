@@ -125,6 +125,8 @@ async fn readyz_everywhere(c: &Cluster, want: u16) {
         for i in 0..3 {
             let (status, body) = c.api(i).get("/readyz").await;
             let names_redis = body["failing"].as_array().is_some_and(|f| f.iter().any(|x| x == "redis"));
+            // One Redis server, named as such in every answer.
+            assert_eq!(body["redis"], "single", "{body}");
             if status != want || (want == 503 && !names_redis) {
                 return None;
             }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use reqwest::Client;
 
 use crate::client::{Api, client, eventually_showing, metric};
+use crate::process::redis_cluster::RedisCluster;
+use crate::process::redis_sentinel::RedisSentinel;
 use crate::process::{Instance, RedisServer, free_port};
 
 pub const APP: &str = "wxsandbox0000000001";
@@ -20,6 +22,14 @@ const NGINX_EXAMPLE: &str = include_str!("../../config/nginx.example.conf");
 /// Per-test settings on top of the common ones (`SCANLOGIN__…` keys).
 pub type Overrides<'a> = &'a [(&'a str, &'a str)];
 
+/// Which Redis holds the cluster's truth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Truth {
+    Single,
+    RedisCluster,
+    Sentinel,
+}
+
 pub struct Cluster {
     pub nginx: Nginx,
     /// WeChat outside the cluster (its own process and memory), when asked for; else the
@@ -27,6 +37,10 @@ pub struct Cluster {
     wechat: Option<Instance>,
     pub nodes: Vec<Instance>,
     pub redis: RedisServer,
+    /// The Redis Cluster holding the truth instead of `redis`, when asked for.
+    pub redis_cluster: Option<RedisCluster>,
+    /// The Sentinel-watched primary and replica holding the truth, when asked for.
+    pub redis_sentinel: Option<RedisSentinel>,
     pub http: Client,
     db: Option<String>,
     _dir: tempfile::TempDir,
@@ -37,22 +51,40 @@ impl Cluster {
     /// migrations), nginx in front; returns once every node and nginx answer `/readyz`.
     /// WeChat is the nodes' own sandbox (its state in the cluster's Redis).
     pub async fn start(extra: Overrides<'_>) -> Self {
-        Self::start_with(extra, false).await
+        Self::start_with(extra, false, Truth::Single).await
+    }
+
+    /// As [`Cluster::start`], the nodes on a 6-node Redis Cluster (`redis+cluster://`).
+    pub async fn start_on_redis_cluster(extra: Overrides<'_>) -> Self {
+        Self::start_with(extra, false, Truth::RedisCluster).await
+    }
+
+    /// As [`Cluster::start`], the nodes on the primary Redis Sentinel names
+    /// (`redis+sentinel://`).
+    pub async fn start_on_sentinel(extra: Overrides<'_>) -> Self {
+        Self::start_with(extra, false, Truth::Sentinel).await
     }
 
     /// As [`Cluster::start`], with WeChat played by a sandbox process of its own, as the
     /// real one is: up while the cluster's Redis is not.
     pub async fn start_with_outside_wechat(extra: Overrides<'_>) -> Self {
-        Self::start_with(extra, true).await
+        Self::start_with(extra, true, Truth::Single).await
     }
 
-    async fn start_with(extra: Overrides<'_>, outside_wechat: bool) -> Self {
+    async fn start_with(extra: Overrides<'_>, outside_wechat: bool, truth: Truth) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("scanlogin-cluster-")
             .disable_cleanup(std::env::var_os("KEEP_CLUSTER_LOGS").is_some())
             .tempdir()
             .unwrap();
         let redis = RedisServer::start();
+        let redis_cluster = (truth == Truth::RedisCluster).then(RedisCluster::start);
+        let redis_sentinel = (truth == Truth::Sentinel).then(RedisSentinel::start);
+        let truth = match (&redis_cluster, &redis_sentinel) {
+            (Some(c), _) => c.url(),
+            (_, Some(s)) => s.url(),
+            _ => redis.url(),
+        };
         let db = create_database().await;
         let nginx_port = free_port();
         let public = format!("http://127.0.0.1:{nginx_port}");
@@ -67,7 +99,7 @@ impl Cluster {
         let wechat_base = wechat.as_ref().map_or_else(|| public.clone(), |w| w.url(""));
         let mut env: Vec<(&str, String)> = vec![
             ("SCANLOGIN__CLUSTER__ENABLED", "true".into()),
-            ("SCANLOGIN__STORAGE__SNAPSHOTS", redis.url()),
+            ("SCANLOGIN__STORAGE__SNAPSHOTS", truth),
             ("SCANLOGIN__STORAGE__DATABASE_URL", format!("{PG_SERVER}/{db}")),
             ("SCANLOGIN__SERVER__TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#.into()),
             // Behind a proxy the sandbox counts as public (the proxy brings other hosts'
@@ -105,7 +137,17 @@ impl Cluster {
         let nginx = Nginx::start(dir.path(), nginx_port, &ports);
         let listens = || async { tokio::net::TcpStream::connect(("127.0.0.1", nginx_port)).await.ok().map(drop) };
         eventually_showing("nginx listens", Duration::from_secs(10), listens, || nginx.log()).await;
-        let c = Self { nginx, wechat, nodes, redis, http: client(), db: Some(db), _dir: dir };
+        let c = Self {
+            nginx,
+            wechat,
+            nodes,
+            redis,
+            redis_cluster,
+            redis_sentinel,
+            http: client(),
+            db: Some(db),
+            _dir: dir,
+        };
         for i in 0..3 {
             c.until_ready(i).await;
         }

@@ -11,7 +11,12 @@ use crate::harness::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_cooldown_and_access_token_are_shared_by_the_nodes() {
-    let c = Cluster::start(&[]).await;
+    logout_cooldown_and_access_token_shared(&Cluster::start(&[]).await).await;
+}
+
+/// The walk of [`logout_cooldown_and_access_token_are_shared_by_the_nodes`] on the
+/// cluster `c` (also run on a Redis Cluster; the first QR codes `c` makes).
+pub async fn logout_cooldown_and_access_token_shared(c: &Cluster) {
     // Every node makes QR codes (each needs the account's access token) at once.
     let mut made = Vec::new();
     let apis = [c.api(0), c.api(1), c.api(2)];

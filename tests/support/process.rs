@@ -19,6 +19,10 @@ type Pending = std::pin::Pin<Box<dyn Future<Output = bool> + Send>>;
 #[path = "redis_server.rs"]
 pub mod redis_server;
 pub use redis_server::{RedisServer, free_port};
+#[path = "redis_cluster.rs"]
+pub mod redis_cluster;
+#[path = "redis_sentinel.rs"]
+pub mod redis_sentinel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_scanlogin");
 

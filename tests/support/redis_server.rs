@@ -14,6 +14,8 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// More `redis-server` arguments (a cluster node's).
+    args: Vec<String>,
 }
 
 /// A port nobody listens on right now.
@@ -33,7 +35,13 @@ fn ping(port: u16) -> bool {
 impl RedisServer {
     /// Starts one and waits until it answers.
     pub fn start() -> Self {
-        let mut s = Self { port: free_port(), child: None, dir: tempfile::tempdir().expect("tempdir") };
+        Self::start_with(free_port(), &[])
+    }
+
+    /// Starts one on `port` with more arguments, and waits until it answers.
+    pub fn start_with(port: u16, args: &[&str]) -> Self {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut s = Self { port, child: None, dir: tempfile::tempdir().expect("tempdir"), args };
         s.spawn();
         s
     }
@@ -42,6 +50,7 @@ impl RedisServer {
         let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--dir", &self.dir.path().display().to_string()])
+            .args(&self.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -91,6 +100,12 @@ impl RedisServer {
         let mut buf = [0u8; 5];
         s.write_all(b"FLUSHALL\r\n").and_then(|_| s.read_exact(&mut buf)).expect("FLUSHALL");
         assert_eq!(&buf, b"+OK\r\n");
+    }
+
+    /// Its answer to `redis-cli ARGS…` (trimmed), or `None` when it does not answer.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     /// Kills it (SIGKILL): everything it held is gone, connections are refused.

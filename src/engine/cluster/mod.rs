@@ -19,6 +19,7 @@
 mod admin;
 pub mod index;
 pub mod record;
+mod sharded;
 pub mod views;
 
 #[cfg(test)]
@@ -97,6 +98,7 @@ impl ClusterEngine {
         metrics: Metrics,
         arbiter: Option<&ArbiterHandle>,
     ) -> Self {
+        metrics.redis_topology(kv.topology().name());
         let records = Records::new(kv.clone(), seal, metrics.clone());
         let views = Views::new(metrics.clone());
         let views = match arbiter {

@@ -20,6 +20,17 @@
 //! A write is one Lua script: read the stored version, write only if it is the version
 //! the caller read (or, for a new attempt, if there is none), keep the scene key in step,
 //! publish. Nothing half-written can remain: the script runs whole or not at all.
+//!
+//! On a Redis Cluster a script may touch one hash slot only, so the layout there is:
+//! - `sl:a:{<b>}<record id>`, `<b>` the record id's first two hex digits (256 buckets,
+//!   spread over the cluster's slots), and the sharded channel `sl:w:{<b>}` in the same
+//!   slot: the script writes the record and `SPUBLISH`es its id, one slot;
+//! - the scene key and the ticket key are found by what a push or the confirm page
+//!   knows (a scene, a ticket), not by the record id, so they live in other slots and
+//!   are separate commands: a new attempt takes its scene (`SET … NX`) before its record
+//!   is written, and the ticket key follows a written record. A node that dies between
+//!   the two leaves a scene held until its expiry (a code not reissued that soon) or a
+//!   ticket that finds an attempt no longer waiting for it (refused as `wrong_state`).
 
 use redis::Script;
 
@@ -29,7 +40,7 @@ use crate::engine::persist::Snapshot;
 use crate::engine::persist::codec::{self, version_u32};
 use crate::engine::persist::seal::{RecordId, Seal};
 use crate::ids::{LoginMode, PollId, Scene};
-use crate::kv::{Class, Kv};
+use crate::kv::{Class, Kv, TopologyKind};
 use crate::metrics::Metrics;
 
 /// KEYS: record, scene key, ticket key. ARGV: expected version (-1: none), data,
@@ -57,6 +68,24 @@ redis.call('PUBLISH', ARGV[5], ARGV[6])
 return -2
 ";
 
+/// [`CAS_LUA`] for a Redis Cluster: the record and its sharded channel only (one slot).
+/// KEYS: record. ARGV: expected version, data, expires_at_ms, channel, message.
+const CAS_CLUSTER_LUA: &str = r"
+if v ~= tonumber(ARGV[1]) then return v end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+redis.call('SPUBLISH', ARGV[4], ARGV[5])
+return -2
+";
+
+/// How many sharded wake-up channels a Redis Cluster has (one per bucket of record ids,
+/// named by two hex digits): every node subscribes to all of them.
+pub const BUCKETS: usize = 256;
+
+/// The sharded channel of bucket `b` (two hex digits).
+pub fn bucket_channel(b: &str) -> String {
+    crate::kv::key(&["w", &format!("{{{b}}}")])
+}
+
 /// How long Redis keeps a record past its attempt's deadline.
 pub const GRACE_MS: u64 = 30_000;
 
@@ -74,6 +103,8 @@ pub struct Records {
     kv: Kv,
     seal: Seal,
     cas: Script,
+    /// The one-slot script of a Redis Cluster.
+    cas_cluster: Script,
     channel: String,
     metrics: Metrics,
 }
@@ -88,7 +119,8 @@ impl Records {
     pub fn new(kv: Kv, seal: Seal, metrics: Metrics) -> Self {
         let channel = kv.key(&["wake"]);
         let cas = Script::new(&codec::lua_with_version(CAS_LUA));
-        Self { kv, seal, cas, channel, metrics }
+        let cas_cluster = Script::new(&codec::lua_with_version(CAS_CLUSTER_LUA));
+        Self { kv, seal, cas, cas_cluster, channel, metrics }
     }
 
     /// The id the attempt polled by `poll` is stored under.
@@ -96,7 +128,12 @@ impl Records {
         self.seal.record_id(poll)
     }
 
-    /// The pub/sub channel every commit is announced on.
+    fn sharded(&self) -> bool {
+        self.kv.topology() == TopologyKind::Cluster
+    }
+
+    /// The pub/sub channel every commit is announced on (one server; a cluster has
+    /// [`bucket_channel`]s).
     pub fn channel(&self) -> &str {
         &self.channel
     }
@@ -106,6 +143,10 @@ impl Records {
     }
 
     fn key(&self, id: &RecordId) -> String {
+        if self.sharded() {
+            let id = id.as_str();
+            return self.kv.key(&["a", &format!("{{{}}}{id}", &id[..2])]);
+        }
         self.kv.key(&["a", id.as_str()])
     }
 
@@ -182,6 +223,12 @@ impl Records {
             }
             _ => String::new(),
         };
+        if self.sharded() {
+            let scene = (self.scene_key(&snap.app, &snap.scene), expected < 0);
+            let ticket = (!ticket_op.is_empty()).then_some((ticket_key.as_str(), ticket_op));
+            let keep_until = snap.state.expires_at_ms + GRACE_MS;
+            return self.cas_sharded(expected, &id, data, keep_until, scene, ticket, &scene_until).await;
+        }
         let mut c = self.kv.conn(Class::Fast);
         let r: i64 = self
             .cas
@@ -199,10 +246,77 @@ impl Records {
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
+        if r == -2 {
+            self.kv.replicated(&self.key(&id)).await.map_err(unavailable)?;
+        }
         Ok(match r {
             -2 => Cas::Written,
             -3 => Cas::SceneTaken,
             _ => Cas::Conflict,
         })
+    }
+
+    /// [`Records::cas`] on a Redis Cluster (see the module's doc): the scene taken first
+    /// for a new attempt, the one-slot script, then the ticket key and a code's scene
+    /// expiry.
+    #[allow(clippy::too_many_arguments)]
+    async fn cas_sharded(
+        &self,
+        expected: i64,
+        id: &RecordId,
+        data: Vec<u8>,
+        keep_until: u64,
+        (scene, take_scene): (String, bool),
+        ticket: Option<(&str, &str)>,
+        scene_until: &str,
+    ) -> Result<Cas, EngineError> {
+        let mut c = self.kv.conn(Class::Fast);
+        if take_scene {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&scene)
+                .arg(id.as_str())
+                .arg("PXAT")
+                .arg(keep_until)
+                .arg("NX")
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            if set.is_none() {
+                return Ok(Cas::SceneTaken);
+            }
+        }
+        let r: i64 = self
+            .cas_cluster
+            .key(self.key(id))
+            .arg(expected)
+            .arg(data)
+            .arg(keep_until)
+            .arg(bucket_channel(&id.as_str()[..2]))
+            .arg(id.as_str())
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        if r != -2 {
+            return Ok(Cas::Conflict);
+        }
+        self.kv.replicated(&self.key(id)).await.map_err(unavailable)?;
+        let mut after = redis::pipe();
+        match ticket {
+            Some((key, "set")) => {
+                after.cmd("SET").arg(key).arg(id.as_str()).arg("PXAT").arg(keep_until).ignore();
+            }
+            Some((key, _)) => {
+                after.cmd("DEL").arg(key).ignore();
+            }
+            None => {}
+        }
+        if !scene_until.is_empty() {
+            // The scene key of a code attempt that ended: held one lifetime more.
+            after.cmd("PEXPIREAT").arg(&scene).arg(scene_until).ignore();
+        }
+        if after.cmd_iter().next().is_some() {
+            after.query_async::<()>(&mut c).await.map_err(unavailable)?;
+        }
+        Ok(Cas::Written)
     }
 }

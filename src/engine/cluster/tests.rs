@@ -272,3 +272,35 @@ async fn a_record_not_sealed_by_this_deployment_is_treated_as_gone_and_counted()
     assert_eq!((o.phase, &o.reply), (Phase::Expired, &Reply::Expired), "no token from a forged record");
     assert!(metrics.render().contains("scanlogin_redis_records_rejected_total 1"), "counted");
 }
+
+/// `storage.redis_wait_replicas = 1`: a transition is acknowledged once a replica has
+/// it; with the replica frozen it is not (the caller answers 503), and again when the
+/// replica is back.
+#[actix::test]
+async fn with_a_replica_to_wait_for_a_write_is_acknowledged_only_once_the_replica_has_it() {
+    // A replica's full sync starts at once (a diskless one otherwise waits 5 s).
+    let primary = RedisServer::start_with(crate::test_redis::free_port(), &["--repl-diskless-sync-delay", "0"]);
+    let port = crate::test_redis::free_port();
+    let replica = RedisServer::start_with(port, &["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+    let synced = Instant::now() + Duration::from_secs(10);
+    while !replica.cli(&["INFO", "replication"]).is_some_and(|r| r.contains("master_link_status:up")) {
+        assert!(Instant::now() < synced, "the replica never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kv = Kv::new(&primary.url(), "test-secret").unwrap().with_wait(1, 100);
+    let cfg = EngineConfig { live_attempts_max: 1000, long_polls_max: 100, rules: Rules::default() };
+    let seal = crate::engine::persist::seal::Seal::new(b"test-secret");
+    let n = LoginsHandle::start_cluster(cfg, kv, seal, Clock::new(), Metrics::new(), None);
+    let made = n.create(APP, Duration::from_secs(60)).await.unwrap();
+    replica.pause();
+    let started = Instant::now();
+    assert_eq!(n.apply_scene(APP, &made.scene, scan("o1", None)).await.err(), Some(EngineError::Unavailable));
+    assert!(started.elapsed() < Duration::from_millis(450), "the wait is bounded: {:?}", started.elapsed());
+    assert_eq!(n.create(APP, Duration::from_secs(60)).await.err(), Some(EngineError::Unavailable));
+    replica.resume();
+    let acked = Instant::now() + Duration::from_secs(5);
+    while n.create(APP, Duration::from_secs(60)).await.is_err() {
+        assert!(Instant::now() < acked, "writes are not acknowledged again after the replica is back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

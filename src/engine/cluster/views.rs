@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::engine::persist::seal::RecordId;
 use crate::engine::waiters::Waiters;
 use crate::kv::Kv;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Resubscribe};
 
 /// How often the views whose polls all gave up are dropped.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
@@ -113,11 +113,15 @@ impl Handler<CountViews> for Views {
     }
 }
 
-/// Listens on `channel` for committed transitions and wakes the views of this node.
+/// Listens for committed transitions and wakes the views of this node: on `channel` of
+/// one server, or on every sharded bucket channel of a Redis Cluster ([`sharded`]).
 /// Reconnects with backoff for as long as the node runs; every (re)connection wakes
 /// every view, since messages sent while it was away are lost.
 pub async fn listen(kv: Kv, channel: String, views: Addr<Views>, metrics: Metrics) {
-    let mut backoff = Duration::from_millis(100);
+    if kv.topology() == crate::kv::TopologyKind::Cluster {
+        return super::sharded::listen(kv, views, metrics).await;
+    }
+    let mut backoff = Backoff::default();
     loop {
         let subscribed = async {
             let mut pubsub = kv.pubsub().await?;
@@ -126,24 +130,51 @@ pub async fn listen(kv: Kv, channel: String, views: Addr<Views>, metrics: Metric
         };
         match subscribed.await {
             Ok(pubsub) => {
-                backoff = Duration::from_millis(100);
+                backoff = Backoff::default();
                 tracing::info!(channel = %channel, "cluster: listening for wake-ups");
                 views.do_send(WakeEveryone);
                 let mut stream = pubsub.into_on_message();
-                while let Some(msg) = stream.next().await {
+                // A Sentinel failover moves the primary: subscribe there instead.
+                let mut moved = kv.primary_changes();
+                let why = loop {
+                    let msg = tokio::select! {
+                        msg = stream.next() => msg.ok_or(Resubscribe::Reconnect),
+                        _ = async { moved.as_mut()?.changed().await.ok() }, if moved.is_some() => {
+                            Err(Resubscribe::Failover)
+                        }
+                    };
+                    let msg = match msg {
+                        Ok(msg) => msg,
+                        Err(why) => break why,
+                    };
                     metrics.cluster_wakeup();
                     if let Some(poll) = std::str::from_utf8(msg.get_payload_bytes()).ok().and_then(RecordId::parse) {
                         views.do_send(Wake(poll));
                     }
-                }
-                tracing::warn!("cluster: pub/sub connection lost; reconnecting");
+                };
+                tracing::warn!(why = ?why, "cluster: pub/sub connection lost or its primary moved; reconnecting");
+                metrics.cluster_resubscribed(why);
                 views.do_send(WakeEveryone);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster: cannot subscribe to wake-ups; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+            Err(e) => backoff.failed(&e).await,
         }
+    }
+}
+
+/// The pause before subscribing again after a failed attempt: 100 ms, doubling to 2 s.
+pub struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    /// Logs why subscribing failed and waits before the next try.
+    pub async fn failed(&mut self, e: &redis::RedisError) {
+        tracing::warn!(error = %e, "cluster: cannot subscribe to wake-ups; retrying");
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
     }
 }

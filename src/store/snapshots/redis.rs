@@ -17,7 +17,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redis::aio::ConnectionManager;
+use crate::kv::Conn;
 use redis::{AsyncCommands, ErrorKind, Script, ServerErrorKind};
 
 use crate::engine::Phase;
@@ -44,7 +44,7 @@ return 1
 const PAGE: usize = 5_000;
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     seal: Seal,
     script: Script,
     prefix: String,

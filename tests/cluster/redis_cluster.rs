@@ -1,0 +1,109 @@
+//! The nodes on a real Redis Cluster (six `redis-server`s: three primaries, each with a
+//! replica; `redis+cluster://`): the whole cluster walk, held polls woken while the
+//! slot of their attempt moves to another primary, and logins going on through the
+//! `kill -9` of a primary.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cross_node::{
+    held_poll_woken_across_nodes, hop_login, nine_polls_one_token, one_push_one_transition_one_owner,
+};
+use crate::failover::{Traffic, kill_redis};
+use crate::harness::{Cluster, Tokens, assert_spent};
+use crate::process::redis_cluster::RedisCluster;
+use crate::shared::logout_cooldown_and_access_token_shared;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_walk_runs_on_a_redis_cluster() {
+    let c = Arc::new(Cluster::start_on_redis_cluster(&[]).await);
+    // First: one access-token fetch between the nodes counts from a fresh start.
+    logout_cooldown_and_access_token_shared(&c).await;
+    let tokens = Tokens::default();
+    for returning in [false, true] {
+        for u in 0..12 {
+            let (openid, phone) = (format!("o_rc_{u}"), format!("138{u:08}"));
+            let (token, uuid) = hop_login(&c, u + returning as usize, &openid, &phone, returning).await;
+            tokens.record(&token);
+            for i in 0..3 {
+                assert_eq!(c.api(i).me(&token).await.0, 200, "node{}", i + 1);
+            }
+            assert_spent(&c, &uuid).await;
+        }
+    }
+    held_poll_woken_across_nodes(&c).await;
+    one_push_one_transition_one_owner(&c).await;
+    nine_polls_one_token(&c).await;
+    let text = c.http.get(format!("{}/metrics", c.node(0))).send().await.unwrap().text().await.unwrap();
+    assert_eq!(crate::client::metric(&text, "scanlogin_redis_topology", &["topology=\"cluster\""]), 1.0);
+    let (status, ready) = c.api(1).get("/readyz").await;
+    assert_eq!((status, ready["redis"].as_str()), (200, Some("cluster")), "{ready}");
+}
+
+/// The one record key in the cluster (there is one attempt): its slot.
+fn slot_of_the_only_record(rc: &RedisCluster) -> u16 {
+    let mut keys = Vec::new();
+    for n in rc.nodes.iter().filter(|n| n.is_running()) {
+        let role = n.cli(&["ROLE"]).unwrap_or_default();
+        if role.starts_with("master") {
+            keys.extend(n.cli(&["--scan", "--pattern", "sl:a:*"]).unwrap_or_default().lines().map(str::to_string));
+        }
+    }
+    assert_eq!(keys.len(), 1, "one attempt record: {keys:?}");
+    rc.slot(&keys[0])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_polls_are_woken_after_their_slot_moved_to_another_primary() {
+    let c = Arc::new(Cluster::start_on_redis_cluster(&[]).await);
+    let rc = c.redis_cluster.as_ref().unwrap();
+    let (uuid, ticket) = c.api(0).new_login().await;
+    let scene = c.scene(&ticket).await;
+    let slot = slot_of_the_only_record(rc);
+    let held = |node: usize| {
+        let (c, uuid) = (c.clone(), uuid.clone());
+        tokio::spawn(async move {
+            let (status, body) = c.api(node).get(&format!("/api/v1/login/status?uuid={uuid}&wait=15")).await;
+            (status, body, Instant::now())
+        })
+    };
+    let first = held(2);
+    c.api(2).until_held(1).await;
+    // The slot (record, and the sharded channel beside it) moves under the held poll:
+    // the old primary drops the channel's subscribers (a server-sent `sunsubscribe`).
+    let from = rc.primary_of(slot);
+    let to = (0..3).map(|i| rc.primary_of([0, 5461, 10923][i])).find(|&p| p != from).unwrap();
+    rc.migrate_slot(slot, to);
+    assert_eq!(rc.primary_of(slot), to);
+    let moved = || async {
+        let n = c.metric_sum("scanlogin_cluster_resubscriptions_total", "reason=\"slot_moved\"").await;
+        (n >= 3.0).then_some(n)
+    };
+    crate::client::eventually("every node subscribed the moved channel again", Duration::from_secs(10), moved).await;
+    // A poll held after the move too.
+    let second = held(1);
+    c.api(1).until_held(1).await;
+    let scanned = Instant::now();
+    let (status, reply) = c.push_to(0, &Cluster::scan_push("o_moved", &scene, false)).await;
+    assert_eq!(status, 200, "{reply}");
+    for poll in [first, second] {
+        let (status, body, answered) = poll.await.unwrap();
+        assert_eq!((status, body["state"].as_str()), (200, Some("not_reg")), "{body}");
+        let woke = answered.saturating_duration_since(scanned);
+        assert!(woke < Duration::from_secs(1), "woken by the scan, not the 15 s wait: {woke:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_go_on_through_the_kill_of_a_primary_and_no_token_is_handed_out_twice() {
+    let c = Arc::new(Cluster::start_on_redis_cluster(&[]).await);
+    let traffic = Traffic::start(&c, Duration::from_secs(18)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rc = c.redis_cluster.as_ref().unwrap();
+    let victim = rc.primary_of(0);
+    // SIGKILL: the replica of its slots takes over after cluster-node-timeout (2 s).
+    let killed_at = traffic.elapsed();
+    let pid = kill_redis(&rc.nodes[victim]);
+    eprintln!("killed Redis Cluster primary {victim} (pid {pid}) at {killed_at:?}");
+    traffic.finish("kill -9 of a Redis Cluster primary", killed_at).await;
+}
