@@ -102,10 +102,12 @@ async fn bodies_that_never_come_from_one_address_leave_the_server_to_everyone_el
 
     // Every slow connection is closed: past the per-address cap at once (429), the others
     // when their body's deadline (5 s) passes (408), each after actix-web's 1 s linger.
-    let left = Duration::from_secs(10).saturating_sub(opened.elapsed());
+    // Nothing else would ever close them (actix-web's own request timeout covers the head
+    // only), so 15 s leaves a loaded machine's late timers room and still tells.
+    let left = Duration::from_secs(15).saturating_sub(opened.elapsed());
     let ends = join_all(slow.into_iter().map(|s| closed_within(s, left))).await;
     let still_open = ends.iter().filter(|e| e.is_none()).count();
-    assert_eq!(still_open, 0, "slow connections still open 10 s after they were opened");
+    assert_eq!(still_open, 0, "slow connections still open 15 s after they were opened");
     let answered = |code: &str| ends.iter().flatten().filter(|l| l.contains(code)).count();
     assert!(answered(" 429 ") > 0 && answered(" 408 ") > 0, "{:?}", &ends[..20]);
     // And the address is served again.
