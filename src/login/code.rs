@@ -184,6 +184,16 @@ mod tests {
         assert_eq!(normalise(&"1".repeat(300), 6), None);
     }
 
+    /// The key comes from the token secret's value: two deployments whose secrets print
+    /// alike (redacted) still get two keys, so one's codes never match the other's scenes.
+    #[test]
+    fn the_code_key_is_derived_from_the_secret_value_not_its_display() {
+        let (a, b) = (crate::config::Secret::from("first-secret-value"), crate::config::Secret::from("second-value"));
+        assert_eq!(format!("{a} {a:?}"), format!("{b} {b:?}"), "both print redacted");
+        assert_ne!(code_scene_key(&a), code_scene_key(&b));
+        assert_eq!(code_scene_key(&a), code_scene_key(&crate::config::Secret::from("first-secret-value")));
+    }
+
     #[test]
     fn a_scene_is_of_its_app_code_and_key() {
         let (k1, k2) = ([1u8; 32], [2u8; 32]);
