@@ -8,6 +8,7 @@ use crate::config::Scope;
 use crate::ids::{mask_openid, mask_phone};
 use crate::metrics::labels::AdminAction;
 use crate::store::rfc3339;
+use crate::store::users::UserRow;
 
 /// One WeChat identity of the account: the app's name (or its app id when no configured
 /// app has it) and the openid, masked.
@@ -45,6 +46,11 @@ fn user_id(raw: &str) -> Result<&str, AdminError> {
     ok.then_some(raw).ok_or(AdminError::NotFound("no such user"))
 }
 
+/// The account `raw` names, or 404 (a malformed id before any query).
+async fn found(admin: &Admin, raw: &str) -> Result<UserRow, AdminError> {
+    admin.users.get(user_id(raw)?).await?.ok_or(AdminError::NotFound("no such user"))
+}
+
 #[utoipa::path(
     get,
     path = "/admin/v1/users/{id}",
@@ -61,8 +67,8 @@ pub async fn inspect(
 ) -> Result<HttpResponse, AdminError> {
     admin.admit(&req, AdminAction::InspectUser, Scope::UsersRead, Some(&id)).await?;
     let r = async {
-        let id = user_id(&id)?;
-        let user = admin.users.get(id).await?.ok_or(AdminError::NotFound("no such user"))?;
+        let user = found(&admin, &id).await?;
+        let id = user.id.as_str();
         let openids = admin
             .store
             .identities(id)
@@ -104,8 +110,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, AdminError> {
     let caller = admin.admit(&req, AdminAction::LogoutUser, Scope::UsersWrite, Some(&id)).await?;
     let r = async {
-        let id = user_id(&id)?;
-        let user = admin.users.get(id).await?.ok_or(AdminError::NotFound("no such user"))?;
+        let user = found(&admin, &id).await?;
         let now = crate::wall::unix_secs() as i64;
         // Tokens carry whole seconds: one issued in this very second is older than the cut.
         let before = now + 1;
