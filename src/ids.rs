@@ -124,6 +124,14 @@ impl Scene {
         Self(format!("c_{}", hex::encode(&digest[..16])))
     }
 
+    /// The Redis bucket of this scene (FNV-1a of its bytes, low byte): a cluster keeps
+    /// the scene's key in the slot of its attempt's record, whose bucket is made to match
+    /// (see `engine::cluster`), so a push finds and reads its attempt in one script.
+    pub fn bucket(&self) -> u8 {
+        let h = self.0.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        h as u8
+    }
+
     /// How the attempt of this scene is logged in.
     pub fn mode(&self) -> LoginMode {
         if self.0.starts_with("c_") { LoginMode::Code } else { LoginMode::Qr }

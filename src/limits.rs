@@ -249,6 +249,37 @@ impl RedisCounters {
         COUNT.key(k).arg(period.as_millis() as u64).invoke_async(&mut c).await
     }
 
+    /// Counts one in each window counter of `keys` (one hash slot), in order, and stops
+    /// at the first past its limit: one script. `Some(i)`: `keys[i]` refused.
+    async fn count_all(
+        &self,
+        keys: &[String],
+        periods: &[u64],
+        maxes: &[u32],
+    ) -> Result<Option<usize>, redis::RedisError> {
+        static COUNT_ALL: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "for i, k in ipairs(KEYS) do \
+                   local n = redis.call('INCR', k) \
+                   if n == 1 then redis.call('PEXPIRE', k, ARGV[i]) end \
+                   if n > tonumber(ARGV[#KEYS + i]) then return i end \
+                 end return 0",
+            )
+        });
+        let mut inv = COUNT_ALL.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        for p in periods {
+            inv.arg(*p);
+        }
+        for m in maxes {
+            inv.arg(*m);
+        }
+        let i: usize = inv.invoke_async(&mut self.kv.conn(crate::kv::Class::Fast)).await?;
+        Ok(i.checked_sub(1))
+    }
+
     fn failed(&self, e: &redis::RedisError, what: &str) {
         self.breaker.trip();
         tracing::warn!(error = %e, limit = what, "limit store unavailable; node-local limits until it answers");
@@ -346,6 +377,11 @@ impl Limits {
                 Err(e) => shared.failed(&e, kind.name()),
             }
         }
+        self.hit_here(kind, key)
+    }
+
+    /// [`Limits::hit`] on this node's own limiters (no Redis, or Redis not answering).
+    fn hit_here(&self, kind: Kind, key: &str) -> Result<(), Refused> {
         match self.local.limiters[&kind].check_key(&key.to_string()) {
             Ok(()) => Ok(()),
             Err(not_until) => {
@@ -355,21 +391,52 @@ impl Limits {
         }
     }
 
+    /// Charges one QR request of the client at `ip` to every limit on QR requests by
+    /// address: its own bucket per minute and per day, its network (IPv4 /24, IPv6 /56)
+    /// and its IPv6 site (/48), in that order, the first refusal stopping the count as
+    /// one `hit` after another would. With Redis the counters share the hash tag of the
+    /// widest block, so one script counts them all, on one slot of a Redis Cluster.
+    pub async fn charge_qr(&self, ip: IpAddr) -> Result<(), Refused> {
+        let ip = crate::net::limit_bucket(ip);
+        let (one, net) = (ip.to_string(), crate::net::block(ip, 24, 56).to_string());
+        let mut hits =
+            vec![(Kind::QrPerIp, one.clone()), (Kind::QrPerIpPerDay, one), (Kind::QrPerNetwork, net.clone())];
+        let tag = match ip {
+            IpAddr::V6(_) => {
+                let site = crate::net::block(ip, 32, 48).to_string();
+                hits.push((Kind::QrPerSite, site.clone()));
+                site
+            }
+            IpAddr::V4(_) => net,
+        };
+        if let Some(shared) = RedisCounters::usable(&self.shared) {
+            let now = unix_secs();
+            let rules: Vec<(u32, Duration)> = hits.iter().map(|(k, _)| Self::rule(&self.settings, *k)).collect();
+            let window = |p: Duration| now / p.as_secs();
+            let keys: Vec<String> = hits
+                .iter()
+                .zip(&rules)
+                .map(|((k, subject), (_, p))| {
+                    shared.kv.key(&["limit", &format!("{{{tag}}}"), k.name(), subject, &window(*p).to_string()])
+                })
+                .collect();
+            let periods: Vec<u64> = rules.iter().map(|(_, p)| p.as_millis() as u64).collect();
+            let maxes: Vec<u32> = rules.iter().map(|(m, _)| *m).collect();
+            match shared.count_all(&keys, &periods, &maxes).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(i)) => {
+                    let (kind, p) = (hits[i].0, rules[i].1);
+                    return Err(self.refused(kind, (window(p) + 1) * p.as_secs() - now));
+                }
+                Err(e) => shared.failed(&e, "qr_per_address"),
+            }
+        }
+        hits.iter().try_for_each(|(k, subject)| self.hit_here(*k, subject))
+    }
+
     /// Counts one event of a per-address `kind` for the client at `ip` (by its bucket).
     pub async fn hit_address(&self, kind: Kind, ip: IpAddr) -> Result<(), Refused> {
         self.hit(kind, &crate::net::limit_bucket(ip).to_string()).await
-    }
-
-    /// Counts one event of a per-network `kind` for the client at `ip`: its IPv4 /24 or
-    /// IPv6 /56 (`QrPerNetwork`), its IPv6 /48 (`QrPerSite`; no IPv4 block is that wide).
-    /// A spread of addresses in one allocation is capped as a whole.
-    pub async fn hit_network(&self, kind: Kind, ip: IpAddr) -> Result<(), Refused> {
-        let block = match (kind, crate::net::limit_bucket(ip)) {
-            (Kind::QrPerNetwork, ip) => crate::net::block(ip, 24, 56),
-            (Kind::QrPerSite, ip @ IpAddr::V6(_)) => crate::net::block(ip, 32, 48),
-            _ => return Ok(()),
-        };
-        self.hit(kind, &block.to_string()).await
     }
 
     /// How many QR codes `app` was charged today (UTC): with Redis, the count its last

@@ -244,14 +244,9 @@ impl LoginService {
     /// Charges one QR request to `client`. Called before the request is even parsed, so
     /// requests refused for any reason (malformed, over a limit) count too.
     pub async fn charge_qr(&self, client: &ClientInfo) -> Result<(), ApiError> {
-        for kind in [Kind::QrPerIp, Kind::QrPerIpPerDay] {
-            self.limits.hit_address(kind, client.ip).await.map_err(limited)?;
-        }
-        // Many addresses of one allocation (an IPv6 /56 or /48, an IPv4 /24) as one.
-        for kind in [Kind::QrPerNetwork, Kind::QrPerSite] {
-            self.limits.hit_network(kind, client.ip).await.map_err(limited)?;
-        }
-        Ok(())
+        // Per address, and many addresses of one allocation (an IPv6 /56 or /48, an IPv4
+        // /24) as one.
+        self.limits.charge_qr(client.ip).await.map_err(limited)
     }
 
     /// Past the share of the app's day open to everyone, only an address with a login in

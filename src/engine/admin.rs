@@ -31,6 +31,12 @@ impl AttemptId {
         Self(d[..8].try_into().expect("8 of 32 bytes"))
     }
 
+    /// The Redis bucket of the attempt (its first byte): in a Redis Cluster the record,
+    /// its scene and its admin index entries live in that bucket's hash slot.
+    pub fn bucket(&self) -> u8 {
+        self.0[0]
+    }
+
     /// 16 hex digits (either case).
     pub fn parse(s: &str) -> Option<Self> {
         if s.len() != 16 {

@@ -87,6 +87,22 @@ impl Backend {
         }
     }
 
+    /// Registers a waiter on the attempt, then claims (in `reg` that takes the token): a
+    /// change after the claim's read wakes the waiter (`None`: not held). A held poll's
+    /// first read, which is then also the read a registration needs.
+    pub async fn claim_watching(
+        &self,
+        poll: &PollId,
+    ) -> Result<(Outcome, Option<tokio::sync::oneshot::Receiver<()>>), EngineError> {
+        match self {
+            Backend::Local(e) => {
+                let (_, rx) = e.watch(poll).await?;
+                Ok((e.apply(poll, Event::Claim).await?, rx))
+            }
+            Backend::Cluster(e) => e.claim_watching(poll).await,
+        }
+    }
+
     /// One page of the live attempts `filter` admits, from `cursor` (a position the
     /// engine gave out, see [`super::admin::cursor_position`]).
     pub async fn list(&self, filter: &Filter, cursor: Option<&str>, limit: usize) -> Result<Page, EngineError> {

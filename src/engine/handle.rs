@@ -155,17 +155,23 @@ impl LoginsHandle {
     /// `wait` passes, or the server shuts down; without a permit left (or with the
     /// attempt's waiters full) it answers at once instead.
     pub async fn poll(&self, poll: &PollId, wait: Duration) -> Result<Outcome, EngineError> {
-        let first = self.0.backend.apply(poll, Event::Claim).await?;
-        if !first.phase.is_waiting() || wait.is_zero() || self.is_closing() {
+        let short = wait.is_zero() || self.is_closing();
+        // Only a poll that waits gets a watcher: the short poll, the commonest request,
+        // costs one read; a long one registers its waiter before its first read.
+        let mut watcher = self.watcher(poll);
+        let first = if short { self.0.backend.apply(poll, Event::Claim).await? } else { watcher.claim_held().await? };
+        if !first.phase.is_waiting() || short {
+            self.0.metrics.poll(PollKind::Short);
+            return Ok(first);
+        }
+        // The attempt holds no more waiters (or this node's views none): answer now.
+        if !watcher.is_held() {
             self.0.metrics.poll(PollKind::Short);
             return Ok(first);
         }
         let Some(_permit) = self.hold_permit() else { return Ok(first) };
         self.0.metrics.poll(PollKind::Long);
         let _held = self.0.metrics.hold();
-        // Only a poll that waits gets a watcher: the short poll, the commonest request,
-        // costs one read.
-        let mut watcher = self.watcher(poll);
         let until = Instant::now() + wait;
         loop {
             let woken = watcher.changed(first.phase, Some(until)).await?;

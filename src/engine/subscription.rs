@@ -67,6 +67,21 @@ impl Watcher {
         *self.closing.borrow()
     }
 
+    /// Whether a waiter is registered (after [`Watcher::claim_held`]: the attempt took it).
+    pub fn is_held(&self) -> bool {
+        self.woken.is_some()
+    }
+
+    /// [`Watcher::claim`] with a waiter registered before its read: when the state is
+    /// one that waits, the next [`Watcher::changed`] waits on that waiter instead of
+    /// registering (and reading) again.
+    pub async fn claim_held(&mut self) -> Result<Outcome, EngineError> {
+        self.last_watch = Some(Instant::now());
+        let (o, rx) = self.backend.claim_watching(&self.poll).await?;
+        self.woken = rx.filter(|_| o.phase.is_waiting()).map(|rx| (rx, o.deadline_ms));
+        Ok(o)
+    }
+
     /// Waits until the attempt may have left `told` (the phase last read): a change, its
     /// deadline, `until`, or the server's shutdown. Cancel-safe.
     pub async fn changed(&mut self, told: Phase, until: Option<Instant>) -> Result<Woken, EngineError> {

@@ -15,6 +15,7 @@ mod harness;
 
 mod admin;
 mod code_mode;
+mod commands;
 mod confirm;
 mod cross_node;
 mod failover;

@@ -1,7 +1,7 @@
 //! The nodes on a real Redis Cluster (six `redis-server`s: three primaries, each with a
 //! replica; `redis+cluster://`): the whole cluster walk, held polls woken while the
 //! slot of their attempt moves to another primary, and logins going on through the
-//! `kill -9` of a primary.
+//! `kill -9` of a primary; a login's Redis commands counted ([`crate::commands`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +38,10 @@ async fn the_cluster_walk_runs_on_a_redis_cluster() {
     assert_eq!(crate::client::metric(&text, "scanlogin_redis_topology", &["topology=\"cluster\""]), 1.0);
     let (status, ready) = c.api(1).get("/readyz").await;
     assert_eq!((status, ready["redis"].as_str()), (200, Some("cluster")), "{ready}");
+    // Every key a login touches in its attempt's slot: the bound holds here too.
+    let rc = c.redis_cluster.as_ref().unwrap();
+    let primaries: Vec<u16> = [0, 5461, 10923].iter().map(|&s| rc.nodes[rc.primary_of(s)].port).collect();
+    crate::commands::one_returning_login_within_the_bound(&c, &primaries, "redis cluster").await;
 }
 
 /// The one record key in the cluster (there is one attempt): its slot.

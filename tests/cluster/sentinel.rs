@@ -1,6 +1,7 @@
 //! The nodes on a primary that Redis Sentinel names (`redis+sentinel://`): a planned
 //! failover (`SENTINEL FAILOVER`) and then the `kill -9` of the new primary, under
-//! login traffic; the nodes follow both by themselves.
+//! login traffic; the nodes follow both by themselves. Before that, a login's Redis
+//! commands counted ([`crate::commands`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,8 @@ async fn logins_follow_a_sentinel_failover_and_the_kill_of_the_new_primary() {
     let (status, ready) = c.api(0).get("/readyz").await;
     assert_eq!((status, ready["redis"].as_str()), (200, Some("sentinel")), "{ready}");
     let s = c.redis_sentinel.as_ref().unwrap();
+    let primary = s.servers[s.primary_index()].port;
+    crate::commands::one_returning_login_within_the_bound(&c, &[primary], "sentinel").await;
     let traffic = Traffic::start(&c, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = s.primary();

@@ -55,8 +55,8 @@ impl ClusterEngine {
         let mut page = Page::default();
         for _ in 0..MAX_ROUNDS {
             let now = self.0.clock.now_ms();
-            let members = self.seen(self.0.index.page(after.as_deref(), ROUND, now).await)?;
-            let last_round = members.len() < ROUND;
+            let (members, more) = self.seen(self.0.index.page(after.as_deref(), ROUND, now).await)?;
+            let last_round = !more;
             for m in members {
                 after = Some(m.clone());
                 let Some(id) = index::record_of(&m) else { continue };

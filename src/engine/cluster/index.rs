@@ -1,17 +1,17 @@
 //! The cluster's index of live attempts, for the admin API: list and find attempts
 //! without scanning Redis's keyspace.
 //!
-//! - `sl:adm:live`: a sorted set, every score 0, members `<deadline ms, 13 digits>:<admin
-//!   id>:<record id>`, so they sort by deadline and a page is one `ZRANGEBYLEX` from the
-//!   cursor. The node that makes an attempt adds it; the commit that ends it (on any
-//!   node) removes it; what a crash left behind is pruned by deadline (the members'
-//!   prefix) before each listing.
-//! - `sl:adm:id:<admin id>`: the record id and the node that made the attempt, expiring
-//!   with the record: how an operator's id finds its attempt.
-//!
-//! These are separate commands after the transition's own script (not inside it): in a
-//! Redis Cluster the index keys live in other hash slots than the attempt's. A node that
-//! dies between the two leaves at most an entry that the next prune or an `end` clears.
+//! Kept per bucket (the attempt's [`AttemptId::bucket`], which is also its record's), so
+//! a Redis Cluster holds an attempt's entries in its record's hash slot and the
+//! transition's own script writes them (no command of its own on a login):
+//! - `sl:adm:live:{<b>}`: a sorted set, every score 0, members `<deadline ms, 13
+//!   digits>:<admin id>:<record id>`, so they sort by deadline. The script that makes an
+//!   attempt adds it; the one that ends it (on any node) removes it; what a crash left
+//!   behind is pruned by deadline (the members' prefix) before each listing. A listing
+//!   merges the 256 sets (an operator's request, not a login's).
+//! - `sl:adm:id:{<b>}<admin id>`: the record id and the node that made the attempt,
+//!   expiring with the record: how an operator's id finds its attempt (the id names its
+//!   bucket).
 
 use crate::engine::EngineError;
 use crate::engine::admin::AttemptId;
@@ -19,11 +19,14 @@ use crate::engine::persist::Snapshot;
 use crate::engine::persist::seal::RecordId;
 use crate::kv::{Class, Kv};
 
-use super::record::GRACE_MS;
+use super::record::{BUCKETS, GRACE_MS, bucket_tag};
+
+/// Entries read per bucket per round of a listing: the merged page is exact up to the
+/// least last entry of the buckets that had more.
+const PER_BUCKET: usize = 16;
 
 pub struct Index {
     kv: Kv,
-    set: String,
 }
 
 fn unavailable(e: redis::RedisError) -> EngineError {
@@ -31,8 +34,18 @@ fn unavailable(e: redis::RedisError) -> EngineError {
     EngineError::Unavailable
 }
 
+/// The live set of bucket `b`.
+pub fn live_key(kv: &Kv, b: u8) -> String {
+    kv.key(&["adm", "live", &bucket_tag(b)])
+}
+
+/// The key that finds the attempt `id`.
+pub fn id_key(kv: &Kv, id: AttemptId) -> String {
+    kv.key(&["adm", "id", &format!("{}{id}", bucket_tag(id.bucket()))])
+}
+
 /// The index's entry of `snap`, stored under `id`.
-fn member(snap: &Snapshot, id: &RecordId) -> String {
+pub fn member(snap: &Snapshot, id: &RecordId) -> String {
     format!("{:013}:{}:{}", snap.state.expires_at_ms, AttemptId::of(&snap.poll), id.as_str())
 }
 
@@ -41,80 +54,75 @@ pub fn record_of(member: &str) -> Option<RecordId> {
     RecordId::parse(member.rsplit(':').next()?)
 }
 
+/// The entries after the cursor that are surely the least: all of them when no bucket
+/// had more than it answered, else those up to the least last entry of such a bucket
+/// (an entry of another bucket past it may not be read yet). Sorted; `true` when more
+/// may follow.
+fn merge(per_bucket: Vec<Vec<String>>, per: usize, n: usize) -> (Vec<String>, bool) {
+    let frontier = per_bucket.iter().filter(|b| b.len() >= per).filter_map(|b| b.last()).min().cloned();
+    let mut all: Vec<String> = per_bucket.into_iter().flatten().collect();
+    all.sort_unstable();
+    if let Some(f) = &frontier {
+        all.retain(|m| m <= f);
+    }
+    let more = frontier.is_some() || all.len() > n;
+    all.truncate(n);
+    (all, more)
+}
+
 impl Index {
     pub fn new(kv: Kv) -> Self {
-        let set = kv.key(&["adm", "live"]);
-        Self { kv, set }
+        Self { kv }
     }
 
-    fn id_key(&self, id: AttemptId) -> String {
-        self.kv.key(&["adm", "id", &id.to_string()])
-    }
-
-    /// Adds the attempt just made by `node`.
-    pub async fn add(&self, snap: &Snapshot, id: &RecordId, node: &str) -> Result<(), EngineError> {
-        let mut c = self.kv.conn(Class::Fast);
-        redis::pipe()
-            .cmd("ZADD")
-            .arg(&self.set)
-            .arg(0)
-            .arg(member(snap, id))
-            .ignore()
-            .cmd("SET")
-            .arg(self.id_key(AttemptId::of(&snap.poll)))
-            .arg(format!("{} {node}", id.as_str()))
-            .arg("PXAT")
-            .arg(snap.state.expires_at_ms + GRACE_MS)
-            .ignore()
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(unavailable)
-    }
-
-    /// Takes the attempt out of the listing (it ended); its id still finds it while
-    /// its record is kept.
-    pub async fn remove(&self, snap: &Snapshot, id: &RecordId) -> Result<(), EngineError> {
-        let mut c = self.kv.conn(Class::Fast);
-        redis::cmd("ZREM").arg(&self.set).arg(member(snap, id)).query_async::<()>(&mut c).await.map_err(unavailable)
+    /// One command per bucket, sent as one pipeline (a cluster sends each to its slot).
+    async fn each_bucket<T: redis::FromRedisValue>(
+        &self,
+        cmd: impl Fn(u8) -> redis::Cmd,
+    ) -> Result<Vec<T>, EngineError> {
+        let mut p = redis::pipe();
+        for b in 0..BUCKETS {
+            p.add_command(cmd(b as u8));
+        }
+        p.query_async(&mut self.kv.conn(Class::Fast)).await.map_err(unavailable)
     }
 
     /// Drops the entries of attempts past their deadline (a node that died before it
     /// could end its attempts leaves theirs): run by every node's sweep now and then,
     /// and before each listing.
     pub async fn prune(&self, now_ms: u64) -> Result<(), EngineError> {
-        let mut c = self.kv.conn(Class::Fast);
-        redis::cmd("ZREMRANGEBYLEX")
-            .arg(&self.set)
-            .arg("-")
-            .arg(format!("({:013}", now_ms.saturating_sub(GRACE_MS)))
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(unavailable)
+        let upto = format!("({:013}", now_ms.saturating_sub(GRACE_MS));
+        let _: Vec<redis::Value> = self
+            .each_bucket(|b| {
+                let mut c = redis::cmd("ZREMRANGEBYLEX");
+                c.arg(live_key(&self.kv, b)).arg("-").arg(&upto);
+                c
+            })
+            .await?;
+        Ok(())
     }
 
     /// Up to `n` entries after `after` (an entry, or from the start), once the entries of
-    /// attempts past their deadline are pruned.
-    pub async fn page(&self, after: Option<&str>, n: usize, now_ms: u64) -> Result<Vec<String>, EngineError> {
+    /// attempts past their deadline are pruned; `true` when more may follow.
+    pub async fn page(&self, after: Option<&str>, n: usize, now_ms: u64) -> Result<(Vec<String>, bool), EngineError> {
         self.prune(now_ms).await?;
-        let mut c = self.kv.conn(Class::Fast);
-        let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
-            .arg(&self.set)
-            .arg(after.map_or_else(|| "-".to_string(), |a| format!("({a}")))
-            .arg("+")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(n)
-            .query_async(&mut c)
-            .await
-            .map_err(unavailable)?;
-        Ok(members)
+        let from = after.map_or_else(|| "-".to_string(), |a| format!("({a}"));
+        let per = PER_BUCKET.min(n.max(1));
+        let per_bucket: Vec<Vec<String>> = self
+            .each_bucket(|b| {
+                let mut c = redis::cmd("ZRANGEBYLEX");
+                c.arg(live_key(&self.kv, b)).arg(&from).arg("+").arg("LIMIT").arg(0).arg(per);
+                c
+            })
+            .await?;
+        Ok(merge(per_bucket, per, n))
     }
 
     /// The record id of the attempt `id`, and the node that made it.
     pub async fn find(&self, id: AttemptId) -> Result<Option<(RecordId, String)>, EngineError> {
         let mut c = self.kv.conn(Class::Fast);
         let v: Option<String> =
-            redis::cmd("GET").arg(self.id_key(id)).query_async(&mut c).await.map_err(unavailable)?;
+            redis::cmd("GET").arg(id_key(&self.kv, id)).query_async(&mut c).await.map_err(unavailable)?;
         Ok(v.and_then(|v| {
             let (rec, node) = v.split_once(' ')?;
             Some((RecordId::parse(rec)?, node.to_string()))
@@ -138,5 +146,19 @@ mod tests {
         assert_eq!(record_of(&ma), Some(id));
         assert!(ma.contains(&AttemptId::of(&a.poll).to_string()));
         assert!(!ma.contains(a.poll.as_str()), "no poll id in the index");
+    }
+
+    #[test]
+    fn a_merged_page_stops_where_a_bucket_may_hold_an_unread_entry() {
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // Both buckets may hold more: past "c" (bucket 1's last) an unread entry may sort.
+        let (page, more) = merge(vec![v(&["a", "d"]), v(&["b", "c"])], 2, 10);
+        assert_eq!(page, v(&["a", "b", "c"]));
+        assert!(more);
+        // Every bucket answered all it had: the page is everything, cut at n.
+        let (page, more) = merge(vec![v(&["a"]), v(&["b"])], 2, 10);
+        assert_eq!((page, more), (v(&["a", "b"]), false));
+        let (page, more) = merge(vec![v(&["a"]), v(&["b"])], 2, 1);
+        assert_eq!((page, more), (v(&["a"]), true));
     }
 }

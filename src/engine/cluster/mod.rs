@@ -166,28 +166,26 @@ impl ClusterEngine {
 
     pub async fn create(&self, new: NewAttempt) -> Result<Created, EngineError> {
         let NewAttempt { app, ttl, kind, requester, scene } = new;
+        let scene_given = scene.is_some();
         let app = app.as_str();
         let now = self.0.clock.now_ms();
         let expires_at_ms = now + ttl.as_millis() as u64;
         // A fresh random pair never collides in practice; the CAS refuses if it does.
         for _ in 0..3 {
+            let (poll, scene) = aligned(kind, scene.as_ref());
             let snap = Snapshot {
-                poll: PollId::generate_for(kind),
-                scene: scene.clone().unwrap_or_else(Scene::generate),
+                poll,
+                scene,
                 app: app.to_string(),
                 state: AttemptState { requester: requester.clone(), ..AttemptState::fresh(now, expires_at_ms) },
             };
-            let written = self.seen(self.0.records.cas(None, &snap).await)?;
-            if written == Cas::SceneTaken && scene.is_some() {
+            let node = self.0.node.get().map_or("", String::as_str);
+            let written = self.seen(self.0.records.cas(None, &snap, node).await)?;
+            if written == Cas::SceneTaken && scene_given {
                 return Err(EngineError::SceneTaken);
             }
             if written == Cas::Written {
                 commit::made(&self.0.metrics, app);
-                let node = self.0.node.get().map_or("", String::as_str);
-                // The attempt stands without its index entry: it is only not listed.
-                if self.0.index.add(&snap, &self.0.records.id(&snap.poll), node).await.is_err() {
-                    tracing::warn!("cluster: attempt made but not indexed for the admin API");
-                }
                 let mut made = self.made();
                 made.by_deadline.entry(expires_at_ms).or_default().push(snap.poll.clone());
                 made.len += 1;
@@ -205,9 +203,25 @@ impl ClusterEngine {
         poll: Option<&PollId>,
         event: &Event,
     ) -> Result<(Outcome, Option<u64>), EngineError> {
+        self.transition_from(id, poll, event, None).await
+    }
+
+    /// [`ClusterEngine::transition`] whose first round starts from `read`, the record as a
+    /// call just read it (`Some(None)`: it is gone), instead of reading it again.
+    async fn transition_from(
+        &self,
+        id: &RecordId,
+        poll: Option<&PollId>,
+        event: &Event,
+        mut read: Option<Option<Snapshot>>,
+    ) -> Result<(Outcome, Option<u64>), EngineError> {
         let rules = self.0.rules;
         for _ in 0..MAX_ROUNDS {
-            let Some(snap) = self.seen(self.0.records.load(id, poll).await)? else {
+            let loaded = match read.take() {
+                Some(r) => r,
+                None => self.seen(self.0.records.load(id, poll).await)?,
+            };
+            let Some(snap) = loaded else {
                 return Ok((Outcome::expired(), None));
             };
             let now = self.0.clock.now_ms();
@@ -230,14 +244,11 @@ impl ClusterEngine {
                 m.node = node.clone();
             }
             let new = Snapshot { state: next, ..snap };
-            match self.seen(self.0.records.cas(Some(expected), &new).await)? {
+            match self.seen(self.0.records.cas(Some(expected), &new, "").await)? {
                 Cas::Written => {
-                    // Stored; the commit's announcement wakes the waiters of every node.
+                    // Stored (an end out of the admin listing with it); the commit's
+                    // announcement wakes the waiters of every node.
                     commit::committed(&self.0.metrics, &new.app, before, &new.state, event, actions, now);
-                    // Over: out of the admin listing (a failure leaves it to the prune).
-                    if actions.end.is_some() {
-                        let _ = self.0.index.remove(&new, id).await;
-                    }
                     let mut o = self.outcome(&new, reply, now);
                     o.actions = actions;
                     return Ok((o, live(&new)));
@@ -254,8 +265,9 @@ impl ClusterEngine {
     }
 
     pub async fn apply_scene(&self, app: &str, scene: &Scene, event: Event) -> Result<Option<Outcome>, EngineError> {
-        let Some(id) = self.seen(self.0.records.id_of(app, scene).await)? else { return Ok(None) };
-        let (o, deadline) = self.transition(&id, None, &event).await?;
+        // The scene's key and the record in one call; the transition starts from that read.
+        let Some((id, snap)) = self.seen(self.0.records.load_by_scene(app, scene).await)? else { return Ok(None) };
+        let (o, deadline) = self.transition_from(&id, None, &event, Some(snap)).await?;
         // An attempt that is over (consumed, expired) is no attempt for a scan.
         Ok(deadline.map(|_| o))
     }
@@ -295,6 +307,16 @@ impl ClusterEngine {
         let sent = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { id: id.clone(), tx })).await;
         let held = matches!(sent, Ok(Ok(true)));
         Ok((Some(self.peek_id(&id, Some(poll)).await?), held.then_some(rx)))
+    }
+
+    /// Registers a waiter in this node's views, then claims (see
+    /// [`super::backend::Backend::claim_watching`]): one read, where a claim and then a
+    /// watch read twice.
+    pub async fn claim_watching(&self, poll: &PollId) -> Result<(Outcome, Option<oneshot::Receiver<()>>), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        let sent = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { id: self.0.records.id(poll), tx })).await;
+        let held = matches!(sent, Ok(Ok(true)));
+        Ok((self.apply(poll, Event::Claim).await?, held.then_some(rx)))
     }
 
     /// Attempts made on this node and not yet past their deadline.
@@ -371,5 +393,31 @@ async fn probe(kv: Kv, up: Arc<AtomicBool>, metrics: Metrics) {
             }
         }
         tokio::time::sleep(PROBE_EVERY).await;
+    }
+}
+
+/// A new attempt's poll id and scene in one bucket (see [`Scene::bucket`]): a random
+/// scene is drawn until it falls in the poll id's bucket, a given scene (code mode)
+/// keeps its own and the poll id is drawn until it matches. About 256 draws of a few
+/// hundred nanoseconds each.
+fn aligned(kind: crate::ids::PollKind, scene: Option<&Scene>) -> (PollId, Scene) {
+    use crate::engine::admin::AttemptId;
+    match scene {
+        Some(s) => loop {
+            let poll = PollId::generate_for(kind);
+            if AttemptId::of(&poll).bucket() == s.bucket() {
+                return (poll, s.clone());
+            }
+        },
+        None => {
+            let poll = PollId::generate_for(kind);
+            let b = AttemptId::of(&poll).bucket();
+            loop {
+                let s = Scene::generate();
+                if s.bucket() == b {
+                    return (poll, s);
+                }
+            }
+        }
     }
 }

@@ -99,9 +99,13 @@ impl Seal {
         Self { id_key: derive(secret, "id"), stream_key: derive(secret, "poll"), mac_key: derive(secret, "mac") }
     }
 
+    /// The first byte is the attempt's bucket (`AttemptId::bucket`, a plain hash of the
+    /// poll id: 8 bits that say nothing usable), the other 15 a keyed hash: a Redis
+    /// Cluster places the record and its admin entries in one slot by it.
     pub fn record_id(&self, poll: &PollId) -> RecordId {
         let h = mac(&self.id_key, &[poll.as_str().as_bytes()]).finalize().into_bytes();
-        RecordId(hex::encode(&h[..16]))
+        let bucket = crate::engine::admin::AttemptId::of(poll).bucket();
+        RecordId(format!("{bucket:02x}{}", hex::encode(&h[1..16])))
     }
 
     fn keystream(&self, id: &RecordId) -> [u8; POLL_MAX] {
