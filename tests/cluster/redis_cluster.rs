@@ -111,3 +111,45 @@ async fn logins_go_on_through_the_kill_of_a_primary_and_no_token_is_handed_out_t
     eprintln!("killed Redis Cluster primary {victim} (pid {pid}) at {killed_at:?}");
     traffic.finish("kill -9 of a Redis Cluster primary", killed_at).await;
 }
+
+/// `storage.redis_wait_replicas = 1` on a Redis Cluster: `WAIT` goes to the primary of
+/// the attempt's slot. With that primary's replica frozen a scan is refused (not
+/// acknowledged); when the primary then dies, every scan acknowledged before is on the
+/// promoted replica (or on another primary, untouched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_wait_replicas_no_acknowledged_scan_is_lost_with_a_primary() {
+    let wait = [("SCANLOGIN__STORAGE__REDIS_WAIT_REPLICAS", "1"), ("SCANLOGIN__STORAGE__REDIS_WAIT_MS", "300")];
+    let c = Arc::new(Cluster::start_on_redis_cluster(&wait).await);
+    let rc = c.redis_cluster.as_ref().unwrap();
+    let (_, ticket) = c.api(0).new_login().await;
+    let frozen_scene = c.scene(&ticket).await;
+    let slot = slot_of_the_only_record(rc);
+    let primary = rc.primary_of(slot);
+    let port = rc.nodes[primary].port.to_string();
+    let replica = (0..rc.nodes.len())
+        .find(|&i| {
+            rc.nodes[i].cli(&["ROLE"]).is_some_and(|r| r.starts_with("slave") && r.lines().nth(2) == Some(&port))
+        })
+        .expect("the primary has a replica");
+    let mut acknowledged = Vec::new();
+    for i in 0..12 {
+        let (uuid, ticket) = c.api(i % 3).new_login().await;
+        let scene = c.scene(&ticket).await;
+        let (status, reply) = c.push_to((i + 1) % 3, &Cluster::scan_push(&format!("o_wait_{i}"), &scene, false)).await;
+        assert_eq!(status, 200, "{reply}");
+        acknowledged.push(uuid);
+    }
+    rc.nodes[replica].pause();
+    let (status, reply) = c.push_to(1, &Cluster::scan_push("o_wait_frozen", &frozen_scene, false)).await;
+    assert_ne!(status, 200, "acknowledged while no replica had it: {reply}");
+    kill_redis(&rc.nodes[primary]);
+    rc.nodes[replica].resume();
+    for uuid in &acknowledged {
+        let scanned = || async {
+            let (status, body) = c.api(2).status(uuid).await;
+            (status == 200).then_some(body)
+        };
+        let body = crate::client::eventually("the slots answer again", Duration::from_secs(20), scanned).await;
+        assert_eq!(body["state"], "not_reg", "an acknowledged scan survived its primary: {body}");
+    }
+}
