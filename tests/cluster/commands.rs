@@ -86,6 +86,10 @@ impl Counted {
         // A script call is named by its first key (`EVALSHA <sha> <n> <key> …`).
         let key_at = if cmd.starts_with("EVAL") { 3 } else { 1 };
         let key = words.get(key_at).copied().unwrap_or("");
+        if key.starts_with("__sentinel__") {
+            // The sentinels' own hellos on the primary: not the nodes' commands.
+            return;
+        }
         if key.starts_with("sl:sbx:") {
             self.sandbox += 1;
         } else if source.ends_with("lua") {

@@ -292,7 +292,15 @@ async fn with_a_replica_to_wait_for_a_write_is_acknowledged_only_once_the_replic
     let cfg = EngineConfig { live_attempts_max: 1000, long_polls_max: 100, rules: Rules::default() };
     let seal = crate::engine::persist::seal::Seal::new(b"test-secret");
     let n = LoginsHandle::start_cluster(cfg, kv, seal, Clock::new(), Metrics::new(), None);
-    let made = n.create(APP, Duration::from_secs(60)).await.unwrap();
+    // The first acknowledged write proves the replica in sync (a link that is up may
+    // still answer its first `WAIT` late on a busy machine).
+    let made = loop {
+        match n.create(APP, Duration::from_secs(60)).await {
+            Ok(made) => break made,
+            Err(e) => assert!(Instant::now() < synced, "no write acknowledged with the replica up: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     replica.pause();
     let started = Instant::now();
     assert_eq!(n.apply_scene(APP, &made.scene, scan("o1", None)).await.err(), Some(EngineError::Unavailable));
