@@ -9,7 +9,9 @@
 //! concurrently: the same commands, each to its own slot's node. A pipeline of one slot
 //! stays one round trip; a transaction (`MULTI`) is passed through: ours touch one key.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -37,11 +39,20 @@ pub enum Conn {
 pub struct LazyCluster {
     client: Arc<ClusterClient>,
     conn: Arc<OnceCell<ClusterConnection>>,
+    /// The most one call may take, retries included (see `Class::call_deadline`).
+    deadline: Duration,
+}
+
+/// `fut` within `deadline`, else an I/O error ("timed out").
+async fn within<T>(deadline: Duration, fut: impl Future<Output = Result<T, RedisError>>) -> Result<T, RedisError> {
+    tokio::time::timeout(deadline, fut)
+        .await
+        .map_err(|_| RedisError::from((redis::ErrorKind::Io, "redis cluster call timed out")))?
 }
 
 impl LazyCluster {
-    pub fn new(client: Arc<ClusterClient>) -> Self {
-        Self { client, conn: Arc::default() }
+    pub fn new(client: Arc<ClusterClient>, deadline: Duration) -> Self {
+        Self { client, conn: Arc::default(), deadline }
     }
 
     async fn get(&self) -> Result<ClusterConnection, RedisError> {
@@ -65,7 +76,9 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(lazy) => Box::pin(async move { lazy.get().await?.req_packed_command(cmd).await }),
+            Conn::Cluster(lazy) => {
+                Box::pin(within(lazy.deadline, async move { lazy.get().await?.req_packed_command(cmd).await }))
+            }
             Conn::Sentinel(f, class) => {
                 let c = f.conn(*class);
                 Box::pin(async move { c.ok_or_else(super::no_primary)?.req_packed_command(cmd).await })
@@ -87,7 +100,7 @@ impl ConnectionLike for Conn {
                     async move { c.ok_or_else(super::no_primary)?.req_packed_commands(pipeline, offset, count).await },
                 )
             }
-            Conn::Cluster(lazy) => Box::pin(async move {
+            Conn::Cluster(lazy) => Box::pin(within(lazy.deadline, async move {
                 let conn = lazy.get().await?;
                 let whole = conn.clone().req_packed_commands(pipeline, offset, count).await;
                 let cross_slot = redis::ErrorKind::from(redis::ServerErrorKind::CrossSlot);
@@ -99,7 +112,7 @@ impl ConnectionLike for Conn {
                     async move { c.req_packed_command(cmd).await }
                 }))
                 .await
-            }),
+            })),
         }
     }
 

@@ -42,6 +42,13 @@ pub enum Class {
 }
 
 impl Class {
+    /// The most one call to a Redis Cluster may take, its retries and slot refreshes
+    /// included: while a dead primary's replica is not yet promoted, a call answers
+    /// "unavailable" (503 upstream) in this time instead of retrying on for seconds.
+    fn call_deadline(self) -> Duration {
+        self.response_timeout() * 2
+    }
+
     fn response_timeout(self) -> Duration {
         match self {
             Class::Fast => Duration::from_millis(500),
@@ -125,7 +132,7 @@ impl Kv {
         let seeds = ClusterSeeds { nodes, ca: ca_pem };
         let conn = |class: Class| -> Result<Conn, redis::RedisError> {
             let client: ClusterClient = seeds.builder(Some(class.response_timeout())).build()?;
-            Ok(Conn::Cluster(LazyCluster::new(Arc::new(client))))
+            Ok(Conn::Cluster(LazyCluster::new(Arc::new(client), class.call_deadline())))
         };
         Ok(Self {
             fast: conn(Class::Fast)?,
