@@ -74,12 +74,12 @@ async fn two_hundred_logins_with_each_request_on_another_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_held_on_node_3_is_answered_when_the_scan_lands_on_node_2() {
-    held_poll_woken_across_nodes(&Arc::new(Cluster::start(&[]).await)).await;
+    held_poll_woken_across_nodes(&Arc::new(Cluster::start(&[]).await), 3).await;
 }
 
 /// The walk of [`a_long_poll_held_on_node_3_is_answered_when_the_scan_lands_on_node_2`] on the cluster `c` (also run on a Redis Cluster).
-pub async fn held_poll_woken_across_nodes(c: &Arc<Cluster>) {
-    for round in 0..3 {
+pub async fn held_poll_woken_across_nodes(c: &Arc<Cluster>, rounds: usize) {
+    for round in 0..rounds {
         let (uuid, ticket) = c.api(0).new_login().await;
         let scene = c.scene(&ticket).await;
         let held = {

@@ -37,6 +37,8 @@ async fn logins_follow_a_sentinel_failover_and_the_kill_of_the_new_primary() {
     // kill that follows may first be seen as the lost connection it is).
     let noticed = c.metric_sum("scanlogin_cluster_resubscriptions_total", "reason=\"failover\"").await;
     assert!(noticed >= 3.0, "every node subscribed again on the new primary: {noticed}");
+    // And wake-ups arrive there: a held poll is woken by a scan on another node.
+    crate::cross_node::held_poll_woken_across_nodes(&c, 3).await;
 }
 
 /// `storage.redis_wait_replicas = 1`: a step is acknowledged only once the replica has

@@ -4,12 +4,14 @@
 //!
 //! Three ways to lose messages, three answers, each waking every view (whatever was
 //! missed is re-read):
-//! - the connection to a node drops (a restart, a failover): the client subscribes
-//!   again by itself once it reconnects;
+//! - the connection to a node drops (a restart, a failover): the client would dial the
+//!   same address again, but after a failover the slots live on the promoted replica,
+//!   so the whole connection is opened again (with backoff while the cluster has not
+//!   promoted it yet) and every channel subscribed where its slot lives now;
 //! - a node gives up a slot (a migration, a failover seen by a node that was primary)
 //!   and sends `sunsubscribe` for its channel: the client does *not* follow that, so
 //!   the channel is subscribed again here, at the slot's new owner;
-//! - the whole connection ends: it is opened again with backoff.
+//! - the whole connection ends: the same.
 
 use actix::prelude::*;
 use redis::{PushInfo, PushKind, Value};
@@ -77,11 +79,12 @@ pub async fn listen(kv: Kv, views: Addr<Views>, metrics: Metrics) {
                             }
                             metrics.cluster_resubscribed(Resubscribe::SlotMoved);
                         }
-                        // The client subscribes again by itself on reconnecting.
-                        PushKind::Disconnection => {
-                            views.do_send(WakeEveryone);
-                            metrics.cluster_resubscribed(Resubscribe::Reconnect);
-                        }
+                        // A node's connection dropped. The client would only dial that
+                        // address again; after a failover the channels live elsewhere
+                        // and would stay unsubscribed for good (seen: a killed primary
+                        // dialled every second, a third of the wake-ups gone). Start
+                        // over: a new connection learns the slots afresh.
+                        PushKind::Disconnection => break,
                         _ => {}
                     }
                 }
