@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::client::{delivered, parts};
-use crate::harness::Cluster;
+use crate::harness::{Cluster, Truth};
 use crate::process::free_port;
 
 const KEY: &str = "cluster-admin-key-0123456789abcdefghijkl";
@@ -19,12 +19,12 @@ fn id_of(uuid: &str) -> String {
 }
 
 /// A cluster whose second node (index 1) has an admin listener; answers its base URL.
-async fn cluster_with_admin() -> (Cluster, String) {
+async fn cluster_with_admin(truth: Truth) -> (Cluster, String) {
     let sha = hex::encode(Sha256::digest(KEY.as_bytes()));
     let keys = format!(
         r#"[{{name = "oncall", token_sha256 = "{sha}", scopes = ["attempts:read", "attempts:write", "users:read", "users:write", "audit:read"]}}]"#
     );
-    let mut c = Cluster::start(&[("SCANLOGIN__ADMIN__KEYS", keys.as_str())]).await;
+    let mut c = Cluster::start_on(truth, &[("SCANLOGIN__ADMIN__KEYS", keys.as_str())]).await;
     let port = free_port();
     c.nodes[1].terminate(Duration::from_secs(15)).await;
     c.nodes[1].set("SCANLOGIN__ADMIN__BIND", &format!("127.0.0.1:{port}"));
@@ -39,7 +39,45 @@ async fn admin(c: &Cluster, method: reqwest::Method, url: &str) -> (u16, Value) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_made_on_one_node_is_listed_and_ended_from_another() {
-    let (c, base) = cluster_with_admin().await;
+    listed_and_ended_across_nodes(Truth::Single).await;
+}
+
+/// The same on a Redis Cluster, whose admin index is kept per bucket of attempts (in
+/// each attempt's slot) and listed by merging the buckets: a page of 2 at a time lists
+/// every attempt once, in deadline order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_are_listed_in_pages_and_ended_on_a_redis_cluster() {
+    let (c, base) = listed_and_ended_across_nodes(Truth::RedisCluster).await;
+    let mut made = Vec::new();
+    for i in 0..7 {
+        made.push(id_of(&c.api(i % 3).new_login().await.0));
+    }
+    let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let q = cursor.as_ref().map_or(String::new(), |c| format!("&cursor={c}"));
+        let (s, page) = admin(&c, reqwest::Method::GET, &format!("{base}/admin/v1/attempts?limit=2{q}")).await;
+        assert_eq!(s, 200, "{page}");
+        let attempts = page["attempts"].as_array().unwrap();
+        assert!(attempts.len() <= 2, "{page}");
+        // RFC 3339 at one-second precision: their text sorts as their time.
+        let at = |a: &Value| a["expires_at"].as_str().unwrap().to_string();
+        seen.extend(attempts.iter().map(|a| (at(a), a["id"].as_str().unwrap().to_string())));
+        match page["next_cursor"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => break,
+        }
+    }
+    let ids: Vec<&String> = seen.iter().map(|(_, id)| id).collect();
+    for id in &made {
+        assert_eq!(ids.iter().filter(|s| **s == id).count(), 1, "{id} listed once: {seen:?}");
+    }
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "deadline order: {seen:?}");
+}
+
+/// [`an_attempt_made_on_one_node_is_listed_and_ended_from_another`] on `truth`; the
+/// cluster and its admin listener's base URL.
+async fn listed_and_ended_across_nodes(truth: Truth) -> (Cluster, String) {
+    let (c, base) = cluster_with_admin(truth).await;
     let (uuid, _) = c.api(0).new_login().await;
     let id = id_of(&uuid);
     let held = async {
@@ -72,11 +110,12 @@ async fn an_attempt_made_on_one_node_is_listed_and_ended_from_another() {
     }
     let (_, list) = admin(&c, reqwest::Method::GET, &format!("{base}/admin/v1/attempts")).await;
     assert!(list["attempts"].as_array().unwrap().iter().all(|a| a["id"] != id.as_str()), "ended: off the list");
+    (c, base)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_logged_out_through_one_node_is_refused_on_every_node() {
-    let (c, base) = cluster_with_admin().await;
+    let (c, base) = cluster_with_admin(Truth::Single).await;
     let token = c.api(0).register("oClusterLogout000001", "13800138021").await;
     let (uuid, ticket) = c.api(2).new_login().await;
     delivered(c.api(2).scan(&ticket, "oClusterLogout000001", true).await);
@@ -107,7 +146,7 @@ async fn a_user_logged_out_through_one_node_is_refused_on_every_node() {
 /// whichever node nginx gave WeChat's push to (a name of the cluster's, with its time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_transition_names_the_node_that_wrote_it() {
-    let (c, base) = cluster_with_admin().await;
+    let (c, base) = cluster_with_admin(Truth::Single).await;
     let (uuid, ticket) = c.api(0).new_login().await;
     delivered(c.api(0).scan(&ticket, "oClusterTrail0000001", false).await);
     let (s, one) = admin(&c, reqwest::Method::GET, &format!("{base}/admin/v1/attempts/{}", id_of(&uuid))).await;

@@ -6,11 +6,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::Cluster;
+use crate::harness::{Cluster, Truth};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_issued_on_one_node_and_sent_to_another_wakes_a_poll_held_on_a_third() {
-    let c = Cluster::start(&[("SCANLOGIN__WECHAT__APPS__0__KIND", "subscription")]).await;
+    code_across_nodes(Truth::Single).await;
+}
+
+/// The same on a Redis Cluster: the code's scene key, held `NX` by one attempt, lives in
+/// its attempt's slot (the poll id is drawn to match the code's bucket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_crosses_three_nodes_on_a_redis_cluster() {
+    code_across_nodes(Truth::RedisCluster).await;
+}
+
+async fn code_across_nodes(truth: Truth) {
+    let c = Cluster::start_on(truth, &[("SCANLOGIN__WECHAT__APPS__0__KIND", "subscription")]).await;
     let (status, body) = c.api(0).create_qr(json!({"image": false})).await;
     assert_eq!((status, body["mode"].as_str()), (200, Some("code")), "{body}");
     let (uuid, code) = (body["uuid"].as_str().unwrap().to_string(), body["code"].as_str().unwrap().to_string());

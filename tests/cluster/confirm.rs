@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::Cluster;
+use crate::harness::{Cluster, Truth};
 
 /// The path of the confirm link in a passive reply's XML.
 fn link_in(reply: &str) -> String {
@@ -33,7 +33,18 @@ async fn scan_on_node_1(c: &Cluster, ticket: &str, openid: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scanned_on_one_node_confirmed_on_another_and_the_poll_held_on_a_third_wakes() {
-    let c = Cluster::start(&[("SCANLOGIN__WECHAT__APPS__0__CONFIRM", "always")]).await;
+    confirm_across_nodes(Truth::Single).await;
+}
+
+/// The same on a Redis Cluster: the ticket's key, found by the ticket alone, lives in
+/// another slot than its attempt and is written after the attempt's script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmation_crosses_three_nodes_on_a_redis_cluster() {
+    confirm_across_nodes(Truth::RedisCluster).await;
+}
+
+async fn confirm_across_nodes(truth: Truth) {
+    let c = Cluster::start_on(truth, &[("SCANLOGIN__WECHAT__APPS__0__CONFIRM", "always")]).await;
     let (uuid, ticket) = c.api(0).new_login().await;
     let link = scan_on_node_1(&c, &ticket, "o_cluster_confirm").await;
     assert_eq!(c.api(1).status(&uuid).await.1["state"], "scanned");

@@ -25,7 +25,9 @@ pub struct Traffic {
 /// One returning user's login, each request to another node, nothing assumed: the
 /// token, or which step failed how (a failover answers 503 while it lasts).
 async fn try_login(c: &Cluster, first: usize, openid: &str) -> Result<String, String> {
-    let (status, body) = c.api(first).create_qr(serde_json::json!({"image": false})).await;
+    let created =
+        c.http.post(format!("{}/api/v1/login/qrcode", c.node(first))).json(&serde_json::json!({"image": false}));
+    let (status, body) = crate::client::parts(created.send().await.map_err(|e| format!("qrcode {e}"))?).await;
     if status != 200 {
         return Err(format!("qrcode {status} {body}"));
     }
@@ -34,11 +36,13 @@ async fn try_login(c: &Cluster, first: usize, openid: &str) -> Result<String, St
     let asked = c.http.get(format!("{}/_sandbox/tickets", c.node(first + 1))).query(&[("ticket", &ticket)]).send();
     let (status, t) = crate::client::parts(asked.await.map_err(|e| e.to_string())?).await;
     let Some(scene) = t["scene"].as_str().filter(|_| status == 200) else { return Err(format!("ticket {status} {t}")) };
-    let (status, reply) = c.push_to((first + 2) % 3, &Cluster::scan_push(openid, scene, true)).await;
+    let pushed = c.try_push_to((first + 2) % 3, &Cluster::scan_push(openid, scene, true)).await;
+    let (status, reply) = pushed.map_err(|e| format!("push {e}"))?;
     if status != 200 {
         return Err(format!("push {status} {reply}"));
     }
-    let (status, body) = c.api(first).status(&uuid).await;
+    let asked = c.http.get(format!("{}/api/v1/login/status", c.node(first))).query(&[("uuid", &uuid)]).send();
+    let (status, body) = crate::client::parts(asked.await.map_err(|e| format!("status {e}"))?).await;
     match body["token"].as_str() {
         Some(token) if status == 200 => Ok(token.to_string()),
         _ => Err(format!("status {status} {body}")),

@@ -24,7 +24,7 @@ pub type Overrides<'a> = &'a [(&'a str, &'a str)];
 
 /// Which Redis holds the cluster's truth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Truth {
+pub enum Truth {
     Single,
     RedisCluster,
     Sentinel,
@@ -52,6 +52,11 @@ impl Cluster {
     /// WeChat is the nodes' own sandbox (its state in the cluster's Redis).
     pub async fn start(extra: Overrides<'_>) -> Self {
         Self::start_with(extra, false, Truth::Single).await
+    }
+
+    /// As [`Cluster::start`], on `truth`: a walk written once runs on each topology.
+    pub async fn start_on(truth: Truth, extra: Overrides<'_>) -> Self {
+        Self::start_with(extra, false, truth).await
     }
 
     /// As [`Cluster::start`], the nodes on a 6-node Redis Cluster (`redis+cluster://`).
@@ -196,6 +201,16 @@ impl Cluster {
     /// Posts a signed scan push (as WeChat does) straight to node `i`'s callback; answers
     /// the HTTP status and the passive reply's text.
     pub async fn push_to(&self, i: usize, push: &scanlogin::sandbox::SignedPush) -> (u16, String) {
+        self.try_push_to(i, push).await.unwrap()
+    }
+
+    /// [`Cluster::push_to`] that answers a transport error instead of failing the test
+    /// (traffic through a failover assumes nothing of any answer).
+    pub async fn try_push_to(
+        &self,
+        i: usize,
+        push: &scanlogin::sandbox::SignedPush,
+    ) -> Result<(u16, String), reqwest::Error> {
         let r = self
             .http
             .post(format!("{}/wechat/{APP}/callback", self.node(i)))
@@ -203,9 +218,8 @@ impl Cluster {
             .header("content-type", "text/xml")
             .body(push.body.clone())
             .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+            .await?;
+        Ok((r.status().as_u16(), r.text().await?))
     }
 
     /// A scan push by `openid`: `subscribe` for a new follower, `SCAN` for one.

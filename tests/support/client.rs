@@ -43,12 +43,16 @@ pub async fn eventually_showing<T, F: Future<Output = Option<T>>>(
 /// An HTTP client (the crate's TLS provider installed first, as the binary does). A
 /// server that stops answering fails the test within a minute instead of hanging it:
 /// every read waits at most 60 s (a held poll is at most 25 s by default, an event
-/// stream pings every 15 s), a connection 10 s.
+/// stream pings every 15 s), a connection 10 s. An idle pooled connection is dropped
+/// after 2 s, before the server's 5 s keep-alive closes it: a request never races the
+/// server's close on a reused connection (a POST is not retried, so that race was a
+/// transport error a test could not tell from a server fault).
 pub fn client() -> Client {
     scanlogin::install_crypto();
     Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .expect("HTTP client")
 }
