@@ -72,12 +72,20 @@ async fn two_hundred_logins_with_each_request_on_another_node() {
     eprintln!("200 hopping logins in {:?}", started.elapsed());
 }
 
+/// The walks that leave nothing another walk minds share one cluster on one Redis, as
+/// they do on a Redis Cluster (`redis_cluster.rs`): what the nodes share first (it counts
+/// the first access-token fetch), then a held poll woken across nodes, one push as one
+/// transition and one owner, nine polls and one token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_poll_held_on_node_3_is_answered_when_the_scan_lands_on_node_2() {
-    held_poll_woken_across_nodes(&Arc::new(Cluster::start(&[]).await), 3).await;
+async fn the_cluster_walks_run_on_one_cluster_on_one_redis() {
+    let c = Arc::new(Cluster::start(&[]).await);
+    crate::shared::logout_cooldown_and_access_token_shared(&c).await;
+    held_poll_woken_across_nodes(&c, 3).await;
+    one_push_one_transition_one_owner(&c).await;
+    nine_polls_one_token(&c).await;
 }
 
-/// The walk of [`a_long_poll_held_on_node_3_is_answered_when_the_scan_lands_on_node_2`] on the cluster `c` (also run on a Redis Cluster).
+/// `rounds` times: a long poll held on node 3 is answered when the scan lands on node 2.
 pub async fn held_poll_woken_across_nodes(c: &Arc<Cluster>, rounds: usize) {
     for round in 0..rounds {
         let (uuid, ticket) = c.api(0).new_login().await;
@@ -102,12 +110,7 @@ pub async fn held_poll_woken_across_nodes(c: &Arc<Cluster>, rounds: usize) {
     assert!(c.metric_sum("scanlogin_cluster_wakeups_total", "").await > 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_push_on_three_nodes_is_one_transition_and_of_two_scanners_one_owns_the_code() {
-    one_push_one_transition_one_owner(&Arc::new(Cluster::start(&[]).await)).await;
-}
-
-/// The walk of [`one_push_on_three_nodes_is_one_transition_and_of_two_scanners_one_owns_the_code`] on the cluster `c` (also run on a Redis Cluster).
+/// One push on three nodes is one transition, and of two scanners one owns the code.
 pub async fn one_push_one_transition_one_owner(c: &Arc<Cluster>) {
     for round in 0..5 {
         let (uuid, ticket) = c.api(0).new_login().await;
@@ -141,12 +144,7 @@ pub async fn one_push_one_transition_one_owner(c: &Arc<Cluster>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nine_polls_on_three_nodes_for_a_reg_attempt_get_exactly_one_token() {
-    nine_polls_one_token(&Arc::new(Cluster::start(&[]).await)).await;
-}
-
-/// The walk of [`nine_polls_on_three_nodes_for_a_reg_attempt_get_exactly_one_token`] on the cluster `c` (also run on a Redis Cluster).
+/// Nine polls on three nodes for a `reg` attempt get exactly one token.
 pub async fn nine_polls_one_token(c: &Arc<Cluster>) {
     // A registered user first.
     let (uuid, ticket) = c.api(0).new_login().await;

@@ -9,13 +9,8 @@ use serde_json::json;
 use crate::client::eventually;
 use crate::harness::Cluster;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_cooldown_and_access_token_are_shared_by_the_nodes() {
-    logout_cooldown_and_access_token_shared(&Cluster::start(&[]).await).await;
-}
-
-/// The walk of [`logout_cooldown_and_access_token_are_shared_by_the_nodes`] on the
-/// cluster `c` (also run on a Redis Cluster; the first QR codes `c` makes).
+/// A logout, the SMS cooldown and the access token shared by the nodes of `c`, on one
+/// Redis and on a Redis Cluster (the first QR codes `c` makes: run it first).
 pub async fn logout_cooldown_and_access_token_shared(c: &Cluster) {
     // Every node makes QR codes (each needs the account's access token) at once.
     let mut made = Vec::new();
