@@ -9,7 +9,8 @@
 //! - errcode -1 ("system busy") is retried with backoff; fetching a token is idempotent;
 //! - shared by the nodes of a cluster ([`ClusterToken`]): the token lives in Redis; the node
 //!   that needs a new one takes a short lease and fetches it, the others wait for it and
-//!   read it; a token reported bad is invalidated there once for all (compare-and-delete).
+//!   read it (a lease won just after a holder published finds that token instead of
+//!   fetching a second one: [`ClusterToken::claim`]); a token reported bad is invalidated there once for all (compare-and-delete).
 //!   Redis unreachable: each node fetches for itself, as a single node does.
 
 use std::sync::Arc;
@@ -47,11 +48,23 @@ const LEASE: Duration = Duration::from_secs(10);
 /// How long a node without the lease waits for the holder's token before fetching itself.
 const LEASE_WAIT: Duration = Duration::from_secs(5);
 
-/// Deletes the shared token only if it is still the one reported bad.
+/// Deletes a key only if it still holds ARGV[1]: the shared token only if it is still
+/// the one reported bad, the lease only if this node still holds it.
 const CAD_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
+
+/// What [`ClusterToken::claim`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This node holds the lease: it fetches and publishes.
+    Lease,
+    /// Another node holds the lease: its token arrives in Redis shortly.
+    Held,
+    /// A token published after the caller's read, and how long it stays usable.
+    Published(String, Duration),
+}
 
 /// The access token of one account as the nodes of a cluster share it in Redis.
 pub struct ClusterToken {
@@ -92,19 +105,48 @@ impl ClusterToken {
         Ok(r.is_some())
     }
 
-    async fn publish(&self, token: &str, usable: Duration) -> Result<(), redis::RedisError> {
+    /// For a node whose read found no usable token: the right to fetch one, unless a
+    /// token other than `stale` was published meanwhile. A holder publishes its token
+    /// before it frees the lease, so a lease won after that finds the token on a second
+    /// read; without that read, a node that read "none" just before another node
+    /// published would win the freed lease and fetch a second token.
+    pub async fn claim(&self, stale: Option<&str>) -> Result<Claim, redis::RedisError> {
+        if !self.take_lease().await? {
+            return Ok(Claim::Held);
+        }
+        match self.read().await?.filter(|(t, usable)| Some(t.as_str()) != stale && *usable > SAFETY) {
+            Some((token, usable)) => {
+                self.release().await;
+                Ok(Claim::Published(token, usable))
+            }
+            None => Ok(Claim::Lease),
+        }
+    }
+
+    /// Frees the lease if this node still holds it.
+    async fn release(&self) {
         let mut c = self.kv.conn(crate::kv::Class::Fast);
-        redis::pipe()
-            .cmd("SET")
+        let r: Result<i64, _> =
+            redis::Script::new(CAD_LUA).key(&self.lease_key).arg(&self.node).invoke_async(&mut c).await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not free the access-token lease (it expires by itself)");
+        }
+    }
+
+    /// Shares `token` for `usable`, then frees the lease. Two calls in that order, not
+    /// one pipeline: on a Redis Cluster the two keys may live on different primaries,
+    /// and the lease must not be free before the token can be read (see [`Self::claim`]).
+    pub async fn publish(&self, token: &str, usable: Duration) -> Result<(), redis::RedisError> {
+        let mut c = self.kv.conn(crate::kv::Class::Fast);
+        let () = redis::cmd("SET")
             .arg(&self.token_key)
             .arg(token)
             .arg("PX")
             .arg(usable.as_millis().max(1) as u64)
-            .ignore()
-            .del(&self.lease_key)
-            .ignore()
             .query_async(&mut c)
-            .await
+            .await?;
+        self.release().await;
+        Ok(())
     }
 
     async fn invalidate(&self, failed: &str) {
@@ -197,12 +239,18 @@ impl TokenManager {
                 return self.fetch().await;
             }
         }
-        if shared.take_lease().await.unwrap_or(true) {
-            let c = self.fetch().await?;
-            if let Err(e) = shared.publish(&c.token, c.usable_until.saturating_duration_since(Instant::now())).await {
-                tracing::warn!(app = %self.src.app, error = %e, "could not share the access token");
+        match shared.claim(stale).await {
+            Ok(Claim::Published(t, usable)) => return Ok(cached(t, usable)),
+            // Redis failing between the read and the lease: fetch here, as above.
+            Ok(Claim::Lease) | Err(_) => {
+                let c = self.fetch().await?;
+                if let Err(e) = shared.publish(&c.token, c.usable_until.saturating_duration_since(Instant::now())).await
+                {
+                    tracing::warn!(app = %self.src.app, error = %e, "could not share the access token");
+                }
+                return Ok(c);
             }
-            return Ok(c);
+            Ok(Claim::Held) => {}
         }
         // Another node holds the lease: its token arrives in Redis shortly.
         let deadline = Instant::now() + LEASE_WAIT;

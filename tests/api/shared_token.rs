@@ -3,11 +3,12 @@
 //! server, and a token reported bad by one is replaced once for all.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use scanlogin::config::Secret;
 use scanlogin::kv::Kv;
 use scanlogin::metrics::Metrics;
-use scanlogin::wechat::token::{ClusterToken, TokenManager, TokenSource};
+use scanlogin::wechat::token::{Claim, ClusterToken, TokenManager, TokenSource};
 
 use crate::client::metric;
 use crate::helpers::spawn_app;
@@ -66,4 +67,26 @@ async fn with_redis_down_each_node_fetches_for_itself() {
         n.get().await.expect("logins go on without Redis");
     }
     assert_eq!(fetches(&nodes), 2.0);
+}
+
+/// The race CI once lost (two fetches for three nodes): node 2 reads "no token", node 1
+/// then fetches, publishes and frees the lease, and only then does node 2 ask for the
+/// lease. It must get node 1's token, not the lease and a second fetch.
+#[actix_web::test]
+async fn a_lease_won_after_another_node_published_brings_its_token() {
+    let redis = RedisServer::start();
+    let kv = Kv::new(&redis.url(), "test").unwrap();
+    let (n1, n2) = (ClusterToken::new(&kv, "wxapp", "n1"), ClusterToken::new(&kv, "wxapp", "n2"));
+    assert_eq!(n1.claim(None).await.unwrap(), Claim::Lease, "nothing published yet: n1 fetches");
+    assert_eq!(n2.claim(None).await.unwrap(), Claim::Held, "n1 holds the lease");
+    n1.publish("tok-1", Duration::from_secs(7000)).await.unwrap();
+    match n2.claim(None).await.unwrap() {
+        Claim::Published(t, usable) => {
+            assert_eq!(t, "tok-1");
+            assert!(usable > Duration::from_secs(6900) && usable <= Duration::from_secs(7000), "{usable:?}");
+        }
+        other => panic!("n2 took {other:?} although n1 had published: a second fetch"),
+    }
+    // Finding the token frees the lease again; a node refreshing away from tok-1 gets it.
+    assert_eq!(n1.claim(Some("tok-1")).await.unwrap(), Claim::Lease, "the lease was not left taken");
 }
