@@ -116,6 +116,12 @@ impl Scene {
     }
 }
 
+/// FNV-1a (32 bits) of `bytes`: cheap, and enough to spread scenes over buckets (a
+/// scene is not a secret: ARCHITECTURE rule 3).
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
 impl Scene {
     /// The scene of a code mode attempt: `c_` + 128 bits of the keyed hash of its app and
     /// code (see `crate::login::code`), so a text push finds its attempt by the same
@@ -128,8 +134,26 @@ impl Scene {
     /// the scene's key in the slot of its attempt's record, whose bucket is made to match
     /// (see `engine::cluster`), so a push finds and reads its attempt in one script.
     pub fn bucket(&self) -> u8 {
-        let h = self.0.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-        h as u8
+        fnv1a(self.0.as_bytes()) as u8
+    }
+
+    /// A random scene (as [`Scene::generate`]) in bucket `b`. FNV-1a's last step makes
+    /// the low byte `((low ^ c) × 0x93) mod 256` (the prime's higher bytes only carry
+    /// upwards), so exactly one last byte `c` lands in `b`; the first 31 characters are
+    /// drawn again while that byte is not a URL-safe character (3 times in 4), instead of
+    /// whole scenes 256 times over.
+    pub fn generate_in(b: u8) -> Self {
+        /// The inverse of FNV's prime modulo 256 (0x93 × 0x9b = 1 + 89 × 256).
+        const INVERSE: u8 = 0x9b;
+        loop {
+            let mut s = Self::generate().0;
+            s.pop();
+            let c = (fnv1a(s.as_bytes()) as u8) ^ b.wrapping_mul(INVERSE);
+            if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+                s.push(char::from(c));
+                return Self(s);
+            }
+        }
     }
 
     /// How the attempt of this scene is logged in.
@@ -291,6 +315,21 @@ mod tests {
         assert!(Scene::parse(&"x".repeat(65)).is_none());
         assert!(Scene::parse("has space").is_none());
         assert!(Scene::parse("123123").is_some());
+    }
+
+    #[test]
+    fn a_scene_drawn_in_a_bucket_lands_there_and_looks_like_any_other() {
+        let mut seen = std::collections::HashSet::new();
+        for b in 0..=255u8 {
+            for _ in 0..4 {
+                let s = Scene::generate_in(b);
+                assert_eq!(s.bucket(), b, "{}", s.as_str());
+                assert_eq!((s.as_str().len(), &s.as_str()[..3]), (35, "sl_"), "{}", s.as_str());
+                assert_eq!(Scene::parse(s.as_str()).as_ref(), Some(&s));
+                assert!(URL_SAFE_NO_PAD.decode(&s.as_str()[3..]).is_ok_and(|raw| raw.len() == 24));
+                assert!(seen.insert(s), "a scene drawn twice");
+            }
+        }
     }
 
     #[test]

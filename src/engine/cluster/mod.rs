@@ -301,22 +301,25 @@ impl ClusterEngine {
     /// Registers a waiter in this node's views, then reads the record: a commit after
     /// the read wakes the waiter, one before it shows in the state read. One round trip.
     pub async fn watch(&self, poll: &PollId) -> Result<Watched, EngineError> {
-        let (tx, rx) = oneshot::channel();
         let id = self.0.records.id(poll);
-        // Views that do not answer in time (or are full) do not hold the poll.
-        let sent = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { id: id.clone(), tx })).await;
-        let held = matches!(sent, Ok(Ok(true)));
-        Ok((Some(self.peek_id(&id, Some(poll)).await?), held.then_some(rx)))
+        let held = self.hold(id.clone()).await;
+        Ok((Some(self.peek_id(&id, Some(poll)).await?), held))
     }
 
     /// Registers a waiter in this node's views, then claims (see
     /// [`super::backend::Backend::claim_watching`]): one read, where a claim and then a
     /// watch read twice.
     pub async fn claim_watching(&self, poll: &PollId) -> Result<(Outcome, Option<oneshot::Receiver<()>>), EngineError> {
+        let held = self.hold(self.0.records.id(poll)).await;
+        Ok((self.apply(poll, Event::Claim).await?, held))
+    }
+
+    /// A waiter for the record `id` in this node's views, woken by its next commit; none
+    /// when the views do not answer in time or are full (the poll is then not held).
+    async fn hold(&self, id: RecordId) -> Option<oneshot::Receiver<()>> {
         let (tx, rx) = oneshot::channel();
-        let sent = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { id: self.0.records.id(poll), tx })).await;
-        let held = matches!(sent, Ok(Ok(true)));
-        Ok((self.apply(poll, Event::Claim).await?, held.then_some(rx)))
+        let sent = tokio::time::timeout(VIEWS_WAIT, self.0.views.send(Watch { id, tx })).await;
+        matches!(sent, Ok(Ok(true))).then_some(rx)
     }
 
     /// Attempts made on this node and not yet past their deadline.
@@ -397,9 +400,9 @@ async fn probe(kv: Kv, up: Arc<AtomicBool>, metrics: Metrics) {
 }
 
 /// A new attempt's poll id and scene in one bucket (see [`Scene::bucket`]): a random
-/// scene is drawn until it falls in the poll id's bucket, a given scene (code mode)
-/// keeps its own and the poll id is drawn until it matches. About 256 draws of a few
-/// hundred nanoseconds each.
+/// scene is drawn in the poll id's bucket ([`Scene::generate_in`]), a given scene (code
+/// mode) keeps its own and the poll id is drawn until it matches (about 256 draws of a
+/// SHA-256 each: a bucket is a hash of the poll id, which cannot be steered).
 fn aligned(kind: crate::ids::PollKind, scene: Option<&Scene>) -> (PollId, Scene) {
     use crate::engine::admin::AttemptId;
     match scene {
@@ -412,12 +415,7 @@ fn aligned(kind: crate::ids::PollKind, scene: Option<&Scene>) -> (PollId, Scene)
         None => {
             let poll = PollId::generate_for(kind);
             let b = AttemptId::of(&poll).bucket();
-            loop {
-                let s = Scene::generate();
-                if s.bucket() == b {
-                    return (poll, s);
-                }
-            }
+            (poll, Scene::generate_in(b))
         }
     }
 }
