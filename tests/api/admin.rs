@@ -211,15 +211,6 @@ async fn attempts_are_listed_a_page_at_a_time_and_show_nothing_to_poll_with() {
     assert_eq!((s, b["error"].as_str()), (404, Some("not_found")));
 }
 
-/// Waits until the server holds `n` long polls.
-async fn until_held(app: &TestApp, n: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&app.metrics().await, "scanlogin_held_long_polls", &[]) < n {
-        assert!(Instant::now() < deadline, "the poll was never held");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[actix_web::test]
 async fn an_ended_attempt_answers_its_held_poll_at_once_with_the_reason() {
     let (app, admin) = spawn_admin(1000).await;
@@ -230,7 +221,7 @@ async fn an_ended_attempt_answers_its_held_poll_at_once_with_the_reason() {
         (r, started.elapsed())
     };
     let end = async {
-        until_held(&app, 1.0).await;
+        app.until_held(1).await;
         call(&app, Method::POST, &format!("{admin}/admin/v1/attempts/{}/end", id_of(&uuid)), Some(ALL)).await
     };
     let (((s, b), took), (es, eb)) = futures_util::future::join(held, end).await;

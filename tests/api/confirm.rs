@@ -2,8 +2,6 @@
 //! sandbox plays the phone's scan, the test reads the passive reply like a person would,
 //! follows its link and taps Confirm or Deny.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::client::{Api, delivered, parts, ticket_of};
@@ -54,15 +52,6 @@ async fn scan_for_link(api: &Api, uuid: &str, qr: &str, openid: &str) -> String 
     link
 }
 
-/// Waits (at most 10 s) until the server holds `n` polls, as its gauge says.
-async fn until_held(api: &Api, n: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while crate::client::metric(&api.metrics().await, "scanlogin_held_long_polls", &[]) != n as f64 {
-        assert!(std::time::Instant::now() < deadline, "the poll is never held");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn page(api: &Api, link: &str) -> (u16, String) {
     let r = api.http.get(api.url(link)).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
@@ -108,7 +97,7 @@ async fn a_new_user_confirms_binds_and_returns_to_confirm_and_get_a_token() {
         let uuid = uuid.clone();
         actix_web::rt::spawn(async move { api.status_wait(&uuid, 20).await })
     };
-    until_held(&app, 1).await;
+    app.until_held(1).await;
     assert_eq!(decide(&app, &link, "confirm").await.0, 200);
     let (_, b) = held.await.unwrap();
     assert_eq!((b["status"].as_u64(), b["token_type"].as_str()), (Some(3), Some("Bearer")), "{b}");

@@ -94,11 +94,7 @@ async fn listed_and_ended_across_nodes(truth: Truth) -> (Cluster, String) {
         assert_eq!(s, 200, "{one}");
         assert_eq!(one["transitions"][0]["node"], "node1", "{one}");
         // Ended once node3 holds the poll: it must be woken, not merely read `expired`.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while c.metric_sum("scanlogin_held_long_polls", "").await < 1.0 {
-            assert!(Instant::now() < deadline, "the poll was never held");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        c.api(2).until_held(1).await;
         admin(&c, reqwest::Method::POST, &format!("{base}/admin/v1/attempts/{id}/end")).await
     };
     let (((s, b), took), (es, eb)) = futures_util::future::join(held, act).await;

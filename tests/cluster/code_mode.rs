@@ -30,15 +30,7 @@ async fn code_across_nodes(truth: Truth) {
         let uuid = uuid.clone();
         tokio::spawn(async move { api.status_wait(&uuid, 20).await })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = c.http.get(format!("{}/metrics", c.node(2))).send().await.unwrap().text().await.unwrap();
-        if crate::client::metric(&text, "scanlogin_held_long_polls", &[]) == 1.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "node 3 never holds the poll");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.api(2).until_held(1).await;
     let sent = Instant::now();
     let (status, reply) = c.push_to(1, &Cluster::text_push("o_cluster_code", &code)).await;
     assert_eq!(status, 200, "{reply}");

@@ -19,8 +19,22 @@ pub const MAX_PER_LOGIN: usize = 13;
 
 /// `redis-cli MONITOR` on some servers, each into its own file.
 struct Monitor {
+    ports: Vec<u16>,
     children: Vec<Child>,
     files: Vec<PathBuf>,
+}
+
+/// Sent to every watched server at the end: once its line is in a file, every command
+/// before it is too.
+const END: &str = "scanlogin-monitor-end";
+
+/// Waits until `f` holds what `seen` looks for (MONITOR writes as commands arrive).
+fn until_in_file(f: &Path, what: &str, seen: impl Fn(&str) -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(f).is_ok_and(|t| seen(&t)) {
+        assert!(std::time::Instant::now() < until, "{what} not within 5 s: {f:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 impl Monitor {
@@ -40,20 +54,19 @@ impl Monitor {
         }
         // MONITOR answers OK once it is attached: from then on every command shows.
         for f in &files {
-            let attached = || std::fs::read_to_string(f).is_ok_and(|t| t.starts_with("OK"));
-            let until = std::time::Instant::now() + Duration::from_secs(5);
-            while !attached() {
-                assert!(std::time::Instant::now() < until, "MONITOR did not attach: {f:?}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            until_in_file(f, "MONITOR attached", |t| t.starts_with("OK"));
         }
-        Self { children, files }
+        Self { ports: ports.to_vec(), children, files }
     }
 
     /// Stops watching; what the servers were sent meanwhile.
     fn stop(mut self) -> Counted {
-        // What the last command's MONITOR line needs to reach the file.
-        std::thread::sleep(Duration::from_millis(200));
+        // The end marker's line reached each file: so did every command sent before it.
+        for (p, f) in self.ports.iter().zip(&self.files) {
+            let sent = Command::new("redis-cli").args(["-p", &p.to_string(), "ECHO", END]).output().expect("redis-cli");
+            assert!(sent.status.success(), "ECHO on {p}");
+            until_in_file(f, "the end marker", |t| t.contains(END));
+        }
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
@@ -86,8 +99,9 @@ impl Counted {
         // A script call is named by its first key (`EVALSHA <sha> <n> <key> …`).
         let key_at = if cmd.starts_with("EVAL") { 3 } else { 1 };
         let key = words.get(key_at).copied().unwrap_or("");
-        if key.starts_with("__sentinel__") {
-            // The sentinels' own hellos on the primary: not the nodes' commands.
+        if key.starts_with("__sentinel__") || (cmd == "ECHO" && key == END) {
+            // The sentinels' own hellos on the primary, and our end marker: not the
+            // nodes' commands.
             return;
         }
         if key.starts_with("sl:sbx:") {

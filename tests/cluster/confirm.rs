@@ -12,12 +12,6 @@ fn link_in(reply: &str) -> String {
     reply[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-')).collect()
 }
 
-/// Node `i`'s held polls, as its gauge says.
-async fn held_on(c: &Cluster, i: usize) -> f64 {
-    let text = c.http.get(format!("{}/metrics", c.node(i))).send().await.unwrap().text().await.unwrap();
-    crate::client::metric(&text, "scanlogin_held_long_polls", &[])
-}
-
 async fn decide(c: &Cluster, i: usize, link: &str, decision: &str) -> u16 {
     let r = c.http.post(format!("{}{link}", c.node(i))).form(&[("decision", decision)]).send().await.unwrap();
     r.status().as_u16()
@@ -53,11 +47,7 @@ async fn confirm_across_nodes(truth: Truth) {
         let uuid = uuid.clone();
         tokio::spawn(async move { api.status_wait(&uuid, 20).await })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while held_on(&c, 2).await != 1.0 {
-        assert!(Instant::now() < deadline, "node 3 never holds the poll");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.api(2).until_held(1).await;
     let page = c.http.get(format!("{}{link}", c.node(1))).send().await.unwrap();
     assert_eq!(page.status().as_u16(), 200, "node 2 finds the ticket");
     let confirmed = Instant::now();

@@ -4,6 +4,7 @@
 //! was handed out twice.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cross_node::hop_login;
@@ -20,6 +21,8 @@ pub struct Traffic {
     start: Instant,
     run_for: Duration,
     drivers: tokio::task::JoinSet<Seen>,
+    /// Logins done so far, by all the loops.
+    done: Arc<AtomicUsize>,
 }
 
 /// One returning user's login, each request to another node, nothing assumed: the
@@ -56,10 +59,11 @@ impl Traffic {
             hop_login(c, u, &format!("o_fo_{u}"), &format!("137{u:08}"), false).await;
         }
         let tokens = Arc::new(Tokens::default());
+        let done = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
         let mut drivers = tokio::task::JoinSet::new();
         for u in 0..USERS {
-            let (c, tokens) = (c.clone(), tokens.clone());
+            let (c, tokens, done) = (c.clone(), tokens.clone(), done.clone());
             drivers.spawn(async move {
                 let (mut ok, mut failed) = (Vec::new(), Vec::new());
                 let mut i = u;
@@ -70,6 +74,7 @@ impl Traffic {
                         Ok(token) => {
                             tokens.record(&token);
                             ok.push(start.elapsed());
+                            done.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(why) => {
                             if failed.len() < 2 {
@@ -83,7 +88,14 @@ impl Traffic {
                 (ok, failed)
             });
         }
-        Self { start, run_for, drivers }
+        Self { start, run_for, drivers, done }
+    }
+
+    /// Waits until every loop could have logged in twice (the premise of a fault "under
+    /// load": logins are flowing), however fast this host is.
+    pub async fn until_flowing(&self) {
+        let flowing = || async { (self.done.load(Ordering::Relaxed) >= 2 * USERS).then_some(()) };
+        crate::client::eventually("logins flowing before the fault", Duration::from_secs(10), flowing).await;
     }
 
     /// Since the traffic started.

@@ -121,7 +121,7 @@ async fn held_not_answered(c: &Cluster, node: usize, poll: &mut JoinHandle<(u16,
 async fn logins_and_wake_ups_go_on_through_the_kill_of_a_primary_and_no_token_is_handed_out_twice() {
     let c = Arc::new(Cluster::start_on_redis_cluster(&[]).await);
     let traffic = Traffic::start(&c, Duration::from_secs(18)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    traffic.until_flowing().await;
     let rc = c.redis_cluster.as_ref().unwrap();
     let victim = rc.primary_of(0);
     // SIGKILL: the replica of its slots takes over after cluster-node-timeout (2 s).

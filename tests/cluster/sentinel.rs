@@ -18,7 +18,7 @@ async fn logins_follow_a_sentinel_failover_and_the_kill_of_the_new_primary() {
     let primary = s.servers[s.primary_index()].port;
     crate::commands::one_returning_login_within_the_bound(&c, &[primary], "sentinel").await;
     let traffic = Traffic::start(&c, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    traffic.until_flowing().await;
     let before = s.primary();
     let failed_over_at = traffic.elapsed();
     s.failover();
