@@ -9,7 +9,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 
-fn random_b64(bytes: usize) -> String {
+/// `bytes` random bytes as URL-safe base64 without padding: every random id, secret and
+/// code of the service (and of its sandbox) is made here.
+pub fn random_b64(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)

@@ -24,9 +24,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -83,12 +80,6 @@ struct Fault {
 
 fn one() -> u32 {
     1
-}
-
-fn random_b64(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    rand::rng().fill_bytes(&mut b);
-    URL_SAFE_NO_PAD.encode(b)
 }
 
 fn wx_error(errcode: i64, errmsg: &str) -> HttpResponse {

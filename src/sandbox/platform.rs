@@ -12,8 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::state::TicketInfo;
-use super::{FaultApi, Sandbox, random_b64, wx_error};
+use super::{FaultApi, Sandbox, wx_error};
 use crate::api::{json_body, query};
+use crate::ids::random_b64;
 use crate::wall::unix_secs;
 use crate::wechat::crypto;
 

@@ -21,11 +21,7 @@ pub fn secret_hash(secret: &str) -> String {
 
 /// A fresh secret: 32 random bytes, base64url (43 characters).
 pub fn new_secret() -> String {
-    use base64::Engine as _;
-    use rand::RngCore as _;
-    let mut b = [0u8; 32];
-    rand::rng().fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    crate::ids::random_b64(32)
 }
 
 /// What a relying party asked for at the authorize endpoint.
