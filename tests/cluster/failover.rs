@@ -81,6 +81,7 @@ impl Traffic {
                                 eprintln!("login failed at {:?}: {why}", start.elapsed());
                             }
                             failed.push(start.elapsed());
+                            // A page's pause before it tries again: the load, not a wait.
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
