@@ -359,8 +359,7 @@ impl Limits {
         }
         if let Some(shared) = RedisCounters::usable(&self.shared) {
             let (max, period) = Self::rule(&self.settings, kind);
-            let now = unix_secs();
-            let window = now / period.as_secs();
+            let (window, retry) = Self::window(period);
             let kv = &shared.kv;
             let subject = if kind.is_per_phone() { kv.phone_tag(key) } else { key.to_string() };
             let k = kv.key(&["limit", kind.name(), &subject, &window.to_string()]);
@@ -370,9 +369,7 @@ impl Limits {
                 self.local.app_day.update(key.to_string(), |seen| seen.max(*n));
             }
             match r {
-                Ok(n) if n > u64::from(max) => {
-                    return Err(self.refused(kind, (window + 1) * period.as_secs() - now));
-                }
+                Ok(n) if n > u64::from(max) => return Err(self.refused(kind, retry)),
                 Ok(_) => return Ok(()),
                 Err(e) => shared.failed(&e, kind.name()),
             }
@@ -410,24 +407,20 @@ impl Limits {
             IpAddr::V4(_) => net,
         };
         if let Some(shared) = RedisCounters::usable(&self.shared) {
-            let now = unix_secs();
             let rules: Vec<(u32, Duration)> = hits.iter().map(|(k, _)| Self::rule(&self.settings, *k)).collect();
-            let window = |p: Duration| now / p.as_secs();
+            let windows: Vec<(u64, u64)> = rules.iter().map(|(_, p)| Self::window(*p)).collect();
             let keys: Vec<String> = hits
                 .iter()
-                .zip(&rules)
-                .map(|((k, subject), (_, p))| {
-                    shared.kv.key(&["limit", &format!("{{{tag}}}"), k.name(), subject, &window(*p).to_string()])
+                .zip(&windows)
+                .map(|((k, subject), (w, _))| {
+                    shared.kv.key(&["limit", &format!("{{{tag}}}"), k.name(), subject, &w.to_string()])
                 })
                 .collect();
             let periods: Vec<u64> = rules.iter().map(|(_, p)| p.as_millis() as u64).collect();
             let maxes: Vec<u32> = rules.iter().map(|(m, _)| *m).collect();
             match shared.count_all(&keys, &periods, &maxes).await {
                 Ok(None) => return Ok(()),
-                Ok(Some(i)) => {
-                    let (kind, p) = (hits[i].0, rules[i].1);
-                    return Err(self.refused(kind, (window(p) + 1) * p.as_secs() - now));
-                }
+                Ok(Some(i)) => return Err(self.refused(hits[i].0, windows[i].1)),
                 Err(e) => shared.failed(&e, "qr_per_address"),
             }
         }
