@@ -398,6 +398,34 @@ async fn limits_stay_on_while_redis_is_frozen() {
     assert_eq!(statuses, [200, 200, 200, 429, 429, 429], "node-local limits while Redis does not answer");
 }
 
+/// The QR limits counted in Redis (one script for an address's limits): the fourth code
+/// in a minute is refused with the rest of the minute as Retry-After, and Redis holds
+/// the count every node would see.
+#[actix_web::test]
+async fn qr_limits_are_counted_in_redis_with_the_window_left_as_retry_after() {
+    let redis = RedisServer::start();
+    let app = spawn_app_with(|s| {
+        s.storage.snapshots = scanlogin::config::SnapshotBackend::Redis(redis.url());
+        s.limits.qr_per_ip_per_minute = 3;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    let mut retry = None;
+    for _ in 0..5 {
+        let r = app.http.post(app.url("/api/v1/login/qrcode")).json(&json!({"image": false})).send().await.unwrap();
+        if r.status() == 429 {
+            retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        }
+        statuses.push(parts(r).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert!(retry.is_some_and(|s| (1..=60).contains(&s)), "Retry-After is what is left of the minute: {retry:?}");
+    let keys = redis.cli(&["--scan", "--pattern", "sl:limit:*qr_per_ip:*"]).unwrap_or_default();
+    assert_eq!(keys.lines().count(), 1, "the per-minute count lives in Redis: {keys}");
+    let n = redis.cli(&["GET", keys.trim()]).unwrap_or_default();
+    assert_eq!(n.trim(), "5", "every request counts, the refused ones too (as one hit after another would)");
+}
+
 #[actix_web::test]
 async fn cross_site_posts_are_forbidden_before_any_cost() {
     let app = spawn_app_with(|s| {
