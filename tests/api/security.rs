@@ -381,14 +381,20 @@ async fn a_logout_survives_a_flushed_redis() {
     assert_eq!(app.me(&token).await.0, 401, "a flushed cache does not revive a revoked token");
 }
 
-#[actix_web::test]
-async fn limits_stay_on_while_redis_is_frozen() {
+/// A server on a private Redis, allowing 3 QR codes a minute per address.
+async fn qr_limited_app_on_redis() -> (RedisServer, TestApp) {
     let redis = RedisServer::start();
     let app = spawn_app_with(|s| {
         s.storage.snapshots = scanlogin::config::SnapshotBackend::Redis(redis.url());
         s.limits.qr_per_ip_per_minute = 3;
     })
     .await;
+    (redis, app)
+}
+
+#[actix_web::test]
+async fn limits_stay_on_while_redis_is_frozen() {
+    let (redis, app) = qr_limited_app_on_redis().await;
     redis.pause();
     let mut statuses = Vec::new();
     for _ in 0..6 {
@@ -403,12 +409,7 @@ async fn limits_stay_on_while_redis_is_frozen() {
 /// the count every node would see.
 #[actix_web::test]
 async fn qr_limits_are_counted_in_redis_with_the_window_left_as_retry_after() {
-    let redis = RedisServer::start();
-    let app = spawn_app_with(|s| {
-        s.storage.snapshots = scanlogin::config::SnapshotBackend::Redis(redis.url());
-        s.limits.qr_per_ip_per_minute = 3;
-    })
-    .await;
+    let (redis, app) = qr_limited_app_on_redis().await;
     let mut statuses = Vec::new();
     let mut retry = None;
     for _ in 0..5 {
