@@ -30,6 +30,9 @@ use crate::kv::Kv;
 use crate::metrics::Metrics;
 use crate::metrics::labels::{LimitKind, PollKind};
 
+/// How long a held poll whose read failed waits before it reads again.
+const REREAD_PAUSE: Duration = Duration::from_millis(200);
+
 #[derive(Clone)]
 pub struct LoginsHandle(Arc<Policy>);
 
@@ -159,7 +162,18 @@ impl LoginsHandle {
         // Only a poll that waits gets a watcher: the short poll, the commonest request,
         // costs one read; a long one registers its waiter before its first read.
         let mut watcher = self.watcher(poll);
-        let first = if short { self.0.backend.apply(poll, Event::Claim).await? } else { watcher.claim_held().await? };
+        let until = Instant::now() + wait;
+        let first = if short {
+            self.0.backend.apply(poll, Event::Claim).await?
+        } else {
+            loop {
+                match watcher.claim_held().await {
+                    Ok(first) => break first,
+                    Err(e) if self.may_read_again(&e, until) => tokio::time::sleep(REREAD_PAUSE).await,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
         if !first.phase.is_waiting() || short {
             self.0.metrics.poll(PollKind::Short);
             return Ok(first);
@@ -172,16 +186,36 @@ impl LoginsHandle {
         let Some(_permit) = self.hold_permit() else { return Ok(first) };
         self.0.metrics.poll(PollKind::Long);
         let _held = self.0.metrics.hold();
-        let until = Instant::now() + wait;
         loop {
-            let woken = watcher.changed(first.phase, Some(until)).await?;
-            let now = watcher.claim().await?;
+            let read = async {
+                let woken = watcher.changed(first.phase, Some(until)).await?;
+                Ok::<_, EngineError>((woken, watcher.claim().await?))
+            };
+            let (woken, now) = match read.await {
+                Ok(read) => read,
+                Err(e) if self.may_read_again(&e, until) => {
+                    tokio::time::sleep(REREAD_PAUSE).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             // Still where it was after a wake-up that changed nothing (a lost pub/sub
             // connection): hold again until the poll's own limit.
             if now.phase != first.phase || woken == Woken::NotHeld || Instant::now() >= until || self.is_closing() {
                 return Ok(now);
             }
         }
+    }
+
+    /// Whether a long poll whose read failed with `e` reads again (after
+    /// [`REREAD_PAUSE`]) instead of answering it: the store failed it (a Redis Cluster
+    /// slot moving, a wedged connection being opened anew) while the poll still has
+    /// time before `until`. The poll was promised its wait, not the first error in it;
+    /// it answers the error when its time is up or the server shuts down.
+    fn may_read_again(&self, e: &EngineError, until: Instant) -> bool {
+        matches!(e, EngineError::Overloaded | EngineError::Unavailable)
+            && Instant::now() + REREAD_PAUSE < until
+            && !self.is_closing()
     }
 
     /// The states of the attempt polled by `poll`, one per change, for an event stream.

@@ -10,7 +10,7 @@
 //! stays one round trip; a transaction (`MULTI`) is passed through: ours touch one key.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
@@ -19,7 +19,6 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
-use tokio::sync::OnceCell;
 
 use super::Class;
 use super::sentinel::Follower;
@@ -33,41 +32,175 @@ pub enum Conn {
     Sentinel(Arc<Follower>, Class),
 }
 
-/// A cluster connection opened at its first use, and again at the next use after an
-/// opening that failed (a node starts while the cluster is down).
+/// A cluster connection opened at its first use, again at the next use after an opening
+/// that failed (a node starts while the cluster is down), and again when it is wedged.
+///
+/// Wedged: the `redis` crate's cluster connection can stop for good while it refreshes
+/// its slot map after a slot moved (its refresh waits for a lock that a request it no
+/// longer drives holds; seen in about one slot migration in four under held polls, with
+/// redis 1.8.1 and 1.8.2), and every call through it times out from then on. So a call
+/// that times out starts a probe (one at a time): a `PING` to any one node through the
+/// same connection. A connection that runs answers it, even with a primary dead (the
+/// `PING` goes to a node it is connected to); one that does not within the response
+/// timeout is dropped, and the next call opens a fresh one.
 #[derive(Clone)]
 pub struct LazyCluster {
     client: Arc<ClusterClient>,
-    conn: Arc<OnceCell<ClusterConnection>>,
+    shared: Arc<Shared>,
     /// The most one call may take, retries included (see `Class::call_deadline`).
     deadline: Duration,
+    /// The connection this handle's last call went through: a `WAIT` must ask the
+    /// connection that made the write, not one opened since.
+    used: Option<ClusterConnection>,
 }
 
-/// `fut` within `deadline`, else an I/O error ("timed out").
+struct Shared {
+    now: Mutex<Health>,
+    /// One opening at a time: callers that find no connection wait for it.
+    opening: tokio::sync::Mutex<()>,
+    /// How long a probe waits for its `PING`.
+    probe_wait: Duration,
+}
+
+/// The connection in use, and whether it is being probed.
+#[derive(Default)]
+struct Health {
+    conn: Option<(u64, ClusterConnection)>,
+    /// Bumped at each opening: a probe or a timeout on a connection since dropped
+    /// judges nothing.
+    generation: u64,
+    /// The generation a probe is running on.
+    probing: Option<u64>,
+    /// Connections dropped as wedged, for tests and the log.
+    reopened: u64,
+}
+
+/// `fut` within `deadline`, else a timeout ("timed out").
 async fn within<T>(deadline: Duration, fut: impl Future<Output = Result<T, RedisError>>) -> Result<T, RedisError> {
-    tokio::time::timeout(deadline, fut)
-        .await
-        .map_err(|_| RedisError::from((redis::ErrorKind::Io, "redis cluster call timed out")))?
+    tokio::time::timeout(deadline, fut).await.map_err(|_| {
+        RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "redis cluster call timed out"))
+    })?
+}
+
+/// How many nodes a probe pings: a connection that runs reaches at least one of them
+/// even when one node is frozen (each `PING` goes to a node drawn at random).
+const PROBE_PINGS: usize = 4;
+
+/// Whether `conn` answers any of [`PROBE_PINGS`] `PING`s, each to one node, within
+/// `wait` (an error from a node is an answer: the connection runs; a timeout is not).
+async fn answers(conn: ClusterConnection, wait: Duration) -> bool {
+    let pings = (0..PROBE_PINGS).map(|_| {
+        let mut c = conn.clone();
+        Box::pin(async move {
+            let any = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+            match tokio::time::timeout(wait, c.route_command(redis::cmd("PING"), any)).await {
+                // The client's own response timeout is no answer either.
+                Ok(Err(e)) if e.is_timeout() => Err(()),
+                Ok(_) => Ok(()),
+                Err(_) => Err(()),
+            }
+        })
+    });
+    futures_util::future::select_ok(pings).await.is_ok()
 }
 
 impl LazyCluster {
-    pub fn new(client: Arc<ClusterClient>, deadline: Duration) -> Self {
-        Self { client, conn: Arc::default(), deadline }
+    /// `probe_wait`: how long a connection suspected wedged has to answer a `PING`.
+    pub fn new(client: Arc<ClusterClient>, deadline: Duration, probe_wait: Duration) -> Self {
+        let shared = Arc::new(Shared { now: Mutex::default(), opening: tokio::sync::Mutex::new(()), probe_wait });
+        Self { client, shared, deadline, used: None }
     }
 
-    async fn get(&self) -> Result<ClusterConnection, RedisError> {
-        self.conn.get_or_try_init(|| self.client.get_async_connection()).await.cloned()
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.shared.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many connections were dropped as wedged so far.
+    pub fn reopened(&self) -> u64 {
+        self.health().reopened
+    }
+
+    async fn get(&self) -> Result<(u64, ClusterConnection), RedisError> {
+        if let Some(c) = self.health().conn.clone() {
+            return Ok(c);
+        }
+        let _one = self.shared.opening.lock().await;
+        if let Some(c) = self.health().conn.clone() {
+            return Ok(c);
+        }
+        let conn = self.client.get_async_connection().await?;
+        let mut h = self.health();
+        h.generation += 1;
+        h.conn = Some((h.generation, conn.clone()));
+        Ok((h.generation, conn))
+    }
+
+    /// After a call on `generation` that timed out: probes that connection, unless a
+    /// probe runs already or it was dropped meanwhile, and drops it if it is wedged.
+    fn suspect(&self, generation: u64) {
+        let conn = {
+            let mut h = self.health();
+            match &h.conn {
+                Some((g, c)) if *g == generation && h.probing != Some(generation) => {
+                    let c = c.clone();
+                    h.probing = Some(generation);
+                    c
+                }
+                _ => return,
+            }
+        };
+        let (me, wait) = (self.clone(), self.shared.probe_wait);
+        tracing::debug!(generation, "redis cluster call timed out: probing its connection");
+        tokio::spawn(async move {
+            let alive = answers(conn, wait).await;
+            tracing::debug!(generation, alive, "redis cluster connection probed");
+            let mut h = me.health();
+            h.probing = None;
+            if !alive && h.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
+                h.conn = None;
+                h.reopened += 1;
+                tracing::warn!(
+                    reopened = h.reopened,
+                    "redis cluster connection wedged (a call and a probe timed out): opening a new one"
+                );
+            }
+        });
+    }
+
+    /// `call` on the connection in use (opened if none), within the deadline (the
+    /// opening included), judged.
+    async fn call<T, F>(&mut self, call: impl FnOnce(ClusterConnection) -> F) -> Result<T, RedisError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        let mut on = None;
+        let result = within(self.deadline, async {
+            let (generation, conn) = self.get().await?;
+            on = Some(generation);
+            self.used = Some(conn.clone());
+            call(conn).await
+        })
+        .await;
+        if let Some(generation) = on.filter(|_| result.as_ref().is_err_and(RedisError::is_timeout)) {
+            self.suspect(generation);
+        }
+        result
     }
 
     /// `cmd` (a keyless one, as `WAIT`) sent to the primary of `key`'s slot, on the
-    /// connection that wrote it, instead of to every primary.
+    /// connection this handle wrote through (else the one in use), instead of to every
+    /// primary.
     pub async fn wait_at(&self, key: &str, cmd: Cmd) -> Result<i64, RedisError> {
         let route = Route::with_key(key, SlotAddr::Master);
-        let v = self
-            .get()
-            .await?
-            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)))
-            .await?;
+        let conn = match &self.used {
+            Some(c) => c.clone(),
+            None => within(self.deadline, self.get()).await?.1,
+        };
+        let v = within(
+            self.deadline,
+            conn.clone().route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route))),
+        )
+        .await?;
         Ok(redis::from_redis_value(v)?)
     }
 }
@@ -76,9 +209,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(lazy) => {
-                Box::pin(within(lazy.deadline, async move { lazy.get().await?.req_packed_command(cmd).await }))
-            }
+            Conn::Cluster(lazy) => Box::pin(lazy.call(move |mut c| async move { c.req_packed_command(cmd).await })),
             Conn::Sentinel(f, class) => {
                 let c = f.conn(*class);
                 Box::pin(async move { c.ok_or_else(super::no_primary)?.req_packed_command(cmd).await })
@@ -100,8 +231,7 @@ impl ConnectionLike for Conn {
                     async move { c.ok_or_else(super::no_primary)?.req_packed_commands(pipeline, offset, count).await },
                 )
             }
-            Conn::Cluster(lazy) => Box::pin(within(lazy.deadline, async move {
-                let conn = lazy.get().await?;
+            Conn::Cluster(lazy) => Box::pin(lazy.call(move |conn| async move {
                 let whole = conn.clone().req_packed_commands(pipeline, offset, count).await;
                 let cross_slot = redis::ErrorKind::from(redis::ServerErrorKind::CrossSlot);
                 if pipeline.is_transaction() || !whole.as_ref().is_err_and(|e| e.kind() == cross_slot) {

@@ -133,7 +133,7 @@ impl Kv {
         let seeds = ClusterSeeds { nodes, ca: ca_pem };
         let conn = |class: Class| -> Result<Conn, redis::RedisError> {
             let client: ClusterClient = seeds.builder(Some(class.response_timeout())).build()?;
-            Ok(Conn::Cluster(LazyCluster::new(Arc::new(client), class.call_deadline())))
+            Ok(Conn::Cluster(LazyCluster::new(Arc::new(client), class.call_deadline(), class.response_timeout())))
         };
         Ok(Self {
             fast: conn(Class::Fast)?,
@@ -163,17 +163,18 @@ impl Kv {
         self
     }
 
-    /// After a write of `key` on this node's connection: waits for the replicas asked
-    /// for (on the connection to `key`'s primary, which made the write). `Err` when
-    /// fewer had it in time: the write is not acknowledged. What this buys and what not
-    /// (Redis's `WAIT` is no consensus): README "Running on Redis Cluster / Sentinel".
-    pub async fn replicated(&self, key: &str) -> Result<(), redis::RedisError> {
+    /// After a write of `key` through `conn` (a handle from [`Kv::conn`]): waits for the
+    /// replicas asked for, on the connection that made the write (to `key`'s primary).
+    /// `Err` when fewer had it in time: the write is not acknowledged. What this buys and
+    /// what not (Redis's `WAIT` is no consensus): README "Running on Redis Cluster /
+    /// Sentinel".
+    pub async fn replicated(&self, key: &str, conn: &Conn) -> Result<(), redis::RedisError> {
         let Some((replicas, ms)) = self.wait else { return Ok(()) };
         let mut wait = redis::cmd("WAIT");
         wait.arg(replicas).arg(ms);
-        let acked: i64 = match &self.fast {
-            // The connection that made the write (one multiplexed connection).
-            Conn::Single(_) | Conn::Sentinel(..) => wait.query_async(&mut self.fast.clone()).await?,
+        let acked: i64 = match conn {
+            // One multiplexed connection: the one that made the write.
+            Conn::Single(_) | Conn::Sentinel(..) => wait.query_async(&mut conn.clone()).await?,
             Conn::Cluster(lazy) => lazy.wait_at(key, wait).await?,
         };
         if acked < i64::from(replicas) {
@@ -200,6 +201,15 @@ impl Kv {
         match class {
             Class::Fast => self.fast.clone(),
             Class::Bulk => self.bulk.clone(),
+        }
+    }
+
+    /// How many of `class`'s Redis Cluster connections were dropped as wedged and opened
+    /// anew (see `conn::LazyCluster`); 0 on one server or Sentinel.
+    pub fn reopened(&self, class: Class) -> u64 {
+        match self.conn(class) {
+            Conn::Cluster(lazy) => lazy.reopened(),
+            Conn::Single(_) | Conn::Sentinel(..) => 0,
         }
     }
 

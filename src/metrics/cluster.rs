@@ -13,6 +13,7 @@ pub(super) struct ClusterMetrics {
     node_info: IntGaugeVec,
     topology: IntGaugeVec,
     resubscriptions: IntCounterVec,
+    reopened: IntCounter,
 }
 
 /// Why a node subscribed to its wake-ups again.
@@ -54,6 +55,11 @@ impl ClusterMetrics {
                 "Cluster: wake-up subscriptions established again",
                 &["reason"],
             ),
+            reopened: counter(
+                r,
+                REDIS_REOPENED,
+                "Cluster: Redis Cluster connections dropped as wedged and opened anew",
+            ),
         }
     }
 }
@@ -72,6 +78,12 @@ impl ClusterMetrics {
 }
 
 impl Metrics {
+    /// `n` more Redis Cluster connections were dropped as wedged (see
+    /// `crate::kv::conn::LazyCluster`).
+    pub fn redis_reopened(&self, n: u64) {
+        self.0.cluster.reopened.inc_by(n);
+    }
+
     pub fn cluster_cas_conflict(&self) {
         self.0.cluster.cas_conflicts.inc();
     }

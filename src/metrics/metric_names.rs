@@ -66,6 +66,9 @@ pub const CLUSTER_VIEWS: &str = "scanlogin_cluster_views";
 pub const REDIS_TOPOLOGY: &str = "scanlogin_redis_topology";
 /// Cluster mode: wake-up subscriptions established again, by why.
 pub const CLUSTER_RESUBSCRIPTIONS: &str = "scanlogin_cluster_resubscriptions_total";
+/// Cluster mode: Redis Cluster connections dropped as wedged (a call and a probe timed
+/// out) and opened anew.
+pub const REDIS_REOPENED: &str = "scanlogin_redis_connections_reopened_total";
 /// 1, labelled with this node's `cluster.node_id` (host name and pid by default).
 pub const NODE_INFO: &str = "scanlogin_node_info";
 /// Namespace of the process collector: `scanlogin_process_cpu_seconds_total`, …
@@ -85,6 +88,7 @@ pub const ALL: &[&str] = &[
     CLUSTER_VIEWS,
     REDIS_TOPOLOGY,
     CLUSTER_RESUBSCRIPTIONS,
+    REDIS_REOPENED,
     NODE_INFO,
     ATTEMPTS_CREATED,
     LIVE_ATTEMPTS,

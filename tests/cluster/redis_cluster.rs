@@ -182,3 +182,51 @@ async fn with_wait_replicas_no_acknowledged_scan_is_lost_with_a_primary() {
         assert_eq!(body["state"], "not_reg", "an acknowledged scan survived its primary: {body}");
     }
 }
+
+/// The wedge itself (a cluster connection stuck in its slot refresh, see
+/// `scanlogin::kv::conn::LazyCluster`) cannot be called up on demand; what it looks like
+/// from outside can: calls through the connection time out and so does a probe. That
+/// is a whole cluster frozen (every node SIGSTOPped), and the connection is opened anew;
+/// one frozen primary is not (the probe's PINGs reach the others), and it is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_connection_that_answers_nothing_is_opened_anew_and_one_frozen_primary_is_not_that() {
+    use scanlogin::kv::{Class, Kv};
+    let rc = RedisCluster::start();
+    let kv = Kv::new(&rc.url(), "reopen-test-secret").unwrap();
+    let mut conn = kv.conn(Class::Fast);
+    let get = |conn: &mut scanlogin::kv::Conn, key: &'static str| {
+        let mut c = conn.clone();
+        async move { redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut c).await }
+    };
+    let _: () = redis::cmd("SET").arg("sl:t:{a}").arg("1").query_async(&mut conn).await.unwrap();
+    assert_eq!(get(&mut conn, "sl:t:{a}").await.unwrap().as_deref(), Some("1"));
+    // One primary frozen: its key times out, the probe is answered by another node.
+    let frozen = rc.primary_of(rc.slot("sl:t:{a}"));
+    rc.nodes[frozen].pause();
+    let err = get(&mut conn, "sl:t:{a}").await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let kept = kv.reopened(Class::Fast);
+    rc.nodes[frozen].resume();
+    assert_eq!(kept, 0, "a connection that reaches the other nodes is kept");
+    assert_eq!(get(&mut conn, "sl:t:{a}").await.unwrap().as_deref(), Some("1"));
+    // Every node frozen: nothing answers through the connection, not even the probe.
+    // Resumed before cluster-node-timeout (2 s), so no node marks another failed.
+    for n in &rc.nodes {
+        n.pause();
+    }
+    let frozen_at = Instant::now();
+    let err = get(&mut conn, "sl:t:{a}").await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    while kv.reopened(Class::Fast) == 0 && frozen_at.elapsed() < Duration::from_millis(1600) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reopened = (kv.reopened(Class::Fast), frozen_at.elapsed());
+    for n in &rc.nodes {
+        n.resume();
+    }
+    assert_eq!(reopened.0, 1, "dropped as wedged within {:?}", reopened.1);
+    // The next call opens a fresh connection, which answers.
+    assert_eq!(get(&mut conn, "sl:t:{a}").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(kv.reopened(Class::Fast), 1);
+}

@@ -124,7 +124,7 @@ impl Instance {
         let child = cmd
             .args(["--config", config])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("SCANLOGIN_TEST_NODE_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -383,9 +383,17 @@ async fn sweep(engine: Weak<Inner>) {
 }
 
 /// Pings Redis every second while the node runs, so `/readyz` follows Redis even when
-/// no request does.
+/// no request does; and counts the Redis Cluster connections opened anew since.
 async fn probe(kv: Kv, up: Arc<AtomicBool>, metrics: Metrics) {
+    use crate::kv::Class;
+    let mut reopened = 0;
     loop {
+        // Counted by the connections themselves (no metrics there): carried over here.
+        let now = kv.reopened(Class::Fast) + kv.reopened(Class::Bulk);
+        if now > reopened {
+            metrics.redis_reopened(now - reopened);
+            reopened = now;
+        }
         let ok = redis::cmd("PING").query_async::<String>(&mut kv.conn(crate::kv::Class::Fast)).await.is_ok();
         if up.swap(ok, Ordering::SeqCst) != ok {
             metrics.snapshot_store_up("redis", ok);

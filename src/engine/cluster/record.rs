@@ -318,7 +318,7 @@ impl Records {
             -3 => return Ok(Cas::SceneTaken),
             _ => return Ok(Cas::Conflict),
         }
-        self.kv.replicated(&record).await.map_err(unavailable)?;
+        self.kv.replicated(&record, &c).await.map_err(unavailable)?;
         if sharded && !ticket_op.is_empty() {
             let mut cmd = redis::cmd(if ticket_op == "set" { "SET" } else { "DEL" });
             cmd.arg(&ticket_key);

@@ -2,7 +2,7 @@
 //! [`BUCKETS`] bucket channels, each living in its bucket's slot next to the records it
 //! announces (see [`super::record`]).
 //!
-//! Three ways to lose messages, three answers, each waking every view (whatever was
+//! Four ways to lose messages, four answers, each waking every view (whatever was
 //! missed is re-read):
 //! - the connection to a node drops (a restart, a failover): the client would dial the
 //!   same address again, but after a failover the slots live on the promoted replica,
@@ -11,7 +11,9 @@
 //! - a node gives up a slot (a migration, a failover seen by a node that was primary)
 //!   and sends `sunsubscribe` for its channel: the client does *not* follow that, so
 //!   the channel is subscribed again here, at the slot's new owner;
-//! - the whole connection ends: the same.
+//! - the whole connection ends: the same;
+//! - a subscription is not answered in [`SUBSCRIBE_WAIT`] (a wedged connection): the
+//!   same.
 
 use actix::prelude::*;
 use redis::{PushInfo, PushKind, Value};
@@ -36,6 +38,19 @@ fn text(push: &PushInfo, i: usize) -> Option<&str> {
     }
 }
 
+/// The longest a subscription may take. The connection has no response timeout of its
+/// own (a subscriber waits for pushes, not answers), and a cluster connection can wedge
+/// itself refreshing its slot map (see `crate::kv::conn::LazyCluster`): a listener
+/// waiting on it for good would wake no poll again. Past this it starts over.
+const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `fut` within [`SUBSCRIBE_WAIT`], else a timeout.
+async fn answered<T>(fut: impl Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+    tokio::time::timeout(SUBSCRIBE_WAIT, fut).await.map_err(|_| {
+        redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "subscription not answered"))
+    })?
+}
+
 pub async fn listen(kv: Kv, views: Addr<Views>, metrics: Metrics) {
     let channels = channels();
     let mut backoff = Backoff::default();
@@ -49,7 +64,7 @@ pub async fn listen(kv: Kv, views: Addr<Views>, metrics: Metrics) {
                 let mut c = conn.clone();
                 async move { c.ssubscribe(ch).await }
             });
-            futures_util::future::try_join_all(each).await?;
+            answered(futures_util::future::try_join_all(each)).await?;
             Ok::<_, redis::RedisError>((conn, pushes))
         };
         match subscribed.await {
@@ -73,7 +88,7 @@ pub async fn listen(kv: Kv, views: Addr<Views>, metrics: Metrics) {
                             let Some(channel) = text(&push, 0).map(str::to_string) else { continue };
                             tracing::info!(channel = %channel, "cluster: a channel's slot moved; subscribing again");
                             views.do_send(WakeEveryone);
-                            if let Err(e) = conn.ssubscribe(&channel).await {
+                            if let Err(e) = answered(conn.ssubscribe(&channel)).await {
                                 tracing::warn!(error = %e, "cluster: cannot subscribe again; reconnecting");
                                 break;
                             }

@@ -313,3 +313,31 @@ async fn with_a_replica_to_wait_for_a_write_is_acknowledged_only_once_the_replic
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A held poll whose read fails (Redis frozen when the attempt's deadline wakes it)
+/// reads again while its own wait lasts, and answers what it reads once Redis is back:
+/// the poll was promised its wait, not the first error in it.
+#[actix::test]
+async fn a_held_poll_whose_read_fails_reads_again_within_its_wait() {
+    let redis = RedisServer::start();
+    let (n, _) = node(&redis);
+    let made = n.create(APP, Duration::from_millis(1500)).await.unwrap();
+    let started = Instant::now();
+    let held = {
+        let (n, poll) = (n.clone(), made.poll.clone());
+        tokio::spawn(async move { n.poll(&poll, Duration::from_secs(10)).await })
+    };
+    while cluster(&n).views().await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(1), "the poll was not held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    redis.pause();
+    // The deadline (1.5 s) wakes the poll; its read times out (0.5 s) while Redis is
+    // frozen, and again until it is back.
+    tokio::time::sleep(Duration::from_millis(2800).saturating_sub(started.elapsed())).await;
+    redis.resume();
+    let answer = held.await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(answer.map(|o| o.phase), Ok(Phase::Expired), "the state read once Redis is back");
+    assert!(took < Duration::from_secs(5), "answered after Redis came back, not at the wait's end: {took:?}");
+}
