@@ -10,7 +10,8 @@
 //! - shared by the nodes of a cluster ([`ClusterToken`]): the token lives in Redis; the node
 //!   that needs a new one takes a short lease and fetches it, the others wait for it and
 //!   read it (a lease won just after a holder published finds that token instead of
-//!   fetching a second one: [`ClusterToken::claim`]); a token reported bad is invalidated there once for all (compare-and-delete).
+//!   fetching a second one: [`ClusterToken::claim`]); a token reported bad is
+//!   invalidated there once for all (compare-and-delete).
 //!   Redis unreachable: each node fetches for itself, as a single node does.
 
 use std::sync::Arc;
@@ -114,7 +115,7 @@ impl ClusterToken {
         if !self.take_lease().await? {
             return Ok(Claim::Held);
         }
-        match self.read().await?.filter(|(t, usable)| Some(t.as_str()) != stale && *usable > SAFETY) {
+        match worth_using(self.read().await?, stale) {
             Some((token, usable)) => {
                 self.release().await;
                 Ok(Claim::Published(token, usable))
@@ -156,6 +157,12 @@ impl ClusterToken {
             tracing::warn!(error = %e, "could not invalidate the shared access token");
         }
     }
+}
+
+/// A shared token `found` in Redis, if it is worth using: not `stale` (the one being
+/// refreshed away from) and usable for longer than [`SAFETY`].
+fn worth_using(found: Option<(String, Duration)>, stale: Option<&str>) -> Option<(String, Duration)> {
+    found.filter(|(t, usable)| Some(t.as_str()) != stale && *usable > SAFETY)
 }
 
 /// A token that stays usable `usable` from now (refreshed ahead as usual).
@@ -225,9 +232,7 @@ impl TokenManager {
     /// has a newer one, else fetched under the lease (or awaited from its holder).
     async fn obtain(&self, stale: Option<&str>) -> Result<Cached, WechatError> {
         let Some(shared) = &self.shared else { return self.fetch().await };
-        let fresh = |found: Option<(String, Duration)>| {
-            found.filter(|(t, usable)| Some(t.as_str()) != stale && *usable > SAFETY).map(|(t, u)| cached(t, u))
-        };
+        let fresh = |found| worth_using(found, stale).map(|(t, u)| cached(t, u));
         match shared.read().await {
             Ok(found) => {
                 if let Some(c) = fresh(found) {

@@ -6,9 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tokio::task::JoinHandle;
-
 use crate::cross_node::{
     held_poll_woken_across_nodes, hop_login, nine_polls_one_token, one_push_one_transition_one_owner,
 };
@@ -75,7 +72,7 @@ async fn held_polls_are_woken_after_their_slot_moved_to_another_primary() {
         })
     };
     let mut first = held(2);
-    held_not_answered(&c, 2, &mut first).await;
+    c.api(2).until_held_or_answered(1, &mut first).await;
     // The slot (record, and the sharded channel beside it) moves under the held poll:
     // the old primary drops the channel's subscribers (a server-sent `sunsubscribe`).
     let from = rc.primary_of(slot);
@@ -89,7 +86,7 @@ async fn held_polls_are_woken_after_their_slot_moved_to_another_primary() {
     crate::client::eventually("every node subscribed the moved channel again", Duration::from_secs(10), moved).await;
     // A poll held after the move too.
     let mut second = held(1);
-    held_not_answered(&c, 1, &mut second).await;
+    c.api(1).until_held_or_answered(1, &mut second).await;
     let scanned = Instant::now();
     let (status, reply) = c.push_to(0, &Cluster::scan_push("o_moved", &scene, false)).await;
     assert_eq!(status, 200, "{reply}");
@@ -98,22 +95,6 @@ async fn held_polls_are_woken_after_their_slot_moved_to_another_primary() {
         assert_eq!((status, body["state"].as_str()), (200, Some("not_reg")), "{body}");
         let woke = answered.saturating_duration_since(scanned);
         assert!(woke < Duration::from_secs(1), "woken by the scan, not the 15 s wait: {woke:?}");
-    }
-}
-
-/// Waits until node `node` holds a poll; a poll answered instead fails at once with its
-/// answer (an error after the move, say), not 10 s later as "1 polls held".
-async fn held_not_answered(c: &Cluster, node: usize, poll: &mut JoinHandle<(u16, Value, Instant)>) {
-    let watched = &*poll;
-    let held = move || async move {
-        if watched.is_finished() {
-            return Some(false);
-        }
-        (c.api(node).held().await >= 1.0).then_some(true)
-    };
-    if !crate::client::eventually("a poll held", Duration::from_secs(10), held).await {
-        let (status, body, _) = poll.await.unwrap();
-        panic!("the poll on node{} was answered instead of held: {status} {body}", node + 1);
     }
 }
 

@@ -230,9 +230,29 @@ impl Api {
     /// Waits until this server holds at least `n` long polls or streams: the premise "the
     /// poll is held now", observed instead of assumed after a pause.
     pub async fn until_held(&self, n: u32) {
+        self.held_unless(n, || false).await;
+    }
+
+    /// [`Api::until_held`] with `poll` in flight: a poll answered instead of held fails
+    /// at once with its answer (an error, say), not 10 s later as "1 polls held".
+    pub async fn until_held_or_answered<T: std::fmt::Debug>(&self, n: u32, poll: &mut tokio::task::JoinHandle<T>) {
+        let watched = &*poll;
+        if !self.held_unless(n, || watched.is_finished()).await {
+            panic!("a poll was answered instead of held: {:?}", poll.await.unwrap());
+        }
+    }
+
+    /// Waits until `n` polls are held (`true`) or `answered()` says one was (`false`).
+    async fn held_unless(&self, n: u32, answered: impl Fn() -> bool) -> bool {
         let what = format!("{n} polls held");
-        eventually(&what, Duration::from_secs(10), || async { (self.held().await >= f64::from(n)).then_some(()) })
-            .await;
+        let answered = &answered;
+        eventually(&what, Duration::from_secs(10), || async move {
+            if answered() {
+                return Some(false);
+            }
+            (self.held().await >= f64::from(n)).then_some(true)
+        })
+        .await
     }
 
     /// POSTs a push to `/wechat/{app_id}/callback`, signed with `token` (plaintext mode).
