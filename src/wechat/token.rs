@@ -247,26 +247,42 @@ impl TokenManager {
         match shared.claim(stale).await {
             Ok(Claim::Published(t, usable)) => return Ok(cached(t, usable)),
             // Redis failing between the read and the lease: fetch here, as above.
-            Ok(Claim::Lease) | Err(_) => {
-                let c = self.fetch().await?;
-                if let Err(e) = shared.publish(&c.token, c.usable_until.saturating_duration_since(Instant::now())).await
-                {
-                    tracing::warn!(app = %self.src.app, error = %e, "could not share the access token");
-                }
-                return Ok(c);
-            }
+            Ok(Claim::Lease) | Err(_) => return self.fetch_and_publish(shared).await,
             Ok(Claim::Held) => {}
         }
-        // Another node holds the lease: its token arrives in Redis shortly.
+        // Another node holds the lease: its token arrives in Redis shortly. A lease freed
+        // without a token (its holder's fetch failed) is taken here and fetched under.
         let deadline = Instant::now() + LEASE_WAIT;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
             if let Some(c) = fresh(shared.read().await.ok().flatten()) {
                 return Ok(c);
             }
+            match shared.claim(stale).await {
+                Ok(Claim::Published(t, usable)) => return Ok(cached(t, usable)),
+                Ok(Claim::Lease) => return self.fetch_and_publish(shared).await,
+                Ok(Claim::Held) | Err(_) => {}
+            }
         }
         tracing::warn!(app = %self.src.app, "the access-token lease holder did not deliver; fetching here");
         self.fetch().await
+    }
+
+    /// Fetches a token under the lease and shares it; a failed fetch frees the lease at
+    /// once, so that the nodes waiting for a token that will not come take it instead of
+    /// waiting out [`LEASE_WAIT`].
+    async fn fetch_and_publish(&self, shared: &ClusterToken) -> Result<Cached, WechatError> {
+        let fetched = self.fetch().await;
+        match &fetched {
+            Ok(c) => {
+                let usable = c.usable_until.saturating_duration_since(Instant::now());
+                if let Err(e) = shared.publish(&c.token, usable).await {
+                    tracing::warn!(app = %self.src.app, error = %e, "could not share the access token");
+                }
+            }
+            Err(_) => shared.release().await,
+        }
+        fetched
     }
 
     /// Drops the cached token only if it is still `failed` (here and, in a cluster, in
