@@ -108,6 +108,10 @@ nginx_up() {
     /# test: temp/ { sub(/\/var\/lib\/nginx/, out); print; next }
     # One load host is every client: the per-address connection cap would stop the volume.
     /limit_conn per_client/ { sub(/[0-9]+;/, "60000;"); print; next }
+    # 2,000 held polls are 4,000 connections (client and node side) before any scan: the
+    # example'"'"'s 4,096 per worker made nginx close some ("worker_connections are not
+    # enough"), 5,000+ transport errors in the hold run.
+    /worker_connections/ { sub(/[0-9]+;/, "16384;"); print; next }
     { print }' config/nginx.example.conf >"$OUT/nginx.conf"
   nginx -p "$OUT/nginx" -c "$OUT/nginx.conf" -g 'daemon off;' >"$OUT/nginx.out" 2>&1 &
   PIDS+=($!)
