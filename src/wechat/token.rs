@@ -10,7 +10,8 @@
 //! - shared by the nodes of a cluster ([`ClusterToken`]): the token lives in Redis; the node
 //!   that needs a new one takes a short lease and fetches it, the others wait for it and
 //!   read it (a lease won just after a holder published finds that token instead of
-//!   fetching a second one: [`ClusterToken::claim`]); a token reported bad is
+//!   fetching a second one: [`ClusterToken::claim`]; a holder whose fetch fails frees
+//!   the lease at once, and a waiting node takes it); a token reported bad is
 //!   invalidated there once for all (compare-and-delete).
 //!   Redis unreachable: each node fetches for itself, as a single node does.
 
