@@ -62,6 +62,12 @@ struct Shared {
     probe_wait: Duration,
 }
 
+impl Shared {
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The connection in use, and whether it is being probed.
 #[derive(Default)]
 struct Health {
@@ -75,8 +81,11 @@ struct Health {
     reopened: u64,
 }
 
-/// `fut` within `deadline`, else a timeout ("timed out").
-async fn within<T>(deadline: Duration, fut: impl Future<Output = Result<T, RedisError>>) -> Result<T, RedisError> {
+/// `fut` within `deadline`, else a timeout ("timed out"; [`RedisError::is_timeout`]).
+pub(crate) async fn within<T>(
+    deadline: Duration,
+    fut: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, RedisError> {
     tokio::time::timeout(deadline, fut).await.map_err(|_| {
         RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "redis cluster call timed out"))
     })?
@@ -93,11 +102,10 @@ async fn answers(conn: ClusterConnection, wait: Duration) -> bool {
         let mut c = conn.clone();
         Box::pin(async move {
             let any = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
-            match tokio::time::timeout(wait, c.route_command(redis::cmd("PING"), any)).await {
-                // The client's own response timeout is no answer either.
-                Ok(Err(e)) if e.is_timeout() => Err(()),
-                Ok(_) => Ok(()),
-                Err(_) => Err(()),
+            // The client's own response timeout is no answer either.
+            match within(wait, c.route_command(redis::cmd("PING"), any)).await {
+                Err(e) if e.is_timeout() => Err(()),
+                _ => Ok(()),
             }
         })
     });
@@ -112,7 +120,7 @@ impl LazyCluster {
     }
 
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
-        self.shared.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared.health()
     }
 
     /// How many connections were dropped as wedged so far.
@@ -149,12 +157,12 @@ impl LazyCluster {
                 _ => return,
             }
         };
-        let (me, wait) = (self.clone(), self.shared.probe_wait);
+        let shared = self.shared.clone();
         tracing::debug!(generation, "redis cluster call timed out: probing its connection");
         tokio::spawn(async move {
-            let alive = answers(conn, wait).await;
+            let alive = answers(conn, shared.probe_wait).await;
             tracing::debug!(generation, alive, "redis cluster connection probed");
-            let mut h = me.health();
+            let mut h = shared.health();
             h.probing = None;
             if !alive && h.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
                 h.conn = None;
@@ -192,15 +200,12 @@ impl LazyCluster {
     /// primary.
     pub async fn wait_at(&self, key: &str, cmd: Cmd) -> Result<i64, RedisError> {
         let route = Route::with_key(key, SlotAddr::Master);
-        let conn = match &self.used {
+        let mut conn = match &self.used {
             Some(c) => c.clone(),
             None => within(self.deadline, self.get()).await?.1,
         };
-        let v = within(
-            self.deadline,
-            conn.clone().route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route))),
-        )
-        .await?;
+        let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+        let v = within(self.deadline, conn.route_command(cmd, to)).await?;
         Ok(redis::from_redis_value(v)?)
     }
 }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::conn::Conn;
 use self::conn::LazyCluster;
+pub(crate) use self::conn::within;
 use self::sentinel::Follower;
 pub use self::topology::{Topology, TopologyKind};
 

@@ -394,7 +394,7 @@ async fn probe(kv: Kv, up: Arc<AtomicBool>, metrics: Metrics) {
             metrics.redis_reopened(now - reopened);
             reopened = now;
         }
-        let ok = redis::cmd("PING").query_async::<String>(&mut kv.conn(crate::kv::Class::Fast)).await.is_ok();
+        let ok = redis::cmd("PING").query_async::<String>(&mut kv.conn(Class::Fast)).await.is_ok();
         if up.swap(ok, Ordering::SeqCst) != ok {
             metrics.snapshot_store_up("redis", ok);
             if ok {

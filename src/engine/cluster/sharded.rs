@@ -21,7 +21,7 @@ use redis::{PushInfo, PushKind, Value};
 use super::record::{BUCKETS, bucket_channel};
 use super::views::{Backoff, Views, Wake, WakeEveryone};
 use crate::engine::persist::seal::RecordId;
-use crate::kv::Kv;
+use crate::kv::{Kv, within};
 use crate::metrics::{Metrics, Resubscribe};
 
 /// Every bucket channel.
@@ -44,13 +44,6 @@ fn text(push: &PushInfo, i: usize) -> Option<&str> {
 /// waiting on it for good would wake no poll again. Past this it starts over.
 const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// `fut` within [`SUBSCRIBE_WAIT`], else a timeout.
-async fn answered<T>(fut: impl Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
-    tokio::time::timeout(SUBSCRIBE_WAIT, fut).await.map_err(|_| {
-        redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "subscription not answered"))
-    })?
-}
-
 pub async fn listen(kv: Kv, views: Addr<Views>, metrics: Metrics) {
     let channels = channels();
     let mut backoff = Backoff::default();
@@ -64,7 +57,7 @@ pub async fn listen(kv: Kv, views: Addr<Views>, metrics: Metrics) {
                 let mut c = conn.clone();
                 async move { c.ssubscribe(ch).await }
             });
-            answered(futures_util::future::try_join_all(each)).await?;
+            within(SUBSCRIBE_WAIT, futures_util::future::try_join_all(each)).await?;
             Ok::<_, redis::RedisError>((conn, pushes))
         };
         match subscribed.await {
@@ -88,7 +81,7 @@ pub async fn listen(kv: Kv, views: Addr<Views>, metrics: Metrics) {
                             let Some(channel) = text(&push, 0).map(str::to_string) else { continue };
                             tracing::info!(channel = %channel, "cluster: a channel's slot moved; subscribing again");
                             views.do_send(WakeEveryone);
-                            if let Err(e) = answered(conn.ssubscribe(&channel)).await {
+                            if let Err(e) = within(SUBSCRIBE_WAIT, conn.ssubscribe(&channel)).await {
                                 tracing::warn!(error = %e, "cluster: cannot subscribe again; reconnecting");
                                 break;
                             }
